@@ -1,0 +1,142 @@
+//! Injected time and randomness, so intervals, backoff and expiry are testable
+//! without sleeping.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Wall time, monotonic time, sleeping and randomness, as the agent sees them.
+pub trait Clock {
+    /// Wall-clock time as seconds since the Unix epoch (for timestamps and expiry).
+    fn now_unix(&self) -> f64;
+    /// Monotonic time since an arbitrary origin (for intervals and timeouts).
+    fn monotonic(&self) -> Duration;
+    /// Blocks for `d` (or less, if the clock decides to wake early: e.g. a signal).
+    fn sleep(&self, d: Duration);
+    /// A uniformly random number in [0, 1).
+    fn random(&self) -> f64;
+}
+
+/// The real clock: system time, `Instant`, `thread::sleep`, and a small PRNG.
+pub struct SystemClock {
+    origin: Instant,
+    rng: Cell<u64>,
+}
+
+impl SystemClock {
+    /// A system clock whose PRNG is seeded from the OS.
+    pub fn new() -> SystemClock {
+        let mut seed = [0u8; 8];
+        // ring's SystemRandom reads getrandom(2); fall back to time and pid.
+        use ring::rand::SecureRandom;
+        let s = if ring::rand::SystemRandom::new().fill(&mut seed).is_ok() {
+            u64::from_le_bytes(seed)
+        } else {
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            t ^ ((std::process::id() as u64) << 32)
+        };
+        SystemClock {
+            origin: Instant::now(),
+            rng: Cell::new(s | 1),
+        }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// xorshift64*: plenty for jitter and splay, not for secrets.
+pub fn xorshift(state: &Cell<u64>) -> f64 {
+    let mut x = state.get();
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    state.set(x);
+    let r = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    (r >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Clock for SystemClock {
+    fn now_unix(&self) -> f64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        }
+    }
+    fn monotonic(&self) -> Duration {
+        self.origin.elapsed()
+    }
+    fn sleep(&self, d: Duration) {
+        crate::signals::sleep_interruptible(d);
+    }
+    fn random(&self) -> f64 {
+        xorshift(&self.rng)
+    }
+}
+
+/// A clock for tests: time only moves when someone sleeps or calls `advance`.
+pub struct FakeClock {
+    wall: Cell<f64>,
+    mono: Cell<Duration>,
+    rng: Cell<u64>,
+    slept: Cell<Duration>,
+}
+
+impl FakeClock {
+    /// A fake clock starting at `unix` seconds wall time, monotonic zero.
+    pub fn new(unix: f64) -> FakeClock {
+        FakeClock {
+            wall: Cell::new(unix),
+            mono: Cell::new(Duration::ZERO),
+            rng: Cell::new(0x9E37_79B9_7F4A_7C15),
+            slept: Cell::new(Duration::ZERO),
+        }
+    }
+    /// Moves both clocks forward.
+    pub fn advance(&self, d: Duration) {
+        self.wall.set(self.wall.get() + d.as_secs_f64());
+        self.mono.set(self.mono.get() + d);
+    }
+    /// Jumps the wall clock only (NTP setting the time), by `secs` (may be negative).
+    pub fn jump_wall(&self, secs: f64) {
+        self.wall.set(self.wall.get() + secs);
+    }
+    /// Total time spent in `sleep`.
+    pub fn slept(&self) -> Duration {
+        self.slept.get()
+    }
+}
+
+impl Clock for FakeClock {
+    fn now_unix(&self) -> f64 {
+        self.wall.get()
+    }
+    fn monotonic(&self) -> Duration {
+        self.mono.get()
+    }
+    fn sleep(&self, d: Duration) {
+        self.slept.set(self.slept.get() + d);
+        self.advance(d);
+    }
+    fn random(&self) -> f64 {
+        xorshift(&self.rng)
+    }
+}
+
+/// ISO-8601 UTC with milliseconds, as the backend writes it.
+pub fn iso8601(unix: f64) -> String {
+    let secs = unix.max(0.0);
+    let d = Duration::from_secs_f64(secs);
+    humantime::format_rfc3339_millis(UNIX_EPOCH + d).to_string()
+}
+
+/// Parses ISO-8601 UTC (`2025-12-31T23:59:59.000Z`, with or without fractions).
+pub fn parse_iso8601(s: &str) -> Option<f64> {
+    let t = humantime::parse_rfc3339_weak(s.trim()).ok()?;
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
+}

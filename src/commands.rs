@@ -1,0 +1,280 @@
+//! The one-shot commands of INTERFACE.md, over the modules. Each returns the exit code.
+
+use crate::cli::{Command, Invocation, USAGE};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, Config};
+use crate::context::Ctx;
+use crate::error::{exit, Error, Result};
+use crate::fsutil::StateLock;
+use crate::status::Status;
+use crate::{license, logging, redact, telemetry, update};
+use std::io::Read;
+use std::time::Duration;
+
+/// How long a command waits for another holder of `agent.lock`.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs a parsed invocation; returns the process exit code.
+pub fn run(inv: Invocation) -> u8 {
+    match inv.command {
+        Command::Help => {
+            print!("{USAGE}");
+            return exit::OK;
+        }
+        Command::Version => {
+            println!("cybersensei-agent {}", env!("CARGO_PKG_VERSION"));
+            return exit::OK;
+        }
+        _ => {}
+    }
+    let path = config::resolve_path(inv.config.as_deref());
+    // Errors before the config is known still go to stderr.
+    logging::init("warn", None);
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    let level = if inv.command == Command::Run {
+        cfg.log.level.clone()
+    } else {
+        // One-shot commands talk to a person on stdout; keep stderr for problems
+        // unless the config asks for more.
+        match cfg.log.level.as_str() {
+            "debug" | "trace" => cfg.log.level.clone(),
+            _ => "warn".into(),
+        }
+    };
+    logging::init(&level, cfg.log.file.as_deref());
+    if inv.command == Command::Run {
+        return crate::daemon::main(cfg, path);
+    }
+    let clock = SystemClock::new();
+    match dispatch(&inv.command, cfg, &clock) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn dispatch(cmd: &Command, cfg: Config, clock: &dyn Clock) -> Result<u8> {
+    match cmd {
+        Command::ConfigCheck => config_check(&cfg),
+        Command::Status { json } => status(&cfg, *json),
+        Command::Telemetry { print: true } => {
+            let ctx = Ctx::new(cfg, clock, true)?;
+            let mut col = telemetry::Collector::new();
+            let p = telemetry::payload(&ctx, &mut col)?;
+            let text = serde_json::to_string_pretty(&p)
+                .map_err(|e| Error::Other(format!("serializing telemetry: {e}")))?;
+            println!("{text}");
+            Ok(exit::OK)
+        }
+        Command::SetKey => set_key(cfg, clock),
+        _ => {
+            let _lock = StateLock::acquire(&cfg.state_dir, LOCK_WAIT)?;
+            let ctx = Ctx::new(cfg, clock, true)?;
+            update::recover(&ctx)?;
+            locked(cmd, &ctx)
+        }
+    }
+}
+
+fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
+    match cmd {
+        Command::Validate => {
+            let out = license::validate(ctx)?;
+            print_license(&out);
+            match out.to_error() {
+                Some(e) => Err(e),
+                None => Ok(exit::OK),
+            }
+        }
+        Command::CheckUpdate => {
+            let r = update::check(ctx)?;
+            if r.available {
+                println!(
+                    "Update available: {} -> {}",
+                    r.current_version,
+                    r.latest_version.as_deref().unwrap_or("?")
+                );
+                if let Some(n) = r.file_size {
+                    println!("Size: {n} bytes");
+                }
+                if let Some(c) = &r.changelog {
+                    println!("Changelog:\n{c}");
+                }
+            } else {
+                println!("Up to date (version {})", r.current_version);
+            }
+            Ok(exit::OK)
+        }
+        Command::Update => {
+            let r = update::update_now(ctx)?;
+            if r.installed {
+                println!("Installed version {} in slot {}", r.version, r.slot);
+            } else {
+                println!("Up to date (version {})", r.version);
+            }
+            Ok(exit::OK)
+        }
+        Command::Install(zip) => {
+            let r = update::install_file(ctx, zip)?;
+            println!("Installed version {} in slot {}", r.version, r.slot);
+            Ok(exit::OK)
+        }
+        Command::Rollback => {
+            let r = update::rollback(ctx)?;
+            println!("Rolled back to slot {} (version {})", r.slot, r.version);
+            Ok(exit::OK)
+        }
+        Command::Telemetry { .. } => {
+            let mut col = telemetry::Collector::new();
+            let r = telemetry::send_once(ctx, &mut col)?;
+            if r.delivered {
+                println!(
+                    "Telemetry delivered ({} queued sample(s) flushed, {} still queued)",
+                    r.flushed, r.queued
+                );
+                Ok(exit::OK)
+            } else {
+                eprintln!(
+                    "error: telemetry not delivered; the sample is queued ({} in queue)",
+                    r.queued
+                );
+                Ok(exit::FAILURE)
+            }
+        }
+        _ => Err(Error::Other("unexpected command".into())),
+    }
+}
+
+fn print_license(out: &license::Outcome) {
+    println!("License: {}", out.state.as_str());
+    if let Some(n) = &out.tenant_name {
+        println!("Tenant:  {n} ({})", out.tenant_id.as_deref().unwrap_or("?"));
+    }
+    if let Some(e) = &out.expires_at {
+        match out.days_left {
+            Some(d) => println!("Expires: {e} ({d} days left)"),
+            None => println!("Expires: {e}"),
+        }
+    }
+    if let Some(m) = &out.message {
+        println!("Message: {m}");
+    }
+    for w in &out.warnings {
+        println!("Warning: {w}");
+    }
+}
+
+fn config_check(cfg: &Config) -> Result<u8> {
+    let text = serde_json::to_string_pretty(cfg)
+        .map_err(|e| Error::Other(format!("serializing config: {e}")))?;
+    println!("{text}");
+    match license::read_key(cfg) {
+        Ok(k) => {
+            let source = if std::env::var("CYBERSENSEI_LICENSE_KEY")
+                .map(|v| !v.trim().is_empty())
+                .unwrap_or(false)
+            {
+                "$CYBERSENSEI_LICENSE_KEY".to_string()
+            } else {
+                cfg.license.key_file.display().to_string()
+            };
+            println!("license key: {} (from {source})", redact::key(&k));
+        }
+        Err(e) => println!("license key: not available ({e})"),
+    }
+    println!("config OK");
+    Ok(exit::OK)
+}
+
+fn status(cfg: &Config, json: bool) -> Result<u8> {
+    let mut s = Status::load(&cfg.state_dir);
+    let (slot, version) = update::active(cfg);
+    s.slot = slot;
+    s.version = version;
+    if json {
+        let text = serde_json::to_string(&s)
+            .map_err(|e| Error::Other(format!("serializing status: {e}")))?;
+        println!("{text}");
+        return Ok(exit::OK);
+    }
+    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("Version:   {} (slot {})", s.version, o(&s.slot));
+    let l = &s.license;
+    println!("License:   {}", l.state.as_str());
+    println!("  tenant:  {} ({})", o(&l.tenant_name), o(&l.tenant_id));
+    match l.days_left {
+        Some(d) => println!("  expires: {} ({d} days left)", o(&l.expires_at)),
+        None => println!("  expires: {}", o(&l.expires_at)),
+    }
+    println!("  checked: {}", o(&l.last_validated_at));
+    if let Some(m) = &l.message {
+        println!("  message: {m}");
+    }
+    let u = &s.update;
+    let state = serde_json::to_value(u.state)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    println!("Update:    {state}");
+    if u.available {
+        println!("  latest:  {}", o(&u.latest_version));
+    }
+    println!("  checked: {}", o(&u.last_checked_at));
+    if let Some(e) = &u.last_error {
+        println!("  error:   {e}");
+    }
+    let t = &s.telemetry;
+    println!(
+        "Telemetry: last sent {}, {} queued",
+        o(&t.last_sent_at),
+        t.queued
+    );
+    if let Some(e) = &t.last_error {
+        println!("  error:   {e}");
+    }
+    if let Some(r) = s.services.running {
+        println!(
+            "Services:  {}{}",
+            if r { "running" } else { "stopped" },
+            s.services
+                .reason
+                .as_ref()
+                .map(|x| format!(" ({x})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn set_key(cfg: Config, clock: &dyn Clock) -> Result<u8> {
+    let mut input = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut input)
+        .map_err(|e| Error::Config(format!("set-key: reading stdin: {e}")))?;
+    let key = input.trim().to_string();
+    let _lock = StateLock::acquire(&cfg.state_dir, LOCK_WAIT)?;
+    license::store_key(&cfg.license.key_file, &key)?;
+    println!(
+        "License key stored in {} ({})",
+        cfg.license.key_file.display(),
+        redact::key(&key)
+    );
+    // The environment would shadow the key just stored; validate what was written.
+    std::env::remove_var("CYBERSENSEI_LICENSE_KEY");
+    let ctx = Ctx::new(cfg, clock, true)?;
+    let out = license::validate(&ctx)?;
+    print_license(&out);
+    match out.to_error() {
+        Some(e) => Err(e),
+        None => Ok(exit::OK),
+    }
+}

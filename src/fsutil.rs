@@ -1,0 +1,145 @@
+//! Crash-safe file primitives: atomic writes, directory fsync, the state lock.
+
+use crate::error::{Error, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// fsyncs a directory so that a rename or create inside it survives power loss.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Parent directory of `path` (`.` for a bare file name).
+pub fn parent_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Writes `data` to `path` atomically: temp file in the same directory, fsync,
+/// rename over the target, fsync of the directory. `mode` applies to the new file.
+pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    atomic_write_io(path, data, mode)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+fn atomic_write_io(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    let dir = parent_of(path);
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The mode given to open() is filtered by the umask; set it exactly.
+        fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        fsync_dir(&dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Serializes `value` as pretty JSON and writes it atomically.
+pub fn atomic_write_json<T: serde::Serialize>(path: &Path, value: &T, mode: u32) -> Result<()> {
+    let mut data = serde_json::to_vec_pretty(value)
+        .map_err(|e| Error::Other(format!("serializing {}: {e}", path.display())))?;
+    data.push(b'\n');
+    atomic_write(path, &data, mode)
+}
+
+/// Reads a file of at most `limit` bytes; larger files are an error, not a truncation.
+pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Creates a directory (and parents) with the given mode if it does not exist.
+pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|e| Error::io(format!("creating directory {}", path.display()), e))
+}
+
+/// The exclusive state lock (`state_dir/agent.lock`), held until dropped.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    /// Takes the lock, waiting at most `wait` for another holder to let go.
+    pub fn acquire(state_dir: &Path, wait: Duration) -> Result<StateLock> {
+        ensure_dir(state_dir, 0o755)?;
+        let path = state_dir.join("agent.lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let deadline = Instant::now() + wait;
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(Error::io(format!("locking {}", path.display()), err));
+            }
+            if Instant::now() >= deadline {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("process {holder}")
+                };
+                return Err(Error::Other(format!(
+                    "{} is held by {who} (another cybersensei-agent command or the daemon); waited {}s",
+                    path.display(),
+                    wait.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Record who holds it, for the message a waiting command prints.
+        let _ = file.set_len(0);
+        let _ = writeln!(file, "{}", std::process::id());
+        Ok(StateLock { _file: file })
+    }
+}

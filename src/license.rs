@@ -1,0 +1,427 @@
+//! License validation (PROTOCOL.md §1): the backend's decision, the cached last good
+//! validation, and the offline grace rules.
+
+use crate::clock;
+use crate::config::Config;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::protocol::{ErrorBody, LicenseResponse};
+use crate::status::{LicenseState, Status};
+use crate::transport::{percent_encode, Reply};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Earliest wall time we believe (2026-01-01T00:00:00Z). A box without an RTC boots
+/// in 1970; before NTP sets it, expiry arithmetic means nothing.
+pub const MIN_SANE_UNIX: f64 = 1_767_225_600.0;
+
+/// True when the wall clock can be trusted for expiry arithmetic.
+pub fn clock_is_sane(now: f64) -> bool {
+    now >= MIN_SANE_UNIX
+}
+
+/// The last validation, kept in `state_dir/license.json` (mode 0600).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cached {
+    pub tenant_id: String,
+    pub tenant_name: Option<String>,
+    pub expires_at: Option<String>,
+    pub usage_count: Option<u64>,
+    pub max_usage_count: Option<u64>,
+    /// Wall time of the last `valid: true` answer (None if the clock was not set).
+    pub validated_at: Option<f64>,
+    /// The last decision of the backend: only `valid` allows grace.
+    pub last_decision: LicenseState,
+    pub message: Option<String>,
+}
+
+/// What one validation concluded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub state: LicenseState,
+    pub tenant_id: Option<String>,
+    pub tenant_name: Option<String>,
+    pub expires_at: Option<String>,
+    pub days_left: Option<i64>,
+    pub message: Option<String>,
+    pub usage_count: Option<u64>,
+    pub max_usage_count: Option<u64>,
+    /// Warnings for the operator (expiry near, usage near its maximum, clock not set).
+    pub warnings: Vec<String>,
+}
+
+impl Outcome {
+    /// The error (and so exit code) a one-shot command reports for this outcome.
+    pub fn to_error(&self) -> Option<Error> {
+        let m = self.message.clone().unwrap_or_default();
+        match self.state {
+            LicenseState::Valid | LicenseState::Grace => None,
+            LicenseState::Expired => Some(Error::LicenseExpired(m)),
+            LicenseState::Inactive => Some(Error::TenantInactive(m)),
+            LicenseState::Invalid => Some(Error::LicenseRefused(m)),
+            LicenseState::Unknown => Some(Error::Unreachable(m)),
+        }
+    }
+}
+
+/// The backend's answer, classified.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Valid(LicenseResponse),
+    Expired(String),
+    Inactive(String),
+    Invalid(String),
+    /// Not a license decision: network failure, 5xx, captive portal, not the protocol.
+    Unreachable(String),
+}
+
+/// Lowercases and strips French accents, so `Licence EXPIRÉE` matches `licence expiree`.
+pub fn normalize(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| c.to_lowercase())
+        .map(|c| match c {
+            'à' | 'â' | 'ä' | 'á' => 'a',
+            'é' | 'è' | 'ê' | 'ë' => 'e',
+            'î' | 'ï' | 'í' => 'i',
+            'ô' | 'ö' | 'ó' => 'o',
+            'ù' | 'û' | 'ü' | 'ú' => 'u',
+            'ç' => 'c',
+            'ÿ' => 'y',
+            other => other,
+        })
+        .collect()
+}
+
+fn error_message(body: &[u8]) -> Option<String> {
+    let e: ErrorBody = serde_json::from_slice(body).ok()?;
+    e.message.map(|m| m.text()).or(e.error)
+}
+
+/// Classifies a reply of `GET /api/license/validate`.
+pub fn classify(reply: &Reply) -> Decision {
+    match reply.status {
+        200 => match serde_json::from_slice::<LicenseResponse>(&reply.body) {
+            Ok(r) if r.valid => match &r.tenant_id {
+                Some(t) if !t.trim().is_empty() => Decision::Valid(r),
+                _ => Decision::Unreachable(
+                    "backend said valid but sent no tenantId (not the protocol)".into(),
+                ),
+            },
+            Ok(_) => Decision::Invalid("the backend answered valid: false".into()),
+            Err(_) => Decision::Unreachable(format!(
+                "the answer is not the license protocol (HTTP 200, {}): captive portal or wrong backend.url?",
+                reply.content_type.as_deref().unwrap_or("no content type")
+            )),
+        },
+        400 | 404 => {
+            let Some(msg) = error_message(&reply.body) else {
+                return Decision::Unreachable(format!(
+                    "HTTP {} without a backend error body (wrong backend.url or a proxy answered?)",
+                    reply.status
+                ));
+            };
+            let n = normalize(&msg);
+            if n.contains("expir") {
+                Decision::Expired(msg)
+            } else if n.contains("inactif") || n.contains("inactive") {
+                Decision::Inactive(msg)
+            } else {
+                Decision::Invalid(msg)
+            }
+        }
+        s if (300..400).contains(&s) => Decision::Unreachable(format!(
+            "the backend answered a redirect (HTTP {s}), not followed: captive portal or wrong backend.url?"
+        )),
+        s => {
+            let detail = error_message(&reply.body).unwrap_or_default();
+            Decision::Unreachable(format!("unexpected HTTP {s} {detail}").trim().to_string())
+        }
+    }
+}
+
+/// Reads the license key: `$CYBERSENSEI_LICENSE_KEY`, else `license.key_file`, trimmed.
+pub fn read_key(cfg: &Config) -> Result<String> {
+    if let Ok(k) = std::env::var("CYBERSENSEI_LICENSE_KEY") {
+        let k = k.trim();
+        if !k.is_empty() {
+            return Ok(k.to_string());
+        }
+    }
+    let path = &cfg.license.key_file;
+    let data = fsutil::read_bounded(path, 4096).map_err(|e| {
+        Error::Config(format!(
+            "license.key_file: cannot read {}: {e} (set the key with `cybersensei-agent set-key`)",
+            path.display()
+        ))
+    })?;
+    let key = String::from_utf8(data)
+        .map_err(|_| Error::Config(format!("license.key_file: {} is not text", path.display())))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(Error::Config(format!(
+            "license.key_file: {} is empty",
+            path.display()
+        )));
+    }
+    Ok(key.to_string())
+}
+
+/// Writes a key to `license.key_file` atomically with mode 0600 (creating its directory).
+pub fn store_key(path: &Path, key: &str) -> Result<()> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(Error::Config(
+            "set-key: the key read from stdin is empty".into(),
+        ));
+    }
+    if key.len() > 1024 || key.chars().any(|c| c.is_control()) {
+        return Err(Error::Config(
+            "set-key: the key must be one line of at most 1024 characters".into(),
+        ));
+    }
+    fsutil::ensure_dir(&fsutil::parent_of(path), 0o700)?;
+    fsutil::atomic_write(path, format!("{key}\n").as_bytes(), 0o600)
+}
+
+fn cache_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("license.json")
+}
+
+/// The cached last validation, if any (a corrupt file counts as none, logged).
+pub fn load_cache(state_dir: &Path) -> Option<Cached> {
+    let p = cache_path(state_dir);
+    let data = fsutil::read_bounded(&p, 64 * 1024).ok()?;
+    match serde_json::from_slice(&data) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("{}: unreadable ({e}); ignoring it", p.display());
+            None
+        }
+    }
+}
+
+/// The tenant id of the last validation: what telemetry and update checks need.
+pub fn cached_tenant_id(state_dir: &Path) -> Option<String> {
+    load_cache(state_dir).map(|c| c.tenant_id)
+}
+
+fn days_left(expires_at: Option<&str>, now: f64) -> Option<i64> {
+    if !clock_is_sane(now) {
+        return None;
+    }
+    let exp = clock::parse_iso8601(expires_at?)?;
+    Some(((exp - now) / 86400.0).floor() as i64)
+}
+
+/// What a cached validation allows when the backend cannot be reached.
+pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, why: &str) -> Outcome {
+    let mut out = Outcome {
+        state: LicenseState::Unknown,
+        tenant_id: None,
+        tenant_name: None,
+        expires_at: None,
+        days_left: None,
+        message: Some(format!("backend unreachable and never validated: {why}")),
+        usage_count: None,
+        max_usage_count: None,
+        warnings: vec![],
+    };
+    let Some(c) = cache else { return out };
+    out.tenant_id = Some(c.tenant_id.clone());
+    out.tenant_name = c.tenant_name.clone();
+    out.expires_at = c.expires_at.clone();
+    out.usage_count = c.usage_count;
+    out.max_usage_count = c.max_usage_count;
+    out.days_left = days_left(c.expires_at.as_deref(), now);
+    if c.last_decision != LicenseState::Valid {
+        // The backend's last word was a refusal: being offline does not undo it.
+        out.state = c.last_decision;
+        out.message = c.message.clone();
+        return out;
+    }
+    if !clock_is_sane(now) {
+        // Cannot measure the grace period or expiry: keep running on the last
+        // validation, but say why; this is neither a refusal nor valid-forever,
+        // since the clock is checked again on every step.
+        out.state = LicenseState::Grace;
+        out.message = Some(format!("system clock not set; backend unreachable: {why}"));
+        return out;
+    }
+    if let Some(exp) = c.expires_at.as_deref().and_then(clock::parse_iso8601) {
+        if now >= exp {
+            out.state = LicenseState::Expired;
+            out.message = Some(format!(
+                "license expired at {} (backend unreachable: {why})",
+                c.expires_at.as_deref().unwrap_or("?")
+            ));
+            return out;
+        }
+    }
+    match c.validated_at {
+        Some(at) if now - at <= cfg.license.grace_period as f64 && now >= at - 300.0 => {
+            let left = cfg.license.grace_period as f64 - (now - at);
+            out.state = LicenseState::Grace;
+            out.message = Some(format!(
+                "backend unreachable ({why}); running on the validation of {} for {}h more",
+                clock::iso8601(at),
+                (left / 3600.0).floor() as i64
+            ));
+        }
+        Some(at) => {
+            out.message = Some(format!(
+                "backend unreachable ({why}) and the last validation ({}) is older than the grace period ({}s)",
+                clock::iso8601(at),
+                cfg.license.grace_period
+            ));
+        }
+        None => {
+            out.message = Some(format!(
+                "backend unreachable ({why}) and the last validation has no usable time"
+            ));
+        }
+    }
+    out
+}
+
+fn warnings_for(out: &mut Outcome, cfg: &Config) {
+    if let Some(d) = out.days_left {
+        if d < cfg.license.expiry_warning_days as i64 && d >= 0 {
+            out.warnings.push(format!(
+                "license expires in {d} day(s) ({}): contact CyberSensei to renew",
+                out.expires_at.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+    if let (Some(u), Some(m)) = (out.usage_count, out.max_usage_count) {
+        if m > 0 && u.saturating_mul(10) >= m.saturating_mul(9) {
+            out.warnings
+                .push(format!("license usage at {u} of {m} validations"));
+        }
+    }
+}
+
+/// Applies a backend decision to the cache; returns the outcome.
+pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
+    let state_dir = &cfg.state_dir;
+    let previous = load_cache(state_dir);
+    let refuse = |state: LicenseState, msg: String| -> Result<Outcome> {
+        if let Some(mut c) = previous.clone() {
+            c.last_decision = state;
+            c.message = Some(msg.clone());
+            fsutil::atomic_write_json(&cache_path(state_dir), &c, 0o600)?;
+        }
+        Ok(Outcome {
+            state,
+            tenant_id: previous.as_ref().map(|c| c.tenant_id.clone()),
+            tenant_name: previous.as_ref().and_then(|c| c.tenant_name.clone()),
+            expires_at: previous.as_ref().and_then(|c| c.expires_at.clone()),
+            days_left: None,
+            message: Some(msg),
+            usage_count: None,
+            max_usage_count: None,
+            warnings: vec![],
+        })
+    };
+    let mut out = match decision {
+        Decision::Valid(r) => {
+            let tenant_id = r.tenant_id.clone().unwrap_or_default();
+            let cache = Cached {
+                tenant_id: tenant_id.clone(),
+                tenant_name: r.tenant_name.clone(),
+                expires_at: r.expires_at.clone(),
+                usage_count: r.usage_count,
+                max_usage_count: r.max_usage_count,
+                validated_at: clock_is_sane(now).then_some(now),
+                last_decision: LicenseState::Valid,
+                message: None,
+            };
+            fsutil::ensure_dir(state_dir, 0o755)?;
+            fsutil::atomic_write_json(&cache_path(state_dir), &cache, 0o600)?;
+            let mut o = Outcome {
+                state: LicenseState::Valid,
+                tenant_id: Some(tenant_id),
+                tenant_name: r.tenant_name,
+                expires_at: r.expires_at.clone(),
+                days_left: days_left(r.expires_at.as_deref(), now),
+                message: None,
+                usage_count: r.usage_count,
+                max_usage_count: r.max_usage_count,
+                warnings: vec![],
+            };
+            if !clock_is_sane(now) {
+                o.warnings
+                    .push("system clock not set: expiry cannot be checked yet".into());
+            }
+            o
+        }
+        Decision::Expired(m) => refuse(
+            LicenseState::Expired,
+            format!("{m}: contact CyberSensei to renew the license"),
+        )?,
+        Decision::Inactive(m) => refuse(
+            LicenseState::Inactive,
+            format!("{m}: the tenant is disabled, contact CyberSensei support"),
+        )?,
+        Decision::Invalid(m) => refuse(
+            LicenseState::Invalid,
+            format!("{m}: check the license key, then contact CyberSensei support"),
+        )?,
+        Decision::Unreachable(why) => offline_state(previous.as_ref(), cfg, now, &why),
+    };
+    warnings_for(&mut out, cfg);
+    Ok(out)
+}
+
+/// Validates once against the backend, updates the cache and status.json.
+pub fn validate(ctx: &Ctx) -> Result<Outcome> {
+    let key = read_key(&ctx.cfg)?;
+    ctx.transport.add_secret(&key);
+    let path = format!("/api/license/validate?key={}", percent_encode(&key));
+    let decision = match ctx.transport.get(ctx.clock, &path) {
+        Ok(reply) => classify(&reply),
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(e) => Decision::Unreachable(e.to_string()),
+    };
+    let now = ctx.now();
+    let out = decide(decision, &ctx.cfg, now)?;
+    for w in &out.warnings {
+        log::warn!("{w}");
+    }
+    match out.state {
+        LicenseState::Valid => log::info!(
+            "license valid for {} until {}",
+            out.tenant_name.as_deref().unwrap_or("?"),
+            out.expires_at.as_deref().unwrap_or("?")
+        ),
+        s => log::warn!(
+            "license {}: {}",
+            s.as_str(),
+            out.message.as_deref().unwrap_or("")
+        ),
+    }
+    record(&ctx.cfg.state_dir, &out, now)?;
+    Ok(out)
+}
+
+/// Reports an outcome in status.json.
+pub fn record(state_dir: &Path, out: &Outcome, now: f64) -> Result<()> {
+    let cache = load_cache(state_dir);
+    Status::modify(state_dir, now, |s| {
+        let l = &mut s.license;
+        l.state = out.state;
+        l.tenant_id = out.tenant_id.clone();
+        l.tenant_name = out.tenant_name.clone();
+        l.expires_at = out.expires_at.clone();
+        l.days_left = out.days_left;
+        l.message = out.message.clone();
+        l.usage_count = out.usage_count;
+        l.max_usage_count = out.max_usage_count;
+        l.last_validated_at = cache.and_then(|c| c.validated_at).map(clock::iso8601);
+        if out.message.is_none() && !out.warnings.is_empty() {
+            l.message = Some(out.warnings.join("; "));
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! `cybersensei-agent`: argument parsing and exit codes; the work is in the library.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args = std::env::args().skip(1);
+    match cybersensei_agent::cli::parse(args) {
+        Ok(inv) => ExitCode::from(cybersensei_agent::commands::run(inv)),
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            eprintln!("{}", cybersensei_agent::cli::USAGE);
+            ExitCode::from(cybersensei_agent::error::exit::USAGE)
+        }
+    }
+}

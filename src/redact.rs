@@ -1,0 +1,72 @@
+//! Keeping secrets out of logs: the license key and proxy credentials.
+
+/// A printable stand-in for the license key: its first 4 characters and its length.
+pub fn key(key: &str) -> String {
+    let n = key.chars().count();
+    if n <= 8 {
+        return format!("[redacted, {n} chars]");
+    }
+    let head: String = key.chars().take(4).collect();
+    format!("{head}…[redacted, {n} chars]")
+}
+
+/// A path-and-query with the value of `key=` replaced, for logging requests.
+pub fn query(path_and_query: &str) -> String {
+    let Some((path, q)) = path_and_query.split_once('?') else {
+        return path_and_query.to_string();
+    };
+    let parts: Vec<String> = q
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("key") => format!("{k}=REDACTED"),
+            _ => kv.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+/// A URL with any `user:pass@` removed, for messages about proxies.
+pub fn url_credentials(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => (String::new(), url),
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(host_end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}***@{host}{tail}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_never_whole() {
+        let k = "A1B2C3D4-E5F6+G7H8/I9J0=";
+        let r = key(k);
+        assert!(!r.contains("E5F6"));
+        assert!(r.starts_with("A1B2"));
+        assert_eq!(key("short"), "[redacted, 5 chars]");
+    }
+
+    #[test]
+    fn query_redacts_key_only() {
+        assert_eq!(
+            query("/api/license/validate?key=A%2BB&x=1"),
+            "/api/license/validate?key=REDACTED&x=1"
+        );
+        assert_eq!(query("/telemetry"), "/telemetry");
+    }
+
+    #[test]
+    fn proxy_credentials_hidden() {
+        assert_eq!(
+            url_credentials("http://bob:secret@proxy:3128"),
+            "http://***@proxy:3128"
+        );
+        assert_eq!(url_credentials("http://proxy:3128"), "http://proxy:3128");
+    }
+}

@@ -1,0 +1,71 @@
+//! SIGTERM/SIGINT/SIGHUP as flags the loop polls; sleeps that a signal cuts short.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    // Only async-signal-safe work here: two atomic stores.
+    if sig == libc::SIGHUP {
+        RELOAD.store(true, Ordering::SeqCst);
+    } else {
+        STOP.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Installs the handlers (without SA_RESTART, so blocking sleeps return early).
+pub fn install() {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a plain handler is valid; the handler only
+        // touches atomics.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            sa.sa_flags = 0;
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// True once SIGTERM or SIGINT arrived.
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// Asks the process to stop as if SIGTERM arrived (tests, fatal paths).
+pub fn request_stop() {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// True once per SIGHUP: reading it clears it.
+pub fn take_reload() -> bool {
+    RELOAD.swap(false, Ordering::SeqCst)
+}
+
+/// Sleeps up to `d`, returning early when a stop or reload is requested.
+pub fn sleep_interruptible(d: Duration) {
+    let end = Instant::now() + d;
+    loop {
+        if STOP.load(Ordering::SeqCst) || RELOAD.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        // Slices bound the latency of a signal that lands between the check and the
+        // sleep; nanosleep itself returns at once (EINTR) on a signal.
+        let slice = (end - now).min(Duration::from_millis(500));
+        let ts = libc::timespec {
+            tv_sec: slice.as_secs() as libc::time_t,
+            tv_nsec: slice.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: nanosleep with a valid timespec and no remainder pointer.
+        unsafe {
+            libc::nanosleep(&ts, std::ptr::null_mut());
+        }
+    }
+}

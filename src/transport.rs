@@ -1,0 +1,433 @@
+//! HTTP to the backend: one ureq agent over rustls, timeouts, retries with backoff,
+//! bounded bodies, and exchange logs with secrets removed.
+
+use crate::clock::Clock;
+use crate::config::Backend;
+use crate::error::{Error, Result};
+use crate::redact;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+use ureq::http::Response;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::Body;
+
+/// Largest JSON answer we read: anything bigger is refused, not buffered.
+pub const MAX_JSON_BODY: u64 = 1 << 20;
+/// Longest `Retry-After` we honour, so a confused server cannot park the agent.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Longest backoff between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The User-Agent every request carries.
+pub fn user_agent() -> String {
+    format!("cybersensei-agent/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A complete, bounded answer.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// An answer whose body is still to be streamed (downloads).
+pub struct Streaming {
+    pub status: u16,
+    response: Response<Body>,
+}
+
+impl Streaming {
+    /// A response header, if present and ASCII.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.trim().to_string())
+    }
+    /// The body as a reader; reads are bounded by the per-read timeout.
+    pub fn into_reader(self) -> impl Read {
+        self.response.into_body().into_reader()
+    }
+}
+
+/// The HTTP client of the agent, built once per configuration.
+pub struct Transport {
+    agent: ureq::Agent,
+    base: String,
+    attempts: u32,
+    retry_delay: Duration,
+    timeout: Duration,
+    secrets: std::cell::RefCell<Vec<String>>,
+}
+
+enum Outcome {
+    Done(Response<Body>),
+    Retry {
+        why: String,
+        after: Option<Duration>,
+    },
+}
+
+impl Transport {
+    /// Builds the client: trust anchors (built-in roots plus `ca_file`), proxy, timeouts.
+    pub fn new(cfg: &Backend) -> Result<Transport> {
+        let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+            .collect();
+        if let Some(path) = &cfg.ca_file {
+            let pem = crate::fsutil::read_bounded(path, 1 << 20).map_err(|e| {
+                Error::Config(format!(
+                    "backend.ca_file: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let mut n = 0;
+            for item in ureq::tls::parse_pem(&pem) {
+                match item {
+                    Ok(PemItem::Certificate(c)) => {
+                        roots.push(c.to_owned());
+                        n += 1;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(Error::Config(format!(
+                            "backend.ca_file: {} is not valid PEM: {e}",
+                            path.display()
+                        )))
+                    }
+                }
+            }
+            if n == 0 {
+                return Err(Error::Config(format!(
+                    "backend.ca_file: {} holds no certificate",
+                    path.display()
+                )));
+            }
+        }
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let timeout = Duration::from_secs(cfg.timeout.max(1));
+        let mut builder = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .https_only(!cfg.allow_http)
+            // A redirect is never followed: the key is in the query of the license
+            // call, and a captive portal must not become our backend.
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(user_agent())
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout))
+            .max_response_header_size(16 * 1024)
+            .input_buffer_size(32 * 1024)
+            .output_buffer_size(16 * 1024)
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            .tls_config(tls);
+        if let Some(p) = &cfg.proxy {
+            let proxy = ureq::Proxy::new(p).map_err(|e| {
+                Error::Config(format!(
+                    "backend.proxy: {}: {e}",
+                    redact::url_credentials(p)
+                ))
+            })?;
+            builder = builder.proxy(Some(proxy));
+        }
+        Ok(Transport {
+            agent: ureq::Agent::new_with_config(builder.build()),
+            base: cfg.url.trim_end_matches('/').to_string(),
+            attempts: cfg.retry_attempts.max(1),
+            retry_delay: Duration::from_secs(cfg.retry_delay),
+            timeout,
+            secrets: std::cell::RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Registers a secret (the license key) that must never reach a log or message.
+    pub fn add_secret(&self, secret: &str) {
+        if secret.is_empty() {
+            return;
+        }
+        let mut secrets = self.secrets.borrow_mut();
+        for s in [secret.to_string(), percent_encode(secret)] {
+            if !secrets.contains(&s) {
+                secrets.push(s);
+            }
+        }
+    }
+
+    /// Removes every registered secret from a text.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut s = text.to_string();
+        for k in self.secrets.borrow().iter() {
+            if s.contains(k.as_str()) {
+                s = s.replace(k.as_str(), "REDACTED");
+            }
+        }
+        s
+    }
+
+    /// The per-request timeout in force.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// GET a JSON resource with retries; the body is bounded to `MAX_JSON_BODY`.
+    pub fn get(&self, clock: &dyn Clock, path_and_query: &str) -> Result<Reply> {
+        let resp = self.exchange(clock, "GET", path_and_query, None, &[], false)?;
+        self.bounded(path_and_query, resp)
+    }
+
+    /// POST a JSON body with retries; the answer is bounded to `MAX_JSON_BODY`.
+    pub fn post_json(&self, clock: &dyn Clock, path: &str, body: &[u8]) -> Result<Reply> {
+        let resp = self.exchange(clock, "POST", path, Some(body), &[], false)?;
+        self.bounded(path, resp)
+    }
+
+    /// GET with retries up to the response headers; the body is left to stream,
+    /// with a per-read timeout instead of a whole-exchange one.
+    pub fn get_streaming(
+        &self,
+        clock: &dyn Clock,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Streaming> {
+        let resp = self.exchange(clock, "GET", path, None, headers, true)?;
+        Ok(Streaming {
+            status: resp.status().as_u16(),
+            response: resp,
+        })
+    }
+
+    fn bounded(&self, path: &str, resp: Response<Body>) -> Result<Reply> {
+        let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.to_string());
+        let declared = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok());
+        let what = redact::query(&self.scrub(path));
+        if let Some(n) = declared {
+            if n > MAX_JSON_BODY {
+                return Err(Error::Unreachable(format!(
+                    "{what}: answer of {n} bytes refused (limit {MAX_JSON_BODY})"
+                )));
+            }
+        }
+        let body = resp
+            .into_body()
+            .with_config()
+            .limit(MAX_JSON_BODY)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Error::Unreachable(format!(
+                    "{what}: answer larger than {MAX_JSON_BODY} bytes refused"
+                )),
+                other => Error::Unreachable(format!(
+                    "{what}: reading the answer: {}",
+                    self.scrub(&other.to_string())
+                )),
+            })?;
+        Ok(Reply {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    fn exchange(
+        &self,
+        clock: &dyn Clock,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, String)],
+        streaming: bool,
+    ) -> Result<Response<Body>> {
+        let url = format!("{}{}", self.base, path);
+        let shown = redact::query(&self.scrub(path));
+        let mut last = String::new();
+        for attempt in 1..=self.attempts {
+            if crate::signals::stop_requested() {
+                return Err(Error::Interrupted);
+            }
+            let started = clock.monotonic();
+            let outcome = self.once(method, &url, body, headers, streaming);
+            let ms = clock.monotonic().saturating_sub(started).as_millis();
+            let (why, after) = match outcome {
+                Outcome::Done(resp) => {
+                    log::info!(
+                        "{method} {shown} -> {} in {ms} ms (attempt {attempt}/{})",
+                        resp.status().as_u16(),
+                        self.attempts
+                    );
+                    return Ok(resp);
+                }
+                Outcome::Retry { why, after } => (self.scrub(&why), after),
+            };
+            log::warn!(
+                "{method} {shown} -> {why} in {ms} ms (attempt {attempt}/{})",
+                self.attempts
+            );
+            last = why;
+            if attempt < self.attempts {
+                let wait = match after {
+                    Some(d) => d.min(MAX_RETRY_AFTER),
+                    None => self.backoff(clock, attempt),
+                };
+                if !wait.is_zero() {
+                    clock.sleep(wait);
+                }
+            }
+        }
+        Err(Error::Unreachable(format!(
+            "{method} {shown}: {last} (after {} attempts)",
+            self.attempts
+        )))
+    }
+
+    /// Exponential backoff from `retry_delay`, times a random factor in [0.5, 1.5).
+    fn backoff(&self, clock: &dyn Clock, attempt: u32) -> Duration {
+        let base = self.retry_delay.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1) as i32);
+        let jittered = base * (0.5 + clock.random());
+        Duration::from_secs_f64(jittered.min(MAX_BACKOFF.as_secs_f64()))
+    }
+
+    fn once(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, String)],
+        streaming: bool,
+    ) -> Outcome {
+        let result = if method == "POST" {
+            let mut req = self
+                .agent
+                .post(url)
+                .header("Content-Type", "application/json")
+                .header("Accept", "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            req.send(body.unwrap_or_default())
+        } else {
+            let mut req = self.agent.get(url);
+            for (k, v) in headers {
+                req = req.header(*k, v.as_str());
+            }
+            if streaming {
+                // Downloads may take long: bound each read instead of the whole.
+                req.config()
+                    .timeout_global(None)
+                    .timeout_recv_response(Some(self.timeout))
+                    .timeout_per_read(Some(self.timeout))
+                    .build()
+                    .call()
+            } else {
+                req.header("Accept", "application/json").call()
+            }
+        };
+        match result {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                if status == 429 || (500..600).contains(&status) {
+                    let after = resp
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|s| parse_retry_after(s, std::time::SystemTime::now()));
+                    Outcome::Retry {
+                        why: format!("HTTP {status}"),
+                        after,
+                    }
+                } else {
+                    Outcome::Done(resp)
+                }
+            }
+            Err(e) => Outcome::Retry {
+                why: describe(&e),
+                after: None,
+            },
+        }
+    }
+}
+
+/// A one-line reason for a transport failure, worded for an operator.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::HostNotFound => "host not found (DNS)".into(),
+        ureq::Error::ConnectionFailed => "connection refused or failed".into(),
+        ureq::Error::Tls(m) => format!("TLS error: {m}"),
+        ureq::Error::Rustls(r) => format!("TLS error: {r}"),
+        ureq::Error::Io(io) => format!("network error: {io}"),
+        other => format!("{other}"),
+    }
+}
+
+/// Parses `Retry-After`: delta-seconds or an HTTP date (relative to `now`).
+pub fn parse_retry_after(s: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(Duration::from_secs(n).min(MAX_RETRY_AFTER));
+    }
+    let when = httpdate::parse_http_date(s).ok()?;
+    Some(
+        when.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass as they are).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn retry_after_forms() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
+        assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn encodes_key_characters() {
+        assert_eq!(percent_encode("a+b/c=d e"), "a%2Bb%2Fc%3Dd%20e");
+        assert_eq!(percent_encode("A1-B2_c.d~"), "A1-B2_c.d~");
+    }
+}
