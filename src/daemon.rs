@@ -1,10 +1,419 @@
-//! The daemon: one blocking loop. STUB until written.
+//! The daemon: one thread, one blocking loop. Intervals run on monotonic time; wall
+//! time is only for timestamps and expiry, so an NTP jump neither fires every timer
+//! nor stalls them.
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use std::path::PathBuf;
+use crate::context::Ctx;
+use crate::error::{exit, Error, Result};
+use crate::fsutil::StateLock;
+use crate::license::{self, clock_is_sane};
+use crate::status::{LicenseState, Status};
+use crate::{logging, services, signals, telemetry, update};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a step waits for a manual command holding `agent.lock` before it is
+/// postponed.
+const STEP_LOCK_WAIT: Duration = Duration::from_secs(10);
+/// Retry delay of a step that could not take the lock.
+const LOCK_RETRY: Duration = Duration::from_secs(60);
+/// Revalidation pace while the wall clock is not set yet.
+const CLOCK_RETRY: Duration = Duration::from_secs(60);
+/// First revalidation delay after a refusal (doubles, capped by the interval).
+const REFUSED_FIRST_RETRY: Duration = Duration::from_secs(15 * 60);
+/// First revalidation delay when the backend is unreachable (doubles, capped).
+const UNREACHABLE_FIRST_RETRY: Duration = Duration::from_secs(5 * 60);
+
+/// How many times each step ran (for tests and the soak script).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub validations: u64,
+    pub telemetry: u64,
+    pub checks: u64,
+    pub reloads: u64,
+}
+
+/// The daemon's state between steps.
+pub struct Daemon<'a> {
+    ctx: Ctx<'a>,
+    config_path: PathBuf,
+    collector: telemetry::Collector,
+    next_validate: Duration,
+    next_telemetry: Duration,
+    next_check: Duration,
+    refused_streak: u32,
+    unreachable_streak: u32,
+    license: LicenseState,
+    services_running: Option<bool>,
+    clock_warned: bool,
+    /// Steps run so far.
+    pub counters: Counters,
+}
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
 pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
-    let _ = (cfg, config_path);
-    1
+    signals::install();
+    let run_lock = match StateLock::acquire_file(&cfg.state_dir.join("run.lock"), Duration::ZERO) {
+        Ok(l) => l,
+        Err(e) => {
+            let msg = format!(
+                "another `cybersensei-agent run` is already running for {} ({e})",
+                cfg.state_dir.display()
+            );
+            log::error!("{msg}");
+            eprintln!("error: {msg}");
+            return exit::FAILURE;
+        }
+    };
+    let clock = SystemClock::new();
+    let code = match Daemon::new(cfg, config_path, &clock) {
+        Ok(mut d) => match d.run() {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                log::error!("daemon stopped: {e}");
+                e.exit_code()
+            }
+        },
+        Err(e) => {
+            log::error!("cannot start: {e}");
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    };
+    drop(run_lock);
+    code
+}
+
+impl<'a> Daemon<'a> {
+    /// A daemon over `cfg`, reloading from `config_path` on SIGHUP.
+    pub fn new(cfg: Config, config_path: PathBuf, clock: &'a dyn Clock) -> Result<Daemon<'a>> {
+        let ctx = Ctx::new(cfg, clock, false)?;
+        Ok(Daemon {
+            ctx,
+            config_path,
+            collector: telemetry::Collector::new(),
+            next_validate: Duration::ZERO,
+            next_telemetry: Duration::ZERO,
+            next_check: Duration::ZERO,
+            refused_streak: 0,
+            unreachable_streak: 0,
+            license: LicenseState::Unknown,
+            services_running: None,
+            clock_warned: false,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Replaces the telemetry collector (tests inject fixed /proc files).
+    pub fn set_collector(&mut self, c: telemetry::Collector) {
+        self.collector = c;
+    }
+
+    /// The license state as of the last validation.
+    pub fn license_state(&self) -> LicenseState {
+        self.license
+    }
+
+    /// Whether the agent last started (true) or stopped (false) the main services.
+    pub fn services_running(&self) -> Option<bool> {
+        self.services_running
+    }
+
+    /// Boot sequence then the loop, until a stop is requested.
+    pub fn run(&mut self) -> Result<()> {
+        log::info!(
+            "cybersensei-agent {} starting (backend {})",
+            env!("CARGO_PKG_VERSION"),
+            self.ctx.cfg.backend.url
+        );
+        self.start()?;
+        while self.tick() {}
+        log::info!("stopping on signal");
+        Ok(())
+    }
+
+    /// Recovery of an interrupted update, the boot validation, and the first schedule.
+    pub fn start(&mut self) -> Result<()> {
+        {
+            let _lock = StateLock::acquire(&self.ctx.cfg.state_dir, STEP_LOCK_WAIT * 6)?;
+            if let Err(e) = update::recover(&self.ctx) {
+                // A failed recovery is logged and reported, but the loop still runs:
+                // the license and telemetry must keep working so the box stays reachable.
+                log::error!("update recovery: {e}");
+            }
+        }
+        let now = self.ctx.clock.monotonic();
+        self.next_validate = now;
+        let cfg = &self.ctx.cfg;
+        let (t_first, c_first) = if cfg.schedule.splay {
+            (
+                self.splay(cfg.telemetry.interval),
+                self.splay(cfg.updates.check_interval),
+            )
+        } else {
+            (Duration::ZERO, Duration::ZERO)
+        };
+        self.next_telemetry = now + t_first;
+        self.next_check = now + c_first;
+        self.step_validate();
+        Ok(())
+    }
+
+    fn splay(&self, interval: u64) -> Duration {
+        Duration::from_secs_f64(interval as f64 * self.ctx.clock.random())
+    }
+
+    fn jittered(&self, interval: Duration) -> Duration {
+        let pct = self.ctx.cfg.schedule.jitter_percent as f64 / 100.0;
+        let f = 1.0 + pct * (2.0 * self.ctx.clock.random() - 1.0);
+        Duration::from_secs_f64((interval.as_secs_f64() * f).max(1.0))
+    }
+
+    /// Sleeps until the next step is due (or a signal), runs what is due.
+    /// Returns false once a stop was requested.
+    pub fn tick(&mut self) -> bool {
+        if signals::stop_requested() {
+            return false;
+        }
+        let now = self.ctx.clock.monotonic();
+        let mut due = self.next_validate;
+        if self.ctx.cfg.telemetry.enabled {
+            due = due.min(self.next_telemetry);
+        }
+        due = due.min(self.next_check);
+        if due > now {
+            self.ctx.clock.sleep(due - now);
+        }
+        if signals::stop_requested() {
+            return false;
+        }
+        if signals::take_reload() {
+            self.reload();
+            return true;
+        }
+        let now = self.ctx.clock.monotonic();
+        if now >= self.next_validate {
+            self.step_validate();
+        }
+        if signals::stop_requested() {
+            return false;
+        }
+        if self.ctx.cfg.telemetry.enabled && now >= self.next_telemetry {
+            self.step_telemetry();
+        }
+        if signals::stop_requested() {
+            return false;
+        }
+        if now >= self.next_check {
+            self.step_check();
+        }
+        !signals::stop_requested()
+    }
+
+    /// Re-reads the config; a broken file is reported and the old config kept.
+    pub fn reload(&mut self) {
+        self.counters.reloads += 1;
+        match Config::load(&self.config_path) {
+            Ok(cfg) => match Ctx::new(cfg, self.ctx.clock, false) {
+                Ok(ctx) => {
+                    let old = std::mem::replace(&mut self.ctx, ctx);
+                    logging::init(&self.ctx.cfg.log.level, None);
+                    let now = self.ctx.clock.monotonic();
+                    let cfg = &self.ctx.cfg;
+                    // A shorter interval applies now; a longer one from the next step.
+                    self.next_telemetry = self
+                        .next_telemetry
+                        .min(now + Duration::from_secs(cfg.telemetry.interval));
+                    self.next_check = self
+                        .next_check
+                        .min(now + Duration::from_secs(cfg.updates.check_interval));
+                    self.next_validate = self
+                        .next_validate
+                        .min(now + Duration::from_secs(cfg.license.revalidate_interval));
+                    if old.cfg.services != cfg.services {
+                        log::info!("services commands changed");
+                    }
+                    log::info!("configuration reloaded from {}", self.config_path.display());
+                }
+                Err(e) => {
+                    log::error!("configuration reload refused, keeping the previous one: {e}")
+                }
+            },
+            Err(e) => log::error!("configuration reload refused, keeping the previous one: {e}"),
+        }
+    }
+
+    fn lock(&self) -> Option<StateLock> {
+        match StateLock::acquire(&self.ctx.cfg.state_dir, STEP_LOCK_WAIT) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!("step postponed: {e}");
+                None
+            }
+        }
+    }
+
+    fn step_validate(&mut self) {
+        let now = self.ctx.clock.monotonic();
+        let Some(_lock) = self.lock() else {
+            self.next_validate = now + LOCK_RETRY;
+            return;
+        };
+        self.counters.validations += 1;
+        let interval = Duration::from_secs(self.ctx.cfg.license.revalidate_interval);
+        let wall = self.ctx.now();
+        let outcome = match license::validate(&self.ctx) {
+            Ok(o) => o,
+            Err(Error::Interrupted) => return,
+            Err(e) => {
+                // Missing key file and the like: the services cannot be licensed.
+                log::error!("license validation impossible: {e}");
+                let o = license::Outcome {
+                    state: LicenseState::Unknown,
+                    tenant_id: None,
+                    tenant_name: None,
+                    expires_at: None,
+                    days_left: None,
+                    message: Some(e.to_string()),
+                    usage_count: None,
+                    max_usage_count: None,
+                    warnings: vec![],
+                };
+                let _ = license::record(&self.ctx.cfg.state_dir, &o, wall);
+                o
+            }
+        };
+        self.license = outcome.state;
+        let backoff = |first: Duration, streak: u32| -> Duration {
+            let f = first.as_secs_f64() * 2f64.powi(streak.min(16) as i32);
+            Duration::from_secs_f64(f.min(interval.as_secs_f64()))
+        };
+        let next = if !clock_is_sane(wall) {
+            if !self.clock_warned {
+                log::warn!(
+                    "system clock not set (before 2026); retrying in {}s",
+                    CLOCK_RETRY.as_secs()
+                );
+                self.clock_warned = true;
+            }
+            CLOCK_RETRY
+        } else {
+            self.clock_warned = false;
+            match outcome.state {
+                LicenseState::Valid => {
+                    self.refused_streak = 0;
+                    self.unreachable_streak = 0;
+                    interval
+                }
+                LicenseState::Expired | LicenseState::Inactive | LicenseState::Invalid => {
+                    self.unreachable_streak = 0;
+                    let d = backoff(REFUSED_FIRST_RETRY, self.refused_streak);
+                    self.refused_streak += 1;
+                    d
+                }
+                LicenseState::Grace | LicenseState::Unknown => {
+                    let d = backoff(UNREACHABLE_FIRST_RETRY, self.unreachable_streak);
+                    self.unreachable_streak += 1;
+                    d
+                }
+            }
+        };
+        self.next_validate = now + self.jittered(next);
+        self.gate_services(&outcome);
+    }
+
+    /// Runs the main services only while the license allows them.
+    fn gate_services(&mut self, outcome: &license::Outcome) {
+        let allow = outcome.state.allows_services();
+        if self.services_running == Some(allow) {
+            return;
+        }
+        let s = &self.ctx.cfg.services;
+        let (result, reason) = if allow {
+            (
+                services::start(s),
+                format!("license {}", outcome.state.as_str()),
+            )
+        } else {
+            log::warn!(
+                "stopping the CyberSensei services: license {} ({})",
+                outcome.state.as_str(),
+                outcome.message.as_deref().unwrap_or("")
+            );
+            (
+                services::stop(s),
+                format!(
+                    "stopped: license {}{}",
+                    outcome.state.as_str(),
+                    outcome
+                        .message
+                        .as_ref()
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default()
+                ),
+            )
+        };
+        match result {
+            Ok(()) => {
+                self.services_running = Some(allow);
+                if allow {
+                    log::info!("CyberSensei services started ({reason})");
+                }
+                let _ = Status::modify(&self.ctx.cfg.state_dir, self.ctx.now(), |st| {
+                    st.services.running = Some(allow);
+                    st.services.reason = Some(reason);
+                });
+            }
+            Err(e) => log::error!("services: {e}"),
+        }
+    }
+
+    fn step_telemetry(&mut self) {
+        let now = self.ctx.clock.monotonic();
+        let interval = Duration::from_secs(self.ctx.cfg.telemetry.interval);
+        let Some(_lock) = self.lock() else {
+            self.next_telemetry = now + LOCK_RETRY;
+            return;
+        };
+        self.counters.telemetry += 1;
+        match telemetry::send_once(&self.ctx, &mut self.collector) {
+            Ok(r) if r.delivered => {}
+            Ok(r) => log::warn!("telemetry not delivered; {} sample(s) queued", r.queued),
+            Err(Error::Interrupted) => return,
+            Err(e) => log::warn!("telemetry: {e}"),
+        }
+        self.next_telemetry = now + self.jittered(interval);
+    }
+
+    fn step_check(&mut self) {
+        let now = self.ctx.clock.monotonic();
+        let interval = Duration::from_secs(self.ctx.cfg.updates.check_interval);
+        if !self.license.allows_services() {
+            // Updates are part of the licensed service; try again next interval.
+            self.next_check = now + self.jittered(interval);
+            return;
+        }
+        let Some(_lock) = self.lock() else {
+            self.next_check = now + LOCK_RETRY;
+            return;
+        };
+        self.counters.checks += 1;
+        match update::daemon_step(&self.ctx) {
+            Ok(()) => {}
+            Err(Error::Interrupted) => return,
+            Err(e) => log::warn!("update: {e}"),
+        }
+        self.next_check = now + self.jittered(interval);
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.ctx.cfg
+    }
+
+    /// The config file path reloaded on SIGHUP.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
 }

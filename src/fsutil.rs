@@ -101,7 +101,12 @@ impl StateLock {
     /// Takes the lock, waiting at most `wait` for another holder to let go.
     pub fn acquire(state_dir: &Path, wait: Duration) -> Result<StateLock> {
         ensure_dir(state_dir, 0o755)?;
-        let path = state_dir.join("agent.lock");
+        StateLock::acquire_file(&state_dir.join("agent.lock"), wait)
+    }
+
+    /// Takes an exclusive lock on any lock file (e.g. the daemon's `run.lock`).
+    pub fn acquire_file(path: &Path, wait: Duration) -> Result<StateLock> {
+        let path = path.to_path_buf();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
