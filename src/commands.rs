@@ -11,8 +11,15 @@ use crate::{license, logging, redact, telemetry, update};
 use std::io::Read;
 use std::time::Duration;
 
-/// How long a command waits for another holder of `agent.lock`.
-pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// How long a command waits for another holder of `agent.lock` (default 30 s,
+/// `$CYBERSENSEI_LOCK_WAIT` seconds to change it).
+pub fn lock_wait() -> Duration {
+    let secs = std::env::var("CYBERSENSEI_LOCK_WAIT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs.min(3600))
+}
 
 /// Runs a parsed invocation; returns the process exit code.
 pub fn run(inv: Invocation) -> u8 {
@@ -76,7 +83,7 @@ fn dispatch(cmd: &Command, cfg: Config, clock: &dyn Clock) -> Result<u8> {
         }
         Command::SetKey => set_key(cfg, clock),
         _ => {
-            let _lock = StateLock::acquire(&cfg.state_dir, LOCK_WAIT)?;
+            let _lock = StateLock::acquire(&cfg.state_dir, lock_wait())?;
             let ctx = Ctx::new(cfg, clock, true)?;
             update::recover(&ctx)?;
             locked(cmd, &ctx)
@@ -261,7 +268,7 @@ fn set_key(cfg: Config, clock: &dyn Clock) -> Result<u8> {
         .read_to_string(&mut input)
         .map_err(|e| Error::Config(format!("set-key: reading stdin: {e}")))?;
     let key = input.trim().to_string();
-    let _lock = StateLock::acquire(&cfg.state_dir, LOCK_WAIT)?;
+    let _lock = StateLock::acquire(&cfg.state_dir, lock_wait())?;
     license::store_key(&cfg.license.key_file, &key)?;
     println!(
         "License key stored in {} ({})",
