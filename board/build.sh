@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Cross-builds the agent (and, with --sim, the simulator) for an ARM board without
+# Docker, and leaves stripped binaries in target/board/TARGET/.
+#
+#   board/build.sh TARGET [--sim] [--no-agent]
+#
+# TARGET: armv7-unknown-linux-gnueabihf | aarch64-unknown-linux-gnu |
+#         armv7-unknown-linux-musleabihf | aarch64-unknown-linux-musl
+#         (x86_64-unknown-linux-musl works too, for a static host build)
+#
+# How each target is linked (ring compiles C, so a C cross compiler is always needed):
+#   *-musl*   cargo-zigbuild: zig cc supplies musl, the CRT and the linker; the result
+#             is a static executable. armv7 musl has no prebuilt std from rustup, so it
+#             is built with nightly -Zbuild-std and link-self-contained=no (zig links
+#             its own musl CRT instead of the missing rustup one).
+#   *-gnu*    BOARD_LINKER=zig (default): cargo-zigbuild against a glibc baseline
+#             (GLIBC, default 2.17), so the binary runs on any box with glibc >= 2.17.
+#             BOARD_LINKER=gcc: Debian's cross gcc (gcc-arm-linux-gnueabihf /
+#             gcc-aarch64-linux-gnu); the result then needs the build host's glibc
+#             (2.34+ on Debian 12).
+# Env: BOARD_LINKER, GLIBC, NIGHTLY (toolchain for build-std, default nightly),
+#      BOARD_OUT (output dir, default target/board/TARGET), CARGO_PROFILE_RELEASE_*
+#      (profile overrides, used by board/profile-matrix.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -ge 1 ] || usage
+TARGET=$1; shift
+SIM=0; AGENT=1
+for a in "$@"; do
+  case "$a" in
+    --sim) SIM=1 ;;
+    --no-agent) AGENT=0 ;;
+    *) usage ;;
+  esac
+done
+
+BOARD_LINKER=${BOARD_LINKER:-zig}
+GLIBC=${GLIBC:-2.17}
+NIGHTLY=${NIGHTLY:-nightly}
+OUT=${BOARD_OUT:-target/board/$TARGET}
+
+case "$TARGET" in
+  armv7-unknown-linux-gnueabihf) GCC=arm-linux-gnueabihf ;;
+  aarch64-unknown-linux-gnu) GCC=aarch64-linux-gnu ;;
+  armv7-unknown-linux-musleabihf | aarch64-unknown-linux-musl | x86_64-unknown-linux-musl) GCC= ;;
+  *) echo "build.sh: unsupported target $TARGET" >&2; exit 2 ;;
+esac
+
+# cargo-zigbuild and zig come from PyPI (board/ci-setup.sh); make their shims visible.
+if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+  for d in "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
+    [ -x "$d/cargo-zigbuild" ] && PATH="$d:$PATH"
+  done
+fi
+
+pkgs=()
+[ "$AGENT" = 1 ] && pkgs+=(-p cybersensei-agent)
+[ "$SIM" = 1 ] && pkgs+=(-p cybersensei-sim)
+[ ${#pkgs[@]} -gt 0 ] || usage
+
+upper=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
+cargo_target=$TARGET
+cmd=(cargo)
+case "$TARGET" in
+  armv7-unknown-linux-musleabihf)
+    # No rustup std for this target: build std from rust-src. The CRT objects rustc
+    # would pass (crt1.o, crti.o, ...) do not exist either; let zig provide them.
+    cmd=(cargo "+$NIGHTLY" zigbuild -Zbuild-std=std,panic_abort)
+    export "CARGO_TARGET_${upper}_RUSTFLAGS=-C link-self-contained=no ${BOARD_RUSTFLAGS:-}"
+    ;;
+  *-musl)
+    cmd=(cargo zigbuild)
+    ;;
+  *)
+    if [ "$BOARD_LINKER" = zig ]; then
+      cmd=(cargo zigbuild)
+      cargo_target=$TARGET.$GLIBC
+    elif [ "$BOARD_LINKER" = gcc ]; then
+      cmd=(cargo build)
+      export "CARGO_TARGET_${upper}_LINKER=$GCC-gcc"
+      export "CC_${TARGET//-/_}=$GCC-gcc" "AR_${TARGET//-/_}=$GCC-ar"
+    else
+      echo "build.sh: BOARD_LINKER must be zig or gcc" >&2; exit 2
+    fi
+    ;;
+esac
+
+echo "build.sh: ${cmd[*]} --release --locked --target $cargo_target ${pkgs[*]}" >&2
+"${cmd[@]}" --release --locked --target "$cargo_target" "${pkgs[@]}"
+
+mkdir -p "$OUT"
+# The release profile strips (strip = true), so the copy is the shipped binary.
+for bin in cybersensei-agent cybersensei-sim; do
+  if [ "$bin" = cybersensei-agent ] && [ "$AGENT" = 0 ]; then continue; fi
+  if [ "$bin" = cybersensei-sim ] && [ "$SIM" = 0 ]; then continue; fi
+  cp "target/$TARGET/release/$bin" "$OUT/$bin.tmp"
+  mv "$OUT/$bin.tmp" "$OUT/$bin"
+  echo "$OUT/$bin $(stat -c %s "$OUT/$bin") bytes"
+done
