@@ -288,13 +288,15 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
             report(ctx, |u| u.downloaded_bytes = Some(n));
         }
     };
+    let started = ctx.clock.monotonic();
     match download::fetch(ctx, &d, &want, &on_progress) {
         Ok(p) => {
             log::info!(
-                "downloaded {} ({} bytes, sha256 {})",
+                "downloaded {} ({} bytes, sha256 {}) in {:.3} s",
                 want.update_id,
                 p.size,
-                p.sha256
+                p.sha256,
+                ctx.clock.monotonic().saturating_sub(started).as_secs_f64()
             );
             report(ctx, |u| u.downloaded_bytes = Some(p.size));
             Ok(p)
