@@ -269,3 +269,11 @@ fn app_metrics_parser_edges() {
     assert!(parse_app_metrics(br#"[1, 2]"#).is_err());
     assert!(parse_app_metrics(br#"{"exercisesCompletedToday": 2}"#).is_err());
 }
+
+#[test]
+fn sysinfo_fallback_agrees_with_proc_uptime() {
+    let before = read_uptime();
+    let s = collect::sysinfo_uptime().unwrap() as f64;
+    let after = read_uptime();
+    assert!(s >= before.floor() - 1.0 && s <= after + 1.0, "{s} vs {before}..{after}");
+}

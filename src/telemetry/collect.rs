@@ -243,6 +243,16 @@ impl Collector {
     }
 }
 
+/// Seconds since boot from sysinfo(2): the fallback when /proc/uptime cannot be read.
+pub fn sysinfo_uptime() -> Option<u64> {
+    // SAFETY: sysinfo fills the zeroed struct we own.
+    let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sysinfo(&mut si) } != 0 {
+        return None;
+    }
+    u64::try_from(si.uptime).ok()
+}
+
 /// `x` clamped to [0, 100] and rounded to one decimal (NaN → 0).
 pub fn percent(x: f64) -> f64 {
     if !x.is_finite() {

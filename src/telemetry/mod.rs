@@ -68,7 +68,7 @@ pub fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -> Telem
     extra.insert("collectedAt".into(), Value::from(clock::iso8601(ctx.now())));
     TelemetryPayload {
         tenant_id,
-        uptime: s.uptime.unwrap_or(0),
+        uptime: s.uptime.or_else(collect::sysinfo_uptime).unwrap_or(0),
         active_users: s.app.active_users,
         exercises_completed_today: s.app.exercises_completed_today,
         ai_latency: s.app.ai_latency,
