@@ -275,5 +275,8 @@ fn sysinfo_fallback_agrees_with_proc_uptime() {
     let before = read_uptime();
     let s = collect::sysinfo_uptime().unwrap() as f64;
     let after = read_uptime();
-    assert!(s >= before.floor() - 1.0 && s <= after + 1.0, "{s} vs {before}..{after}");
+    assert!(
+        s >= before.floor() - 1.0 && s <= after + 1.0,
+        "{s} vs {before}..{after}"
+    );
 }

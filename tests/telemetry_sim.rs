@@ -27,7 +27,11 @@ fn fixed_proc(dir: &Path) -> std::path::PathBuf {
     let p = dir.join("proc");
     std::fs::create_dir_all(&p).unwrap();
     std::fs::write(p.join("stat"), "cpu  100 0 100 700 100 0 0 0 0 0\n").unwrap();
-    std::fs::write(p.join("meminfo"), "MemTotal: 1000 kB\nMemAvailable: 250 kB\n").unwrap();
+    std::fs::write(
+        p.join("meminfo"),
+        "MemTotal: 1000 kB\nMemAvailable: 250 kB\n",
+    )
+    .unwrap();
     std::fs::write(p.join("uptime"), "1234.5 1.0\n").unwrap();
     p
 }
@@ -85,7 +89,10 @@ fn a_day_offline_then_back_every_kept_sample_once_in_order() {
         stamps.push(iso8601(clock.now_unix()));
         let r = telemetry::send_once(&ctx, &mut col).unwrap();
         assert!(!r.delivered, "cycle {i}");
-        assert!(r.queued <= 50 && queue_files(&n) <= 50, "cycle {i}: bound exceeded");
+        assert!(
+            r.queued <= 50 && queue_files(&n) <= 50,
+            "cycle {i}: bound exceeded"
+        );
         clock.advance(Duration::from_secs(INTERVAL));
     }
     assert_eq!(queue_files(&n), 50);
@@ -102,14 +109,21 @@ fn a_day_offline_then_back_every_kept_sample_once_in_order() {
     assert!(r.delivered);
     assert_eq!((r.flushed, r.queued), (50, 0));
     let bodies = telemetry_bodies(&sim);
-    assert_eq!(bodies.len(), 51, "each kept sample once, then the fresh one");
+    assert_eq!(
+        bodies.len(),
+        51,
+        "each kept sample once, then the fresh one"
+    );
     let got: Vec<&str> = bodies
         .iter()
         .map(|b| b["additionalData"]["collectedAt"].as_str().unwrap())
         .collect();
     let mut want: Vec<&str> = stamps[238..].iter().map(String::as_str).collect();
     want.push(&now);
-    assert_eq!(got, want, "oldest first, each with the time it was measured");
+    assert_eq!(
+        got, want,
+        "oldest first, each with the time it was measured"
+    );
     assert_eq!(bodies[0]["additionalData"]["droppedSamples"], 238);
     assert!(bodies[1..]
         .iter()
@@ -159,7 +173,12 @@ fn a_long_backlog_drains_a_batch_per_cycle_in_order() {
     assert_eq!(cycles, 3);
     let got: Vec<String> = telemetry_bodies(&sim)
         .iter()
-        .map(|b| b["additionalData"]["collectedAt"].as_str().unwrap().to_string())
+        .map(|b| {
+            b["additionalData"]["collectedAt"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(got.len(), 123);
     let mut sorted = got.clone();
@@ -226,7 +245,10 @@ fn a_refused_queued_sample_is_dropped_not_blocking() {
     sim.clear_requests();
     sim.push_fault(
         "/telemetry",
-        Fault::Status(400, r#"{"statusCode":400,"message":["uptime must be a number"]}"#.into()),
+        Fault::Status(
+            400,
+            r#"{"statusCode":400,"message":["uptime must be a number"]}"#.into(),
+        ),
     );
     let r = telemetry::send_once(&ctx, &mut col).unwrap();
     assert!(r.delivered);
@@ -254,7 +276,10 @@ fn a_5xx_keeps_the_queue_and_stops_the_flush() {
     // sample fails (2 attempts) and the fresh one is queued without trying.
     assert_eq!(sim.count("/telemetry"), 6);
     assert_eq!(queue_files(&n), 3);
-    let err = n.status()["telemetry"]["lastError"].as_str().unwrap().to_string();
+    let err = n.status()["telemetry"]["lastError"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(err.contains("503"), "{err}");
     // Nothing is ever deleted without a 2xx: the queue is intact.
     let q = Queue::open(&n.state_dir, 50).unwrap();
@@ -323,9 +348,18 @@ fn once_delivers_with_protocol_field_names() {
         .map(String::as_str)
         .collect();
     extra.sort();
-    assert_eq!(extra, ["collectedAt", "cpuUsage", "diskUsage", "memoryUsage"]);
+    assert_eq!(
+        extra,
+        ["collectedAt", "cpuUsage", "diskUsage", "memoryUsage"]
+    );
     assert_eq!(b["tenantId"], "550e8400-e29b-41d4-a716-446655440000");
-    assert_eq!((b["activeUsers"].as_u64(), b["exercisesCompletedToday"].as_u64()), (Some(3), Some(12)));
+    assert_eq!(
+        (
+            b["activeUsers"].as_u64(),
+            b["exercisesCompletedToday"].as_u64()
+        ),
+        (Some(3), Some(12))
+    );
     assert_eq!(b["aiLatency"], 240.5);
     assert_eq!(b["version"], "0.0.0");
     for k in ["cpuUsage", "memoryUsage", "diskUsage"] {
@@ -344,7 +378,10 @@ fn once_delivers_with_protocol_field_names() {
     let up = b["uptime"].as_f64().unwrap();
     assert!(up <= kernel && up >= kernel - 30.0, "{up} vs {kernel}");
     let st = n.status();
-    assert!(st["telemetry"]["lastSentAt"].as_str().unwrap().ends_with('Z'));
+    assert!(st["telemetry"]["lastSentAt"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
     assert_eq!(st["telemetry"]["queued"], 0);
 }
 
@@ -356,7 +393,11 @@ fn once_on_503_exits_non_zero_and_queues_then_delivers_in_order() {
     sim.set_sticky_fault("/telemetry", Some(Fault::Status(503, "{}".into())));
     let o = n.run(&["telemetry", "--once"]);
     assert_ne!(harness::code(&o), 0, "{}", harness::text(&o));
-    assert!(harness::text(&o).contains("queued"), "{}", harness::text(&o));
+    assert!(
+        harness::text(&o).contains("queued"),
+        "{}",
+        harness::text(&o)
+    );
     assert_eq!(queue_files(&n), 1);
     assert_eq!(n.status()["telemetry"]["queued"], 1);
     sim.set_sticky_fault("/telemetry", None);
@@ -394,6 +435,10 @@ fn once_without_validation_says_why() {
     let n = node(&sim, 50);
     let o = n.run(&["telemetry", "--once"]);
     assert_ne!(harness::code(&o), 0);
-    assert!(harness::text(&o).contains("no tenantId yet"), "{}", harness::text(&o));
+    assert!(
+        harness::text(&o).contains("no tenantId yet"),
+        "{}",
+        harness::text(&o)
+    );
     assert_eq!(sim.count("/telemetry"), 0);
 }
