@@ -115,8 +115,15 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
         return Err(e);
     };
     let fresh = collect(ctx, collector, tenant);
-    let mut q = Queue::open(state_dir, ctx.cfg.telemetry.queue_max)?;
     let mut c = Cycle::default();
+    let mut q = match Queue::open(state_dir, ctx.cfg.telemetry.queue_max) {
+        Ok(q) => q,
+        Err(e) => {
+            c.failure = Some(e.to_string());
+            record(ctx, None, &c);
+            return Err(e);
+        }
+    };
     let result = cycle(ctx, &mut q, fresh, &mut c);
     let queued = q.len().ok();
     c.report.queued = queued.unwrap_or(0);
