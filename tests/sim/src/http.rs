@@ -161,13 +161,15 @@ fn fill(src: &mut Conn, buf: &mut Vec<u8>) -> io::Result<()> {
 /// Reads one request: head bounded by [`MAX_HEAD`], body by `body_limit`.
 pub fn read_request(conn: &mut Conn, body_limit: usize) -> Result<RawRequest, ReadError> {
     let mut buf = Vec::with_capacity(4096);
+    let mut searched = 0usize;
     let head_end = loop {
-        let start = buf.len().saturating_sub(3);
-        if !buf.is_empty() {
+        let start = searched.saturating_sub(3);
+        if buf.len() > start {
             if let Some(i) = find(&buf[start..], b"\r\n\r\n") {
                 break start + i;
             }
         }
+        searched = buf.len();
         if buf.len() > MAX_HEAD {
             return Err(ReadError::Bad(431, "Request Header Fields Too Large", None));
         }
