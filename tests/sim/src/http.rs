@@ -32,7 +32,10 @@ impl Conn {
             while s.conn.is_handshaking() {
                 let (rd, wr) = s.conn.complete_io(&mut s.sock)?;
                 if rd == 0 && wr == 0 && s.conn.is_handshaking() {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof in handshake"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "eof in handshake",
+                    ));
                 }
             }
         }

@@ -781,12 +781,9 @@ fn fault_action(sh: &Shared, req: &RawRequest, f: Fault) -> Action {
                 delay_ms,
             },
         ),
-        Fault::Truncate { after_bytes } => Action::Send(
-            route(sh, req),
-            Delivery::Truncate {
-                after: after_bytes,
-            },
-        ),
+        Fault::Truncate { after_bytes } => {
+            Action::Send(route(sh, req), Delivery::Truncate { after: after_bytes })
+        }
         Fault::Oversized {
             bytes,
             content_length,
@@ -861,18 +858,15 @@ fn record(sh: &Shared, req: &RawRequest, status: u16, fault: Option<&Fault>) {
 fn route(sh: &Shared, req: &RawRequest) -> Response {
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
     let params = http::parse_query(query);
-    let param = |n: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == n)
-            .map(|(_, v)| v.as_str())
-    };
+    let param = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
     match (req.method.as_str(), path) {
         ("GET", "/api/license/validate") => license(sh, param("key")),
         ("GET", "/update/check") => update_check(sh, param("tenantId"), param("version")),
-        ("GET", p) if p.starts_with("/update/download/") => {
-            download(sh, &http::percent_decode(&p["/update/download/".len()..]), req)
-        }
+        ("GET", p) if p.starts_with("/update/download/") => download(
+            sh,
+            &http::percent_decode(&p["/update/download/".len()..]),
+            req,
+        ),
         ("POST", "/telemetry") => telemetry(sh, req),
         (m, p) => nest_error(404, json!(format!("Cannot {m} {p}"))),
     }
@@ -908,11 +902,9 @@ fn license(sh: &Shared, key: Option<&str>) -> Response {
         LicenseOutcome::Inactive => nest_error(400, json!("Tenant inactif")),
         LicenseOutcome::Invalid => nest_error(404, json!("Clé de licence invalide")),
         LicenseOutcome::ValidFalse => Response::json(200, &json!({"valid": false})),
-        LicenseOutcome::Custom { status, body } => Response::new(
-            status,
-            "application/json; charset=utf-8",
-            body.into_bytes(),
-        ),
+        LicenseOutcome::Custom { status, body } => {
+            Response::new(status, "application/json; charset=utf-8", body.into_bytes())
+        }
     }
 }
 
@@ -987,9 +979,7 @@ fn update_check(sh: &Shared, tenant: Option<&str>, version: Option<&str>) -> Res
                     "updateId": null, "changelog": null, "fileSize": null}),
         ),
         Some((u, pkg)) => {
-            let size = st
-                .file_size_override
-                .unwrap_or(pkg.bytes.len() as u64);
+            let size = st.file_size_override.unwrap_or(pkg.bytes.len() as u64);
             let mut body = json!({"updateAvailable": true, "currentVersion": version,
                 "latestVersion": u.version, "updateId": u.id, "changelog": u.changelog,
                 "fileSize": size});
@@ -1204,36 +1194,34 @@ fn telemetry(sh: &Shared, req: &RawRequest) -> Response {
 fn send(sh: &Shared, mut conn: Conn, resp: Response, delivery: Delivery) {
     let head = resp.head_bytes();
     let body = resp.body_bytes();
-    let res: io::Result<bool> = (|| {
-        match delivery {
-            Delivery::Normal => {
-                let mut all = head;
-                all.extend_from_slice(body);
-                conn.write_all(&all)?;
-                conn.flush()?;
-                Ok(true)
-            }
-            Delivery::Slow { chunk, delay_ms } => {
-                conn.write_all(&head)?;
-                conn.flush()?;
-                for c in body.chunks(chunk) {
-                    if sh.stopping() {
-                        return Ok(false);
-                    }
-                    conn.write_all(c)?;
-                    conn.flush()?;
-                    sleep_interruptible(sh, Duration::from_millis(delay_ms));
+    let res: io::Result<bool> = (|| match delivery {
+        Delivery::Normal => {
+            let mut all = head;
+            all.extend_from_slice(body);
+            conn.write_all(&all)?;
+            conn.flush()?;
+            Ok(true)
+        }
+        Delivery::Slow { chunk, delay_ms } => {
+            conn.write_all(&head)?;
+            conn.flush()?;
+            for c in body.chunks(chunk) {
+                if sh.stopping() {
+                    return Ok(false);
                 }
-                Ok(true)
-            }
-            Delivery::Truncate { after } => {
-                let n = (after.min(body.len() as u64)) as usize;
-                let mut all = head;
-                all.extend_from_slice(&body[..n]);
-                conn.write_all(&all)?;
+                conn.write_all(c)?;
                 conn.flush()?;
-                Ok(false)
+                sleep_interruptible(sh, Duration::from_millis(delay_ms));
             }
+            Ok(true)
+        }
+        Delivery::Truncate { after } => {
+            let n = (after.min(body.len() as u64)) as usize;
+            let mut all = head;
+            all.extend_from_slice(&body[..n]);
+            conn.write_all(&all)?;
+            conn.flush()?;
+            Ok(false)
         }
     })();
     match res {
@@ -1274,7 +1262,8 @@ fn hang(sh: &Shared, conn: Conn) {
 }
 
 fn oversized(sh: &Shared, mut conn: Conn, bytes: u64, content_length: bool) {
-    let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n");
+    let mut head =
+        String::from("HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n");
     if content_length {
         head.push_str(&format!("Content-Length: {bytes}\r\n"));
     }

@@ -123,7 +123,10 @@ fn run() -> Result<(), String> {
             "--telemetry-log" => opts.telemetry_log = Some(PathBuf::from(val(&a)?)),
             "--license" => {
                 let v = val(&a)?;
-                match v.rsplit_once('=').and_then(|(k, o)| Some((k, outcome_of(o)?))) {
+                match v
+                    .rsplit_once('=')
+                    .and_then(|(k, o)| Some((k, outcome_of(o)?)))
+                {
                     Some((k, o)) => licenses.push((k.to_string(), o)),
                     None => licenses.push((v, "valid")),
                 }
@@ -133,15 +136,11 @@ fn run() -> Result<(), String> {
             "--tenant-name" => tenant_name = val(&a)?,
             "--expires-at" => expires_at = val(&a)?,
             "--usage-count" => usage = val(&a)?.parse().map_err(|e| format!("{a}: {e}"))?,
-            "--max-usage-count" => {
-                max_usage = val(&a)?.parse().map_err(|e| format!("{a}: {e}"))?
-            }
+            "--max-usage-count" => max_usage = val(&a)?.parse().map_err(|e| format!("{a}: {e}"))?,
             "--tenant" => tenants.push(val(&a)?),
             "--update" => {
                 let v = val(&a)?;
-                let (ver, path) = v
-                    .split_once('=')
-                    .ok_or("--update wants VERSION=ZIPPATH")?;
+                let (ver, path) = v.split_once('=').ok_or("--update wants VERSION=ZIPPATH")?;
                 update = Some((ver.to_string(), PathBuf::from(path)));
             }
             "--changelog" => changelog = val(&a)?,
