@@ -332,7 +332,11 @@ impl<'a> Daemon<'a> {
         let s = &self.ctx.cfg.services;
         let (result, reason) = if allow {
             (
-                services::start(s),
+                services::start_in(
+                    s,
+                    Some(&self.ctx.cfg.install.root.join("current")),
+                    self.ctx.clock,
+                ),
                 format!("license {}", outcome.state.as_str()),
             )
         } else {
