@@ -35,8 +35,8 @@ pub fn run(inv: Invocation) -> u8 {
         _ => {}
     }
     let path = config::resolve_path(inv.config.as_deref());
-    // Errors before the config is known still go to stderr.
-    logging::init("warn", None);
+    // Errors before the config is known go to stderr through eprintln; the logger
+    // is installed once, with the config's file, so one-shot commands log there too.
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {

@@ -54,6 +54,10 @@ pub struct Daemon<'a> {
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
 pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
     signals::install();
+    if let Err(e) = crate::fsutil::ensure_dir(&cfg.state_dir, 0o755) {
+        eprintln!("error: {e}");
+        return e.exit_code();
+    }
     let run_lock = match StateLock::acquire_file(&cfg.state_dir.join("run.lock"), Duration::ZERO) {
         Ok(l) => l,
         Err(e) => {
@@ -332,7 +336,11 @@ impl<'a> Daemon<'a> {
         let s = &self.ctx.cfg.services;
         let (result, reason) = if allow {
             (
-                services::start(s),
+                services::start_in(
+                    s,
+                    Some(&self.ctx.cfg.install.root.join("current")),
+                    self.ctx.clock,
+                ),
                 format!("license {}", outcome.state.as_str()),
             )
         } else {

@@ -1,24 +1,263 @@
 //! The main CyberSensei services: stop, start, health-check, argv without a shell.
-//! STUB: being written in another branch.
+//!
+//! Every command runs with `CYBERSENSEI_SLOT_DIR` set to the slot it concerns (when
+//! known), its output inherited, and a deadline measured on the injected clock: a
+//! command that hangs is killed, so a broken service script cannot park the agent.
 
-use crate::clock::Clock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::Services;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
-/// Runs every `services.stop` command.
+/// Environment variable naming the slot directory the services should run from.
+pub const SLOT_ENV: &str = "CYBERSENSEI_SLOT_DIR";
+/// Pause between two rounds of health commands.
+const HEALTH_RETRY: Duration = Duration::from_millis(500);
+/// How often a running child is polled.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Runs every `services.stop` command (without a slot in the environment).
 pub fn stop(s: &Services) -> Result<()> {
-    let _ = s;
-    Ok(())
+    stop_in(s, None, &SystemClock::new())
 }
 
-/// Runs every `services.start` command.
+/// Runs every `services.start` command (without a slot in the environment).
 pub fn start(s: &Services) -> Result<()> {
-    let _ = s;
-    Ok(())
+    start_in(s, None, &SystemClock::new())
 }
 
 /// Runs the health commands until all exit 0 or `health_timeout` passes.
 pub fn health(s: &Services, clock: &dyn Clock) -> Result<()> {
-    let _ = (s, clock);
+    health_in(s, None, clock)
+}
+
+/// Runs every `services.stop` command for the services of `slot`.
+pub fn stop_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
+    run_all(
+        "stop",
+        &s.stop,
+        slot,
+        clock,
+        Duration::from_secs(s.health_timeout),
+    )
+}
+
+/// Runs every `services.start` command with the services pointed at `slot`.
+pub fn start_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
+    run_all(
+        "start",
+        &s.start,
+        slot,
+        clock,
+        Duration::from_secs(s.health_timeout),
+    )
+}
+
+/// Health check of the services of `slot`: every `services.health` command must exit
+/// 0; failing rounds are retried until `health_timeout` has passed on `clock`.
+/// An empty list means "started is healthy".
+pub fn health_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
+    if s.health.is_empty() {
+        return Ok(());
+    }
+    let timeout = Duration::from_secs(s.health_timeout);
+    let start = clock.monotonic();
+    let mut round = 0u32;
+    loop {
+        round += 1;
+        let left = timeout.saturating_sub(clock.monotonic().saturating_sub(start));
+        let outcome = run_all("health", &s.health, slot, clock, left);
+        match outcome {
+            Ok(()) => {
+                log::info!("health check passed (round {round})");
+                return Ok(());
+            }
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => {
+                let elapsed = clock.monotonic().saturating_sub(start);
+                if elapsed + HEALTH_RETRY >= timeout {
+                    return Err(Error::Other(format!(
+                        "health check failed for {}s ({round} rounds): {e}",
+                        timeout.as_secs()
+                    )));
+                }
+                log::info!("health check round {round} failed: {e}; retrying");
+                clock.sleep(HEALTH_RETRY);
+                if crate::signals::stop_requested() {
+                    return Err(Error::Interrupted);
+                }
+            }
+        }
+    }
+}
+
+fn run_all(
+    what: &str,
+    cmds: &[Vec<String>],
+    slot: Option<&Path>,
+    clock: &dyn Clock,
+    budget: Duration,
+) -> Result<()> {
+    let start = clock.monotonic();
+    for argv in cmds {
+        let left = budget.saturating_sub(clock.monotonic().saturating_sub(start));
+        run_one(what, argv, slot, clock, left)?;
+    }
     Ok(())
+}
+
+/// Runs one argv to completion within `budget`; non-zero exit, signal or timeout fail.
+pub fn run_one(
+    what: &str,
+    argv: &[String],
+    slot: Option<&Path>,
+    clock: &dyn Clock,
+    budget: Duration,
+) -> Result<()> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Ok(());
+    };
+    let shown = argv.join(" ");
+    let mut cmd = Command::new(prog);
+    cmd.args(args).stdin(Stdio::null());
+    match slot {
+        Some(dir) => cmd.env(SLOT_ENV, dir),
+        None => cmd.env_remove(SLOT_ENV),
+    };
+    let child = cmd
+        .spawn()
+        .map_err(|e| Error::Other(format!("{what} command `{shown}`: cannot run: {e}")))?;
+    let status = wait_bounded(child, clock, budget)
+        .map_err(|e| Error::Other(format!("{what} command `{shown}`: {e}")))?;
+    if status.success() {
+        log::debug!("{what} command `{shown}`: ok");
+        Ok(())
+    } else {
+        Err(Error::Other(format!("{what} command `{shown}`: {status}")))
+    }
+}
+
+/// Waits for `child` at most `budget` on `clock`; kills and reaps it past that.
+pub fn wait_bounded(
+    mut child: Child,
+    clock: &dyn Clock,
+    budget: Duration,
+) -> std::result::Result<std::process::ExitStatus, String> {
+    let start = clock.monotonic();
+    loop {
+        match child.try_wait() {
+            Ok(Some(st)) => return Ok(st),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("waiting: {e}"));
+            }
+        }
+        if clock.monotonic().saturating_sub(start) >= budget {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("timed out after {:.1}s", budget.as_secs_f64()));
+        }
+        // The injected clock measures the deadline; a short real pause keeps a fake
+        // clock (which does not sleep) from spinning ahead of a real child.
+        std::thread::sleep(Duration::from_millis(1));
+        clock.sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+
+    fn svc(health: Vec<Vec<String>>, timeout: u64) -> Services {
+        Services {
+            stop: vec![],
+            start: vec![],
+            health,
+            health_timeout: timeout,
+        }
+    }
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn empty_health_is_healthy() {
+        let c = FakeClock::new(0.0);
+        assert!(health_in(&svc(vec![], 1), None, &c).is_ok());
+    }
+
+    #[test]
+    fn health_retries_until_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = dir.path().join("n");
+        // Fails twice, then succeeds: the retry loop must get there.
+        let script = format!(
+            "c=$(cat {0} 2>/dev/null || echo 0); c=$((c+1)); echo $c > {0}; [ $c -ge 3 ]",
+            n.display()
+        );
+        let c = FakeClock::new(0.0);
+        health_in(&svc(vec![sh(&script)], 30), None, &c).unwrap();
+        assert_eq!(std::fs::read_to_string(&n).unwrap().trim(), "3");
+    }
+
+    #[test]
+    fn health_gives_up_at_timeout() {
+        let c = FakeClock::new(0.0);
+        let t0 = c.monotonic();
+        let e = health_in(&svc(vec![vec!["false".into()]], 5), None, &c).unwrap_err();
+        assert!(e.to_string().contains("health check failed"), "{e}");
+        assert!(c.monotonic() - t0 >= Duration::from_secs(4));
+    }
+
+    #[test]
+    fn slot_dir_is_in_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("env");
+        let s = Services {
+            stop: vec![],
+            start: vec![sh(&format!("echo \"${SLOT_ENV}\" > {}", out.display()))],
+            health: vec![],
+            health_timeout: 5,
+        };
+        start_in(&s, Some(Path::new("/opt/x/slots/b")), &SystemClock::new()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap().trim(),
+            "/opt/x/slots/b"
+        );
+    }
+
+    #[test]
+    fn hanging_command_is_killed() {
+        let c = SystemClock::new();
+        let t = std::time::Instant::now();
+        let e = run_one(
+            "start",
+            &["sleep".into(), "30".into()],
+            None,
+            &c,
+            Duration::from_millis(300),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("timed out"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn missing_program_fails_clearly() {
+        let e = run_one(
+            "stop",
+            &["/nonexistent/prog".into()],
+            None,
+            &SystemClock::new(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot run"), "{e}");
+    }
 }

@@ -23,9 +23,15 @@ fn valid_license_prints_tenant_and_records_status() {
     let st = node.status();
     assert_eq!(st["license"]["state"], "valid");
     assert_eq!(st["license"]["tenantName"], "Acme Corporation");
-    assert_eq!(st["license"]["tenantId"], "550e8400-e29b-41d4-a716-446655440000");
+    assert_eq!(
+        st["license"]["tenantId"],
+        "550e8400-e29b-41d4-a716-446655440000"
+    );
     assert!(st["license"]["daysLeft"].as_i64().unwrap() > 1000);
-    assert!(st["license"]["lastValidatedAt"].as_str().unwrap().ends_with('Z'));
+    assert!(st["license"]["lastValidatedAt"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
     assert_eq!(st["version"], "0.0.0");
     // The key arrived intact: `+`, `/` and `=` survived URL encoding.
     let reqs = sim.requests();
@@ -33,9 +39,17 @@ fn valid_license_prints_tenant_and_records_status() {
         .iter()
         .find(|r| r.path == "/api/license/validate")
         .expect("validation request");
-    let key = r.params.iter().find(|(k, _)| k == "key").map(|(_, v)| v.clone());
+    let key = r
+        .params
+        .iter()
+        .find(|(k, _)| k == "key")
+        .map(|(_, v)| v.clone());
     assert_eq!(key.as_deref(), Some(KEY));
-    let ua = r.headers.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.clone());
+    let ua = r
+        .headers
+        .iter()
+        .find(|(k, _)| k == "user-agent")
+        .map(|(_, v)| v.clone());
     assert!(ua.unwrap_or_default().starts_with("cybersensei-agent/"));
 }
 
@@ -74,7 +88,11 @@ fn unknown_key_is_404_invalid() {
     let node = Node::new(&sim); // no license registered at all
     let o = node.run(&["validate"]);
     assert_eq!(code(&o), 10, "{}", text(&o));
-    assert!(text(&o).to_lowercase().contains("check the license key"), "{}", text(&o));
+    assert!(
+        text(&o).to_lowercase().contains("check the license key"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -175,7 +193,11 @@ fn oversized_answer_is_refused_without_reading_it() {
         let t = Instant::now();
         let o = node.run(&["validate"]);
         assert_eq!(code(&o), 14, "{}", text(&o));
-        assert!(text(&o).contains("larger than") || text(&o).contains("refused"), "{}", text(&o));
+        assert!(
+            text(&o).contains("larger than") || text(&o).contains("refused"),
+            "{}",
+            text(&o)
+        );
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 }
@@ -224,14 +246,21 @@ fn key_never_leaks_to_output_logs_or_state() {
     let encoded = cybersensei_agent::transport::percent_encode(KEY);
     assert!(!outputs.contains(KEY), "key in output:\n{outputs}");
     assert!(!outputs.contains(&encoded), "encoded key in output");
-    assert!(outputs.contains("A1B2"), "redacted key shown in config check");
+    assert!(
+        outputs.contains("A1B2"),
+        "redacted key shown in config check"
+    );
     for f in harness::all_files(node.dir.path()) {
         if f == node.key_file {
             continue;
         }
         let data = std::fs::read(&f).unwrap();
         let s = String::from_utf8_lossy(&data);
-        assert!(!s.contains(KEY) && !s.contains(&encoded), "key found in {}", f.display());
+        assert!(
+            !s.contains(KEY) && !s.contains(&encoded),
+            "key found in {}",
+            f.display()
+        );
     }
 }
 
@@ -317,7 +346,10 @@ fn set_key_stores_privately_and_validates() {
     assert!(text(&o).contains("Acme Corporation"));
     assert_eq!(std::fs::read_to_string(&kf).unwrap(), format!("{KEY}\n"));
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&kf).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // An empty key is refused and the stored one kept.
     let mut c = node.command(&["set-key"]);
     c.stdin(std::process::Stdio::piped());
@@ -334,8 +366,8 @@ fn second_command_waits_then_names_the_holder() {
     valid(&sim);
     let node = Node::new(&sim);
     std::fs::create_dir_all(&node.state_dir).unwrap();
-    let _held = cybersensei_agent::fsutil::StateLock::acquire(&node.state_dir, Duration::ZERO)
-        .unwrap();
+    let _held =
+        cybersensei_agent::fsutil::StateLock::acquire(&node.state_dir, Duration::ZERO).unwrap();
     let t = Instant::now();
     let o = node
         .command(&["validate"])
@@ -343,6 +375,10 @@ fn second_command_waits_then_names_the_holder() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 1, "{}", text(&o));
-    assert!(text(&o).contains(&format!("process {}", std::process::id())), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("process {}", std::process::id())),
+        "{}",
+        text(&o)
+    );
     assert!(t.elapsed() < Duration::from_secs(10));
 }

@@ -1,19 +1,26 @@
-//! Telemetry (PROTOCOL.md §4). STUB: being written in another branch.
+//! Telemetry (PROTOCOL.md §4): measure the box (`collect`), send (`send`), and keep
+//! what could not be sent in a bounded on-disk queue (`queue`).
+//!
+//! One cycle (`send_once`): measure; send the queued samples oldest first (at most
+//! `queue::FLUSH_BATCH`), stopping at the first failure; then send the fresh sample
+//! if the queue is empty, else append it to the queue so samples reach the backend
+//! in the order they were measured.
 
+pub mod collect;
+pub mod queue;
+pub mod send;
+
+pub use collect::Collector;
+
+use crate::clock;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::TelemetryPayload;
-
-/// Keeps what consecutive samples need (CPU counters of the previous sample).
-#[derive(Default)]
-pub struct Collector {}
-
-impl Collector {
-    /// A collector reading the real /proc.
-    pub fn new() -> Collector {
-        Collector {}
-    }
-}
+use crate::status::Status;
+use queue::Queue;
+use send::Delivery;
+use serde_json::{Map, Value};
+use std::time::Duration;
 
 /// Result of one telemetry cycle.
 #[derive(Debug, Clone, Default)]
@@ -26,14 +33,218 @@ pub struct SendReport {
     pub queued: usize,
 }
 
-/// Builds the payload of a fresh sample without sending it.
+/// The error `send_once` returns on a box that has never validated its license.
+pub fn no_tenant_error() -> Error {
+    Error::Other(
+        "no tenantId yet: the license has never been validated (run `cybersensei-agent \
+         validate`); telemetry needs the tenantId the backend returns, so nothing was sent"
+            .into(),
+    )
+}
+
+/// How old the application's metrics file may be: two telemetry intervals.
+fn app_max_age(ctx: &Ctx) -> Duration {
+    Duration::from_secs(ctx.cfg.telemetry.interval.saturating_mul(2))
+}
+
+/// Measures a fresh sample for `tenant_id`, stamped with `additionalData.collectedAt`.
+pub fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -> TelemetryPayload {
+    let s = collector.sample(
+        ctx.clock,
+        &ctx.cfg.install.root,
+        &ctx.cfg.telemetry.app_metrics_file,
+        app_max_age(ctx),
+    );
+    let mut extra = Map::new();
+    for (k, v) in [
+        ("cpuUsage", s.cpu_usage),
+        ("memoryUsage", s.memory_usage),
+        ("diskUsage", s.disk_usage),
+    ] {
+        if let Some(v) = v {
+            extra.insert(k.into(), Value::from(v));
+        }
+    }
+    extra.insert("collectedAt".into(), Value::from(clock::iso8601(ctx.now())));
+    TelemetryPayload {
+        tenant_id,
+        uptime: s.uptime.or_else(collect::sysinfo_uptime).unwrap_or(0),
+        active_users: s.app.active_users,
+        exercises_completed_today: s.app.exercises_completed_today,
+        ai_latency: s.app.ai_latency,
+        version: Some(crate::update::active(&ctx.cfg).1),
+        additional_data: Some(extra),
+    }
+}
+
+/// Builds the payload of a fresh sample without sending it (`telemetry --print`).
+/// Without a cached validation the tenantId is empty, and a warning says why.
 pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload> {
-    let _ = (ctx, collector);
-    Err(Error::Other("telemetry not implemented yet".into()))
+    let tenant = match crate::license::cached_tenant_id(&ctx.cfg.state_dir) {
+        Some(t) => t,
+        None => {
+            log::warn!("{}", no_tenant_error());
+            String::new()
+        }
+    };
+    Ok(collect(ctx, collector, tenant))
+}
+
+/// What happened during a cycle, for status.json.
+#[derive(Default)]
+struct Cycle {
+    report: SendReport,
+    sent_any: bool,
+    lost: u64,
+    failure: Option<String>,
 }
 
 /// One cycle: flush the queue (oldest first), then send a fresh sample (queued on failure).
 pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
-    let _ = (ctx, collector);
-    Err(Error::Other("telemetry not implemented yet".into()))
+    let state_dir = &ctx.cfg.state_dir;
+    let Some(tenant) = crate::license::cached_tenant_id(state_dir) else {
+        let e = no_tenant_error();
+        record(
+            ctx,
+            None,
+            &Cycle {
+                failure: Some(e.to_string()),
+                ..Default::default()
+            },
+        );
+        return Err(e);
+    };
+    let fresh = collect(ctx, collector, tenant);
+    let mut c = Cycle::default();
+    let mut q = match Queue::open(state_dir, ctx.cfg.telemetry.queue_max) {
+        Ok(q) => q,
+        Err(e) => {
+            c.failure = Some(e.to_string());
+            record(ctx, None, &c);
+            return Err(e);
+        }
+    };
+    let result = cycle(ctx, &mut q, fresh, &mut c);
+    let queued = q.len().ok();
+    c.report.queued = queued.unwrap_or(0);
+    if let Err(e) = &result {
+        c.failure = Some(e.to_string());
+    }
+    record(ctx, queued, &c);
+    result.map(|()| c.report)
+}
+
+fn cycle(ctx: &Ctx, q: &mut Queue, fresh: TelemetryPayload, c: &mut Cycle) -> Result<()> {
+    match flush(ctx, q, c) {
+        Ok(()) => {}
+        Err(e) => {
+            // Stopped (signal) or local I/O trouble: keep the fresh sample anyway.
+            c.lost += q.push(&fresh)?;
+            return Err(e);
+        }
+    }
+    if c.failure.is_none() && q.is_empty()? {
+        match deliver(ctx, q, &fresh) {
+            Ok(Delivery::Delivered(_)) => {
+                c.report.delivered = true;
+                c.sent_any = true;
+                return Ok(());
+            }
+            Ok(Delivery::Rejected { status, message }) => {
+                c.failure = Some(format!("backend answered {status}: {message}"));
+            }
+            Ok(Delivery::Failed(why)) => c.failure = Some(why),
+            Err(e) => {
+                c.lost += q.push(&fresh)?;
+                return Err(e);
+            }
+        }
+    }
+    // Not sent, or older samples still wait: the fresh one joins the end of the queue.
+    c.lost += q.push(&fresh)?;
+    Ok(())
+}
+
+/// Sends up to `FLUSH_BATCH` queued samples, oldest first, until the first failure.
+fn flush(ctx: &Ctx, q: &Queue, c: &mut Cycle) -> Result<()> {
+    for seq in q.oldest()? {
+        let p = match q.read(seq) {
+            Ok(p) => p,
+            Err(why) => {
+                log::warn!("telemetry queue: entry #{seq} {why}; skipped and removed");
+                q.add_dropped(1)?;
+                q.remove(seq)?;
+                c.lost += 1;
+                continue;
+            }
+        };
+        match deliver(ctx, q, &p)? {
+            Delivery::Delivered(_) => {
+                q.remove(seq)?;
+                c.report.flushed += 1;
+                c.sent_any = true;
+            }
+            Delivery::Rejected { status, message } => {
+                // The backend will never take it; keeping it would block the queue.
+                log::warn!(
+                    "telemetry queue: sample #{seq} (collected {}) refused with {status} ({message}); dropped",
+                    collected_at(&p)
+                );
+                q.remove(seq)?;
+                c.lost += 1;
+            }
+            Delivery::Failed(why) => {
+                c.failure = Some(why);
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends one sample, adding `droppedSamples` when samples were lost since the last
+/// report; the count is cleared only once a 2xx confirms it arrived.
+fn deliver(ctx: &Ctx, q: &Queue, p: &TelemetryPayload) -> Result<Delivery> {
+    let dropped = q.pending_dropped();
+    let d = if dropped > 0 {
+        let mut p = p.clone();
+        p.additional_data
+            .get_or_insert_with(Map::new)
+            .insert("droppedSamples".into(), Value::from(dropped));
+        send::post(ctx, &p)?
+    } else {
+        send::post(ctx, p)?
+    };
+    if dropped > 0 && matches!(d, Delivery::Delivered(_)) {
+        q.reported_dropped(dropped)?;
+    }
+    Ok(d)
+}
+
+fn collected_at(p: &TelemetryPayload) -> &str {
+    p.additional_data
+        .as_ref()
+        .and_then(|m| m.get("collectedAt"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("?")
+}
+
+/// Reports the cycle in status.json; a status that cannot be written is logged only,
+/// since it must never cost a sample.
+fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
+    let now = ctx.now();
+    let r = Status::modify(&ctx.cfg.state_dir, now, |s| {
+        let t = &mut s.telemetry;
+        if c.sent_any {
+            t.last_sent_at = Some(clock::iso8601(now));
+        }
+        if let Some(n) = queued {
+            t.queued = n as u64;
+        }
+        t.last_error = c.failure.clone();
+        t.dropped = t.dropped.saturating_add(c.lost);
+    });
+    if let Err(e) = r {
+        log::warn!("telemetry: cannot update status.json: {e}");
+    }
 }

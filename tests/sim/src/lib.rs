@@ -1,1 +1,1291 @@
+//! Development-only simulator of the CyberSensei central backend
+//! (`/work/shared/PROTOCOL.md`): a small synchronous HTTP/1.1 server, plain or
+//! HTTPS with a throwaway CA generated at start, with scriptable faults and a
+//! record of every request. Never shipped; used by the agent's integration tests
+//! (in-process) and by the demo / qemu scripts (the `cybersensei-sim` binary).
+//!
+//! ```no_run
+//! use cybersensei_sim::{Fault, LicenseOutcome, Sim, SimOptions};
+//!
+//! let sim = Sim::start(SimOptions { tls: true, ..Default::default() }).unwrap();
+//! let dir = std::env::temp_dir();
+//! sim.write_ca(&dir.join("ca.pem")).unwrap(); // trust this CA in the client
+//! let tenant = sim.valid_license("A1B2C3D4-E5F6+G7H8/I9J0=K1L2");
+//! sim.set_license("OTHER", LicenseOutcome::Expired);
+//! let update_id = sim.publish_update("1.2.0", b"PK...zip bytes".to_vec(), "- fixes");
+//! sim.push_fault("/api/license/validate", Fault::Status(503, "{}".into())); // one-shot
+//! sim.set_sticky_fault("/update/download", Some(Fault::Truncate { after_bytes: 10 }));
+//! let base = sim.url(); // "https://127.0.0.1:PORT", no trailing slash
+//! // ... run the agent against `base` ...
+//! assert_eq!(sim.count("/api/license/validate"), 2);
+//! let posted: Vec<serde_json::Value> = sim.telemetry();
+//! # let _ = (tenant, update_id, base, posted);
+//! // dropping `sim` stops the server (hanging connections are released quickly)
+//! ```
+//!
+//! Routes (exact paths, strict): `GET /api/license/validate?key=`,
+//! `GET /update/check?tenantId=&version=`, `GET /update/download/{id}`,
+//! `POST /telemetry`; anything else is a NestJS-style 404.
+//!
+//! Faults are matched by path prefix. One-shot faults (FIFO, [`Sim::push_fault`]) are
+//! consumed first, then the sticky fault of the longest matching prefix
+//! ([`Sim::set_sticky_fault`]). `SlowBody` and `Truncate` alter the delivery of the
+//! normal answer (so the route's side effects, e.g. recording telemetry, happen);
+//! every other fault replaces the answer and the route is not run.
+//!
+//! Every request is recorded *before* its response is written, so once a client has
+//! an answer (or a timeout) the record is there.
 
+mod http;
+mod tls;
+
+pub use http::{iso_now, parse_query, percent_decode};
+
+use http::{Body, Conn, Delivery, RawRequest, ReadError, Response};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Default tenant used by [`Sim::valid_license`].
+pub const DEFAULT_TENANT_ID: &str = "550e8400-e29b-41d4-a716-446655440000";
+/// Default tenant name used by [`Sim::valid_license`].
+pub const DEFAULT_TENANT_NAME: &str = "Acme Corporation";
+/// Default expiry used by [`Sim::valid_license`].
+pub const DEFAULT_EXPIRES_AT: &str = "2099-12-31T23:59:59.000Z";
+
+/// Telemetry bodies larger than this are answered 413.
+pub const MAX_TELEMETRY_BODY: usize = 1024 * 1024;
+
+/// Which certificate the HTTPS server presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TlsVariant {
+    /// Signed by the exposed CA, SANs `localhost`, `127.0.0.1` (+ `extra_sans`).
+    #[default]
+    Good,
+    /// Signed by the exposed CA but only for `wrong.example`.
+    WrongHost,
+    /// Signed by the exposed CA, right names, validity 2020-01-01..2021-01-01.
+    Expired,
+    /// Right names and dates but signed by another CA than [`Sim::ca_pem`].
+    UntrustedCa,
+}
+
+/// Which checksum field(s) `/update/check` carries when checksums are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChecksumStyle {
+    /// `"checksum": "sha256:<hex>"`
+    #[default]
+    Prefixed,
+    /// `"sha256": "<hex>"`
+    Sha256Field,
+    /// both fields
+    Both,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// HTTPS with a throwaway CA (see [`Sim::ca_pem`]).
+    pub tls: bool,
+    pub tls_variant: TlsVariant,
+    /// Honour `Range: bytes=N-` on downloads (206). Default true.
+    pub range_support: bool,
+    /// Put the package digest in `/update/check`. Default true.
+    pub checksum_in_check: bool,
+    /// Send `X-Checksum-SHA256` on downloads. Default true.
+    pub checksum_header: bool,
+    /// Append each accepted telemetry body as one JSON line to this file.
+    pub telemetry_log: Option<PathBuf>,
+    /// Listen address, default `127.0.0.1:0` (ephemeral port).
+    pub bind: String,
+    /// Serve `/update/download/{id}` from `DIR/{id}` or `DIR/{id}.zip` when the id is
+    /// not registered in memory; when no update was published through the API,
+    /// `/update/check` announces the highest `DIR/<version>.zip`.
+    pub packages_dir: Option<PathBuf>,
+    /// Extra SANs for the server certificate (e.g. `10.0.2.2` for a qemu guest).
+    pub extra_sans: Vec<String>,
+    /// Log one line per request on stderr.
+    pub log_requests: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            tls: false,
+            tls_variant: TlsVariant::Good,
+            range_support: true,
+            checksum_in_check: true,
+            checksum_header: true,
+            telemetry_log: None,
+            bind: "127.0.0.1:0".to_string(),
+            packages_dir: None,
+            extra_sans: Vec::new(),
+            log_requests: false,
+        }
+    }
+}
+
+/// What `/api/license/validate` answers for a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LicenseOutcome {
+    /// 200 `{"valid":true,"tenantId",...}`
+    Valid {
+        tenant_id: String,
+        tenant_name: String,
+        expires_at: String,
+        usage_count: u64,
+        max_usage_count: u64,
+    },
+    /// 400 `Licence expirée`
+    Expired,
+    /// 400 `Tenant inactif`
+    Inactive,
+    /// 404 `Clé de licence invalide` (also what unknown keys get)
+    Invalid,
+    /// 200 `{"valid": false}`
+    ValidFalse,
+    /// 400 with `"message": ["Licence expirée"]`
+    ExpiredMessageArray,
+    /// 400 `LICENCE EXPIREE` (upper case, no accent)
+    ExpiredUpperUnaccented,
+    /// Any status and body (served as `application/json`).
+    Custom { status: u16, body: String },
+}
+
+impl LicenseOutcome {
+    /// A valid license for the default tenant (see [`DEFAULT_TENANT_ID`]).
+    pub fn default_valid() -> LicenseOutcome {
+        LicenseOutcome::Valid {
+            tenant_id: DEFAULT_TENANT_ID.into(),
+            tenant_name: DEFAULT_TENANT_NAME.into(),
+            expires_at: DEFAULT_EXPIRES_AT.into(),
+            usage_count: 42,
+            max_usage_count: 1000,
+        }
+    }
+}
+
+/// A scripted misbehaviour, consumed before normal handling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// This status with this body (`application/json`), e.g. `Status(503, "{}".into())`.
+    Status(u16, String),
+    /// 429 with `Retry-After: <retry_after>` (seconds or an HTTP date, verbatim).
+    TooMany { retry_after: String },
+    /// Read the request, never answer (until the client leaves or the sim is dropped).
+    Hang,
+    /// The normal answer, body written `chunk` bytes at a time with `delay_ms` pauses.
+    SlowBody { chunk: usize, delay_ms: u64 },
+    /// The normal answer's headers (full Content-Length) then only `after_bytes` of
+    /// the body, then the connection is dropped (no TLS close_notify).
+    Truncate { after_bytes: u64 },
+    /// 200 JSON-ish body of `bytes` bytes, streamed; with `content_length` false the
+    /// body is close-delimited (no Content-Length).
+    Oversized { bytes: u64, content_length: bool },
+    /// 200 `text/html` captive-portal page.
+    Html,
+    /// These bytes verbatim, then close.
+    Raw(Vec<u8>),
+    /// A redirect (301/302/307...) to `location`.
+    Redirect { code: u16, location: String },
+    /// Close the connection at once (RST) without answering.
+    Reset,
+}
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path without the query string (raw, not percent-decoded).
+    pub path: String,
+    /// Raw query string (without `?`), empty when none.
+    pub query: String,
+    /// Percent-decoded query parameters, in order (`+` stays `+`).
+    pub params: Vec<(String, String)>,
+    /// Headers with lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+    pub body_len: usize,
+    pub body: Vec<u8>,
+    /// Status answered; 0 when nothing was answered (Hang, Reset).
+    pub status: u16,
+    /// The fault applied, if any (its `Debug` form, `Raw` bytes elided).
+    pub fault: Option<String>,
+    pub at: SystemTime,
+}
+
+impl Request {
+    /// First header of that (lower-case) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// First decoded query parameter of that name.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+    /// The body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+struct Package {
+    bytes: Arc<Vec<u8>>,
+    sha256: String,
+}
+
+struct Published {
+    version: String,
+    id: String,
+    changelog: String,
+}
+
+struct State {
+    licenses: HashMap<String, LicenseOutcome>,
+    tenants: HashSet<String>,
+    update: Option<Published>,
+    packages: HashMap<String, Arc<Package>>,
+    file_size_override: Option<u64>,
+    checksum_override: Option<String>,
+    checksum_style: ChecksumStyle,
+    faults: Vec<(String, Fault)>,
+    sticky: Vec<(String, Fault)>,
+    requests: Vec<Request>,
+    telemetry: Vec<Value>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    down: AtomicBool,
+    shutdown: AtomicBool,
+    range_support: AtomicBool,
+    checksum_in_check: AtomicBool,
+    checksum_header: AtomicBool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    telemetry_log: Option<PathBuf>,
+    log_lock: Mutex<()>,
+    packages_dir: Option<PathBuf>,
+    log_requests: bool,
+    handshake_failures: AtomicUsize,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    fn st(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn stopping(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+}
+
+/// A running simulator; stops when dropped.
+pub struct Sim {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    scheme: &'static str,
+    ca_pem: Option<String>,
+    server_cert_pem: Option<String>,
+    accept: Option<JoinHandle<()>>,
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, data);
+    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic UUID-shaped id for a version + package.
+fn derive_update_id(version: &str, zip: &[u8]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(version.as_bytes());
+    ctx.update(&[0]);
+    ctx.update(zip);
+    let h: String = ctx
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+fn version_key(v: &str) -> Vec<u64> {
+    v.trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u64>().unwrap_or(0))
+        .collect()
+}
+
+fn nest_error(status: u16, message: Value) -> Response {
+    Response::json(
+        status,
+        &json!({"statusCode": status, "message": message, "error": http::reason(status)}),
+    )
+}
+
+impl Sim {
+    /// Binds, generates the PKI if `tls`, and serves in background threads.
+    pub fn start(opts: SimOptions) -> io::Result<Sim> {
+        let (tls_cfg, ca_pem, server_cert_pem) = if opts.tls {
+            let m = tls::build(opts.tls_variant, &opts.extra_sans)?;
+            (Some(m.config), Some(m.ca_pem), Some(m.server_cert_pem))
+        } else {
+            (None, None, None)
+        };
+        let listener = TcpListener::bind(opts.bind.as_str())?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                licenses: HashMap::new(),
+                tenants: HashSet::new(),
+                update: None,
+                packages: HashMap::new(),
+                file_size_override: None,
+                checksum_override: None,
+                checksum_style: ChecksumStyle::Prefixed,
+                faults: Vec::new(),
+                sticky: Vec::new(),
+                requests: Vec::new(),
+                telemetry: Vec::new(),
+            }),
+            down: AtomicBool::new(false),
+            shutdown: AtomicBool::new(false),
+            range_support: AtomicBool::new(opts.range_support),
+            checksum_in_check: AtomicBool::new(opts.checksum_in_check),
+            checksum_header: AtomicBool::new(opts.checksum_header),
+            tls: tls_cfg,
+            telemetry_log: opts.telemetry_log.clone(),
+            log_lock: Mutex::new(()),
+            packages_dir: opts.packages_dir.clone(),
+            log_requests: opts.log_requests,
+            handshake_failures: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
+        });
+        let sh = shared.clone();
+        let accept = thread::Builder::new()
+            .name("sim-accept".into())
+            .spawn(move || accept_loop(sh, listener))?;
+        Ok(Sim {
+            shared,
+            addr,
+            scheme: if opts.tls { "https" } else { "http" },
+            ca_pem,
+            server_cert_pem,
+            accept: Some(accept),
+        })
+    }
+
+    fn host(&self) -> String {
+        match self.addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    }
+
+    /// Base URL, e.g. `https://127.0.0.1:40123` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("{}://{}:{}", self.scheme, self.host(), self.port())
+    }
+
+    /// Same as [`Sim::url`] with the host name `localhost`.
+    pub fn url_localhost(&self) -> String {
+        format!("{}://localhost:{}", self.scheme, self.port())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// PEM of the CA to trust (None without TLS). With `TlsVariant::UntrustedCa` this
+    /// is *not* the CA that signed the served certificate.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.ca_pem.clone()
+    }
+
+    /// PEM of the served server certificate (None without TLS).
+    pub fn server_cert_pem(&self) -> Option<String> {
+        self.server_cert_pem.clone()
+    }
+
+    /// Writes [`Sim::ca_pem`] to `path` (creating parent directories).
+    pub fn write_ca(&self, path: &Path) -> io::Result<()> {
+        let pem = self
+            .ca_pem
+            .as_ref()
+            .ok_or_else(|| io::Error::other("simulator started without TLS"))?;
+        if let Some(p) = path.parent() {
+            if !p.as_os_str().is_empty() {
+                std::fs::create_dir_all(p)?;
+            }
+        }
+        std::fs::write(path, pem)
+    }
+
+    /// Sets the answer for `key`; a `Valid` outcome also registers its tenant.
+    pub fn set_license(&self, key: &str, outcome: LicenseOutcome) {
+        let mut st = self.shared.st();
+        if let LicenseOutcome::Valid { tenant_id, .. } = &outcome {
+            st.tenants.insert(tenant_id.clone());
+        }
+        st.licenses.insert(key.to_string(), outcome);
+    }
+
+    /// Forgets `key` (it then gets 404 like any unknown key).
+    pub fn remove_license(&self, key: &str) {
+        self.shared.st().licenses.remove(key);
+    }
+
+    /// Registers `key` as valid for the default tenant ("Acme Corporation", expires
+    /// 2099-12-31T23:59:59.000Z, usage 42/1000); returns the tenant id.
+    pub fn valid_license(&self, key: &str) -> String {
+        self.set_license(key, LicenseOutcome::default_valid());
+        DEFAULT_TENANT_ID.to_string()
+    }
+
+    /// A tenant accepted by `/update/check` (others get 404).
+    pub fn add_tenant(&self, tenant_id: &str) {
+        self.shared.st().tenants.insert(tenant_id.to_string());
+    }
+
+    /// Registers a package downloadable at `/update/download/{id}` without announcing it.
+    pub fn add_package(&self, id: &str, zip: Vec<u8>) {
+        let sha256 = sha256_hex(&zip);
+        self.shared.st().packages.insert(
+            id.to_string(),
+            Arc::new(Package {
+                bytes: Arc::new(zip),
+                sha256,
+            }),
+        );
+    }
+
+    /// Announces `version` (to clients whose version differs) and serves `zip` at
+    /// `/update/download/{id}`; returns the id (UUID-shaped, derived from the content).
+    pub fn publish_update(&self, version: &str, zip: Vec<u8>, changelog: &str) -> String {
+        let id = derive_update_id(version, &zip);
+        self.add_package(&id, zip);
+        self.shared.st().update = Some(Published {
+            version: version.to_string(),
+            id: id.clone(),
+            changelog: changelog.to_string(),
+        });
+        id
+    }
+
+    /// No update announced any more (packages stay downloadable).
+    pub fn clear_update(&self) {
+        self.shared.st().update = None;
+    }
+
+    /// Lie about `fileSize` in `/update/check` (None: the real size).
+    pub fn set_file_size_override(&self, size: Option<u64>) {
+        self.shared.st().file_size_override = size;
+    }
+
+    /// Lie about the digest (hex) in `/update/check` and `X-Checksum-SHA256`.
+    pub fn set_checksum_override(&self, hex: Option<String>) {
+        self.shared.st().checksum_override = hex;
+    }
+
+    /// Which field carries the digest in `/update/check`.
+    pub fn set_checksum_style(&self, style: ChecksumStyle) {
+        self.shared.st().checksum_style = style;
+    }
+
+    pub fn set_checksum_in_check(&self, on: bool) {
+        self.shared.checksum_in_check.store(on, Ordering::SeqCst);
+    }
+
+    pub fn set_checksum_header(&self, on: bool) {
+        self.shared.checksum_header.store(on, Ordering::SeqCst);
+    }
+
+    pub fn set_range_support(&self, on: bool) {
+        self.shared.range_support.store(on, Ordering::SeqCst);
+    }
+
+    /// Queues a one-shot fault for the next request whose path starts with `route_prefix`.
+    pub fn push_fault(&self, route_prefix: &str, fault: Fault) {
+        self.shared
+            .st()
+            .faults
+            .push((route_prefix.to_string(), fault));
+    }
+
+    /// Sets (Some) or removes (None) the fault applied to every matching request
+    /// once the one-shot queue has nothing for it.
+    pub fn set_sticky_fault(&self, route_prefix: &str, fault: Option<Fault>) {
+        let mut st = self.shared.st();
+        st.sticky.retain(|(p, _)| p != route_prefix);
+        if let Some(f) = fault {
+            st.sticky.push((route_prefix.to_string(), f));
+        }
+    }
+
+    /// Drops every queued and sticky fault.
+    pub fn clear_faults(&self) {
+        let mut st = self.shared.st();
+        st.faults.clear();
+        st.sticky.clear();
+    }
+
+    /// While down, every accepted connection is closed at once, unanswered.
+    pub fn set_down(&self, down: bool) {
+        self.shared.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.st().requests.clone()
+    }
+
+    pub fn requests_to(&self, path_prefix: &str) -> Vec<Request> {
+        self.shared
+            .st()
+            .requests
+            .iter()
+            .filter(|r| r.path.starts_with(path_prefix))
+            .cloned()
+            .collect()
+    }
+
+    /// Number of recorded requests whose path starts with `path_prefix`.
+    pub fn count(&self, path_prefix: &str) -> usize {
+        self.shared
+            .st()
+            .requests
+            .iter()
+            .filter(|r| r.path.starts_with(path_prefix))
+            .count()
+    }
+
+    /// Waits up to `timeout` until `count(path_prefix) >= n`; returns whether it did.
+    pub fn wait_for(&self, path_prefix: &str, n: usize, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        loop {
+            if self.count(path_prefix) >= n {
+                return true;
+            }
+            if Instant::now() >= end {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `Range` header of each download request, in order (None: no Range).
+    pub fn download_ranges(&self) -> Vec<Option<String>> {
+        self.requests_to("/update/download")
+            .iter()
+            .map(|r| r.header("range").map(str::to_string))
+            .collect()
+    }
+
+    /// Bodies of accepted (201) telemetry posts, in order.
+    pub fn telemetry(&self) -> Vec<Value> {
+        self.shared.st().telemetry.clone()
+    }
+
+    /// Forgets the recorded requests (not the telemetry, see [`Sim::clear_telemetry`]).
+    pub fn clear_requests(&self) {
+        self.shared.st().requests.clear();
+    }
+
+    pub fn clear_telemetry(&self) {
+        self.shared.st().telemetry.clear();
+    }
+
+    /// TLS handshakes that failed (e.g. the client rejected the certificate).
+    pub fn handshake_failures(&self) -> usize {
+        self.shared.handshake_failures.load(Ordering::SeqCst)
+    }
+
+    /// Connections accepted so far (including those closed while down).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        // Unblock accept().
+        let target: SocketAddr = if self.addr.ip().is_unspecified() {
+            SocketAddr::from(([127, 0, 0, 1], self.addr.port()))
+        } else {
+            self.addr
+        };
+        let _ = TcpStream::connect_timeout(&target, Duration::from_millis(500));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
+    for stream in listener.incoming() {
+        if sh.stopping() {
+            break;
+        }
+        let tcp = match stream {
+            Ok(s) => s,
+            Err(_) => {
+                thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        sh.connections.fetch_add(1, Ordering::SeqCst);
+        if sh.down.load(Ordering::SeqCst) {
+            http::set_linger_zero(&tcp);
+            drop(tcp);
+            continue;
+        }
+        let sh2 = sh.clone();
+        let _ = thread::Builder::new()
+            .name("sim-conn".into())
+            .spawn(move || serve_conn(sh2, tcp));
+    }
+}
+
+/// What to do with a request once the faults and the route have spoken.
+enum Action {
+    Send(Response, Delivery),
+    Hang,
+    Reset,
+    Raw(Vec<u8>),
+    Oversized { bytes: u64, content_length: bool },
+}
+
+fn serve_conn(sh: Arc<Shared>, tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(30)));
+    let mut conn = match &sh.tls {
+        Some(cfg) => match rustls::ServerConnection::new(cfg.clone()) {
+            Ok(c) => Conn::Tls(Box::new(rustls::StreamOwned::new(c, tcp))),
+            Err(_) => return,
+        },
+        None => Conn::Plain(tcp),
+    };
+    if conn.handshake().is_err() {
+        if !sh.stopping() {
+            sh.handshake_failures.fetch_add(1, Ordering::SeqCst);
+        }
+        return;
+    }
+    let req = match http::read_request(&mut conn, http::MAX_BODY) {
+        Ok(r) => r,
+        Err(ReadError::Io(_)) => return,
+        Err(ReadError::Bad(status, msg, partial)) => {
+            let resp = nest_error(status, json!(msg));
+            let partial = partial.unwrap_or(RawRequest {
+                method: String::new(),
+                target: String::new(),
+                headers: Vec::new(),
+                body: Vec::new(),
+            });
+            record(&sh, &partial, status, None);
+            send(&sh, conn, resp, Delivery::Normal);
+            return;
+        }
+    };
+    let path = req.target.split('?').next().unwrap_or("").to_string();
+    let fault = take_fault(&sh, &path);
+    let action = match &fault {
+        None => Action::Send(route(&sh, &req), Delivery::Normal),
+        Some(f) => fault_action(&sh, &req, f.clone()),
+    };
+    let status = match &action {
+        Action::Send(r, _) => r.status,
+        Action::Hang | Action::Reset => 0,
+        Action::Raw(b) => raw_status(b),
+        Action::Oversized { .. } => 200,
+    };
+    record(&sh, &req, status, fault.as_ref());
+    match action {
+        Action::Send(resp, d) => send(&sh, conn, resp, d),
+        Action::Hang => hang(&sh, conn),
+        Action::Reset => conn.close_abrupt(true),
+        Action::Raw(bytes) => {
+            if conn.write_all(&bytes).is_ok() {
+                let _ = conn.flush();
+                conn.close_clean();
+            }
+        }
+        Action::Oversized {
+            bytes,
+            content_length,
+        } => oversized(&sh, conn, bytes, content_length),
+    }
+}
+
+fn raw_status(b: &[u8]) -> u16 {
+    let s = String::from_utf8_lossy(&b[..b.len().min(64)]).into_owned();
+    s.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .filter(|_| s.starts_with("HTTP/"))
+        .unwrap_or(0)
+}
+
+fn take_fault(sh: &Shared, path: &str) -> Option<Fault> {
+    let mut st = sh.st();
+    if let Some(i) = st.faults.iter().position(|(p, _)| path.starts_with(p)) {
+        return Some(st.faults.remove(i).1);
+    }
+    st.sticky
+        .iter()
+        .filter(|(p, _)| path.starts_with(p.as_str()))
+        .max_by_key(|(p, _)| p.len())
+        .map(|(_, f)| f.clone())
+}
+
+fn fault_action(sh: &Shared, req: &RawRequest, f: Fault) -> Action {
+    match f {
+        Fault::Status(code, body) => Action::Send(
+            Response::new(code, "application/json; charset=utf-8", body.into_bytes()),
+            Delivery::Normal,
+        ),
+        Fault::TooMany { retry_after } => Action::Send(
+            nest_error(429, json!("ThrottlerException: Too Many Requests"))
+                .with("Retry-After", &retry_after),
+            Delivery::Normal,
+        ),
+        Fault::Hang => Action::Hang,
+        Fault::SlowBody { chunk, delay_ms } => Action::Send(
+            route(sh, req),
+            Delivery::Slow {
+                chunk: chunk.max(1),
+                delay_ms,
+            },
+        ),
+        Fault::Truncate { after_bytes } => {
+            Action::Send(route(sh, req), Delivery::Truncate { after: after_bytes })
+        }
+        Fault::Oversized {
+            bytes,
+            content_length,
+        } => Action::Oversized {
+            bytes,
+            content_length,
+        },
+        Fault::Html => Action::Send(
+            Response::new(
+                200,
+                "text/html; charset=utf-8",
+                b"<!DOCTYPE html>\n<html><head><title>Wi-Fi Login</title></head>\
+<body><h1>Welcome to Guest Wi-Fi</h1><p>Please accept the terms to continue.</p>\
+<form method=\"post\" action=\"/login\"><button>Accept</button></form></body></html>\n"
+                    .to_vec(),
+            ),
+            Delivery::Normal,
+        ),
+        Fault::Raw(b) => Action::Raw(b),
+        Fault::Redirect { code, location } => Action::Send(
+            Response::new(
+                code,
+                "text/html; charset=utf-8",
+                format!("<a href=\"{location}\">Moved</a>").into_bytes(),
+            )
+            .with("Location", &location),
+            Delivery::Normal,
+        ),
+        Fault::Reset => Action::Reset,
+    }
+}
+
+fn record(sh: &Shared, req: &RawRequest, status: u16, fault: Option<&Fault>) {
+    let (path, query) = match req.target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (req.target.clone(), String::new()),
+    };
+    let fault = fault.map(|f| match f {
+        Fault::Raw(b) => format!("Raw({} bytes)", b.len()),
+        f => format!("{f:?}"),
+    });
+    if sh.log_requests {
+        eprintln!(
+            "{} {} {} -> {}{}",
+            http::iso_now(),
+            req.method,
+            path,
+            status,
+            fault
+                .as_deref()
+                .map(|f| format!(" [fault {f}]"))
+                .unwrap_or_default()
+        );
+    }
+    let r = Request {
+        method: req.method.clone(),
+        params: http::parse_query(&query),
+        path,
+        query,
+        headers: req.headers.clone(),
+        body_len: req.body.len(),
+        body: req.body.clone(),
+        status,
+        fault,
+        at: SystemTime::now(),
+    };
+    sh.st().requests.push(r);
+}
+
+// ---------------------------------------------------------------- routes
+
+fn route(sh: &Shared, req: &RawRequest) -> Response {
+    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    let params = http::parse_query(query);
+    let param = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    match (req.method.as_str(), path) {
+        ("GET", "/api/license/validate") => license(sh, param("key")),
+        ("GET", "/update/check") => update_check(sh, param("tenantId"), param("version")),
+        ("GET", p) if p.starts_with("/update/download/") => download(
+            sh,
+            &http::percent_decode(&p["/update/download/".len()..]),
+            req,
+        ),
+        ("POST", "/telemetry") => telemetry(sh, req),
+        (m, p) => nest_error(404, json!(format!("Cannot {m} {p}"))),
+    }
+}
+
+fn license(sh: &Shared, key: Option<&str>) -> Response {
+    let key = match key {
+        Some(k) if !k.is_empty() => k,
+        _ => {
+            return nest_error(
+                400,
+                json!(["key should not be empty", "key must be a string"]),
+            )
+        }
+    };
+    let outcome = sh.st().licenses.get(key).cloned();
+    match outcome.unwrap_or(LicenseOutcome::Invalid) {
+        LicenseOutcome::Valid {
+            tenant_id,
+            tenant_name,
+            expires_at,
+            usage_count,
+            max_usage_count,
+        } => Response::json(
+            200,
+            &json!({"valid": true, "tenantId": tenant_id, "tenantName": tenant_name,
+                    "expiresAt": expires_at, "usageCount": usage_count,
+                    "maxUsageCount": max_usage_count}),
+        ),
+        LicenseOutcome::Expired => nest_error(400, json!("Licence expirée")),
+        LicenseOutcome::ExpiredMessageArray => nest_error(400, json!(["Licence expirée"])),
+        LicenseOutcome::ExpiredUpperUnaccented => nest_error(400, json!("LICENCE EXPIREE")),
+        LicenseOutcome::Inactive => nest_error(400, json!("Tenant inactif")),
+        LicenseOutcome::Invalid => nest_error(404, json!("Clé de licence invalide")),
+        LicenseOutcome::ValidFalse => Response::json(200, &json!({"valid": false})),
+        LicenseOutcome::Custom { status, body } => {
+            Response::new(status, "application/json; charset=utf-8", body.into_bytes())
+        }
+    }
+}
+
+/// Highest `<version>.zip` in the packages dir, registered as the published update.
+fn scan_packages_dir(sh: &Shared) {
+    let Some(dir) = &sh.packages_dir else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let best = rd
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let v = name.strip_suffix(".zip")?.to_string();
+            v.chars()
+                .next()
+                .filter(|c| c.is_ascii_digit())
+                .map(|_| (v, e.path()))
+        })
+        .max_by_key(|(v, _)| version_key(v));
+    let Some((version, path)) = best else { return };
+    let Ok(zip) = std::fs::read(&path) else {
+        return;
+    };
+    let id = derive_update_id(&version, &zip);
+    let sha256 = sha256_hex(&zip);
+    let mut st = sh.st();
+    st.packages.insert(
+        id.clone(),
+        Arc::new(Package {
+            bytes: Arc::new(zip),
+            sha256,
+        }),
+    );
+    st.update = Some(Published {
+        version,
+        id,
+        changelog: String::new(),
+    });
+}
+
+fn update_check(sh: &Shared, tenant: Option<&str>, version: Option<&str>) -> Response {
+    let mut missing = Vec::new();
+    if tenant.map(str::is_empty).unwrap_or(true) {
+        missing.push("tenantId should not be empty");
+    }
+    if version.map(str::is_empty).unwrap_or(true) {
+        missing.push("version should not be empty");
+    }
+    if !missing.is_empty() {
+        return nest_error(400, json!(missing));
+    }
+    let (tenant, version) = (tenant.unwrap_or(""), version.unwrap_or(""));
+    if !sh.st().tenants.contains(tenant) {
+        return nest_error(404, json!("Tenant introuvable"));
+    }
+    let has_update = sh.st().update.is_some();
+    if !has_update {
+        scan_packages_dir(sh);
+    }
+    let st = sh.st();
+    let available = st
+        .update
+        .as_ref()
+        .filter(|u| u.version != version)
+        .and_then(|u| st.packages.get(&u.id).map(|p| (u, p.clone())));
+    match available {
+        None => Response::json(
+            200,
+            &json!({"updateAvailable": false, "currentVersion": version,
+                    "latestVersion": st.update.as_ref().map(|u| u.version.as_str()).unwrap_or(version),
+                    "updateId": null, "changelog": null, "fileSize": null}),
+        ),
+        Some((u, pkg)) => {
+            let size = st.file_size_override.unwrap_or(pkg.bytes.len() as u64);
+            let mut body = json!({"updateAvailable": true, "currentVersion": version,
+                "latestVersion": u.version, "updateId": u.id, "changelog": u.changelog,
+                "fileSize": size});
+            if sh.checksum_in_check.load(Ordering::SeqCst) {
+                let hex = st
+                    .checksum_override
+                    .clone()
+                    .unwrap_or_else(|| pkg.sha256.clone());
+                if st.checksum_style != ChecksumStyle::Sha256Field {
+                    body["checksum"] = json!(format!("sha256:{hex}"));
+                }
+                if st.checksum_style != ChecksumStyle::Prefixed {
+                    body["sha256"] = json!(hex);
+                }
+            }
+            Response::json(200, &body)
+        }
+    }
+}
+
+fn find_package(sh: &Shared, id: &str) -> Option<Arc<Package>> {
+    if let Some(p) = sh.st().packages.get(id) {
+        return Some(p.clone());
+    }
+    let dir = sh.packages_dir.as_ref()?;
+    let safe = !id.is_empty()
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !safe {
+        return None;
+    }
+    for name in [id.to_string(), format!("{id}.zip")] {
+        if let Ok(bytes) = std::fs::read(dir.join(&name)) {
+            let sha256 = sha256_hex(&bytes);
+            return Some(Arc::new(Package {
+                bytes: Arc::new(bytes),
+                sha256,
+            }));
+        }
+    }
+    None
+}
+
+fn download(sh: &Shared, id: &str, req: &RawRequest) -> Response {
+    let Some(pkg) = find_package(sh, id) else {
+        return nest_error(404, json!("Mise à jour introuvable"));
+    };
+    let len = pkg.bytes.len();
+    let mut headers = vec![("Content-Type".to_string(), "application/zip".to_string())];
+    headers.push((
+        "Content-Disposition".into(),
+        format!("attachment; filename=\"update-{id}.zip\""),
+    ));
+    if sh.checksum_header.load(Ordering::SeqCst) {
+        let hex = sh
+            .st()
+            .checksum_override
+            .clone()
+            .unwrap_or_else(|| pkg.sha256.clone());
+        headers.push(("X-Checksum-SHA256".into(), hex));
+    }
+    let ranges = sh.range_support.load(Ordering::SeqCst);
+    if ranges {
+        headers.push(("Accept-Ranges".into(), "bytes".into()));
+    }
+    let range = req.header("range").filter(|_| ranges);
+    if let Some(r) = range {
+        match parse_range(r, len) {
+            Some(Ok((start, end))) => {
+                headers.push((
+                    "Content-Range".into(),
+                    format!("bytes {start}-{}/{len}", end - 1),
+                ));
+                return Response {
+                    status: 206,
+                    headers,
+                    body: Body::Shared(pkg.bytes.clone(), start, end),
+                };
+            }
+            Some(Err(())) => {
+                headers.retain(|(k, _)| k != "Content-Type");
+                headers.push((
+                    "Content-Type".into(),
+                    "application/json; charset=utf-8".into(),
+                ));
+                headers.push(("Content-Range".into(), format!("bytes */{len}")));
+                let body = serde_json::to_vec(&json!({"statusCode": 416,
+                    "message": "Range Not Satisfiable", "error": "Range Not Satisfiable"}))
+                .unwrap_or_default();
+                return Response {
+                    status: 416,
+                    headers,
+                    body: Body::Owned(body),
+                };
+            }
+            None => {} // unparseable or multi-range: ignore, send the whole file
+        }
+    }
+    Response {
+        status: 200,
+        headers,
+        body: Body::Shared(pkg.bytes.clone(), 0, len),
+    }
+}
+
+/// `bytes=N-`, `bytes=N-M`, `bytes=-S`. None: ignore the header; Some(Err): 416.
+fn parse_range(h: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
+    let spec = h.trim().strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (a, b) = (a.trim(), b.trim());
+    if a.is_empty() {
+        let suffix: usize = b.parse().ok()?;
+        if suffix == 0 || len == 0 {
+            return Some(Err(()));
+        }
+        return Some(Ok((len.saturating_sub(suffix), len)));
+    }
+    let start: usize = a.parse().ok()?;
+    let end = if b.is_empty() {
+        len
+    } else {
+        let e: usize = b.parse().ok()?;
+        if e < start {
+            return None;
+        }
+        (e + 1).min(len)
+    };
+    if start >= len {
+        return Some(Err(()));
+    }
+    Some(Ok((start, end)))
+}
+
+fn telemetry(sh: &Shared, req: &RawRequest) -> Response {
+    if req.body.len() > MAX_TELEMETRY_BODY {
+        return nest_error(413, json!("request entity too large"));
+    }
+    let v: Value = match serde_json::from_slice(&req.body) {
+        Ok(v) => v,
+        Err(e) => return nest_error(400, json!(format!("Unexpected token in JSON: {e}"))),
+    };
+    let Some(obj) = v.as_object() else {
+        return nest_error(400, json!(["body must be an object"]));
+    };
+    let mut errors = Vec::new();
+    match obj.get("tenantId") {
+        Some(Value::String(s)) if !s.is_empty() => {}
+        _ => {
+            errors.push("tenantId should not be empty".to_string());
+            errors.push("tenantId must be a string".to_string());
+        }
+    }
+    for f in ["uptime", "activeUsers", "exercisesCompletedToday"] {
+        match obj.get(f) {
+            Some(Value::Number(n)) if n.as_f64().map(|x| x >= 0.0).unwrap_or(false) => {}
+            Some(Value::Number(_)) => errors.push(format!("{f} must not be less than 0")),
+            None | Some(Value::Null) => {
+                errors.push(format!("{f} should not be empty"));
+                errors.push(format!(
+                    "{f} must be a number conforming to the specified constraints"
+                ));
+            }
+            Some(_) => errors.push(format!(
+                "{f} must be a number conforming to the specified constraints"
+            )),
+        }
+    }
+    for f in ["aiLatency"] {
+        if let Some(x) = obj.get(f) {
+            if !x.is_number() && !x.is_null() {
+                errors.push(format!(
+                    "{f} must be a number conforming to the specified constraints"
+                ));
+            }
+        }
+    }
+    if let Some(x) = obj.get("additionalData") {
+        if !x.is_object() && !x.is_null() {
+            errors.push("additionalData must be an object".to_string());
+        }
+    }
+    if !errors.is_empty() {
+        return nest_error(400, json!(errors));
+    }
+    if let Some(path) = &sh.telemetry_log {
+        let _g = sh.log_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let line = format!("{}\n", serde_json::to_string(&v).unwrap_or_default());
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = res {
+            eprintln!("cybersensei-sim: telemetry log {}: {e}", path.display());
+        }
+    }
+    sh.st().telemetry.push(v);
+    Response::json(
+        201,
+        &json!({"success": true, "message": "Télémétrie enregistrée avec succès",
+                "timestamp": http::iso_now()}),
+    )
+}
+
+// ---------------------------------------------------------------- delivery
+
+fn send(sh: &Shared, mut conn: Conn, resp: Response, delivery: Delivery) {
+    let head = resp.head_bytes();
+    let body = resp.body_bytes();
+    let res: io::Result<bool> = (|| match delivery {
+        Delivery::Normal => {
+            let mut all = head;
+            all.extend_from_slice(body);
+            conn.write_all(&all)?;
+            conn.flush()?;
+            Ok(true)
+        }
+        Delivery::Slow { chunk, delay_ms } => {
+            conn.write_all(&head)?;
+            conn.flush()?;
+            for c in body.chunks(chunk) {
+                if sh.stopping() {
+                    return Ok(false);
+                }
+                conn.write_all(c)?;
+                conn.flush()?;
+                sleep_interruptible(sh, Duration::from_millis(delay_ms));
+            }
+            Ok(true)
+        }
+        Delivery::Truncate { after } => {
+            let n = (after.min(body.len() as u64)) as usize;
+            let mut all = head;
+            all.extend_from_slice(&body[..n]);
+            conn.write_all(&all)?;
+            conn.flush()?;
+            Ok(false)
+        }
+    })();
+    match res {
+        Ok(true) => conn.close_clean(),
+        Ok(false) => conn.close_abrupt(false),
+        Err(_) => conn.close_abrupt(false),
+    }
+}
+
+fn sleep_interruptible(sh: &Shared, d: Duration) {
+    let end = Instant::now() + d;
+    while !sh.stopping() {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        thread::sleep((end - now).min(Duration::from_millis(25)));
+    }
+}
+
+fn hang(sh: &Shared, conn: Conn) {
+    let started = Instant::now();
+    let mut tcp = conn.tcp();
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 4096];
+    while !sh.stopping() && started.elapsed() < Duration::from_secs(600) {
+        match tcp.read(&mut buf) {
+            Ok(0) => break, // the client gave up
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::TimedOut
+                    || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    conn.close_abrupt(false);
+}
+
+fn oversized(sh: &Shared, mut conn: Conn, bytes: u64, content_length: bool) {
+    let mut head =
+        String::from("HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n");
+    if content_length {
+        head.push_str(&format!("Content-Length: {bytes}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let prefix = br#"{"valid":true,"tenantId":"550e8400-e29b-41d4-a716-446655440000","x":""#;
+    let res: io::Result<()> = (|| {
+        conn.write_all(head.as_bytes())?;
+        let mut sent = 0u64;
+        let p = &prefix[..(prefix.len() as u64).min(bytes) as usize];
+        conn.write_all(p)?;
+        sent += p.len() as u64;
+        let filler = vec![b'a'; 64 * 1024];
+        while sent < bytes {
+            if sh.stopping() {
+                return Ok(());
+            }
+            let n = (bytes - sent).min(filler.len() as u64) as usize;
+            conn.write_all(&filler[..n])?;
+            sent += n as u64;
+        }
+        conn.flush()
+    })();
+    let _ = res;
+    conn.close_abrupt(false);
+}

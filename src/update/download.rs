@@ -1,0 +1,527 @@
+//! `GET /update/download/{updateId}` (PROTOCOL.md §3): streamed through one fixed
+//! buffer into `state_dir/update/download.part`, SHA-256 computed on the way,
+//! resumed with `Range` after an interruption, renamed to `package.zip` when whole.
+//!
+//! `download.json` says which update the partial file belongs to, so a resume never
+//! glues two different packages together.
+
+use super::check::parse_hex_digest;
+use super::journal;
+use super::verify::hex;
+use crate::context::Ctx;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::transport::percent_encode;
+use ring::digest;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Size of the one buffer the body goes through.
+pub const BUF: usize = 64 * 1024;
+/// Resumes within one run before giving up (the next run resumes again).
+const MAX_RESUMES: u32 = 50;
+/// Headroom kept free on a filesystem besides what the update needs.
+pub const SPACE_MARGIN: u64 = 1 << 20;
+
+/// What the check promised about the package.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Want {
+    pub update_id: String,
+    pub size: Option<u64>,
+    /// Expected SHA-256 (lowercase hex), when the backend gave one.
+    pub sha256: Option<String>,
+    pub version: Option<String>,
+}
+
+/// `download.json`: the update the files in the directory belong to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    want: Want,
+    /// Set once `package.zip` is complete and its digest known.
+    complete_sha256: Option<String>,
+    size: Option<u64>,
+}
+
+/// A complete package file on disk.
+#[derive(Debug, Clone)]
+pub struct Downloaded {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub size: u64,
+}
+
+fn part(dir: &Path) -> PathBuf {
+    dir.join("download.part")
+}
+fn meta_path(dir: &Path) -> PathBuf {
+    dir.join("download.json")
+}
+/// Where a complete package waits to be installed.
+pub fn package(dir: &Path) -> PathBuf {
+    dir.join("package.zip")
+}
+
+fn load_meta(dir: &Path) -> Option<Meta> {
+    let data = fsutil::read_bounded(&meta_path(dir), 64 * 1024).ok()?;
+    serde_json::from_slice(&data).ok()
+}
+
+/// The complete package for this update, if an earlier run left one.
+pub fn ready(dir: &Path, want: &Want) -> Option<Downloaded> {
+    let m = load_meta(dir)?;
+    if m.want.update_id != want.update_id {
+        return None;
+    }
+    let sha = m.complete_sha256?;
+    let size = fs::metadata(package(dir)).ok()?.len();
+    if want.size.is_some_and(|s| s != size) || want.sha256.as_ref().is_some_and(|h| *h != sha) {
+        return None;
+    }
+    Some(Downloaded {
+        path: package(dir),
+        sha256: sha,
+        size,
+    })
+}
+
+/// Removes every download file (after an install, or for a package refused).
+pub fn discard(dir: &Path) {
+    for p in [part(dir), package(dir), meta_path(dir)] {
+        let _ = fs::remove_file(p);
+    }
+    let _ = fsutil::fsync_dir(dir);
+}
+
+/// Bytes available to us on the filesystem holding `path` (or its nearest existing
+/// ancestor), and that filesystem's id.
+pub fn available(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        p = p.parent()?.to_path_buf();
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some((
+        (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
+        s.f_fsid as u64,
+    ))
+}
+
+/// Refuses with `Error::NoSpace` unless `state_need` bytes fit in `state_dir` and
+/// `root_need` in `install.root` (together when they share a filesystem).
+pub fn check_space(state_dir: &Path, state_need: u64, root: &Path, root_need: u64) -> Result<()> {
+    let (Some((sa, sf)), Some((ra, rf))) = (available(state_dir), available(root)) else {
+        log::warn!("cannot measure free space; going ahead");
+        return Ok(());
+    };
+    let short = |what: String, need: u64, avail: u64| {
+        Error::NoSpace(format!(
+            "{what}: {} MiB needed, {} MiB free",
+            need.div_ceil(1 << 20),
+            avail / (1 << 20)
+        ))
+    };
+    if sf == rf {
+        let need = state_need
+            .saturating_add(root_need)
+            .saturating_add(SPACE_MARGIN);
+        if need > sa {
+            return Err(short(
+                format!("{} and {}", state_dir.display(), root.display()),
+                need,
+                sa,
+            ));
+        }
+        return Ok(());
+    }
+    if state_need.saturating_add(SPACE_MARGIN) > sa {
+        return Err(short(state_dir.display().to_string(), state_need, sa));
+    }
+    if root_need.saturating_add(SPACE_MARGIN) > ra {
+        return Err(short(root.display().to_string(), root_need, ra));
+    }
+    Ok(())
+}
+
+/// Downloads (or resumes) the package for `want` into `dir`, checking size and
+/// digest; returns the complete file. Unfinished work stays for the next run.
+pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> Result<Downloaded> {
+    let max = ctx.cfg.updates.max_package_size;
+    if let Some(size) = want.size {
+        if size > max {
+            return Err(Error::PackageRejected(format!(
+                "package of {size} bytes exceeds updates.max_package_size ({max})"
+            )));
+        }
+    }
+    fsutil::ensure_dir(dir, 0o700)?;
+    if let Some(d) = ready(dir, want) {
+        return Ok(d);
+    }
+    let meta = Meta {
+        want: want.clone(),
+        complete_sha256: None,
+        size: None,
+    };
+    if load_meta(dir).map(|m| m.want) != Some(want.clone()) {
+        // Another update's leftovers: start over.
+        discard(dir);
+        fsutil::atomic_write_json(&meta_path(dir), &meta, 0o600)?;
+    }
+    let path = format!("/update/download/{}", percent_encode(&want.update_id));
+    let mut progress = Progress::new(ctx, want.size);
+    let mut fails_without_progress = 0u32;
+    let mut header_digest: Option<String> = None;
+    for _ in 0..MAX_RESUMES {
+        match attempt(
+            ctx,
+            dir,
+            &path,
+            want,
+            &mut header_digest,
+            &mut progress,
+            on_progress,
+        ) {
+            Ok(Some(done)) => {
+                progress.finish();
+                return Ok(done);
+            }
+            Ok(None) => fails_without_progress = 0,
+            Err(Failure::Fatal(e)) => {
+                progress.finish();
+                return Err(e);
+            }
+            Err(Failure::Retry(why, progressed)) => {
+                if progressed {
+                    fails_without_progress = 0;
+                } else {
+                    fails_without_progress += 1;
+                }
+                log::warn!("download interrupted: {why}; resuming");
+                if fails_without_progress >= ctx.cfg.backend.retry_attempts.max(1) {
+                    progress.finish();
+                    return Err(Error::Unreachable(format!(
+                        "download of {}: {why} (partial file kept; the next run resumes)",
+                        want.update_id
+                    )));
+                }
+                ctx.clock
+                    .sleep(Duration::from_secs(ctx.cfg.backend.retry_delay.min(30)));
+            }
+        }
+        if crate::signals::stop_requested() {
+            progress.finish();
+            return Err(Error::Interrupted);
+        }
+    }
+    progress.finish();
+    Err(Error::Unreachable(format!(
+        "download of {}: gave up after {MAX_RESUMES} resumes",
+        want.update_id
+    )))
+}
+
+enum Failure {
+    /// Not worth retrying: a refusal, a local error, a signal.
+    Fatal(Error),
+    /// The connection broke; bool = some bytes arrived first.
+    Retry(String, bool),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Fatal(e)
+    }
+}
+
+fn reject_and_discard(dir: &Path, msg: String) -> Failure {
+    discard(dir);
+    Failure::Fatal(Error::PackageRejected(msg))
+}
+
+/// One request: resume from what is on disk. Ok(None) = restart requested.
+fn attempt(
+    ctx: &Ctx,
+    dir: &Path,
+    url_path: &str,
+    want: &Want,
+    header_digest: &mut Option<String>,
+    progress: &mut Progress,
+    on_progress: &dyn Fn(u64),
+) -> std::result::Result<Option<Downloaded>, Failure> {
+    let max = ctx.cfg.updates.max_package_size;
+    let limit = want.size.unwrap_or(max);
+    let part = part(dir);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&part)
+        .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
+    let mut have = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {}", part.display()), e))?
+        .len();
+    if have > limit {
+        truncate(&file, &part)?;
+        have = 0;
+    }
+    // The digest covers the whole file: hash what an earlier run left first.
+    let mut hasher = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; BUF];
+    if have > 0 {
+        let mut prefix = (&file).take(have);
+        loop {
+            let k = prefix
+                .read(&mut buf)
+                .map_err(|e| Error::io(format!("reading {}", part.display()), e))?;
+            if k == 0 {
+                break;
+            }
+            hasher.update(&buf[..k]);
+        }
+    }
+    let state_dir = &ctx.cfg.state_dir;
+    let remaining = want.size.map(|s| s.saturating_sub(have)).unwrap_or(0);
+    check_space(
+        state_dir,
+        remaining,
+        &ctx.cfg.install.root,
+        want.size.unwrap_or(0),
+    )?;
+    if want.size == Some(have) && have > 0 {
+        return finish(dir, want, file, hasher, have, header_digest).map(Some);
+    }
+    let mut headers = Vec::new();
+    if have > 0 {
+        headers.push(("Range", format!("bytes={have}-")));
+    }
+    let resp = match ctx.transport.get_streaming(ctx.clock, url_path, &headers) {
+        Ok(r) => r,
+        Err(Error::Unreachable(m)) => return Err(Failure::Retry(m, false)),
+        Err(e) => return Err(e.into()),
+    };
+    match resp.status {
+        200 => {
+            if have > 0 {
+                log::info!("server ignored the range request; restarting the download");
+                truncate(&file, &part)?;
+                have = 0;
+                hasher = digest::Context::new(&digest::SHA256);
+            }
+        }
+        206 if have > 0 => {
+            let start = resp
+                .header("content-range")
+                .and_then(|v| v.strip_prefix("bytes ").map(str::to_string))
+                .and_then(|v| {
+                    v.split('-')
+                        .next()
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                });
+            if start != Some(have) {
+                log::warn!("206 for another range ({start:?}, wanted {have}); restarting");
+                truncate(&file, &part)?;
+                return Ok(None);
+            }
+        }
+        416 => {
+            log::warn!("range {have}- refused (416); restarting the download");
+            truncate(&file, &part)?;
+            return Ok(None);
+        }
+        s => {
+            let e = Error::Http {
+                status: s,
+                message: format!("GET {url_path}"),
+            };
+            return Err(Failure::Fatal(e));
+        }
+    }
+    if let Some(h) = resp.header("x-checksum-sha256") {
+        let h = h.strip_prefix("sha256:").unwrap_or(&h);
+        let h = parse_hex_digest(h)?;
+        if let Some(w) = &want.sha256 {
+            if *w != h {
+                return Err(reject_and_discard(
+                    dir,
+                    format!("X-Checksum-SHA256 {h} disagrees with the check's checksum {w}"),
+                ));
+            }
+        }
+        *header_digest = Some(h);
+    }
+    if let Some(len) = resp
+        .header("content-length")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        let end = have.saturating_add(len);
+        if want.size.is_some_and(|s| s != end) || end > max {
+            return Err(reject_and_discard(
+                dir,
+                format!(
+                    "server sends {end} bytes; expected {}",
+                    want.size
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| format!("at most {max}"))
+                ),
+            ));
+        }
+    }
+    let started = have;
+    let mut body = resp.into_reader();
+    loop {
+        if crate::signals::stop_requested() {
+            let _ = file.sync_data();
+            return Err(Error::Interrupted.into());
+        }
+        let k = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => k,
+            Err(e) => {
+                let _ = file.sync_data();
+                return Err(Failure::Retry(
+                    format!("reading the body at byte {have}: {e}"),
+                    have > started,
+                ));
+            }
+        };
+        if have + k as u64 > limit {
+            return Err(reject_and_discard(
+                dir,
+                match want.size {
+                    Some(s) => format!("package larger than its announced fileSize ({s} bytes)"),
+                    None => format!("package larger than updates.max_package_size ({max} bytes)"),
+                },
+            ));
+        }
+        file.write_all(&buf[..k]).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENOSPC) {
+                Error::NoSpace(format!("writing {}: {e}", part.display()))
+            } else {
+                Error::io(format!("writing {}", part.display()), e)
+            }
+        })?;
+        hasher.update(&buf[..k]);
+        have += k as u64;
+        progress.show(ctx, have);
+        on_progress(have);
+        journal::crash_after("download", have);
+    }
+    if let Some(s) = want.size {
+        if have < s {
+            let _ = file.sync_data();
+            return Err(Failure::Retry(
+                format!("connection closed at {have} of {s} bytes"),
+                have > started,
+            ));
+        }
+    }
+    finish(dir, want, file, hasher, have, header_digest).map(Some)
+}
+
+fn truncate(file: &File, part: &Path) -> Result<()> {
+    file.set_len(0)
+        .map_err(|e| Error::io(format!("truncating {}", part.display()), e))
+}
+
+/// Digest check, fsync, rename to `package.zip`, record completion.
+fn finish(
+    dir: &Path,
+    want: &Want,
+    file: File,
+    hasher: digest::Context,
+    size: u64,
+    header_digest: &Option<String>,
+) -> std::result::Result<Downloaded, Failure> {
+    let got = hex(hasher.finish().as_ref());
+    for expected in [&want.sha256, header_digest].into_iter().flatten() {
+        if *expected != got {
+            return Err(reject_and_discard(
+                dir,
+                format!("checksum mismatch: got sha256 {got}, expected {expected}"),
+            ));
+        }
+    }
+    file.sync_all()
+        .map_err(|e| Error::io("syncing the download", e))?;
+    drop(file);
+    let dest = package(dir);
+    fs::rename(part(dir), &dest)
+        .map_err(|e| Error::io(format!("renaming to {}", dest.display()), e))?;
+    fsutil::fsync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+    let meta = Meta {
+        want: want.clone(),
+        complete_sha256: Some(got.clone()),
+        size: Some(size),
+    };
+    fsutil::atomic_write_json(&meta_path(dir), &meta, 0o600)?;
+    Ok(Downloaded {
+        path: dest,
+        sha256: got,
+        size,
+    })
+}
+
+/// Progress on the terminal for a person (never in the daemon's log).
+struct Progress {
+    enabled: bool,
+    total: Option<u64>,
+    last: Option<Duration>,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(ctx: &Ctx, total: Option<u64>) -> Progress {
+        // SAFETY: isatty only inspects a descriptor number.
+        let tty = unsafe { libc::isatty(2) } == 1;
+        Progress {
+            enabled: ctx.interactive && tty,
+            total,
+            last: None,
+            shown: false,
+        }
+    }
+    fn show(&mut self, ctx: &Ctx, have: u64) {
+        if !self.enabled {
+            return;
+        }
+        let now = ctx.clock.monotonic();
+        if self
+            .last
+            .is_some_and(|l| now.saturating_sub(l) < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last = Some(now);
+        self.shown = true;
+        let mib = |n: u64| n as f64 / (1 << 20) as f64;
+        match self.total {
+            Some(t) if t > 0 => eprint!(
+                "\rdownloading: {:5.1}/{:.1} MiB ({:3}%)",
+                mib(have),
+                mib(t),
+                have * 100 / t
+            ),
+            _ => eprint!("\rdownloading: {:5.1} MiB", mib(have)),
+        }
+    }
+    fn finish(&mut self) {
+        if self.shown {
+            eprintln!();
+            self.shown = false;
+        }
+    }
+}

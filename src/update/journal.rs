@@ -1,0 +1,192 @@
+//! The update journal (`state_dir/update/journal.json`): the one record of an update
+//! in flight, rewritten atomically before each step so that a restart after a power
+//! cut knows exactly what to complete or undo (see docs/updates.md).
+//!
+//! Also the fault hooks the kill tests use: in debug builds only, the environment
+//! variable `CYBERSENSEI_TEST_CRASH_AT` names a point where the process SIGKILLs
+//! itself (`journal:<step>`, `switch:renamed`, `download:<bytes>`, `extract:<entries>`).
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Largest journal file read back.
+const MAX_JOURNAL: u64 = 64 * 1024;
+
+/// The persisted steps of an update; each is written before the work it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// The inactive slot is being cleared and filled; it is incomplete.
+    Staging,
+    /// The new slot is complete; services are being stopped and `current` switched.
+    Switching,
+    /// `current` points at the new slot; services start and the health check runs.
+    Switched,
+    /// Going back to `from`: stop, switch back, start the old services.
+    RollingBack,
+    /// The health check passed; only bookkeeping is left.
+    Committed,
+}
+
+impl Step {
+    /// The word used in the journal and in crash points.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Staging => "staging",
+            Step::Switching => "switching",
+            Step::Switched => "switched",
+            Step::RollingBack => "rolling-back",
+            Step::Committed => "committed",
+        }
+    }
+}
+
+/// What started the journal: an update/install (staging a package) or a rollback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Update,
+    Rollback,
+}
+
+/// The journal's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Journal {
+    pub step: Step,
+    pub kind: Kind,
+    /// Slot active before ("a"/"b"), None on a fresh box.
+    pub from: Option<String>,
+    /// Slot being installed or switched to.
+    pub target: String,
+    /// Version being installed (of `target`).
+    pub version: String,
+    /// Backend update id, when the package came from the backend.
+    pub update_id: Option<String>,
+    /// Starts of the new slot's services so far (boot-attempt counter).
+    pub attempts: u32,
+    /// Why a rollback is under way, for status.json.
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub started_at: String,
+}
+
+/// Path of the journal in the update directory.
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join("journal.json")
+}
+
+/// Reads the journal; None when there is no update in flight.
+pub fn load(dir: &Path) -> Result<Option<Journal>> {
+    let p = path(dir);
+    match fsutil::read_bounded(&p, MAX_JOURNAL) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| Error::Io(format!("{}: unreadable journal: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
+    }
+}
+
+/// Persists the journal (atomic, fsynced) before the step it names is taken.
+pub fn save(dir: &Path, j: &Journal) -> Result<()> {
+    fsutil::ensure_dir(dir, 0o700)?;
+    fsutil::atomic_write_json(&path(dir), j, 0o600)?;
+    log::debug!("journal: {} (target slot {})", j.step.as_str(), j.target);
+    crash_point(&format!("journal:{}", j.step.as_str()));
+    Ok(())
+}
+
+/// Removes the journal once the update is finished either way.
+pub fn clear(dir: &Path) -> Result<()> {
+    let p = path(dir);
+    match std::fs::remove_file(&p) {
+        Ok(()) => {
+            fsutil::fsync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
+    }
+}
+
+/// Kills the process with SIGKILL if `CYBERSENSEI_TEST_CRASH_AT` names `point`
+/// (debug builds only: release binaries never read the variable).
+pub fn crash_point(point: &str) {
+    #[cfg(debug_assertions)]
+    {
+        if std::env::var("CYBERSENSEI_TEST_CRASH_AT").ok().as_deref() == Some(point) {
+            die(point);
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
+/// Kills the process once a counter passes the number in `CYBERSENSEI_TEST_CRASH_AT`
+/// of the form `<what>:<n>` (debug builds only).
+pub fn crash_after(what: &str, count: u64) {
+    #[cfg(debug_assertions)]
+    {
+        if let Ok(v) = std::env::var("CYBERSENSEI_TEST_CRASH_AT") {
+            if let Some(n) = v
+                .strip_prefix(what)
+                .and_then(|r| r.strip_prefix(':'))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                if count >= n {
+                    die(&v);
+                }
+            }
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = (what, count);
+}
+
+#[cfg(debug_assertions)]
+fn die(point: &str) {
+    eprintln!("test crash point {point}: SIGKILL");
+    // SAFETY: sending a signal to our own pid has no memory effects.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGKILL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_clear() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("update");
+        assert_eq!(load(&dir).unwrap(), None);
+        let j = Journal {
+            step: Step::Switched,
+            kind: Kind::Update,
+            from: Some("a".into()),
+            target: "b".into(),
+            version: "1.2.0".into(),
+            update_id: Some("u1".into()),
+            attempts: 1,
+            reason: None,
+            started_at: "2025-01-01T00:00:00.000Z".into(),
+        };
+        save(&dir, &j).unwrap();
+        let text = std::fs::read_to_string(path(&dir)).unwrap();
+        assert!(text.contains("\"step\": \"switched\""), "{text}");
+        assert_eq!(load(&dir).unwrap(), Some(j));
+        clear(&dir).unwrap();
+        assert_eq!(load(&dir).unwrap(), None);
+        clear(&dir).unwrap();
+    }
+
+    #[test]
+    fn garbage_journal_is_an_error_not_a_guess() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(path(d.path()), b"{not json").unwrap();
+        assert!(load(d.path()).is_err());
+    }
+}

@@ -1,0 +1,380 @@
+//! The A/B slots under `install.root`: which is active, their version records,
+//! staging a verified package into the inactive one, and the atomic switch.
+//!
+//! ```text
+//! install.root/slots/a/       one installation (the ZIP's root)
+//! install.root/slots/a.json   its record: written last, so present = complete
+//! install.root/current        -> slots/a (relative symlink, replaced by rename)
+//! ```
+
+use super::journal;
+use super::verify::{self, Kind, Package, BUF};
+use crate::error::{Error, Result};
+use crate::fsutil;
+use serde::{Deserialize, Serialize};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// The two slot names.
+pub const SLOTS: [&str; 2] = ["a", "b"];
+
+/// A slot's record: what it holds and when it was installed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Record {
+    pub version: String,
+    pub installed_at: String,
+    #[serde(default)]
+    pub update_id: Option<String>,
+    #[serde(default)]
+    pub package_sha256: Option<String>,
+    #[serde(default)]
+    pub files: u64,
+    #[serde(default)]
+    pub bytes: u64,
+}
+
+/// Paths of an install root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+/// The other slot's name.
+pub fn other(slot: &str) -> &'static str {
+    if slot == "a" {
+        "b"
+    } else {
+        "a"
+    }
+}
+
+impl Layout {
+    /// The layout under `root` (nothing is created).
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+    /// `install.root`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `install.root/slots`.
+    pub fn slots_dir(&self) -> PathBuf {
+        self.root.join("slots")
+    }
+    /// A slot's directory.
+    pub fn slot_dir(&self, slot: &str) -> PathBuf {
+        self.slots_dir().join(slot)
+    }
+    fn record_path(&self, slot: &str) -> PathBuf {
+        self.slots_dir().join(format!("{slot}.json"))
+    }
+    /// The `current` symlink.
+    pub fn current(&self) -> PathBuf {
+        self.root.join("current")
+    }
+
+    /// The slot `current` points at, if it is a link to `slots/a` or `slots/b`.
+    pub fn active(&self) -> Option<String> {
+        let target = fs::read_link(self.current()).ok()?;
+        let name = target.file_name()?.to_str()?;
+        let parent = target.parent()?.file_name()?.to_str()?;
+        (parent == "slots" && SLOTS.contains(&name)).then(|| name.to_string())
+    }
+
+    /// The record of a complete slot; None while incomplete or never installed.
+    pub fn record(&self, slot: &str) -> Option<Record> {
+        let data = fsutil::read_bounded(&self.record_path(slot), 64 * 1024).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
+
+    /// Whether a slot holds a complete installation (recorded, or laid out by hand
+    /// with a `VERSION` or `manifest.json`).
+    pub fn is_complete(&self, slot: &str) -> bool {
+        self.record(slot).is_some()
+            || (self.slot_dir(slot).is_dir() && self.version_in_tree(slot).is_some())
+    }
+
+    /// The version of a slot: its record, else `manifest.json` or `VERSION` in the
+    /// slot (a hand-made layout), else "0.0.0".
+    pub fn version(&self, slot: &str) -> String {
+        if let Some(r) = self.record(slot) {
+            return r.version;
+        }
+        self.version_in_tree(slot).unwrap_or_else(|| "0.0.0".into())
+    }
+
+    fn version_in_tree(&self, slot: &str) -> Option<String> {
+        let dir = self.slot_dir(slot);
+        if let Ok(data) = fsutil::read_bounded(&dir.join(verify::MANIFEST), 4 << 20) {
+            if let Ok(m) = verify::parse_manifest(&data) {
+                return Some(m.version);
+            }
+        }
+        let data = fsutil::read_bounded(&dir.join(verify::VERSION_FILE), 256).ok()?;
+        let text = String::from_utf8_lossy(&data);
+        verify::check_version(text.lines().next()?.trim(), "VERSION").ok()
+    }
+
+    /// Creates `install.root/slots` on a fresh box.
+    pub fn ensure(&self) -> Result<()> {
+        fsutil::ensure_dir(&self.slots_dir(), 0o755)
+    }
+
+    /// Marks a slot incomplete: its record goes first, durably.
+    pub fn invalidate(&self, slot: &str) -> Result<()> {
+        let p = self.record_path(slot);
+        match fs::remove_file(&p) {
+            Ok(()) => fsutil::fsync_dir(&self.slots_dir())
+                .map_err(|e| Error::io(format!("syncing {}", self.slots_dir().display()), e)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
+        }
+    }
+
+    /// Empties a slot (after invalidating it) and leaves an empty directory.
+    pub fn clear(&self, slot: &str) -> Result<()> {
+        self.invalidate(slot)?;
+        let dir = self.slot_dir(slot);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&dir),
+            Ok(_) => fs::remove_file(&dir),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
+        fsutil::ensure_dir(&dir, 0o755)?;
+        fsutil::fsync_dir(&self.slots_dir())
+            .map_err(|e| Error::io(format!("syncing {}", self.slots_dir().display()), e))
+    }
+
+    /// Writes a slot's record (atomically): from now on the slot is complete.
+    pub fn write_record(&self, slot: &str, rec: &Record) -> Result<()> {
+        fsutil::atomic_write_json(&self.record_path(slot), rec, 0o644)
+    }
+
+    /// Points `current` at `slot` atomically (symlink under a temporary name, rename
+    /// over `current`, fsync of install.root); None removes `current` (fresh box).
+    pub fn switch_to(&self, slot: Option<&str>) -> Result<()> {
+        let cur = self.current();
+        match slot {
+            Some(s) => {
+                let tmp = self.root.join(".current.tmp");
+                let _ = fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(format!("slots/{s}"), &tmp)
+                    .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+                fs::rename(&tmp, &cur)
+                    .map_err(|e| Error::io(format!("renaming over {}", cur.display()), e))?;
+            }
+            None => match fs::remove_file(&cur) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", cur.display()), e)),
+            },
+        }
+        journal::crash_point("switch:renamed");
+        fsutil::fsync_dir(&self.root)
+            .map_err(|e| Error::io(format!("syncing {}", self.root.display()), e))
+    }
+
+    /// Removes leftovers of an interrupted switch.
+    pub fn tidy(&self) {
+        let _ = fs::remove_file(self.root.join(".current.tmp"));
+    }
+
+    /// Disk space a slot's files take (reclaimed when it is cleared).
+    pub fn usage(&self, slot: &str) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(m) = fs::symlink_metadata(p) else {
+                return 0;
+            };
+            let mut n = m.blocks() * 512;
+            if m.is_dir() {
+                if let Ok(rd) = fs::read_dir(p) {
+                    for e in rd.flatten() {
+                        n += walk(&e.path());
+                    }
+                }
+            }
+            n
+        }
+        walk(&self.slot_dir(slot))
+    }
+}
+
+/// Extracts a verified package into an empty slot directory, enforcing again what
+/// the headers declared (they were checked, but the data is read anew), keeping
+/// permission bits (never setuid/setgid), and syncing everything to disk.
+/// Returns (files, bytes).
+pub fn extract(
+    zip: &mut zip::ZipArchive<File>,
+    pkg: &Package,
+    dir: &Path,
+    max_unpacked: u64,
+) -> Result<(u64, u64)> {
+    let mut buf = vec![0u8; BUF];
+    let mut total: u64 = 0;
+    let mut files: u64 = 0;
+    let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
+    // Links last: no file is ever written through a link the package made.
+    let mut links = Vec::new();
+    for (count, e) in pkg.entries.iter().enumerate() {
+        if crate::signals::stop_requested() {
+            return Err(Error::Interrupted);
+        }
+        let dest = dir.join(&e.path);
+        match &e.kind {
+            Kind::Dir => {
+                mkdirs(&dest)?;
+                dirs.push((dest, e.mode));
+            }
+            Kind::Symlink(t) => links.push((dest, t.clone())),
+            Kind::File => {
+                if let Some(p) = dest.parent() {
+                    mkdirs(p)?;
+                }
+                let mut out = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&dest)
+                    .map_err(|x| io_err(&dest, "creating", x))?;
+                let mut r = zip
+                    .by_index(e.index)
+                    .map_err(|x| Error::PackageRejected(format!("{}: {x}", e.path)))?;
+                let mut n: u64 = 0;
+                loop {
+                    let k = r.read(&mut buf).map_err(|x| {
+                        Error::PackageRejected(format!("{}: corrupt data: {x}", e.path))
+                    })?;
+                    if k == 0 {
+                        break;
+                    }
+                    n += k as u64;
+                    total += k as u64;
+                    if n > e.size || total > max_unpacked {
+                        return Err(Error::PackageRejected(format!(
+                            "{}: more data than declared (limit {max_unpacked} bytes in all)",
+                            e.path
+                        )));
+                    }
+                    out.write_all(&buf[..k])
+                        .map_err(|x| io_err(&dest, "writing", x))?;
+                }
+                fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode & 0o777))
+                    .map_err(|x| io_err(&dest, "setting mode of", x))?;
+                files += 1;
+            }
+        }
+        journal::crash_after("extract", count as u64 + 1);
+    }
+    for (dest, target) in links {
+        if let Some(p) = dest.parent() {
+            mkdirs(p)?;
+        }
+        std::os::unix::fs::symlink(&target, &dest).map_err(|x| io_err(&dest, "linking", x))?;
+    }
+    for (d, mode) in dirs {
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode))
+            .map_err(|x| io_err(&d, "setting mode of", x))?;
+    }
+    sync_tree(dir)?;
+    Ok((files, total))
+}
+
+fn mkdirs(p: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(p)
+        .map_err(|e| io_err(p, "creating directory", e))
+}
+
+fn io_err(p: &Path, what: &str, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+        Error::NoSpace(format!("{what} {}: {e}", p.display()))
+    } else {
+        Error::io(format!("{what} {}", p.display()), e)
+    }
+}
+
+/// Makes the whole extracted tree durable: one syncfs(2) of the slot's filesystem
+/// (files, their data and every directory entry) instead of an fsync per file.
+fn sync_tree(dir: &Path) -> Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let d = File::open(dir).map_err(|e| io_err(dir, "opening", e))?;
+    // SAFETY: syncfs on a descriptor we own.
+    let rc = unsafe { libc::syncfs(d.as_raw_fd()) };
+    if rc != 0 {
+        return Err(io_err(dir, "syncing", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_is_a_relative_link_and_active_reads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::new(d.path());
+        l.ensure().unwrap();
+        assert_eq!(l.active(), None);
+        l.switch_to(Some("a")).unwrap();
+        assert_eq!(l.active().as_deref(), Some("a"));
+        assert_eq!(
+            fs::read_link(l.current()).unwrap(),
+            PathBuf::from("slots/a")
+        );
+        l.switch_to(Some("b")).unwrap();
+        assert_eq!(l.active().as_deref(), Some("b"));
+        l.switch_to(None).unwrap();
+        assert_eq!(l.active(), None);
+        assert!(!d.path().join(".current.tmp").exists());
+    }
+
+    #[test]
+    fn record_makes_a_slot_complete_and_clear_undoes_it() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::new(d.path());
+        l.ensure().unwrap();
+        l.clear("b").unwrap();
+        fs::write(l.slot_dir("b").join("f"), b"x").unwrap();
+        assert!(!l.is_complete("b"));
+        assert_eq!(l.version("b"), "0.0.0");
+        let rec = Record {
+            version: "1.2.0".into(),
+            installed_at: "t".into(),
+            update_id: None,
+            package_sha256: None,
+            files: 1,
+            bytes: 1,
+        };
+        l.write_record("b", &rec).unwrap();
+        assert!(l.is_complete("b"));
+        assert_eq!(l.version("b"), "1.2.0");
+        l.clear("b").unwrap();
+        assert!(!l.is_complete("b"));
+        assert_eq!(fs::read_dir(l.slot_dir("b")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn hand_made_slot_reports_its_version_file() {
+        let d = tempfile::tempdir().unwrap();
+        let l = Layout::new(d.path());
+        fs::create_dir_all(l.slot_dir("a")).unwrap();
+        fs::write(l.slot_dir("a").join("VERSION"), "0.9.1\n").unwrap();
+        std::os::unix::fs::symlink("slots/a", l.current()).unwrap();
+        assert_eq!(l.active().as_deref(), Some("a"));
+        assert_eq!(l.version("a"), "0.9.1");
+        assert!(l.is_complete("a"));
+    }
+}

@@ -1,0 +1,642 @@
+//! Package verification, done in full before any slot is touched: ZIP structure and
+//! header consistency, entry names and types, limits, every entry's data (CRC, and
+//! SHA-256 where a manifest lists it), and with `updates.public_key` the Ed25519
+//! signature of `manifest.json`. Every refusal is `Error::PackageRejected`.
+
+use crate::error::{Error, Result};
+use base64::Engine;
+use ring::digest;
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use zip::{CompressionMethod, ZipArchive};
+
+/// Manifest at the package root (extension of PROTOCOL.md §3).
+pub const MANIFEST: &str = "manifest.json";
+/// Detached signature of the manifest's exact bytes.
+pub const SIGNATURE: &str = "manifest.sig";
+/// Plain version file, for `install` of packages without a manifest.
+pub const VERSION_FILE: &str = "VERSION";
+/// Copy buffer for entry data (verification and extraction).
+pub const BUF: usize = 64 * 1024;
+const MAX_MANIFEST: u64 = 4 << 20;
+const MAX_SIG: u64 = 1024;
+const MAX_LINK: u64 = 4096;
+const MAX_NAME: usize = 1024;
+const MAX_VERSION: usize = 64;
+const S_IFMT: u32 = 0o170000;
+const S_IFREG: u32 = 0o100000;
+const S_IFDIR: u32 = 0o040000;
+const S_IFLNK: u32 = 0o120000;
+
+/// Bounds a package must fit in.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_entries: u64,
+    pub max_unpacked: u64,
+}
+
+/// What an entry becomes in the slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+    /// A relative link whose target stays inside the slot.
+    Symlink(String),
+}
+
+/// One checked entry: where it goes, what it is, its permission bits and size.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub index: usize,
+    /// Normalized relative path (`/`-separated, no trailing slash).
+    pub path: String,
+    pub kind: Kind,
+    /// Permission bits only (setuid, setgid and sticky stripped).
+    pub mode: u32,
+    /// Declared uncompressed size.
+    pub size: u64,
+}
+
+/// A package that passed verification.
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub entries: Vec<Entry>,
+    /// Sum of declared uncompressed sizes.
+    pub total: u64,
+    pub manifest_version: Option<String>,
+    pub version_file: Option<String>,
+    /// The manifest signature was checked against the configured key.
+    pub signed: bool,
+}
+
+fn reject(msg: impl Into<String>) -> Error {
+    Error::PackageRejected(msg.into())
+}
+
+/// Parses `updates.public_key`: base64 of the 32-byte key (or of its 44-byte DER
+/// SubjectPublicKeyInfo, as `openssl pkey -pubout` writes in PEM), or a path to a
+/// file holding one of those (or the raw 32 bytes).
+pub fn parse_public_key(value: &str) -> Result<[u8; 32]> {
+    if let Some(k) = key_from_text(value) {
+        return Ok(k);
+    }
+    let data = crate::fsutil::read_bounded(Path::new(value), 16 * 1024).map_err(|e| {
+        Error::Config(format!(
+            "updates.public_key: neither base64 of a 32-byte Ed25519 key nor a readable file ({value}: {e})"
+        ))
+    })?;
+    if data.len() == 32 {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&data);
+        return Ok(k);
+    }
+    std::str::from_utf8(&data)
+        .ok()
+        .and_then(key_from_text)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "updates.public_key: {value} holds no Ed25519 public key (base64 of 32 bytes or PEM)"
+            ))
+        })
+}
+
+fn key_from_text(text: &str) -> Option<[u8; 32]> {
+    // PEM armour lines are dropped; what is left is base64.
+    let b64: String = text
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .flat_map(|l| l.chars())
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .ok()?;
+    // DER SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix.
+    const SPKI: [u8; 12] = [
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    let key = match raw.len() {
+        32 => &raw[..],
+        44 if raw.starts_with(&SPKI) => &raw[12..],
+        _ => return None,
+    };
+    let mut k = [0u8; 32];
+    k.copy_from_slice(key);
+    Some(k)
+}
+
+/// Opens a package file as a ZIP archive (structure errors are a rejection).
+pub fn open(path: &Path) -> Result<ZipArchive<File>> {
+    let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    ZipArchive::new(f).map_err(|e| reject(format!("not a valid ZIP archive: {e}")))
+}
+
+/// Verifies a package file completely; nothing is written anywhere.
+pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Package> {
+    let mut f =
+        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    // The archive reader keeps every central-directory record in memory: refuse an
+    // absurd count before it is parsed.
+    if let Some(n) = declared_entry_count(&mut f) {
+        if n > limits.max_entries {
+            return Err(reject(format!(
+                "{n} entries, more than updates.max_entries ({})",
+                limits.max_entries
+            )));
+        }
+    }
+    let mut zip =
+        ZipArchive::new(f).map_err(|e| reject(format!("not a valid ZIP archive: {e}")))?;
+    if zip.len() as u64 > limits.max_entries {
+        return Err(reject(format!(
+            "{} entries, more than updates.max_entries ({})",
+            zip.len(),
+            limits.max_entries
+        )));
+    }
+    // Duplicate names, local headers that disagree with the central directory,
+    // overlapping entries (a classic zip bomb) and hidden local entries.
+    zip.validate_header_consistency()
+        .map_err(|e| reject(format!("inconsistent ZIP: {e}")))?;
+    let mut pkg = Package {
+        entries: Vec::with_capacity(zip.len()),
+        total: 0,
+        manifest_version: None,
+        version_file: None,
+        signed: false,
+    };
+    let mut seen = HashSet::new();
+    for i in 0..zip.len() {
+        let e = zip
+            .by_index_data(i)
+            .map_err(|e| reject(format!("entry {i}: {e}")))?;
+        let raw = e.name_raw();
+        let name = check_name(raw)?;
+        if e.encrypted() {
+            return Err(reject(format!(
+                "{name}: encrypted entries are not supported"
+            )));
+        }
+        match e.compression() {
+            CompressionMethod::Stored | CompressionMethod::Deflated => {}
+            m => {
+                return Err(reject(format!(
+                    "{name}: unsupported compression method {m:?}"
+                )))
+            }
+        }
+        let mode = e.unix_mode().unwrap_or(0);
+        let ends_slash = raw.ends_with(b"/");
+        let kind = match mode & S_IFMT {
+            S_IFLNK => Kind::Symlink(String::new()),
+            S_IFDIR => Kind::Dir,
+            0 if ends_slash => Kind::Dir,
+            S_IFREG | 0 => Kind::File,
+            t => {
+                return Err(reject(format!(
+                    "{name}: special file (type {t:o}) refused: only files, directories and links"
+                )))
+            }
+        };
+        if ends_slash && kind != Kind::Dir {
+            return Err(reject(format!(
+                "{name}: name says directory, mode says not"
+            )));
+        }
+        let perm = mode & 0o777;
+        let size = e.size();
+        let (mode, size) = match kind {
+            Kind::Dir => (if perm == 0 { 0o755 } else { perm | 0o700 }, 0),
+            Kind::File => (if perm == 0 { 0o644 } else { perm }, size),
+            Kind::Symlink(_) => (0o777, size),
+        };
+        if !seen.insert(name.clone()) {
+            return Err(reject(format!("{name}: duplicate entry")));
+        }
+        pkg.total = pkg.total.saturating_add(size);
+        if pkg.total > limits.max_unpacked {
+            return Err(reject(format!(
+                "unpacks to more than updates.max_unpacked_size ({} bytes)",
+                limits.max_unpacked
+            )));
+        }
+        pkg.entries.push(Entry {
+            index: i,
+            path: name,
+            kind,
+            mode,
+            size,
+        });
+    }
+    check_tree(&pkg.entries)?;
+    // Link targets are data: read them (bounded) before checking where they point.
+    for idx in 0..pkg.entries.len() {
+        if matches!(pkg.entries[idx].kind, Kind::Symlink(_)) {
+            let (index, path) = (pkg.entries[idx].index, pkg.entries[idx].path.clone());
+            let target = read_small(&mut zip, index, MAX_LINK, &path)?;
+            let target = String::from_utf8(target)
+                .map_err(|_| reject(format!("{path}: link target is not UTF-8")))?;
+            pkg.entries[idx].kind = Kind::Symlink(target);
+        }
+    }
+    check_links(&pkg.entries)?;
+    let manifest = read_manifest(&mut zip, &pkg, key)?;
+    pkg.signed = key.is_some();
+    if let Some(m) = &manifest {
+        pkg.manifest_version = Some(m.version.clone());
+    }
+    if let Some(e) = pkg
+        .entries
+        .iter()
+        .find(|e| e.path == VERSION_FILE && e.kind == Kind::File)
+    {
+        let v = read_small(&mut zip, e.index, 256, VERSION_FILE)?;
+        let v = String::from_utf8_lossy(&v)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        pkg.version_file = Some(check_version(&v, VERSION_FILE)?);
+    }
+    scan_data(&mut zip, &pkg, manifest.as_ref())?;
+    Ok(pkg)
+}
+
+/// Number of entries the end-of-central-directory record declares, when it is a
+/// plain (non-zip64) record.
+fn declared_entry_count(f: &mut File) -> Option<u64> {
+    let len = f.seek(SeekFrom::End(0)).ok()?;
+    let tail = len.min(22 + 65535);
+    f.seek(SeekFrom::Start(len - tail)).ok()?;
+    let mut buf = vec![0u8; tail as usize];
+    f.read_exact(&mut buf).ok()?;
+    let pos = buf
+        .windows(4)
+        .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])?;
+    let n = buf.get(pos + 10..pos + 12)?;
+    let n = u16::from_le_bytes([n[0], n[1]]);
+    (n != 0xFFFF).then_some(n as u64)
+}
+
+/// A safe relative name: UTF-8, no absolute path, `..`, `.`, empty component,
+/// backslash, NUL or control character, no drive letter.
+fn check_name(raw: &[u8]) -> Result<String> {
+    let shown = String::from_utf8_lossy(raw).escape_debug().to_string();
+    let name = std::str::from_utf8(raw)
+        .map_err(|_| reject(format!("entry name {shown:?} is not UTF-8")))?;
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(reject(format!("entry name {shown:?}: empty or too long")));
+    }
+    if name.starts_with('/') {
+        return Err(reject(format!("{shown}: absolute path refused")));
+    }
+    if name.contains('\\') || name.chars().any(|c| c.is_control()) {
+        return Err(reject(format!(
+            "{shown}: backslash, NUL or control character in name refused"
+        )));
+    }
+    let trimmed = name.strip_suffix('/').unwrap_or(name);
+    if trimmed.is_empty() {
+        return Err(reject(format!("{shown}: empty name")));
+    }
+    for (i, comp) in trimmed.split('/').enumerate() {
+        match comp {
+            ".." => return Err(reject(format!("{shown}: `..` component refused"))),
+            "." | "" => return Err(reject(format!("{shown}: empty or `.` component refused"))),
+            c if i == 0 && c.len() == 2 && c.ends_with(':') => {
+                return Err(reject(format!("{shown}: drive letter refused")))
+            }
+            _ => {}
+        }
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Every parent of an entry must be a directory, never a file or a link: nothing is
+/// ever written through a link.
+fn check_tree(entries: &[Entry]) -> Result<()> {
+    let nondir: HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.kind != Kind::Dir)
+        .map(|e| e.path.as_str())
+        .collect();
+    for e in entries {
+        let mut p = e.path.as_str();
+        while let Some(i) = p.rfind('/') {
+            p = &p[..i];
+            if nondir.contains(p) {
+                return Err(reject(format!(
+                    "{}: its parent {p} is a file or link in the package",
+                    e.path
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Links: relative targets only, resolving (lexically) inside the slot, and never
+/// passing through another link of the package on the way (so the lexical answer is
+/// the real one).
+fn check_links(entries: &[Entry]) -> Result<()> {
+    let links: HashSet<&str> = entries
+        .iter()
+        .filter(|e| matches!(e.kind, Kind::Symlink(_)))
+        .map(|e| e.path.as_str())
+        .collect();
+    for e in entries {
+        let Kind::Symlink(target) = &e.kind else {
+            continue;
+        };
+        let bad = |why: &str| reject(format!("{}: link to {target:?} refused: {why}", e.path));
+        if target.is_empty() || target.starts_with('/') {
+            return Err(bad("empty or absolute target"));
+        }
+        if target.contains('\\') || target.chars().any(|c| c.is_control()) {
+            return Err(bad("backslash or control character"));
+        }
+        let mut stack: Vec<&str> = e.path.split('/').collect();
+        stack.pop();
+        let comps: Vec<&str> = target.split('/').filter(|c| !c.is_empty()).collect();
+        for (i, c) in comps.iter().enumerate() {
+            match *c {
+                "." => {}
+                ".." => {
+                    if stack.pop().is_none() {
+                        return Err(bad("escapes the slot"));
+                    }
+                }
+                c => {
+                    stack.push(c);
+                    if i + 1 < comps.len() && links.contains(stack.join("/").as_str()) {
+                        return Err(bad("goes through another link"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one entry's whole data, refusing more than `limit` bytes.
+fn read_small(zip: &mut ZipArchive<File>, index: usize, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let f = zip
+        .by_index(index)
+        .map_err(|e| reject(format!("{what}: {e}")))?;
+    let mut out = Vec::new();
+    f.take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| reject(format!("{what}: corrupt data: {e}")))?;
+    if out.len() as u64 > limit {
+        return Err(reject(format!("{what}: larger than {limit} bytes")));
+    }
+    Ok(out)
+}
+
+/// A version string fit for status.json and a directory record.
+pub fn check_version(v: &str, what: &str) -> Result<String> {
+    let ok = !v.is_empty()
+        && v.len() <= MAX_VERSION
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(reject(format!(
+            "{what}: version {v:?} is not a plain version string"
+        )))
+    }
+}
+
+/// The parsed manifest: version and the file digests it lists.
+#[derive(Debug)]
+pub struct Manifest {
+    pub version: String,
+    /// Path → expected SHA-256 (lowercase hex); None when the manifest lists none.
+    pub files: Option<BTreeMap<String, String>>,
+}
+
+/// Parses manifest bytes: `{"version": .., "files": {path: hex} | [{path, sha256}]}`.
+pub fn parse_manifest(data: &[u8]) -> Result<Manifest> {
+    let v: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| reject(format!("{MANIFEST}: invalid JSON: {e}")))?;
+    let version = v
+        .get("version")
+        .and_then(|x| x.as_str())
+        .ok_or_else(|| reject(format!("{MANIFEST}: no \"version\" string")))?;
+    let version = check_version(version, MANIFEST)?;
+    let mut files = BTreeMap::new();
+    let add = |files: &mut BTreeMap<String, String>, p: &str, h: &str| -> Result<()> {
+        let p = p.strip_prefix("./").unwrap_or(p).to_string();
+        let h = h.to_ascii_lowercase();
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(reject(format!("{MANIFEST}: {p}: not a SHA-256 hex digest")));
+        }
+        if files.insert(p.clone(), h).is_some() {
+            return Err(reject(format!("{MANIFEST}: {p} listed twice")));
+        }
+        Ok(())
+    };
+    match v.get("files") {
+        None | Some(serde_json::Value::Null) => {
+            return Ok(Manifest {
+                version,
+                files: None,
+            })
+        }
+        Some(serde_json::Value::Object(o)) => {
+            for (p, h) in o {
+                let h = h
+                    .as_str()
+                    .ok_or_else(|| reject(format!("{MANIFEST}: {p}: digest is not a string")))?;
+                add(&mut files, p, h)?;
+            }
+        }
+        Some(serde_json::Value::Array(a)) => {
+            for item in a {
+                let p = item.get("path").and_then(|x| x.as_str());
+                let h = item.get("sha256").and_then(|x| x.as_str());
+                match (p, h) {
+                    (Some(p), Some(h)) => add(&mut files, p, h)?,
+                    _ => {
+                        return Err(reject(format!(
+                            "{MANIFEST}: file items need \"path\" and \"sha256\" strings"
+                        )))
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            return Err(reject(format!(
+                "{MANIFEST}: \"files\" must be an object or array"
+            )))
+        }
+    }
+    Ok(Manifest {
+        version,
+        files: Some(files),
+    })
+}
+
+/// Decodes `manifest.sig`: raw 64 bytes, or base64 of them.
+fn decode_signature(data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() == 64 {
+        return Some(data.to_vec());
+    }
+    let text = std::str::from_utf8(data).ok()?;
+    let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(clean.as_bytes())
+        .ok()?;
+    (sig.len() == 64).then_some(sig)
+}
+
+/// Reads, checks the signature of, and parses the manifest. With a key, manifest,
+/// signature and a complete file list are required.
+fn read_manifest(
+    zip: &mut ZipArchive<File>,
+    pkg: &Package,
+    key: Option<&[u8; 32]>,
+) -> Result<Option<Manifest>> {
+    let find = |name: &str| {
+        pkg.entries
+            .iter()
+            .find(|e| e.path == name && e.kind == Kind::File)
+            .map(|e| e.index)
+    };
+    let Some(mi) = find(MANIFEST) else {
+        if key.is_some() {
+            return Err(reject(format!(
+                "unsigned package: {MANIFEST} missing and updates.public_key is set"
+            )));
+        }
+        return Ok(None);
+    };
+    let data = read_small(zip, mi, MAX_MANIFEST, MANIFEST)?;
+    if let Some(key) = key {
+        let si = find(SIGNATURE).ok_or_else(|| {
+            reject(format!(
+                "unsigned package: {SIGNATURE} missing and updates.public_key is set"
+            ))
+        })?;
+        let sig = read_small(zip, si, MAX_SIG, SIGNATURE)?;
+        let sig = decode_signature(&sig)
+            .ok_or_else(|| reject(format!("{SIGNATURE}: not a 64-byte Ed25519 signature")))?;
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key[..])
+            .verify(&data, &sig)
+            .map_err(|_| reject(format!("{SIGNATURE}: signature does not verify")))?;
+    }
+    let m = parse_manifest(&data)?;
+    match &m.files {
+        Some(files) => {
+            let present: HashSet<&str> = pkg
+                .entries
+                .iter()
+                .filter(|e| e.kind != Kind::Dir)
+                .map(|e| e.path.as_str())
+                .collect();
+            if let Some(p) = files.keys().find(|p| !present.contains(p.as_str())) {
+                return Err(reject(format!(
+                    "{MANIFEST} lists {p}, absent from the package"
+                )));
+            }
+            if let Some(e) = pkg.entries.iter().find(|e| {
+                e.kind != Kind::Dir
+                    && e.path != MANIFEST
+                    && e.path != SIGNATURE
+                    && !files.contains_key(&e.path)
+            }) {
+                return Err(reject(format!("{} is not listed in {MANIFEST}", e.path)));
+            }
+        }
+        None if key.is_some() => {
+            if let Some(e) = pkg
+                .entries
+                .iter()
+                .find(|e| e.kind != Kind::Dir && e.path != MANIFEST && e.path != SIGNATURE)
+            {
+                return Err(reject(format!(
+                    "{} is not listed in {MANIFEST} (signed packages list every file)",
+                    e.path
+                )));
+            }
+        }
+        None => {}
+    }
+    Ok(Some(m))
+}
+
+/// Reads every file's data once: the ZIP CRC is checked by the reader at the end of
+/// each entry, sizes are held to what the headers declare, and listed digests match.
+fn scan_data(zip: &mut ZipArchive<File>, pkg: &Package, manifest: Option<&Manifest>) -> Result<()> {
+    let files = manifest.and_then(|m| m.files.as_ref());
+    let mut buf = vec![0u8; BUF];
+    for e in &pkg.entries {
+        let expected = files.and_then(|f| f.get(&e.path));
+        match &e.kind {
+            Kind::Dir => continue,
+            Kind::Symlink(t) => {
+                if let Some(h) = expected {
+                    if hex(digest::digest(&digest::SHA256, t.as_bytes()).as_ref()) != *h {
+                        return Err(reject(format!("{}: link target digest mismatch", e.path)));
+                    }
+                }
+                continue;
+            }
+            Kind::File => {}
+        }
+        let mut r = zip
+            .by_index(e.index)
+            .map_err(|x| reject(format!("{}: {x}", e.path)))?;
+        let mut ctx = expected.map(|_| digest::Context::new(&digest::SHA256));
+        let mut n: u64 = 0;
+        loop {
+            let k = r
+                .read(&mut buf)
+                .map_err(|x| reject(format!("{}: corrupt data: {x}", e.path)))?;
+            if k == 0 {
+                break;
+            }
+            n += k as u64;
+            if n > e.size {
+                return Err(reject(format!(
+                    "{}: more data than its declared {} bytes",
+                    e.path, e.size
+                )));
+            }
+            if let Some(c) = ctx.as_mut() {
+                c.update(&buf[..k]);
+            }
+        }
+        if n != e.size {
+            return Err(reject(format!(
+                "{}: {n} bytes, header declares {}",
+                e.path, e.size
+            )));
+        }
+        if let (Some(c), Some(h)) = (ctx, expected) {
+            if hex(c.finish().as_ref()) != *h {
+                return Err(reject(format!(
+                    "{}: SHA-256 does not match {MANIFEST}",
+                    e.path
+                )));
+            }
+        }
+        if crate::signals::stop_requested() {
+            return Err(Error::Interrupted);
+        }
+    }
+    Ok(())
+}
+
+/// Lowercase hex of bytes.
+pub fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        s.push_str(&format!("{x:02x}"));
+    }
+    s
+}

@@ -1,0 +1,211 @@
+//! `cybersensei-sim`: the development backend simulator as a process, for the demo
+//! script and the qemu boot test. Prints `URL <base>` on stdout, serves until
+//! SIGTERM/SIGINT (then exits 0). Requests are logged on stderr.
+
+use cybersensei_sim::{LicenseOutcome, Sim, SimOptions, TlsVariant};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const USAGE: &str = "\
+usage: cybersensei-sim [options]
+  --tls                      serve HTTPS with a throwaway CA (see --ca-out)
+  --tls-variant V            good | wrong-host | expired | untrusted-ca
+  --san NAME                 extra SAN for the server certificate (repeatable)
+  --host H                   listen address (default 127.0.0.1)
+  --port P                   listen port (default 0 = ephemeral)
+  --ca-out PATH              write the CA certificate (PEM) there
+  --packages DIR             serve /update/download/{id} from DIR/{id}[.zip]; without
+                             --update, announce the highest DIR/<version>.zip
+  --telemetry-log FILE       append each accepted telemetry body as a JSON line
+  --license KEY[=OUTCOME]    OUTCOME: valid (default) | expired | inactive | invalid |
+                             validfalse | expired-array | expired-upper
+                             (split at the last '='; keys may contain '=')
+  --license-key KEY          KEY (taken whole) is valid
+  --tenant-id ID             tenant of valid licenses (default 550e8400-e29b-41d4-a716-446655440000)
+  --tenant-name NAME         (default Acme Corporation)
+  --expires-at ISO           (default 2099-12-31T23:59:59.000Z)
+  --usage-count N / --max-usage-count N   (default 42 / 1000)
+  --tenant ID                another tenant accepted by /update/check (repeatable)
+  --update VERSION=ZIPPATH   announce VERSION with that package
+  --changelog TEXT           changelog of --update
+  --no-range                 ignore Range requests
+  --no-checksum              no checksum in /update/check
+  --checksum-style S         prefixed | sha256 | both
+  --no-checksum-header       no X-Checksum-SHA256 on downloads
+  --quiet                    do not log requests on stderr
+";
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn install_signals() {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: installing an async-signal-safe handler (an atomic store).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cybersensei-sim: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn outcome_of(word: &str) -> Option<&'static str> {
+    [
+        "valid",
+        "expired",
+        "inactive",
+        "invalid",
+        "validfalse",
+        "expired-array",
+        "expired-upper",
+    ]
+    .into_iter()
+    .find(|w| w.eq_ignore_ascii_case(word))
+}
+
+fn run() -> Result<(), String> {
+    let mut args = std::env::args().skip(1);
+    let mut opts = SimOptions {
+        log_requests: true,
+        ..Default::default()
+    };
+    let mut host = "127.0.0.1".to_string();
+    let mut port = "0".to_string();
+    let mut ca_out: Option<PathBuf> = None;
+    let mut licenses: Vec<(String, &'static str)> = Vec::new();
+    let mut tenant_id = cybersensei_sim::DEFAULT_TENANT_ID.to_string();
+    let mut tenant_name = cybersensei_sim::DEFAULT_TENANT_NAME.to_string();
+    let mut expires_at = cybersensei_sim::DEFAULT_EXPIRES_AT.to_string();
+    let (mut usage, mut max_usage) = (42u64, 1000u64);
+    let mut tenants = Vec::new();
+    let mut update: Option<(String, PathBuf)> = None;
+    let mut changelog = "- Correctifs de sécurité\n- Améliorations".to_string();
+    let mut checksum_style = cybersensei_sim::ChecksumStyle::Prefixed;
+    while let Some(a) = args.next() {
+        let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            "--tls" => opts.tls = true,
+            "--tls-variant" => {
+                opts.tls_variant = match val(&a)?.as_str() {
+                    "good" => TlsVariant::Good,
+                    "wrong-host" => TlsVariant::WrongHost,
+                    "expired" => TlsVariant::Expired,
+                    "untrusted-ca" => TlsVariant::UntrustedCa,
+                    v => return Err(format!("unknown --tls-variant {v}")),
+                }
+            }
+            "--san" => opts.extra_sans.push(val(&a)?),
+            "--host" => host = val(&a)?,
+            "--port" => port = val(&a)?,
+            "--ca-out" => ca_out = Some(PathBuf::from(val(&a)?)),
+            "--packages" => opts.packages_dir = Some(PathBuf::from(val(&a)?)),
+            "--telemetry-log" => opts.telemetry_log = Some(PathBuf::from(val(&a)?)),
+            "--license" => {
+                let v = val(&a)?;
+                match v
+                    .rsplit_once('=')
+                    .and_then(|(k, o)| Some((k, outcome_of(o)?)))
+                {
+                    Some((k, o)) => licenses.push((k.to_string(), o)),
+                    None => licenses.push((v, "valid")),
+                }
+            }
+            "--license-key" => licenses.push((val(&a)?, "valid")),
+            "--tenant-id" => tenant_id = val(&a)?,
+            "--tenant-name" => tenant_name = val(&a)?,
+            "--expires-at" => expires_at = val(&a)?,
+            "--usage-count" => usage = val(&a)?.parse().map_err(|e| format!("{a}: {e}"))?,
+            "--max-usage-count" => max_usage = val(&a)?.parse().map_err(|e| format!("{a}: {e}"))?,
+            "--tenant" => tenants.push(val(&a)?),
+            "--update" => {
+                let v = val(&a)?;
+                let (ver, path) = v.split_once('=').ok_or("--update wants VERSION=ZIPPATH")?;
+                update = Some((ver.to_string(), PathBuf::from(path)));
+            }
+            "--changelog" => changelog = val(&a)?,
+            "--no-range" => opts.range_support = false,
+            "--no-checksum" => opts.checksum_in_check = false,
+            "--checksum-style" => {
+                checksum_style = match val(&a)?.as_str() {
+                    "prefixed" => cybersensei_sim::ChecksumStyle::Prefixed,
+                    "sha256" => cybersensei_sim::ChecksumStyle::Sha256Field,
+                    "both" => cybersensei_sim::ChecksumStyle::Both,
+                    v => return Err(format!("unknown --checksum-style {v}")),
+                }
+            }
+            "--no-checksum-header" => opts.checksum_header = false,
+            "--quiet" => opts.log_requests = false,
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    opts.bind = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let sim = Sim::start(opts).map_err(|e| format!("start: {e}"))?;
+    if let Some(p) = &ca_out {
+        sim.write_ca(p)
+            .map_err(|e| format!("--ca-out {}: {e}", p.display()))?;
+    }
+    sim.set_checksum_style(checksum_style);
+    sim.add_tenant(&tenant_id);
+    for t in &tenants {
+        sim.add_tenant(t);
+    }
+    for (key, o) in licenses {
+        let outcome = match o {
+            "valid" => LicenseOutcome::Valid {
+                tenant_id: tenant_id.clone(),
+                tenant_name: tenant_name.clone(),
+                expires_at: expires_at.clone(),
+                usage_count: usage,
+                max_usage_count: max_usage,
+            },
+            "expired" => LicenseOutcome::Expired,
+            "inactive" => LicenseOutcome::Inactive,
+            "invalid" => LicenseOutcome::Invalid,
+            "validfalse" => LicenseOutcome::ValidFalse,
+            "expired-array" => LicenseOutcome::ExpiredMessageArray,
+            _ => LicenseOutcome::ExpiredUpperUnaccented,
+        };
+        sim.set_license(&key, outcome);
+    }
+    if let Some((ver, path)) = update {
+        let zip = std::fs::read(&path).map_err(|e| format!("--update {}: {e}", path.display()))?;
+        let id = sim.publish_update(&ver, zip, &changelog);
+        eprintln!("cybersensei-sim: update {ver} published as {id}");
+    }
+    install_signals();
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "URL {}", sim.url());
+        let _ = out.flush();
+    }
+    while !STOP.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(sim);
+    Ok(())
+}

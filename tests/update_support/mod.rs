@@ -1,0 +1,326 @@
+//! Shared by the update tests: ZIP packages built with the `zip` writer, Ed25519
+//! signing with ring, and a box (temp install root, state dir, config, services that
+//! log what they are asked) driven through the real binary.
+#![allow(dead_code)]
+
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::{Cursor, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
+
+/// One entry of a test package.
+#[derive(Clone, Debug)]
+pub enum E {
+    File(String, Vec<u8>, u32),
+    Deflated(String, Vec<u8>),
+    Dir(String),
+    Link(String, String),
+    /// Raw external attributes (e.g. a device node).
+    Raw(String, Vec<u8>, u32),
+}
+
+/// A regular file, mode 0644.
+pub fn file(name: &str, data: &[u8]) -> E {
+    E::File(name.into(), data.to_vec(), 0o644)
+}
+
+/// Builds a ZIP from entries.
+pub fn zip(entries: &[E]) -> Vec<u8> {
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
+    for e in entries {
+        match e {
+            E::File(n, d, m) => {
+                w.start_file(n.as_str(), stored.unix_permissions(*m))
+                    .unwrap();
+                w.write_all(d).unwrap();
+            }
+            E::Deflated(n, d) => {
+                w.start_file(
+                    n.as_str(),
+                    SimpleFileOptions::default()
+                        .compression_method(CompressionMethod::Deflated)
+                        .unix_permissions(0o644),
+                )
+                .unwrap();
+                w.write_all(d).unwrap();
+            }
+            E::Dir(n) => w
+                .add_directory(n.as_str(), stored.unix_permissions(0o755))
+                .unwrap(),
+            E::Link(n, t) => w.add_symlink(n.as_str(), t.as_str(), stored).unwrap(),
+            E::Raw(n, d, attrs) => {
+                w.start_file(n.as_str(), stored.external_attributes(*attrs))
+                    .unwrap();
+                w.write_all(d).unwrap();
+            }
+        }
+    }
+    w.finish().unwrap().into_inner()
+}
+
+/// A normal application package of `version`: VERSION, app files, an executable.
+pub fn app(version: &str) -> Vec<E> {
+    vec![
+        E::Dir("bin/".into()),
+        E::File("bin/run".into(), b"#!/bin/sh\nexit 0\n".to_vec(), 0o755),
+        file("VERSION", format!("{version}\n").as_bytes()),
+        file("app/config.txt", format!("app {version}\n").as_bytes()),
+        E::Deflated("app/data.txt".into(), version.repeat(5000).into_bytes()),
+        E::Link("app/current-config".into(), "config.txt".into()),
+    ]
+}
+
+/// A fresh Ed25519 key pair and its public key in base64.
+pub fn keypair() -> (Ed25519KeyPair, String) {
+    use base64::Engine;
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let kp = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    let pk = base64::engine::general_purpose::STANDARD.encode(kp.public_key().as_ref());
+    (kp, pk)
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The manifest listing every file (and link target) of `entries`.
+pub fn manifest(version: &str, entries: &[E]) -> Vec<u8> {
+    let mut files = serde_json::Map::new();
+    for e in entries {
+        match e {
+            E::File(n, d, _) | E::Deflated(n, d) | E::Raw(n, d, _) => {
+                files.insert(n.clone(), Value::from(sha256(d)));
+            }
+            E::Link(n, t) => {
+                files.insert(n.clone(), Value::from(sha256(t.as_bytes())));
+            }
+            E::Dir(_) => {}
+        }
+    }
+    serde_json::to_vec_pretty(&json!({"version": version, "files": files})).unwrap()
+}
+
+/// `entries` plus a manifest and its base64 signature by `kp`.
+pub fn signed(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> Vec<E> {
+    use base64::Engine;
+    let m = manifest(version, entries);
+    let sig = base64::engine::general_purpose::STANDARD.encode(kp.sign(&m).as_ref());
+    let mut out = entries.to_vec();
+    out.push(file("manifest.json", &m));
+    out.push(file("manifest.sig", sig.as_bytes()));
+    out
+}
+
+/// The agent binary under test.
+pub fn agent() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cybersensei-agent"))
+}
+
+/// A box: install root, state dir, config; services are shell one-liners that append
+/// `<verb> <slot dir>` to `services.log`; health fails when the slot holds `unhealthy`.
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub config: PathBuf,
+    pub svc_log: PathBuf,
+    pub cfg: Value,
+}
+
+impl Rig {
+    /// A box whose backend is `url` (unused by `install`), with `ca` trusted if given.
+    pub fn new(url: &str, ca: Option<&str>) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().to_path_buf();
+        let root = base.join("opt");
+        let state = base.join("state");
+        let svc_log = base.join("services.log");
+        let ca_path = base.join("ca.pem");
+        if let Some(pem) = ca {
+            std::fs::write(&ca_path, pem).unwrap();
+        }
+        let log = svc_log.to_str().unwrap().to_string();
+        let verb = |v: &str| {
+            json!([
+                "/bin/sh",
+                "-c",
+                format!("echo \"{v} $CYBERSENSEI_SLOT_DIR\" >> '{log}'")
+            ])
+        };
+        let key_file = base.join("license.key");
+        std::fs::write(&key_file, "TEST-KEY-1234\n").unwrap();
+        let cfg = json!({
+            "backend": {"url": url, "timeout": 5, "retry_attempts": 2, "retry_delay": 0,
+                        "ca_file": if ca.is_some() { Value::from(ca_path.to_str().unwrap()) } else { Value::Null },
+                        "allow_http": url.starts_with("http://")},
+            "license": {"key_file": key_file.to_str().unwrap()},
+            "telemetry": {"app_metrics_file": base.join("metrics.json").to_str().unwrap()},
+            "install": {"root": root.to_str().unwrap()},
+            "services": {"stop": [verb("stop")], "start": [verb("start")],
+                         "health": [["/bin/sh", "-c", "test ! -e \"$CYBERSENSEI_SLOT_DIR/unhealthy\""]],
+                         "health_timeout": 2},
+            "state_dir": state.to_str().unwrap(),
+            "log": {"file": base.join("agent.log").to_str().unwrap(), "level": "info"}
+        });
+        let config = base.join("agent.json");
+        let r = Rig {
+            dir,
+            root,
+            state,
+            config,
+            svc_log,
+            cfg,
+        };
+        r.write_config();
+        r
+    }
+
+    /// A box for `install` only (no backend).
+    pub fn offline() -> Rig {
+        Rig::new("https://127.0.0.1:9", None)
+    }
+
+    pub fn write_config(&self) {
+        std::fs::write(&self.config, serde_json::to_vec_pretty(&self.cfg).unwrap()).unwrap();
+    }
+
+    /// Sets `section.key` and rewrites the config.
+    pub fn set(&mut self, section: &str, key: &str, v: Value) {
+        self.cfg[section][key] = v;
+        self.write_config();
+    }
+
+    /// The binary with this box's config.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = agent();
+        c.arg("-c").arg(&self.config).args(args);
+        c.env_remove("CYBERSENSEI_LICENSE_KEY");
+        c.env_remove("CYBERSENSEI_TEST_CRASH_AT");
+        c.env_remove("HTTPS_PROXY");
+        c.env_remove("https_proxy");
+        c.stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs with `CYBERSENSEI_TEST_CRASH_AT=point`.
+    pub fn run_crashing(&self, args: &[&str], point: &str) -> Output {
+        self.cmd(args)
+            .env("CYBERSENSEI_TEST_CRASH_AT", point)
+            .output()
+            .unwrap()
+    }
+
+    /// Writes a package file in the box's directory; returns its path.
+    pub fn package(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Installs a package through the real binary.
+    pub fn install(&self, bytes: &[u8]) -> Output {
+        let p = self.package("pkg.zip", bytes);
+        self.run(&["install", p.to_str().unwrap()])
+    }
+
+    /// Where `current` points (None if absent).
+    pub fn current(&self) -> Option<String> {
+        std::fs::read_link(self.root.join("current"))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    }
+
+    pub fn slot(&self, s: &str) -> PathBuf {
+        self.root.join("slots").join(s)
+    }
+
+    pub fn status(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.state.join("status.json")).unwrap()).unwrap()
+    }
+
+    pub fn services_log(&self) -> String {
+        std::fs::read_to_string(&self.svc_log).unwrap_or_default()
+    }
+}
+
+/// Every path under `dir` (relative) with its content: file bytes, `-> target` for
+/// links, nothing for directories.
+pub fn tree(dir: &Path) -> BTreeMap<String, String> {
+    fn walk(base: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
+        let Ok(rd) = std::fs::read_dir(p) else { return };
+        for e in rd.flatten() {
+            let path = e.path();
+            let rel = path
+                .strip_prefix(base)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let m = std::fs::symlink_metadata(&path).unwrap();
+            if m.file_type().is_symlink() {
+                out.insert(
+                    rel,
+                    format!("-> {}", std::fs::read_link(&path).unwrap().display()),
+                );
+            } else if m.is_dir() {
+                out.insert(format!("{rel}/"), String::new());
+                walk(base, &path, out);
+            } else {
+                out.insert(rel, sha256(&std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// What `tree` should show for a slot holding exactly `entries`.
+pub fn expected_tree(entries: &[E]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for e in entries {
+        let (name, val) = match e {
+            E::File(n, d, _) | E::Deflated(n, d) | E::Raw(n, d, _) => (n.clone(), sha256(d)),
+            E::Link(n, t) => (n.clone(), format!("-> {t}")),
+            E::Dir(n) => (n.clone(), String::new()),
+        };
+        let parts: Vec<&str> = name.trim_end_matches('/').split('/').collect();
+        for i in 1..parts.len() {
+            out.insert(format!("{}/", parts[..i].join("/")), String::new());
+        }
+        out.insert(name, val);
+    }
+    out
+}
+
+pub fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// True when the process was killed by SIGKILL.
+pub fn killed(o: &Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    o.status.signal() == Some(9)
+}
