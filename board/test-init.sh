@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Tests the SysV/BusyBox init script for real: start, status, reload (SIGHUP),
+# restart, stop, LSB exit codes, stale pidfiles, the updated-binary/factory choice,
+# against the real agent (`run`) and the simulator (HTTPS on loopback).
+# Runs once with the system start-stop-daemon and /bin/sh, and once more under
+# BusyBox (sh + start-stop-daemon applets) when busybox is installed.
+# Env: AGENT_BIN / SIM_BIN to use prebuilt binaries (default: cargo build, debug).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+SCRIPT=$ROOT/board/init.d/cybersensei-agent
+KEY='A1B2C3D4-E5F6+G7H8/I9J0=K1L2'
+
+if [ -z "${AGENT_BIN:-}" ] || [ -z "${SIM_BIN:-}" ]; then
+  cargo build --locked -q -p cybersensei-agent -p cybersensei-sim
+  AGENT_BIN=${AGENT_BIN:-$ROOT/target/debug/cybersensei-agent}
+  SIM_BIN=${SIM_BIN:-$ROOT/target/debug/cybersensei-sim}
+fi
+
+T=$(mktemp -d)
+SIM_PID=
+cleanup() {
+  # stop anything this test started, by pid
+  if [ -f "$T/run/agent.pid" ]; then kill -KILL "$(cat "$T/run/agent.pid")" 2>/dev/null || true; fi
+  [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null || true
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+FAILS=0
+ok() { echo "  ok   $*"; }
+bad() { echo "  FAIL $*"; FAILS=$((FAILS + 1)); }
+expect_rc() { # expect_rc WANT DESCRIPTION -- command...
+  local want=$1 what=$2; shift 3
+  local rc=0 out
+  out=$("$@" 2>&1) || rc=$?
+  if [ "$rc" = "$want" ]; then ok "$what -> $rc ($out)"; else bad "$what: want $want, got $rc ($out)"; fi
+}
+wait_for() { # wait_for SECONDS DESCRIPTION -- command...
+  local secs=$1 what=$2; shift 3
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [ $SECONDS -ge $end ]; then bad "$what (not within ${secs}s)"; return 1; fi
+    sleep 0.1
+  done
+  ok "$what"
+}
+
+# The simulator, HTTPS with a throwaway CA, one valid key.
+mkdir -p "$T/etc" "$T/run"
+"$SIM_BIN" --tls --ca-out "$T/etc/ca.pem" --license-key "$KEY" --quiet >"$T/sim.out" 2>"$T/sim.err" &
+SIM_PID=$!
+for _ in $(seq 100); do grep -q '^URL ' "$T/sim.out" 2>/dev/null && break; sleep 0.05; done
+URL=$(sed -n 's/^URL //p' "$T/sim.out")
+[ -n "$URL" ] || { echo "simulator did not start: $(cat "$T/sim.err")"; exit 1; }
+
+printf '%s\n' "$KEY" >"$T/etc/license.key"
+chmod 600 "$T/etc/license.key"
+cat >"$T/etc/agent.json" <<JSON
+{
+  "backend": {"url": "$URL", "timeout": 5, "retry_attempts": 1, "retry_delay": 0,
+              "ca_file": "$T/etc/ca.pem"},
+  "license": {"key_file": "$T/etc/license.key"},
+  "telemetry": {"interval": 300, "app_metrics_file": "$T/run/metrics.json"},
+  "updates": {"check_interval": 3600},
+  "install": {"root": "$T/opt"},
+  "state_dir": "$T/state",
+  "log": {"file": "$T/agent.log", "level": "info"}
+}
+JSON
+
+export DEFAULTS=$T/no-defaults CONFIG=$T/etc/agent.json PIDFILE=$T/run/agent.pid \
+  INSTALL_ROOT=$T/opt DAEMON_FACTORY=$AGENT_BIN STDERR_LOG=$T/stderr.log STOP_TIMEOUT=8
+
+agent_pid() { cat "$PIDFILE" 2>/dev/null; }
+license_valid() { grep -q '"state": *"valid"' "$T/state/status.json"; }
+log_has() { grep -q "$1" "$T/agent.log"; }
+not_alive() { ! kill -0 "$1" 2>/dev/null; }
+
+suite() { # suite SHELL SSD
+  local sh=$1
+  export SSD=$2
+  local init=("$sh" "$SCRIPT")
+  echo "== init script under: $sh, $SSD"
+  rm -rf "$T/state" "$T/opt" "$T/agent.log" "$PIDFILE"
+
+  expect_rc 3 "status before start" -- "${init[@]}" status
+  expect_rc 0 "stop when not running" -- "${init[@]}" stop
+  expect_rc 7 "reload when not running" -- "${init[@]}" reload
+  expect_rc 3 "unknown action" -- "${init[@]}" frobnicate
+
+  CONFIG=$T/etc/missing.json expect_rc 6 "start without config" -- "${init[@]}" start
+  echo '{"backend": {"ur1": "x"}}' >"$T/etc/bad.json"
+  CONFIG=$T/etc/bad.json expect_rc 6 "start with a config with an unknown key" -- "${init[@]}" start
+  DAEMON_FACTORY=$T/nope expect_rc 5 "start without any binary" -- "${init[@]}" start
+  [ ! -e "$PIDFILE" ] && ok "no pidfile after failed starts" || bad "pidfile left after failed start"
+
+  expect_rc 0 "start" -- "${init[@]}" start
+  local pid; pid=$(agent_pid)
+  expect_rc 0 "status while running" -- "${init[@]}" status
+  if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q "$AGENT_BIN -c $CONFIG run"; then
+    ok "pid $pid is the agent: $(tr '\0' ' ' <"/proc/$pid/cmdline")"
+  else
+    bad "pid $pid is not the agent: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)"
+  fi
+  wait_for 15 "daemon validated the license with the simulator" -- license_valid
+  expect_rc 0 "second start is a no-op" -- "${init[@]}" start
+  [ "$(agent_pid)" = "$pid" ] && ok "same pid after second start" || bad "pid changed on second start"
+
+  expect_rc 0 "reload" -- "${init[@]}" reload
+  wait_for 5 "SIGHUP reloaded the configuration" -- log_has "configuration reloaded"
+  [ "$(agent_pid)" = "$pid" ] && kill -0 "$pid" && ok "still running after reload" || bad "died on reload"
+
+  local t0=$SECONDS
+  expect_rc 0 "stop" -- "${init[@]}" stop
+  if not_alive "$pid" && [ $((SECONDS - t0)) -le 6 ]; then ok "agent gone within $((SECONDS - t0))s"; else bad "agent still alive or slow to stop"; fi
+  log_has "stopping on signal" && ok "agent logged a clean stop" || bad "no clean stop in the agent log"
+  if grep -q "did not stop" "$T/stderr.log" 2>/dev/null; then bad "needed SIGKILL"; fi
+  expect_rc 3 "status after stop" -- "${init[@]}" status
+  [ ! -e "$PIDFILE" ] && ok "pidfile removed" || bad "pidfile left after stop"
+
+  # A stale pidfile (a pid that is not running) is "dead, pidfile exists".
+  sh -c 'exit 0' & local dead=$!; wait $dead
+  echo "$dead" >"$PIDFILE"
+  expect_rc 1 "status with a stale pidfile" -- "${init[@]}" status
+  # A live pid that is not the agent must not be taken for it (nor signalled).
+  sleep 30 & local other=$!
+  echo "$other" >"$PIDFILE"
+  expect_rc 1 "status with a pidfile naming another process" -- "${init[@]}" status
+  expect_rc 0 "start over a stale pidfile" -- "${init[@]}" start
+  kill -0 "$other" && ok "unrelated process untouched" || bad "unrelated process was killed"
+  kill "$other" 2>/dev/null || true
+
+  # restart gives a new process
+  pid=$(agent_pid)
+  expect_rc 0 "restart" -- "${init[@]}" restart
+  local pid2; pid2=$(agent_pid)
+  if [ -n "$pid2" ] && [ "$pid2" != "$pid" ] && not_alive "$pid" && kill -0 "$pid2"; then ok "restart: $pid -> $pid2"; else bad "restart did not replace the process ($pid -> $pid2)"; fi
+  expect_rc 0 "stop" -- "${init[@]}" stop
+
+  # The self-update path: an executable agent in install.root/current/bin is preferred.
+  mkdir -p "$T/opt/slots/b/bin"
+  cp "$AGENT_BIN" "$T/opt/slots/b/bin/cybersensei-agent"
+  echo 1.1.0 >"$T/opt/slots/b/VERSION"
+  ln -sfn slots/b "$T/opt/current"
+  expect_rc 0 "start with an updated agent in the slot" -- "${init[@]}" start
+  pid=$(agent_pid)
+  if [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$T/opt/slots/b/bin/cybersensei-agent")" ]; then
+    ok "runs the slot's agent ($(readlink "/proc/$pid/exe"))"
+  else
+    bad "does not run the slot's agent: $(readlink "/proc/$pid/exe")"
+  fi
+  # After a switch `current` points elsewhere: the running agent is still found.
+  mkdir -p "$T/opt/slots/a"
+  ln -sfn slots/a "$T/opt/current"
+  expect_rc 0 "status after current moved" -- "${init[@]}" status
+  expect_rc 0 "stop after current moved" -- "${init[@]}" stop
+  not_alive "$pid" && ok "slot agent stopped" || bad "slot agent still running"
+
+  # A slot agent that cannot run here (wrong arch, truncated) -> the factory copy.
+  mkdir -p "$T/opt/slots/a/bin"
+  head -c 4000 "$AGENT_BIN" >"$T/opt/slots/a/bin/cybersensei-agent"
+  chmod 755 "$T/opt/slots/a/bin/cybersensei-agent"
+  expect_rc 0 "start with a broken slot agent" -- "${init[@]}" start
+  pid=$(agent_pid)
+  if [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$AGENT_BIN")" ]; then
+    ok "fell back to the factory agent"
+  else
+    bad "did not fall back: $(readlink "/proc/$pid/exe")"
+  fi
+  expect_rc 0 "stop" -- "${init[@]}" stop
+  rm -rf "$T/opt"
+
+  # A daemon that dies at once is a failed start (another instance holds run.lock).
+  "$AGENT_BIN" -c "$CONFIG" run 2>/dev/null & local holder=$!
+  wait_for 5 "a manual run holds the state" -- test -e "$T/state/run.lock"
+  sleep 0.5
+  expect_rc 1 "start while another run holds the state" -- "${init[@]}" start
+  kill -TERM "$holder"; wait "$holder" 2>/dev/null || true
+  expect_rc 3 "status after the failed start" -- "${init[@]}" status
+}
+
+suite /bin/sh start-stop-daemon
+if command -v busybox >/dev/null 2>&1; then
+  BB=$T/bb
+  mkdir -p "$BB"
+  # A BusyBox userland first on PATH: the script sees BusyBox's applets only where
+  # they exist (sh, start-stop-daemon, sleep, tr, grep, ...).
+  for a in sh start-stop-daemon sleep tr grep cat rm mkdir dirname kill; do ln -sf "$(command -v busybox)" "$BB/$a"; done
+  PATH=$BB:$PATH suite "$BB/sh" "$BB/start-stop-daemon"
+else
+  echo "== busybox not installed: BusyBox pass skipped"
+fi
+
+if [ "$FAILS" -gt 0 ]; then echo "test-init: $FAILS failure(s)"; exit 1; fi
+echo "test-init: all passed"
