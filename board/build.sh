@@ -18,7 +18,9 @@
 #             BOARD_LINKER=gcc: Debian's cross gcc (gcc-arm-linux-gnueabihf /
 #             gcc-aarch64-linux-gnu); the result then needs the build host's glibc
 #             (2.34+ on Debian 12).
-# Env: BOARD_LINKER, GLIBC, NIGHTLY (toolchain for build-std, default nightly),
+# Env: BOARD_RUSTFLAGS (extra rustc flags for the target), BOARD_CARGO_ARGS (extra
+#      cargo args, e.g. -Zbuild-std with NIGHTLY), BOARD_LINKER, GLIBC, NIGHTLY (toolchain for build-std, default nightly),
+#      BUILD_STD=1 (rebuild std from source with nightly, any target),
 #      BOARD_OUT (output dir, default target/board/TARGET), CARGO_PROFILE_RELEASE_*
 #      (profile overrides, used by board/profile-matrix.sh).
 set -euo pipefail
@@ -63,12 +65,14 @@ pkgs=()
 upper=$(echo "$TARGET" | tr 'a-z-' 'A-Z_')
 cargo_target=$TARGET
 cmd=(cargo)
+BUILD_STD=${BUILD_STD:-0}
+[ "$TARGET" = armv7-unknown-linux-musleabihf ] && BUILD_STD=1
 case "$TARGET" in
   armv7-unknown-linux-musleabihf)
     # No rustup std for this target: build std from rust-src. The CRT objects rustc
     # would pass (crt1.o, crti.o, ...) do not exist either; let zig provide them.
     cmd=(cargo "+$NIGHTLY" zigbuild -Zbuild-std=std,panic_abort)
-    export "CARGO_TARGET_${upper}_RUSTFLAGS=-C link-self-contained=no ${BOARD_RUSTFLAGS:-}"
+    BOARD_RUSTFLAGS="-C link-self-contained=no ${BOARD_RUSTFLAGS:-}"
     ;;
   *-musl)
     cmd=(cargo zigbuild)
@@ -87,6 +91,12 @@ case "$TARGET" in
     ;;
 esac
 
+if [ "$BUILD_STD" = 1 ] && [ "${cmd[1]}" != "+$NIGHTLY" ]; then
+  # std rebuilt from source with the release profile (BUILD_STD=1 on any target)
+  cmd=(cargo "+$NIGHTLY" "${cmd[@]:1}" -Zbuild-std=std,panic_abort)
+fi
+[ -n "${BOARD_RUSTFLAGS:-}" ] && export "CARGO_TARGET_${upper}_RUSTFLAGS=$BOARD_RUSTFLAGS"
+[ -n "${BOARD_CARGO_ARGS:-}" ] && cmd+=($BOARD_CARGO_ARGS)
 echo "build.sh: ${cmd[*]} --release --locked --target $cargo_target ${pkgs[*]}" >&2
 "${cmd[@]}" --release --locked --target "$cargo_target" "${pkgs[@]}"
 
@@ -95,7 +105,7 @@ mkdir -p "$OUT"
 for bin in cybersensei-agent cybersensei-sim; do
   if [ "$bin" = cybersensei-agent ] && [ "$AGENT" = 0 ]; then continue; fi
   if [ "$bin" = cybersensei-sim ] && [ "$SIM" = 0 ]; then continue; fi
-  cp "target/$TARGET/release/$bin" "$OUT/$bin.tmp"
+  cp "${CARGO_TARGET_DIR:-target}/$TARGET/release/$bin" "$OUT/$bin.tmp"
   mv "$OUT/$bin.tmp" "$OUT/$bin"
   echo "$OUT/$bin $(stat -c %s "$OUT/$bin") bytes"
 done

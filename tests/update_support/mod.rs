@@ -122,9 +122,12 @@ pub fn signed(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> Vec<E> {
     out
 }
 
-/// The agent binary under test.
+#[path = "../common/mod.rs"]
+mod common;
+
+/// The agent binary under test (an ARM build under qemu when `board/test-arm.sh` says so).
 pub fn agent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cybersensei-agent"))
+    common::agent_command()
 }
 
 /// A box: install root, state dir, config; services are shell one-liners that append

@@ -1,0 +1,27 @@
+//! How tests start the agent binary: natively, or an ARM build under an emulator.
+//!
+//! `CYBERSENSEI_AGENT_BIN` replaces the binary cargo built (e.g. the aarch64 build from
+//! `board/build.sh`); `CYBERSENSEI_AGENT_RUNNER` is a command line put in front of it
+//! (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`), split on whitespace.
+//! `board/test-arm.sh` sets both. Same contract as `harness::agent_command`.
+#![allow(dead_code)]
+
+use std::process::Command;
+
+/// A `Command` for the agent under test, honouring the two variables above.
+pub fn agent_command() -> Command {
+    let bin = std::env::var("CYBERSENSEI_AGENT_BIN")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_cybersensei-agent").to_string());
+    let runner = std::env::var("CYBERSENSEI_AGENT_RUNNER").unwrap_or_default();
+    let mut parts = runner.split_whitespace();
+    match parts.next() {
+        Some(emulator) => {
+            let mut c = Command::new(emulator);
+            c.args(parts).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
