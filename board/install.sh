@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Lays out the agent on a box (or into DESTDIR for an image / a test):
+#   /usr/bin/cybersensei-agent                 factory agent (0755)
+#   /etc/cybersensei/agent.json                default config (0644; kept if present)
+#   /etc/cybersensei/license.key               only with LICENSE_KEY_FILE: 0600 root
+#   /var/lib/cybersensei-agent/                state_dir (0755)
+#   /opt/cybersensei/slots/{a,b}/              install.root and its slots (0755)
+#   init: /etc/init.d/cybersensei-agent (INIT=sysv, default) | the OpenRC script
+#         (INIT=openrc) | /lib/systemd/system/cybersensei-agent.service (INIT=systemd)
+#
+#   DESTDIR=/tmp/root AGENT_BIN=target/board/aarch64-unknown-linux-musl/cybersensei-agent \
+#     board/install.sh
+# Env: DESTDIR (default /), AGENT_BIN (default target/board/$TARGET/cybersensei-agent),
+#      TARGET (default aarch64-unknown-linux-musl), INIT, CONFIG_SRC (default
+#      board/etc/agent.json), LICENSE_KEY_FILE (a file holding the key to install).
+# No key placeholder is created: an empty key file would look provisioned and fail
+# later; the agent reports a missing key clearly, and `cybersensei-agent set-key`
+# creates the file atomically with mode 0600.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+DESTDIR=${DESTDIR:-}
+TARGET=${TARGET:-aarch64-unknown-linux-musl}
+AGENT_BIN=${AGENT_BIN:-$HERE/../target/board/$TARGET/cybersensei-agent}
+INIT=${INIT:-sysv}
+CONFIG_SRC=${CONFIG_SRC:-$HERE/etc/agent.json}
+
+[ -x "$AGENT_BIN" ] || { echo "install.sh: no agent binary at $AGENT_BIN (board/build.sh TARGET)" >&2; exit 1; }
+owner=()
+[ "$(id -u)" = 0 ] && owner=(-o root -g root)
+
+d() { install -d -m "$1" "${owner[@]}" "$DESTDIR$2"; }
+d 0755 /usr/bin
+d 0755 /etc/cybersensei
+d 0755 /var/lib/cybersensei-agent
+d 0755 /opt/cybersensei
+d 0755 /opt/cybersensei/slots
+d 0755 /opt/cybersensei/slots/a
+d 0755 /opt/cybersensei/slots/b
+
+install -m 0755 "${owner[@]}" "$AGENT_BIN" "$DESTDIR/usr/bin/cybersensei-agent.new"
+mv -f "$DESTDIR/usr/bin/cybersensei-agent.new" "$DESTDIR/usr/bin/cybersensei-agent"
+
+if [ -e "$DESTDIR/etc/cybersensei/agent.json" ]; then
+  echo "install.sh: keeping existing /etc/cybersensei/agent.json"
+else
+  install -m 0644 "${owner[@]}" "$CONFIG_SRC" "$DESTDIR/etc/cybersensei/agent.json"
+fi
+
+if [ -n "${LICENSE_KEY_FILE:-}" ]; then
+  # Created private from the first byte (umask), then renamed into place.
+  (umask 077 && cp "$LICENSE_KEY_FILE" "$DESTDIR/etc/cybersensei/.license.key.tmp")
+  chmod 0600 "$DESTDIR/etc/cybersensei/.license.key.tmp"
+  [ "$(id -u)" = 0 ] && chown root:root "$DESTDIR/etc/cybersensei/.license.key.tmp"
+  mv -f "$DESTDIR/etc/cybersensei/.license.key.tmp" "$DESTDIR/etc/cybersensei/license.key"
+  echo "install.sh: license key installed (0600)"
+elif [ ! -e "$DESTDIR/etc/cybersensei/license.key" ]; then
+  echo "install.sh: no license key yet: run 'cybersensei-agent set-key' on the box"
+fi
+
+case "$INIT" in
+  sysv)
+    d 0755 /etc/init.d
+    install -m 0755 "${owner[@]}" "$HERE/init.d/cybersensei-agent" "$DESTDIR/etc/init.d/cybersensei-agent"
+    ;;
+  openrc)
+    d 0755 /etc/init.d
+    install -m 0755 "${owner[@]}" "$HERE/openrc/cybersensei-agent" "$DESTDIR/etc/init.d/cybersensei-agent"
+    ;;
+  systemd)
+    d 0755 /lib/systemd/system
+    install -m 0644 "${owner[@]}" "$HERE/systemd/cybersensei-agent.service" "$DESTDIR/lib/systemd/system/cybersensei-agent.service"
+    ;;
+  none) ;;
+  *) echo "install.sh: INIT must be sysv, openrc, systemd or none" >&2; exit 2 ;;
+esac
+echo "install.sh: installed into ${DESTDIR:-/} (init: $INIT)"
