@@ -94,6 +94,7 @@ esac
 if [ "$BUILD_STD" = 1 ] && [ "${cmd[1]}" != "+$NIGHTLY" ]; then
   # std rebuilt from source with the release profile (BUILD_STD=1 on any target)
   cmd=(cargo "+$NIGHTLY" "${cmd[@]:1}" -Zbuild-std=std,panic_abort)
+  case "$TARGET" in *-musl*) BOARD_RUSTFLAGS="-C link-self-contained=no ${BOARD_RUSTFLAGS:-}" ;; esac
 fi
 [ -n "${BOARD_RUSTFLAGS:-}" ] && export "CARGO_TARGET_${upper}_RUSTFLAGS=$BOARD_RUSTFLAGS"
 [ -n "${BOARD_CARGO_ARGS:-}" ] && cmd+=($BOARD_CARGO_ARGS)

@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Boot test: qemu-system-aarch64 (virt machine, TCG software emulation) boots Debian's
+# arm64 kernel with an initramfs holding BusyBox, the static aarch64 agent and
+# simulator, the SysV init script and a config (laid out by board/install.sh), and a
+# small ext4 disk (virtio-blk) for state_dir and install.root.
+#   boot 1: factory box (slot a = 1.0.0, no agent in the slot). The simulator starts on
+#           the guest's loopback (HTTPS, its own CA), serves a license and update
+#           1.1.0 (a package that carries bin/cybersensei-agent). The init script
+#           starts the factory agent, which validates, checks, downloads, verifies
+#           and installs 1.1.0 into slot b. The guest stops the agent and reboots.
+#   boot 2: the init script now runs the agent from the new slot
+#           (/opt/cybersensei/current/bin/cybersensei-agent -> slots/b); the guest
+#           checks version 1.1.0 on slot b, license valid, and powers off.
+# Everything talks over the guest's loopback; the guest has no network device.
+# Env: BOOT_TIMEOUT (seconds for the whole qemu run, default 900), BOOT_SKIP_BUILD=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+T=aarch64-unknown-linux-musl
+W=$ROOT/target/boot
+CACHE=$ROOT/target/boot-cache
+TIMEOUT=${BOOT_TIMEOUT:-900}
+KEY='BOOT-TEST-KEY-0001+x/y='
+log() { echo "qemu-boot: $*"; }
+
+# 1. The static binaries.
+if [ "${BOOT_SKIP_BUILD:-0}" != 1 ] || [ ! -x target/board/$T/cybersensei-sim ]; then
+  board/build.sh $T --sim >/dev/null
+fi
+AGENT=$ROOT/target/board/$T/cybersensei-agent
+SIM=$ROOT/target/board/$T/cybersensei-sim
+
+# 2. Debian's arm64 kernel and busybox-static (downloaded once, extracted).
+mkdir -p "$CACHE"
+if ! ls "$CACHE"/k/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -x "$CACHE/bb/bin/busybox" ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || { log "needs 'dpkg --add-architecture arm64 && apt-get update' (board/ci-setup.sh does it)"; exit 1; }
+  kpkg=$(apt-cache depends linux-image-cloud-arm64 | awk '/Depends: linux-image/{print $2; exit}')
+  (cd "$CACHE" && rm -f ./*.deb && apt-get download "$kpkg" busybox-static:arm64 2>/dev/null)
+  rm -rf "$CACHE/k" "$CACHE/bb"
+  dpkg-deb -x "$CACHE"/linux-image-*.deb "$CACHE/k"
+  dpkg-deb -x "$CACHE"/busybox-static_*.deb "$CACHE/bb"
+fi
+KERNEL=$(ls "$CACHE"/k/boot/vmlinuz-* | head -1)
+KVER=${KERNEL##*/vmlinuz-}
+MODDIR=$CACHE/k/lib/modules/$KVER/kernel/drivers
+log "kernel $KVER; virtio_blk is $(grep '^CONFIG_VIRTIO_BLK=' "$CACHE/k/boot/config-$KVER"), ext4 $(grep '^CONFIG_EXT4_FS=' "$CACHE/k/boot/config-$KVER")"
+
+# 3. The initramfs.
+rm -rf "$W"
+I=$W/initramfs
+mkdir -p "$I"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,data,srv,lib/modules,var/log}
+cp "$CACHE/bb/bin/busybox" "$I/bin/busybox"
+for m in virtio/virtio_ring virtio/virtio virtio/virtio_mmio block/virtio_blk; do
+  cp "$MODDIR/$m.ko" "$I/lib/modules/"
+done
+cp "$SIM" "$I/usr/bin/cybersensei-sim"
+printf '%s\n' "$KEY" >"$W/key"
+# The box's layout comes from the real installer (SysV flavour).
+DESTDIR=$I AGENT_BIN=$AGENT INIT=sysv LICENSE_KEY_FILE=$W/key bash board/install.sh >/dev/null
+# The installed default config, pointed at the in-guest simulator, updates automatic
+# and checked every few seconds (everything else as shipped).
+python3 - "$I/etc/cybersensei/agent.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["backend"].update({"url": "https://127.0.0.1:8443", "ca_file": "/run/sim-ca.pem",
+                     "retry_delay": 1, "timeout": 20})
+c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True})
+c["telemetry"]["interval"] = 30
+c["services"] = {"health": [["/bin/sh", "-c", "test -x \"$CYBERSENSEI_SLOT_DIR/bin/cybersensei-agent\""]],
+                 "health_timeout": 60}
+c["schedule"] = {"splay": False}
+json.dump(c, open(p, "w"), indent=2)
+PY
+# The update package: the same static agent as bin/cybersensei-agent (self-update
+# path), a VERSION and an app file.
+python3 - "$W/update-1.1.0.zip" "$AGENT" <<'PY'
+import sys, zipfile
+out, agent = sys.argv[1], sys.argv[2]
+with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+    def add(name, data, mode):
+        zi = zipfile.ZipInfo(name, (2025, 1, 1, 0, 0, 0))
+        zi.external_attr = (0o100000 | mode) << 16
+        zi.compress_type = zipfile.ZIP_DEFLATED
+        z.writestr(zi, data)
+    add("VERSION", b"1.1.0\n", 0o644)
+    add("app/hello.txt", b"CyberSensei 1.1.0\n", 0o644)
+    add("bin/cybersensei-agent", open(agent, "rb").read(), 0o755)
+PY
+cp "$W/update-1.1.0.zip" "$I/srv/"
+
+cat >"$I/init" <<EOF_INIT
+#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t tmpfs run /run; mount -t tmpfs tmp /tmp
+say() { echo "GUEST: \$*"; }
+fail() { say "BOOT-TEST: FAIL: \$*"; cat /data/agent-stderr.log 2>/dev/null | tail -20; sync; poweroff -f; }
+for m in virtio_ring virtio virtio_mmio virtio_blk; do insmod /lib/modules/\$m.ko || fail "insmod \$m"; done
+i=0; while [ ! -b /dev/vda ] && [ \$i -lt 50 ]; do sleep 0.1; i=\$((i+1)); done
+mount -t ext4 /dev/vda /data || fail "mount /dev/vda"
+boot=\$(( \$(cat /data/boots 2>/dev/null || echo 0) + 1 )); echo \$boot > /data/boots; sync
+say "boot \$boot, kernel \$(uname -r), \$(date -u)"
+mkdir -p /data/state /data/opt /var/lib/cybersensei-agent
+mount --bind /data/state /var/lib/cybersensei-agent
+mount --bind /data/opt /opt/cybersensei
+if [ "\$boot" = 1 ]; then
+  # The factory image: slot a holds version 1.0.0 (no agent of its own).
+  mkdir -p /opt/cybersensei/slots/a/app /opt/cybersensei/slots/b
+  echo 1.0.0 > /opt/cybersensei/slots/a/VERSION
+  ln -s slots/a /opt/cybersensei/current
+fi
+ifconfig lo 127.0.0.1 up
+cybersensei-sim --tls --port 8443 --ca-out /run/sim-ca.pem --license-key '$KEY' \
+  --update 1.1.0=/srv/update-1.1.0.zip >/run/sim.out 2>/data/sim-boot\$boot.log &
+i=0; while ! grep -q '^URL' /run/sim.out 2>/dev/null; do sleep 0.2; i=\$((i+1)); [ \$i -lt 150 ] || fail "simulator did not start"; done
+say "simulator: \$(cat /run/sim.out)"
+STDERR_LOG=/data/agent-stderr.log START_CHECK=2 /etc/init.d/cybersensei-agent start || fail "init script start"
+STDERR_LOG=/data/agent-stderr.log /etc/init.d/cybersensei-agent status
+pid=\$(cat /run/cybersensei-agent.pid)
+say "agent pid \$pid runs \$(readlink /proc/\$pid/exe)"
+st() { cybersensei-agent status --json 2>/dev/null; }
+if [ "\$boot" = 1 ]; then
+  i=0
+  until st | grep -q '"version": *"1.1.0"' && st | grep -q '"state": *"idle"'; do
+    sleep 2; i=\$((i+1)); [ \$i -lt 150 ] || fail "update not applied in 300 s: \$(st)"
+  done
+  say "update applied: current -> \$(readlink /opt/cybersensei/current)"
+  st | sed 's/^/GUEST status: /'
+  /etc/init.d/cybersensei-agent reload
+  /etc/init.d/cybersensei-agent stop || fail "stop"
+  say "rebooting"
+  sync; umount /var/lib/cybersensei-agent /opt/cybersensei; umount /data
+  reboot -f
+else
+  exe=\$(readlink /proc/\$pid/exe)
+  case "\$exe" in /data/opt/slots/b/bin/cybersensei-agent|/opt/cybersensei/slots/b/bin/cybersensei-agent) say "agent runs from the new slot: \$exe" ;;
+    *) fail "agent runs \$exe, not slot b's agent" ;; esac
+  i=0; until st | grep -q '"state": *"valid"'; do sleep 1; i=\$((i+1)); [ \$i -lt 120 ] || fail "license not validated after reboot"; done
+  st | sed 's/^/GUEST status: /'
+  st | grep -q '"version": *"1.1.0"' || fail "version after reboot"
+  st | grep -q '"slot": *"b"' || fail "slot after reboot"
+  /etc/init.d/cybersensei-agent stop || fail "stop"
+  say "BOOT-TEST: PASS (boot 2 on slot b, version 1.1.0, agent from the slot)"
+  sync; umount /var/lib/cybersensei-agent /opt/cybersensei; umount /data
+  poweroff -f
+fi
+EOF_INIT
+chmod 755 "$I/init"
+(cd "$I" && find . | cpio -o -H newc --quiet | gzip -1 >"$W/initramfs.cpio.gz")
+truncate -s 64M "$W/disk.img"
+mke2fs -q -t ext4 -F "$W/disk.img"
+log "initramfs $(stat -c %s "$W/initramfs.cpio.gz") bytes; booting (timeout ${TIMEOUT}s)"
+
+start=$SECONDS
+set +e
+timeout "$TIMEOUT" qemu-system-aarch64 -M virt -cpu cortex-a57 -smp 2 -m 512 -nographic \
+  -kernel "$KERNEL" -initrd "$W/initramfs.cpio.gz" \
+  -append "console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=3" \
+  -drive "file=$W/disk.img,if=none,format=raw,id=d" -device virtio-blk-device,drive=d \
+  -nic none </dev/null 2>&1 | tee "$W/console.log" | grep --line-buffered -E 'GUEST|cybersensei-agent:|Kernel panic|BUG'
+rc=${PIPESTATUS[0]}
+set -e
+log "qemu exited ($rc) after $((SECONDS - start)) s; console in $W/console.log"
+if grep -q 'BOOT-TEST: PASS' "$W/console.log"; then
+  log "PASS"
+  exit 0
+fi
+[ "$rc" = 124 ] && log "timed out"
+log "FAIL"
+exit 1
