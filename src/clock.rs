@@ -135,8 +135,65 @@ pub fn iso8601(unix: f64) -> String {
     humantime::format_rfc3339_millis(UNIX_EPOCH + d).to_string()
 }
 
-/// Parses ISO-8601 UTC (`2025-12-31T23:59:59.000Z`, with or without fractions).
+/// Parses ISO-8601 UTC (`2025-12-31T23:59:59.000Z`, with or without fractions; `T` or
+/// a space; `Z`, `+00:00` or nothing), like `humantime::parse_rfc3339_weak` but by
+/// plain arithmetic: humantime refuses instants after 2038-01-19 on 32-bit targets
+/// (armv7), which lost the expiry of licenses running to 2099 there.
 pub fn parse_iso8601(s: &str) -> Option<f64> {
-    let t = humantime::parse_rfc3339_weak(s.trim()).ok()?;
-    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
+    let b = s.trim().as_bytes();
+    let num = |from: usize, to: usize| -> Option<u64> {
+        let t = b.get(from..to)?;
+        t.iter().try_fold(0u64, |a, d| {
+            d.is_ascii_digit().then(|| a * 10 + u64::from(d - b'0'))
+        })
+    };
+    let sep = |i: usize, ok: &[u8]| b.get(i).is_some_and(|c| ok.contains(c));
+    if !(sep(4, b"-") && sep(7, b"-") && sep(10, b"T ") && sep(13, b":") && sep(16, b":")) {
+        return None;
+    }
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if year < 1970 || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let mdays: [u64; 12] = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    let m = usize::try_from(month).ok()?.checked_sub(1)?;
+    if day == 0 || day > *mdays.get(m)? {
+        return None;
+    }
+    let ydays: u64 = mdays.iter().take(m).sum::<u64>() + day - 1;
+    let leaps = |y: u64| y / 4 - y / 100 + y / 400;
+    let days = (year - 1970) * 365 + leaps(year - 1) - leaps(1969) + ydays;
+    let secs = days * 86400 + hour * 3600 + minute * 60 + second.min(59);
+    let mut rest = b.get(19..)?;
+    let mut nanos = 0u64;
+    if let Some((b'.', frac)) = rest.split_first() {
+        let n = frac.iter().take_while(|d| d.is_ascii_digit()).count();
+        let mut mult = 100_000_000;
+        for d in frac.get(..n)? {
+            nanos += mult * u64::from(d - b'0');
+            mult /= 10;
+        }
+        rest = frac.get(n..)?;
+    }
+    match rest {
+        b"" | b"Z" | b"+00:00" => {
+            Some(Duration::new(secs, u32::try_from(nanos).ok()?).as_secs_f64())
+        }
+        _ => None,
+    }
 }
