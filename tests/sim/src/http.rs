@@ -418,6 +418,21 @@ impl Response {
         )
     }
 
+    /// A JSON object with its keys in the given order (serde_json's `Value` sorts them).
+    pub fn json_fields(status: u16, fields: &[(&str, serde_json::Value)]) -> Response {
+        let mut out = String::from("{");
+        for (i, (k, v)) in fields.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(k).unwrap_or_default());
+            out.push(':');
+            out.push_str(&serde_json::to_string(v).unwrap_or_default());
+        }
+        out.push('}');
+        Response::new(status, "application/json; charset=utf-8", out.into_bytes())
+    }
+
     pub fn with(mut self, k: &str, v: &str) -> Response {
         self.headers.push((k.to_string(), v.to_string()));
         self

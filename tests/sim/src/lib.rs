@@ -335,9 +335,13 @@ fn version_key(v: &str) -> Vec<u64> {
 }
 
 fn nest_error(status: u16, message: Value) -> Response {
-    Response::json(
+    Response::json_fields(
         status,
-        &json!({"statusCode": status, "message": message, "error": http::reason(status)}),
+        &[
+            ("statusCode", json!(status)),
+            ("message", message),
+            ("error", json!(http::reason(status))),
+        ],
     )
 }
 
@@ -890,11 +894,16 @@ fn license(sh: &Shared, key: Option<&str>) -> Response {
             expires_at,
             usage_count,
             max_usage_count,
-        } => Response::json(
+        } => Response::json_fields(
             200,
-            &json!({"valid": true, "tenantId": tenant_id, "tenantName": tenant_name,
-                    "expiresAt": expires_at, "usageCount": usage_count,
-                    "maxUsageCount": max_usage_count}),
+            &[
+                ("valid", json!(true)),
+                ("tenantId", json!(tenant_id)),
+                ("tenantName", json!(tenant_name)),
+                ("expiresAt", json!(expires_at)),
+                ("usageCount", json!(usage_count)),
+                ("maxUsageCount", json!(max_usage_count)),
+            ],
         ),
         LicenseOutcome::Expired => nest_error(400, json!("Licence expirée")),
         LicenseOutcome::ExpiredMessageArray => nest_error(400, json!(["Licence expirée"])),
@@ -972,30 +981,43 @@ fn update_check(sh: &Shared, tenant: Option<&str>, version: Option<&str>) -> Res
         .filter(|u| u.version != version)
         .and_then(|u| st.packages.get(&u.id).map(|p| (u, p.clone())));
     match available {
-        None => Response::json(
-            200,
-            &json!({"updateAvailable": false, "currentVersion": version,
-                    "latestVersion": st.update.as_ref().map(|u| u.version.as_str()).unwrap_or(version),
-                    "updateId": null, "changelog": null, "fileSize": null}),
-        ),
+        None => {
+            let latest = st.update.as_ref().map(|u| u.version.as_str());
+            Response::json_fields(
+                200,
+                &[
+                    ("updateAvailable", json!(false)),
+                    ("currentVersion", json!(version)),
+                    ("latestVersion", json!(latest.unwrap_or(version))),
+                    ("updateId", Value::Null),
+                    ("changelog", Value::Null),
+                    ("fileSize", Value::Null),
+                ],
+            )
+        }
         Some((u, pkg)) => {
             let size = st.file_size_override.unwrap_or(pkg.bytes.len() as u64);
-            let mut body = json!({"updateAvailable": true, "currentVersion": version,
-                "latestVersion": u.version, "updateId": u.id, "changelog": u.changelog,
-                "fileSize": size});
+            let mut body = vec![
+                ("updateAvailable", json!(true)),
+                ("currentVersion", json!(version)),
+                ("latestVersion", json!(u.version)),
+                ("updateId", json!(u.id)),
+                ("changelog", json!(u.changelog)),
+                ("fileSize", json!(size)),
+            ];
             if sh.checksum_in_check.load(Ordering::SeqCst) {
                 let hex = st
                     .checksum_override
                     .clone()
                     .unwrap_or_else(|| pkg.sha256.clone());
                 if st.checksum_style != ChecksumStyle::Sha256Field {
-                    body["checksum"] = json!(format!("sha256:{hex}"));
+                    body.push(("checksum", json!(format!("sha256:{hex}"))));
                 }
                 if st.checksum_style != ChecksumStyle::Prefixed {
-                    body["sha256"] = json!(hex);
+                    body.push(("sha256", json!(hex)));
                 }
             }
-            Response::json(200, &body)
+            Response::json_fields(200, &body)
         }
     }
 }
@@ -1068,14 +1090,9 @@ fn download(sh: &Shared, id: &str, req: &RawRequest) -> Response {
                     "application/json; charset=utf-8".into(),
                 ));
                 headers.push(("Content-Range".into(), format!("bytes */{len}")));
-                let body = serde_json::to_vec(&json!({"statusCode": 416,
-                    "message": "Range Not Satisfiable", "error": "Range Not Satisfiable"}))
-                .unwrap_or_default();
-                return Response {
-                    status: 416,
-                    headers,
-                    body: Body::Owned(body),
-                };
+                let mut r = nest_error(416, json!("Range Not Satisfiable"));
+                r.headers = headers;
+                return r;
             }
             None => {} // unparseable or multi-range: ignore, send the whole file
         }
@@ -1182,10 +1199,13 @@ fn telemetry(sh: &Shared, req: &RawRequest) -> Response {
         }
     }
     sh.st().telemetry.push(v);
-    Response::json(
+    Response::json_fields(
         201,
-        &json!({"success": true, "message": "Télémétrie enregistrée avec succès",
-                "timestamp": http::iso_now()}),
+        &[
+            ("success", json!(true)),
+            ("message", json!("Télémétrie enregistrée avec succès")),
+            ("timestamp", json!(http::iso_now())),
+        ],
     )
 }
 
