@@ -33,8 +33,8 @@ echo "== largest contributors ($T, unstripped build in $U; symbol sizes, so appr
 CARGO_TARGET_DIR=$PWD/$U BOARD_OUT=$PWD/$U/out CARGO_PROFILE_RELEASE_STRIP=false \
   board/build.sh $T >/dev/null 2>&1 || { echo "unstripped build failed"; exit 1; }
 NM=aarch64-linux-gnu-nm
-command -v $NM >/dev/null 2>&1 || NM=nm
-$NM --size-sort -S -C "$U/out/cybersensei-agent" 2>/dev/null >"$U/nm.txt"
+command -v "$NM" >/dev/null 2>&1 || NM="nm"
+"$NM" --size-sort -S -C "$U/out/cybersensei-agent" 2>/dev/null >"$U/nm.txt"
 echo "-- per crate (first path segment of the demangled symbol)"
 awk '{
   size = strtonum("0x" $2); name = "";

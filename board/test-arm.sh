@@ -24,8 +24,8 @@ cargo test --locked --no-run "${TESTS[@]}" >/dev/null 2>&1 || cargo test --locke
 rc=0
 for t in $ARM_TARGETS; do
   case "$t" in
-    armv7-*) qemu=qemu-arm; sysroot=/usr/arm-linux-gnueabihf ;;
-    aarch64-*) qemu=qemu-aarch64; sysroot=/usr/aarch64-linux-gnu ;;
+    armv7-*) qemu="qemu-arm"; sysroot=/usr/arm-linux-gnueabihf ;;
+    aarch64-*) qemu="qemu-aarch64"; sysroot=/usr/aarch64-linux-gnu ;;
     *) echo "test-arm: not an ARM target: $t" >&2; exit 2 ;;
   esac
   runner=$qemu
