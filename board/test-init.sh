@@ -169,6 +169,17 @@ suite() { # suite SHELL SSD
     bad "did not fall back: $(readlink "/proc/$pid/exe")"
   fi
   expect_rc 0 "stop" -- "${init[@]}" stop
+  # One that hangs on --version: bounded by VERSION_TIMEOUT, then the factory copy.
+  printf '#!/bin/sh\nexec sleep 60\n' >"$T/opt/slots/a/bin/cybersensei-agent"
+  local t1=$SECONDS
+  VERSION_TIMEOUT=2 expect_rc 0 "start with a slot agent that hangs" -- "${init[@]}" start
+  pid=$(agent_pid)
+  if [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$AGENT_BIN")" ] && [ $((SECONDS - t1)) -le 8 ]; then
+    ok "fell back to the factory agent after $((SECONDS - t1))s"
+  else
+    bad "hanging slot agent: $(readlink "/proc/$pid/exe") after $((SECONDS - t1))s"
+  fi
+  expect_rc 0 "stop" -- "${init[@]}" stop
   rm -rf "$T/opt"
 
   # A daemon that dies at once is a failed start (another instance holds run.lock).
@@ -186,7 +197,7 @@ if command -v busybox >/dev/null 2>&1; then
   mkdir -p "$BB"
   # A BusyBox userland first on PATH: the script sees BusyBox's applets only where
   # they exist (sh, start-stop-daemon, sleep, tr, grep, ...).
-  for a in sh start-stop-daemon sleep tr grep cat rm mkdir dirname kill; do ln -sf "$(command -v busybox)" "$BB/$a"; done
+  for a in sh start-stop-daemon sleep tr grep cat rm mkdir dirname kill timeout; do ln -sf "$(command -v busybox)" "$BB/$a"; done
   PATH=$BB:$PATH suite "$BB/sh" "$BB/start-stop-daemon"
 else
   echo "== busybox not installed: BusyBox pass skipped"
