@@ -180,7 +180,10 @@ fn print_license(out: &license::Outcome) {
 }
 
 fn config_check(cfg: &Config) -> Result<u8> {
-    let text = serde_json::to_string_pretty(cfg)
+    // Proxy credentials are a secret too: shown as `***`.
+    let mut shown = cfg.clone();
+    shown.backend.proxy = shown.backend.proxy.as_deref().map(redact::url_credentials);
+    let text = serde_json::to_string_pretty(&shown)
         .map_err(|e| Error::Other(format!("serializing config: {e}")))?;
     println!("{text}");
     match license::read_key(cfg) {

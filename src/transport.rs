@@ -60,6 +60,8 @@ pub struct Transport {
     attempts: u32,
     retry_delay: Duration,
     timeout: Duration,
+    /// The proxy the backend is reached through, for error messages.
+    via: Option<String>,
     secrets: std::cell::RefCell<Vec<String>>,
 }
 
@@ -129,21 +131,34 @@ impl Transport {
             .max_idle_connections(1)
             .max_idle_connections_per_host(1)
             .tls_config(tls);
-        if let Some(p) = &cfg.proxy {
-            let proxy = ureq::Proxy::new(p).map_err(|e| {
+        let proxy = match &cfg.proxy {
+            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
                 Error::Config(format!(
                     "backend.proxy: {}: {e}",
                     redact::url_credentials(p)
                 ))
-            })?;
-            builder = builder.proxy(Some(proxy));
+            })?),
+            // ureq reads HTTPS_PROXY/ALL_PROXY/NO_PROXY (either case) itself; we take
+            // its reading so that errors can name the proxy in use.
+            None => ureq::Proxy::try_from_env(),
+        };
+        let via = proxy.as_ref().and_then(|p| proxy_in_use(p, &cfg.url));
+        if let Some(v) = &via {
+            let from = if cfg.proxy.is_some() {
+                "backend.proxy"
+            } else {
+                "environment"
+            };
+            log::debug!("backend reached through proxy {v} (from {from})");
         }
+        builder = builder.proxy(proxy);
         Ok(Transport {
             agent: ureq::Agent::new_with_config(builder.build()),
             base: cfg.url.trim_end_matches('/').to_string(),
             attempts: cfg.retry_attempts.max(1),
             retry_delay: Duration::from_secs(cfg.retry_delay),
             timeout,
+            via,
             secrets: std::cell::RefCell::new(Vec::new()),
         })
     }
@@ -356,11 +371,23 @@ impl Transport {
                 }
             }
             Err(e) => Outcome::Retry {
-                why: describe(&e),
+                why: match &self.via {
+                    Some(v) => format!("{} (via proxy {v})", describe(&e)),
+                    None => describe(&e),
+                },
                 after: None,
             },
         }
     }
+}
+
+/// `host:port` of the proxy (no credentials) when it applies to the backend URL.
+fn proxy_in_use(p: &ureq::Proxy, backend: &str) -> Option<String> {
+    let uri = backend.parse::<ureq::http::Uri>().ok()?;
+    if p.is_no_proxy(&uri) {
+        return None;
+    }
+    Some(format!("{}:{}", p.host(), p.port()))
 }
 
 /// A one-line reason for a transport failure, worded for an operator.

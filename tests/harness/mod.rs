@@ -105,9 +105,18 @@ impl Node {
         let mut c = agent_command();
         c.arg("-c").arg(&self.config).args(args);
         c.env_remove("CYBERSENSEI_LICENSE_KEY");
-        c.env_remove("HTTPS_PROXY");
-        c.env_remove("https_proxy");
-        c.env_remove("ALL_PROXY");
+        for v in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            c.env_remove(v);
+        }
         c.stdin(Stdio::null());
         c
     }
