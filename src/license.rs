@@ -379,10 +379,23 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
     let key = read_key(&ctx.cfg)?;
     ctx.transport.add_secret(&key);
     let path = format!("/api/license/validate?key={}", percent_encode(&key));
-    let decision = match ctx.transport.get(ctx.clock, &path) {
-        Ok(reply) => classify(&reply),
-        Err(Error::Interrupted) => return Err(Error::Interrupted),
-        Err(e) => Decision::Unreachable(e.to_string()),
+    let before = ctx.now();
+    // In 1970 (no RTC, NTP not there yet) every certificate is "not yet valid": asking
+    // would only burn retries and look like a backend failure. Plain http (a LAN
+    // backend) can still answer, so it is asked.
+    let clock_unset = !clock_is_sane(before) && !ctx.cfg.backend.url.starts_with("http://");
+    let decision = if clock_unset {
+        Decision::Unreachable(format!(
+            "system clock not set (reads {}, before {}): certificates cannot be checked until NTP sets it",
+            clock::iso8601(before),
+            clock::iso8601(MIN_SANE_UNIX)
+        ))
+    } else {
+        match ctx.transport.get(ctx.clock, &path) {
+            Ok(reply) => classify(&reply),
+            Err(Error::Interrupted) => return Err(Error::Interrupted),
+            Err(e) => Decision::Unreachable(e.to_string()),
+        }
     };
     let now = ctx.now();
     let out = decide(decision, &ctx.cfg, now)?;
@@ -394,6 +407,12 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
             "license valid for {} until {}",
             out.tenant_name.as_deref().unwrap_or("?"),
             out.expires_at.as_deref().unwrap_or("?")
+        ),
+        // The daemon says "clock not set" once; not again on every retry.
+        s if clock_unset => log::debug!(
+            "license {}: {}",
+            s.as_str(),
+            out.message.as_deref().unwrap_or("")
         ),
         s => log::warn!(
             "license {}: {}",

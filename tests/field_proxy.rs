@@ -55,10 +55,10 @@ fn proxy_credentials_are_sent_but_never_logged() {
     let o = node.run(&["validate"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(
-        proxy
-            .seen()
-            .iter()
-            .any(|s| s.proxy_authorization.as_deref().is_some_and(|a| a.starts_with("Basic "))),
+        proxy.seen().iter().any(|s| s
+            .proxy_authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic "))),
         "no Proxy-Authorization reached the proxy"
     );
     assert_proxy_never_saw_key(&proxy);
@@ -107,7 +107,11 @@ fn proxy_down_is_a_clear_unreachable_error() {
         l.local_addr().unwrap().port()
     };
     let mut node = Node::new(&sim);
-    node.set("backend", "proxy", json!(format!("http://127.0.0.1:{port}")));
+    node.set(
+        "backend",
+        "proxy",
+        json!(format!("http://127.0.0.1:{port}")),
+    );
     let o = node.run(&["validate"]);
     let out = text(&o);
     assert_eq!(code(&o), 14, "{out}");
@@ -149,7 +153,11 @@ fn https_proxy_variable_applies_when_config_has_none() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert_eq!(proxy.seen().len(), before, "NO_PROXY host went through the proxy");
+    assert_eq!(
+        proxy.seen().len(),
+        before,
+        "NO_PROXY host went through the proxy"
+    );
     assert_eq!(sim.count("/api/license/validate"), 2);
 }
 

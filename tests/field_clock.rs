@@ -1,0 +1,167 @@
+//! A box whose clock is not set yet (1970, before NTP): the real binary under
+//! libfaketime against the simulator over TLS.
+
+mod harness;
+
+use harness::{code, text, Node, KEY};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// libfaketime's preload library, or None when it is not installed (CI installs it).
+/// Preloaded directly rather than through the `faketime` wrapper, so that signals
+/// reach the agent itself.
+fn faketime() -> Option<PathBuf> {
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ] {
+        let p = Path::new(dir).join("faketime/libfaketime.so.1");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    if std::env::var("CI").is_ok() {
+        panic!("libfaketime is not installed (board/ci-setup.sh installs it)");
+    }
+    eprintln!("SKIPPED: libfaketime not installed (apt install faketime)");
+    None
+}
+
+fn at_1970(node: &Node, args: &[&str]) -> std::process::Output {
+    command_1970(node, args).output().unwrap()
+}
+
+fn command_1970(node: &Node, args: &[&str]) -> Command {
+    command_at(node, args, "@1970-01-02 00:00:00")
+}
+
+/// The agent under libfaketime with `spec` (e.g. `@1970-01-02 00:00:00 x50`: the
+/// clocks and sleeps run 50 times faster, so minutes of retries pass in seconds).
+fn command_at(node: &Node, args: &[&str], spec: &str) -> Command {
+    let mut c = node.command(args);
+    if let Some(lib) = faketime() {
+        c.env("LD_PRELOAD", lib).env("FAKETIME", spec);
+    }
+    c
+}
+
+#[test]
+fn never_validated_box_in_1970_says_clock_not_set() {
+    if faketime().is_none() {
+        return;
+    }
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let node = Node::new(&sim);
+    let o = at_1970(&node, &["validate"]);
+    let out = text(&o);
+    println!("{out}");
+    assert_eq!(code(&o), 14, "{out}");
+    assert!(out.contains("clock not set"), "{out}");
+    // No request burned on a TLS handshake that cannot succeed.
+    assert_eq!(sim.count("/api/license/validate"), 0);
+    let st = node.status();
+    assert_eq!(st["license"]["state"], "unknown");
+    assert!(
+        st["license"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("clock not set"),
+        "{st}"
+    );
+}
+
+#[test]
+fn validated_box_in_1970_runs_in_grace_not_expired_nor_forever() {
+    if faketime().is_none() {
+        return;
+    }
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let node = Node::new(&sim);
+    let o = node.run(&["validate"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let cache_before = std::fs::read(node.state_dir.join("license.json")).unwrap();
+
+    let o = at_1970(&node, &["validate"]);
+    let out = text(&o);
+    assert_eq!(code(&o), 0, "grace runs the box: {out}");
+    let st = node.status();
+    assert_eq!(st["license"]["state"], "grace", "{st}");
+    assert!(
+        st["license"]["daysLeft"].is_null(),
+        "no expiry arithmetic in 1970: {st}"
+    );
+    assert!(
+        st["license"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("clock not set"),
+        "{st}"
+    );
+    // The 1970 run did not rewrite the last validation (no 1970 validatedAt that
+    // would later make the grace period look expired or endless).
+    let cache_after = std::fs::read(node.state_dir.join("license.json")).unwrap();
+    assert_eq!(cache_before, cache_after);
+    assert_eq!(sim.count("/api/license/validate"), 1);
+
+    // Back to a set clock: the backend decides again.
+    let o = node.run(&["validate"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(node.status()["license"]["state"], "valid");
+}
+
+#[test]
+fn daemon_in_1970_says_it_once_and_keeps_running() {
+    if faketime().is_none() {
+        return;
+    }
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let mut node = Node::new(&sim);
+    node.set("schedule", "splay", false.into());
+    node.set("log", "level", "debug".into());
+    // 50x: the 60 s clock retry comes back every 1.2 s of real time.
+    let mut child = command_at(&node, &["run"], "@1970-01-02 00:00:00 x50")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !node.state_dir.join("status.json").exists() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let mut rc = None;
+    let t = Instant::now();
+    while rc.is_none() && t.elapsed() < Duration::from_secs(5) {
+        rc = child.try_wait().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Some(rc) = rc else {
+        let _ = child.kill();
+        panic!("no exit within 5 s of SIGTERM");
+    };
+    let log = std::fs::read_to_string(&node.log_file).unwrap();
+    assert_eq!(rc.code(), Some(0), "{rc:?}\n{log}");
+    let tries = log.matches("license unknown: ").count();
+    assert!(tries >= 2, "the clock was not retried: {tries}\n{log}");
+    assert!(tries <= 6, "retried faster than every 60 s: {tries}\n{log}");
+    assert_eq!(
+        log.matches("WARN] system clock not set").count(),
+        1,
+        "said once, not on every retry:\n{log}"
+    );
+    assert_eq!(sim.count("/api/license/validate"), 0, "{log}");
+    let st = node.status();
+    assert_eq!(st["license"]["state"], "unknown", "{st}");
+    // Nothing was counted as a refusal.
+    assert!(!log.contains("refused"), "{log}");
+}
