@@ -26,6 +26,12 @@
 #      (profile overrides, used by board/profile-matrix.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The agent's "clock not set" floor is its build date: the commit's, so that two
+# builds of one commit are identical.
+if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+  export SOURCE_DATE_EPOCH
+fi
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage

@@ -296,7 +296,9 @@ impl<'a> Daemon<'a> {
         let next = if !clock_is_sane(wall) {
             if !self.clock_warned {
                 log::warn!(
-                    "system clock not set (before 2026); retrying in {}s",
+                    "system clock not set (reads {}, before {}); retrying in {}s",
+                    crate::clock::iso8601(wall),
+                    crate::clock::iso8601(license::clock_floor()),
                     CLOCK_RETRY.as_secs()
                 );
                 self.clock_warned = true;

@@ -12,13 +12,22 @@ use crate::transport::{percent_encode, Reply};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Earliest wall time we believe (2026-01-01T00:00:00Z). A box without an RTC boots
-/// in 1970; before NTP sets it, expiry arithmetic means nothing.
+/// Earliest wall time we ever believe (2026-01-01T00:00:00Z). A box without an RTC
+/// boots in 1970; before NTP sets it, expiry arithmetic means nothing.
 pub const MIN_SANE_UNIX: f64 = 1_767_225_600.0;
+
+/// The release's build date when it was stamped (`SOURCE_DATE_EPOCH` at compile time,
+/// set by board/build.sh from the commit date: reproducible), else `MIN_SANE_UNIX`:
+/// no box can truly be running before its agent was built.
+pub fn clock_floor() -> f64 {
+    option_env!("SOURCE_DATE_EPOCH")
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .map_or(MIN_SANE_UNIX, |built| built.max(MIN_SANE_UNIX))
+}
 
 /// True when the wall clock can be trusted for expiry arithmetic.
 pub fn clock_is_sane(now: f64) -> bool {
-    now >= MIN_SANE_UNIX
+    now >= clock_floor()
 }
 
 /// The last validation, kept in `state_dir/license.json` (mode 0600).
@@ -388,7 +397,7 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
         Decision::Unreachable(format!(
             "system clock not set (reads {}, before {}): certificates cannot be checked until NTP sets it",
             clock::iso8601(before),
-            clock::iso8601(MIN_SANE_UNIX)
+            clock::iso8601(clock_floor())
         ))
     } else {
         match ctx.transport.get(ctx.clock, &path) {
