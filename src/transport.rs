@@ -399,6 +399,10 @@ fn describe(e: &ureq::Error) -> String {
         ureq::Error::Tls(m) => format!("TLS error: {m}"),
         ureq::Error::Rustls(r) => format!("TLS error: {r}"),
         ureq::Error::Io(io) => format!("network error: {io}"),
+        ureq::Error::ConnectProxyFailed(r) if r.contains("407") => {
+            "proxy answered 407 Proxy Authentication Required (user:pass in backend.proxy or HTTPS_PROXY)".into()
+        }
+        ureq::Error::ConnectProxyFailed(r) => format!("proxy refused the tunnel: {r}"),
         other => format!("{other}"),
     }
 }
