@@ -2,9 +2,10 @@
 # Prints the stripped size of the agent for the four board targets against the
 # budgets (armv7 <= 1.5 MiB, aarch64 musl <= 1.7 MiB), the ELF sections of one, and
 # the largest contributors: per crate and per symbol from `nm --size-sort` of an
-# unstripped aarch64 musl build (same profile, strip off), plus cargo-bloat's per-crate
+# unstripped armv7 musl build (same profile, strip off), plus cargo-bloat's per-crate
 # table for the host build when cargo-bloat is installed (`cargo install cargo-bloat`).
-# Env: SIZE_SKIP_BUILD=1 reuses target/board/*; SIZE_TARGETS to restrict.
+# Env: SIZE_SKIP_BUILD=1 reuses target/board/*; SIZE_TARGETS to restrict; SIZE_CONTRIB_TARGET
+#      (default armv7-unknown-linux-musleabihf) for the per-crate table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGETS=${SIZE_TARGETS:-"armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf aarch64-unknown-linux-gnu aarch64-unknown-linux-musl"}
@@ -22,7 +23,7 @@ for t in $TARGETS; do
   printf '%-34s %10s %9s %10s  %s\n' "$t" "$s" "$(awk "BEGIN{printf \"%.2f\", $s/$MiB}")" "$b" "$v"
 done
 
-T=aarch64-unknown-linux-musl
+T=${SIZE_CONTRIB_TARGET:-armv7-unknown-linux-musleabihf}
 U=target/size-unstripped
 echo
 echo "== sections of the stripped $T binary"
@@ -32,12 +33,13 @@ echo
 echo "== largest contributors ($T, unstripped build in $U; symbol sizes, so approximate)"
 CARGO_TARGET_DIR=$PWD/$U BOARD_OUT=$PWD/$U/out CARGO_PROFILE_RELEASE_STRIP=false \
   board/build.sh $T >/dev/null 2>&1 || { echo "unstripped build failed"; exit 1; }
-NM=aarch64-linux-gnu-nm
+case "$T" in armv7-*) NM=arm-linux-gnueabihf-nm ;; *) NM=aarch64-linux-gnu-nm ;; esac
 command -v "$NM" >/dev/null 2>&1 || NM="nm"
-"$NM" --size-sort -S -C "$U/out/cybersensei-agent" 2>/dev/null >"$U/nm.txt"
+# Decimal sizes: mawk (Debian's awk) has no strtonum.
+"$NM" --size-sort -S -C --radix=d "$U/out/cybersensei-agent" 2>/dev/null >"$U/nm.txt"
 echo "-- per crate (first path segment of the demangled symbol)"
 awk '{
-  size = strtonum("0x" $2); name = "";
+  size = $2 + 0; name = "";
   for (i = 4; i <= NF; i++) name = name (i > 4 ? " " : "") $i;
   sub(/^<+/, "", name); sub(/^(impl |dyn )/, "", name);
   split(name, p, "::"); c = p[1];
@@ -45,7 +47,7 @@ awk '{
   tot[c] += size; all += size
 } END { for (c in tot) printf "  %-40s %9d  %5.1f%%\n", c, tot[c], 100 * tot[c] / all }' "$U/nm.txt" | sort -k2 -nr | head -20
 echo "-- largest symbols"
-tail -n 15 "$U/nm.txt" | awk '{ s = strtonum("0x" $2); $1 = $2 = ""; printf "  %9d %s\n", s, substr($0, 1, 110) }' | sort -nr
+tail -n 15 "$U/nm.txt" | awk '{ s = $2 + 0; $1 = $2 = ""; printf "  %9d %s\n", s, substr($0, 1, 110) }' | sort -nr
 
 if command -v cargo-bloat >/dev/null 2>&1; then
   echo
