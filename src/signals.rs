@@ -60,7 +60,9 @@ pub fn sleep_interruptible(d: Duration) {
         // sleep; nanosleep itself returns at once (EINTR) on a signal.
         let slice = (end - now).min(Duration::from_millis(500));
         let ts = libc::timespec {
-            tv_sec: slice.as_secs() as libc::time_t,
+            // `as _`: the field's own type (libc deprecates naming `time_t` on musl); the
+            // slice is at most 0.5 s, so nothing is truncated.
+            tv_sec: slice.as_secs() as _,
             tv_nsec: slice.subsec_nanos() as libc::c_long,
         };
         // SAFETY: nanosleep with a valid timespec and no remainder pointer.
