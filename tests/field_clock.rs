@@ -47,14 +47,26 @@ fn command_at(node: &Node, args: &[&str], spec: &str) -> Command {
     c
 }
 
-#[test]
-fn never_validated_box_in_1970_says_clock_not_set() {
-    if faketime().is_none() {
-        return;
-    }
+/// A simulator with a valid license and a node pointed at it, when libfaketime exists.
+fn setup() -> Option<(cybersensei_sim::Sim, Node)> {
+    faketime()?;
     let sim = harness::sim();
     sim.valid_license(KEY);
     let node = Node::new(&sim);
+    Some((sim, node))
+}
+
+/// status.json's license state, checking that its message blames the clock.
+fn state_blaming_clock(node: &Node) -> String {
+    let st = node.status();
+    let msg = st["license"]["message"].as_str().unwrap_or("");
+    assert!(msg.contains("clock not set"), "{st}");
+    st["license"]["state"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn never_validated_box_in_1970_says_clock_not_set() {
+    let Some((sim, node)) = setup() else { return };
     let o = at_1970(&node, &["validate"]);
     let out = text(&o);
     println!("{out}");
@@ -62,25 +74,12 @@ fn never_validated_box_in_1970_says_clock_not_set() {
     assert!(out.contains("clock not set"), "{out}");
     // No request burned on a TLS handshake that cannot succeed.
     assert_eq!(sim.count("/api/license/validate"), 0);
-    let st = node.status();
-    assert_eq!(st["license"]["state"], "unknown");
-    assert!(
-        st["license"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("clock not set"),
-        "{st}"
-    );
+    assert_eq!(state_blaming_clock(&node), "unknown");
 }
 
 #[test]
 fn validated_box_in_1970_runs_in_grace_not_expired_nor_forever() {
-    if faketime().is_none() {
-        return;
-    }
-    let sim = harness::sim();
-    sim.valid_license(KEY);
-    let node = Node::new(&sim);
+    let Some((sim, node)) = setup() else { return };
     let o = node.run(&["validate"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let cache_before = std::fs::read(node.state_dir.join("license.json")).unwrap();
@@ -88,18 +87,11 @@ fn validated_box_in_1970_runs_in_grace_not_expired_nor_forever() {
     let o = at_1970(&node, &["validate"]);
     let out = text(&o);
     assert_eq!(code(&o), 0, "grace runs the box: {out}");
+    assert_eq!(state_blaming_clock(&node), "grace");
     let st = node.status();
-    assert_eq!(st["license"]["state"], "grace", "{st}");
     assert!(
         st["license"]["daysLeft"].is_null(),
         "no expiry arithmetic in 1970: {st}"
-    );
-    assert!(
-        st["license"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("clock not set"),
-        "{st}"
     );
     // The 1970 run did not rewrite the last validation (no 1970 validatedAt that
     // would later make the grace period look expired or endless).
@@ -115,12 +107,9 @@ fn validated_box_in_1970_runs_in_grace_not_expired_nor_forever() {
 
 #[test]
 fn daemon_in_1970_says_it_once_and_keeps_running() {
-    if faketime().is_none() {
+    let Some((sim, mut node)) = setup() else {
         return;
-    }
-    let sim = harness::sim();
-    sim.valid_license(KEY);
-    let mut node = Node::new(&sim);
+    };
     node.set("schedule", "splay", false.into());
     node.set("log", "level", "debug".into());
     // 50x: the 60 s clock retry comes back every 1.2 s of real time.
