@@ -3,67 +3,33 @@
 #   - peak RSS of `update` (GNU time -v) on 5 MB and 50 MB incompressible packages
 #   - download time of the agent vs curl, same URL, same TLS server
 #   - `install ZIP` vs `unzip -q` of the same file
-# The backend is a small TLS server (Python, self-signed cert for 127.0.0.1) that
-# speaks the check/download routes with Range support, until the simulator crate
-# grows a standalone binary.
+# The backend is the bundled simulator (tests/sim) over TLS with its throwaway CA;
+# curl fetches the same download URL from the same simulator.
 # Usage: scripts/bench_update.sh [sizes in MB...]   (default: 5 50)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES=("${@:-5 50}")
 [ $# -eq 0 ] && SIZES=(5 50)
-cargo build --release -q
+cargo build --release -q -p cybersensei-agent -p cybersensei-sim
 BIN=$PWD/target/release/cybersensei-agent
+SIM_BIN=$PWD/target/release/cybersensei-sim
 W=$(mktemp -d)
+SRV=
 trap 'kill $SRV 2>/dev/null || true; rm -rf "$W"' EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$W/key.pem" -out "$W/cert.pem" -days 2 -subj /CN=127.0.0.1 \
-  -addext subjectAltName=IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE 2>/dev/null
-cat > "$W/server.py" <<'PY'
-import http.server, ssl, sys, json, hashlib, os
-PKG = {}
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'
-    def log_message(self, *a): pass
-    def js(self, o):
-        b = json.dumps(o).encode()
-        self.send_response(200); self.send_header('Content-Type', 'application/json')
-        self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)
-    def do_GET(self):
-        path = os.environ['PKG_FILE']
-        if self.path.startswith('/api/license/validate'):
-            return self.js({"valid": True, "tenantId": "t-1", "tenantName": "Bench",
-                            "expiresAt": "2099-12-31T23:59:59.000Z"})
-        if self.path.startswith('/update/check'):
-            data = open(path, 'rb').read()
-            return self.js({"updateAvailable": True, "currentVersion": "0.0.0",
-                            "latestVersion": "2.0.0", "updateId": "bench", "changelog": "bench",
-                            "fileSize": len(data), "checksum": "sha256:" + hashlib.sha256(data).hexdigest()})
-        if self.path.startswith('/update/download/'):
-            size = os.path.getsize(path)
-            self.send_response(200); self.send_header('Content-Type', 'application/zip')
-            self.send_header('Content-Length', str(size)); self.end_headers()
-            with open(path, 'rb') as f:
-                while True:
-                    b = f.read(256 * 1024)
-                    if not b: break
-                    self.wfile.write(b)
-            return
-        self.send_response(404); self.send_header('Content-Length', '0'); self.end_headers()
-srv = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[2], sys.argv[3])
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-srv.serve_forever()
-PY
-PORT=$((20000 + RANDOM % 20000))
-ln -sf "$W/pkg.zip" "$W/current.zip"
-PKG_FILE="$W/current.zip" python3 "$W/server.py" $PORT "$W/cert.pem" "$W/key.pem" &
-SRV=$!
-sleep 1
 echo KEY-BENCH > "$W/key"
+start_sim() { # start_sim ZIP: (re)starts the simulator publishing ZIP as 2.0.0
+  [ -n "$SRV" ] && { kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; }
+  "$SIM_BIN" --tls --port 0 --ca-out "$W/cert.pem" --license "KEY-BENCH=valid" \
+    --update "2.0.0=$1" >"$W/sim.out" 2>"$W/sim.err" &
+  SRV=$!
+  for _ in $(seq 100); do grep -q '^URL ' "$W/sim.out" 2>/dev/null && break; sleep 0.1; done
+  URL=$(sed -n 's/^URL //p' "$W/sim.out" | head -1)
+  [ -n "$URL" ] || { echo "simulator did not start"; cat "$W/sim.err"; exit 1; }
+}
 mkbox() {
   rm -rf "$W/box"; mkdir -p "$W/box"
   cat > "$W/box/agent.json" <<JSON
-{"backend": {"url": "https://127.0.0.1:$PORT", "timeout": 30, "retry_attempts": 1,
+{"backend": {"url": "$URL", "timeout": 30, "retry_attempts": 1,
              "retry_delay": 0, "ca_file": "$W/cert.pem"},
  "license": {"key_file": "$W/key"}, "install": {"root": "$W/box/opt"},
  "state_dir": "$W/box/state", "log": {"level": "debug"}}
@@ -82,15 +48,21 @@ with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_STORED) as z:
         n = min(left, 8 << 20)
         z.writestr(f'app/blob{i}.bin', os.urandom(n)); left -= n; i += 1
 PY
+  start_sim "$W/pkg.zip"
   # update: peak RSS and the agent's own download time (logged)
   mkbox
   /usr/bin/time -v "$BIN" -c "$W/box/agent.json" update >"$W/out" 2>"$W/err"
   rss=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$W/err")
-  dl=$(grep -o "downloaded bench .* in [0-9.]* s" "$W/err" | awk "{print \$(NF-1)}" || true)
+  dl=$(grep -o "downloaded [^ ]* .* in [0-9.]* s" "$W/err" | awk "{print \$(NF-1)}" || true)
   printf '%-8s %-28s %7s KiB\n' "${MB}MB" "update peak RSS" "$rss"
   printf '%-8s %-28s %9s s\n' "${MB}MB" "agent download" "$dl"
-  t0=$(secs); curl -s --cacert "$W/cert.pem" -o "$W/curl.bin" "https://127.0.0.1:$PORT/update/download/bench"; t1=$(secs)
+  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["update"]["updateId"])' "$W/box/state/status.json")
+  t0=$(secs); curl -s --cacert "$W/cert.pem" -o "$W/curl.bin" "$URL/update/download/$id"; t1=$(secs)
   printf '%-8s %-28s %9s s\n' "${MB}MB" "curl download" "$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.3f", b-a}')"
+  # The agent fsyncs the package before using it (crash safety); curl does not.
+  rm -f "$W/curl.bin"
+  t0=$(secs); curl -s --cacert "$W/cert.pem" -o "$W/curl.bin" "$URL/update/download/$id"; sync "$W/curl.bin"; t1=$(secs)
+  printf '%-8s %-28s %9s s\n' "${MB}MB" "curl download + fsync" "$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.3f", b-a}')"
   cmp -s "$W/curl.bin" "$W/pkg.zip" || echo "curl download differs!"
   # install vs unzip (same file, warm cache)
   mkbox
