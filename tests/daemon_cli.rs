@@ -159,3 +159,133 @@ fn refused_license_stops_services_and_keeps_running() {
     signal(&child, libc::SIGTERM);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(0));
 }
+
+/// Appends `<verb>` to `log` when the agent runs that services command.
+fn services_logging_to(node: &mut Node, log: &std::path::Path) {
+    for verb in ["start", "stop"] {
+        node.set(
+            "services",
+            verb,
+            serde_json::json!(["/bin/sh", "-c", format!("echo {verb} >> {}", log.display())]),
+        );
+    }
+}
+
+#[test]
+fn license_expiring_mid_run_stops_services_and_valid_again_restarts_them() {
+    let Some(lib) = harness::faketime() else {
+        return;
+    };
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let mut node = Node::new(&sim);
+    let svc = node.dir.path().join("services.log");
+    services_logging_to(&mut node, &svc);
+    // The shortest revalidation the config allows (60 s), under libfaketime at 60x:
+    // a minute of the agent's time is a second of the test's. Timeouts scale too, so
+    // they are made long in the agent's time.
+    node.set("license", "revalidate_interval", 60.into());
+    node.set("backend", "timeout", 120.into());
+    node.set("schedule", "splay", false.into());
+    let mut child = node
+        .command(&["run"])
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", "+0 x60")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = || std::fs::read_to_string(&svc).unwrap_or_default();
+    wait_for("services started", Duration::from_secs(10), || {
+        log() == "start\n"
+    });
+
+    sim.set_license(KEY, cybersensei_sim::LicenseOutcome::Expired);
+    let expired_at = sim.count("/api/license/validate");
+    wait_for("services stopped", Duration::from_secs(15), || {
+        log() == "start\nstop\n"
+    });
+    assert_eq!(node.status()["license"]["state"], "expired");
+    assert_eq!(node.status()["services"]["running"], false);
+
+    sim.valid_license(KEY);
+    wait_for("services started again", Duration::from_secs(15), || {
+        log() == "start\nstop\nstart\n"
+    });
+    let st = node.status();
+    assert_eq!(st["license"]["state"], "valid");
+    assert_eq!(st["services"]["running"], true);
+    // Backed off, never a tight loop: a handful of validations for the episode.
+    let during = sim.count("/api/license/validate") - expired_at;
+    assert!((2..=4).contains(&during), "{during} validations");
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn sigterm_during_a_slow_download_exits_0_and_the_next_update_resumes() {
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    // A 1 MiB package dripped at 8 KiB every 50 ms (~20 s in all).
+    let mut blob = vec![0u8; 1 << 20];
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for b in blob.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let pkg = {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let o = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        w.start_file("VERSION", o).unwrap();
+        w.write_all(b"2.0.0\n").unwrap();
+        w.start_file("blob.bin", o).unwrap();
+        w.write_all(&blob).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    sim.publish_update("2.0.0", pkg, "- slow");
+    sim.push_fault(
+        "/update/download/",
+        cybersensei_sim::Fault::SlowBody {
+            chunk: 8192,
+            delay_ms: 50,
+        },
+    );
+    let mut node = Node::new(&sim);
+    node.set("schedule", "splay", false.into());
+    node.set("updates", "auto_download", true.into());
+    let mut child = spawn(&node);
+    let partial = || {
+        harness::all_files(&node.state_dir)
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(".part"))
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            .sum::<u64>()
+    };
+    wait_for("some bytes downloaded", Duration::from_secs(15), || {
+        partial() > 64 * 1024
+    });
+    let t = Instant::now();
+    signal(&child, libc::SIGTERM);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(0));
+    println!("exited {} ms after SIGTERM", t.elapsed().as_millis());
+    let kept = partial();
+    assert!(kept > 64 * 1024, "the partial file was not kept: {kept}");
+    assert!(kept < 1 << 20, "the download had finished: {kept}");
+
+    // The next run resumes where it stopped (the fault was one-shot: full speed now).
+    let o = node.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", harness::text(&o));
+    let ranges = sim.download_ranges();
+    let start: u64 = ranges
+        .last()
+        .unwrap()
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .expect("a Range request");
+    assert!(start >= 64 * 1024, "resumed from {start}: {ranges:?}");
+    assert_eq!(node.status()["version"], "2.0.0");
+}

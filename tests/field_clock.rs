@@ -3,31 +3,9 @@
 
 mod harness;
 
-use harness::{code, text, Node, KEY};
-use std::path::{Path, PathBuf};
+use harness::{code, faketime, text, Node, KEY};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// libfaketime's preload library, or None when it is not installed (CI installs it).
-/// Preloaded directly rather than through the `faketime` wrapper, so that signals
-/// reach the agent itself.
-fn faketime() -> Option<PathBuf> {
-    for dir in [
-        "/usr/lib/x86_64-linux-gnu",
-        "/usr/lib/aarch64-linux-gnu",
-        "/usr/lib",
-    ] {
-        let p = Path::new(dir).join("faketime/libfaketime.so.1");
-        if p.exists() {
-            return Some(p);
-        }
-    }
-    if std::env::var("CI").is_ok() {
-        panic!("libfaketime is not installed (board/ci-setup.sh installs it)");
-    }
-    eprintln!("SKIPPED: libfaketime not installed (apt install faketime)");
-    None
-}
 
 fn at_1970(node: &Node, args: &[&str]) -> std::process::Output {
     command_1970(node, args).output().unwrap()

@@ -162,3 +162,31 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// libfaketime's preload library, or None when it is not installed (CI installs it,
+/// and there a missing one fails the test). Preloaded directly rather than through
+/// the `faketime` wrapper, so that signals reach the agent itself.
+#[allow(dead_code)]
+pub fn faketime() -> Option<PathBuf> {
+    if std::env::var_os("CYBERSENSEI_AGENT_RUNNER").is_some() {
+        // An emulated agent (qemu-user): the preload would fake the emulator's clock
+        // calls, not the guest's.
+        eprintln!("SKIPPED: libfaketime does not reach an agent run under an emulator");
+        return None;
+    }
+    for dir in [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ] {
+        let p = Path::new(dir).join("faketime/libfaketime.so.1");
+        if p.exists() {
+            return Some(p);
+        }
+    }
+    if std::env::var("CI").is_ok() {
+        panic!("libfaketime is not installed (board/ci-setup.sh installs it)");
+    }
+    eprintln!("SKIPPED: libfaketime not installed (apt install faketime)");
+    None
+}
