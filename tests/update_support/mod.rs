@@ -327,3 +327,38 @@ pub fn killed(o: &Output) -> bool {
     use std::os::unix::process::ExitStatusExt;
     o.status.signal() == Some(9)
 }
+
+/// The restart: any locked command runs recovery first (as `run` does at boot).
+pub fn restart(rig: &Rig) {
+    let o = rig.run(&["validate"]);
+    assert!(!killed(&o), "{}", text(&o));
+}
+
+/// `current` names a recorded slot whose tree is exactly one of the packages.
+pub fn assert_complete(rig: &Rig, want: &[(&str, &[E])], ctx: &str) -> String {
+    let cur = rig.current().unwrap_or_else(|| panic!("{ctx}: no current"));
+    let slot = cur.strip_prefix("slots/").unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(rig.root.join(format!("slots/{slot}.json")))
+            .unwrap_or_else(|_| panic!("{ctx}: slot {slot} has no record")),
+    )
+    .unwrap();
+    let version = rec["version"].as_str().unwrap().to_string();
+    let entries = want
+        .iter()
+        .find(|(v, _)| *v == version)
+        .unwrap_or_else(|| panic!("{ctx}: unexpected version {version}"))
+        .1;
+    assert_eq!(
+        tree(&rig.slot(slot)),
+        expected_tree(entries),
+        "{ctx}: slot {slot} damaged"
+    );
+    let st = rig.status();
+    assert_eq!(st["version"], version.as_str(), "{ctx}: status disagrees");
+    assert!(
+        !rig.state.join("update/journal.json").exists(),
+        "{ctx}: journal left"
+    );
+    version
+}
