@@ -135,11 +135,21 @@ fn kill_matrix_every_step_download_offset_and_extracted_entry() {
     for n in 1..=entries {
         points.push(format!("extract:{n}"));
     }
-    let mut table = vec![];
     let started = std::time::Instant::now();
-    for p in &points {
-        table.push(one_point(&sim, p, &v1, &v2, false));
-    }
+    // Two workers: each point is its own box; the simulator serves both.
+    let half = points.len() / 2;
+    let (a, b) = points.split_at(half);
+    let mut table = std::thread::scope(|s| {
+        let run = |ps: &[String]| -> Vec<Outcome> {
+            ps.iter()
+                .map(|p| one_point(&sim, p, &v1, &v2, false))
+                .collect()
+        };
+        let hb = s.spawn(move || run(b));
+        let mut out = run(a);
+        out.extend(hb.join().unwrap());
+        out
+    });
 
     // The rollback path has its own persisted step.
     let mut bad = v2.clone();
