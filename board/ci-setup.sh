@@ -16,6 +16,7 @@ have systemd-analyze || need_apt+=(systemd)
 have busybox || need_apt+=(busybox-static)
 have file || need_apt+=(file)
 have faketime || need_apt+=(faketime)
+have strace || need_apt+=(strace)
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
   have qemu-system-aarch64 || need_apt+=(qemu-system-arm)
   have cpio || need_apt+=(cpio)
