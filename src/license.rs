@@ -403,6 +403,8 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
         match ctx.transport.get(ctx.clock, &path) {
             Ok(reply) => classify(&reply),
             Err(Error::Interrupted) => return Err(Error::Interrupted),
+            // The message says "unreachable" itself: not twice.
+            Err(Error::Unreachable(m)) => Decision::Unreachable(m),
             Err(e) => Decision::Unreachable(e.to_string()),
         }
     };

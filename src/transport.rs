@@ -250,7 +250,7 @@ impl Transport {
                 )),
                 other => Error::Unreachable(format!(
                     "{what}: reading the answer: {}",
-                    self.scrub(&other.to_string())
+                    self.scrub(&describe(&other))
                 )),
             })?;
         Ok(Reply {
