@@ -9,6 +9,7 @@
 # (connect + TLS handshake + transfer) and, stricter, time_total - time_appconnect.
 # Usage: scripts/bench_update.sh [sizes in MB...]   RUNS=5 scripts/bench_update.sh 50
 set -euo pipefail
+[ -n "${BENCH_DEBUG:-}" ] && set -x
 cd "$(dirname "$0")/.."
 SIZES=("$@")
 [ $# -eq 0 ] && SIZES=(5 50)
@@ -43,7 +44,7 @@ JSON
 }
 secs() { date +%s.%N; }
 # best and median of numbers on stdin
-stats() { sort -g | awk '{v[NR]=$1} END {printf "%.3f %.3f", v[1], v[int((NR+1)/2)]}'; }
+stats() { sort -g | awk '{v[NR]=$1} END {printf "%.3f %.3f\n", v[1], v[int((NR+1)/2)]}'; }
 row() { printf '%-6s %-34s %s\n' "$1" "$2" "$3"; }
 
 row size measure value
