@@ -1,42 +1,53 @@
 #!/usr/bin/env bash
 # Update engine benchmarks (issue 4). Prints numbers; asserts nothing.
-#   - peak RSS of `update` (GNU time -v) on 5 MB and 50 MB incompressible packages
-#   - download time of the agent vs curl, same URL, same TLS server
+#   - peak RSS of `update` (GNU time -v) on incompressible packages (default 5 and 50 MB)
+#   - download time of the agent vs curl: same URL, same simulator (cybersensei-sim,
+#     release build, HTTPS with its throwaway CA), best and median of $RUNS runs each
 #   - `install ZIP` vs `unzip -q` of the same file
-# The backend is the bundled simulator (tests/sim) over TLS with its throwaway CA;
-# curl fetches the same download URL from the same simulator.
-# Usage: scripts/bench_update.sh [sizes in MB...]   (default: 5 50)
+# The agent's time is its own log line ("downloaded ... in X s": request, body, digest,
+# fsync, rename), on the connection the update check opened; curl's is time_total
+# (connect + TLS handshake + transfer) and, stricter, time_total - time_appconnect.
+# Usage: scripts/bench_update.sh [sizes in MB...]   RUNS=5 scripts/bench_update.sh 50
 set -euo pipefail
+[ -n "${BENCH_DEBUG:-}" ] && set -x
 cd "$(dirname "$0")/.."
-SIZES=("${@:-5 50}")
+SIZES=("$@")
 [ $# -eq 0 ] && SIZES=(5 50)
+RUNS=${RUNS:-3}
 cargo build --release -q -p cybersensei-agent -p cybersensei-sim
 BIN=$PWD/target/release/cybersensei-agent
-SIM_BIN=$PWD/target/release/cybersensei-sim
+SIMBIN=$PWD/target/release/cybersensei-sim
 W=$(mktemp -d)
 SRV=
-trap 'kill $SRV 2>/dev/null || true; rm -rf "$W"' EXIT
+stop_sim() { if [ -n "$SRV" ]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; SRV=; fi; }
+trap 'stop_sim; rm -rf "$W"' EXIT
 echo KEY-BENCH > "$W/key"
-start_sim() { # start_sim ZIP: (re)starts the simulator publishing ZIP as 2.0.0
-  [ -n "$SRV" ] && { kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; }
-  "$SIM_BIN" --tls --port 0 --ca-out "$W/cert.pem" --license "KEY-BENCH=valid" \
-    --update "2.0.0=$1" >"$W/sim.out" 2>"$W/sim.err" &
+
+start_sim() { # serves $W/pkg.zip as version 2.0.0; sets URL and ID
+  stop_sim
+  "$SIMBIN" --tls --quiet --ca-out "$W/ca.pem" --license-key KEY-BENCH \
+    --update "2.0.0=$W/pkg.zip" >"$W/sim.out" 2>"$W/sim.err" &
   SRV=$!
-  for _ in $(seq 100); do grep -q '^URL ' "$W/sim.out" 2>/dev/null && break; sleep 0.1; done
-  URL=$(sed -n 's/^URL //p' "$W/sim.out" | head -1)
-  [ -n "$URL" ] || { echo "simulator did not start"; cat "$W/sim.err"; exit 1; }
+  for _ in $(seq 100); do grep -q '^URL ' "$W/sim.out" 2>/dev/null && break; sleep 0.05; done
+  URL=$(awk '/^URL / {print $2}' "$W/sim.out")
+  ID=$(grep -o 'published as [^ ]*' "$W/sim.err" | awk '{print $3}')
+  if [ -z "$URL" ] || [ -z "$ID" ]; then cat "$W/sim.err"; exit 1; fi
 }
 mkbox() {
   rm -rf "$W/box"; mkdir -p "$W/box"
   cat > "$W/box/agent.json" <<JSON
 {"backend": {"url": "$URL", "timeout": 30, "retry_attempts": 1,
-             "retry_delay": 0, "ca_file": "$W/cert.pem"},
+             "retry_delay": 0, "ca_file": "$W/ca.pem"},
  "license": {"key_file": "$W/key"}, "install": {"root": "$W/box/opt"},
  "state_dir": "$W/box/state", "log": {"level": "debug"}}
 JSON
 }
 secs() { date +%s.%N; }
-printf '%-8s %-28s %10s\n' size measure value
+# best and median of numbers on stdin
+stats() { sort -g | awk '{v[NR]=$1} END {printf "%.3f %.3f\n", v[1], v[int((NR+1)/2)]}'; }
+row() { printf '%-6s %-34s %s\n' "$1" "$2" "$3"; }
+
+row size measure value
 for MB in "${SIZES[@]}"; do
   python3 - "$W/pkg.zip" "$MB" <<'PY'
 import zipfile, os, sys
@@ -48,28 +59,33 @@ with zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_STORED) as z:
         n = min(left, 8 << 20)
         z.writestr(f'app/blob{i}.bin', os.urandom(n)); left -= n; i += 1
 PY
-  start_sim "$W/pkg.zip"
-  # update: peak RSS and the agent's own download time (logged)
-  mkbox
-  /usr/bin/time -v "$BIN" -c "$W/box/agent.json" update >"$W/out" 2>"$W/err"
-  rss=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$W/err")
-  dl=$(grep -o "downloaded [^ ]* .* in [0-9.]* s" "$W/err" | awk "{print \$(NF-1)}" || true)
-  printf '%-8s %-28s %7s KiB\n' "${MB}MB" "update peak RSS" "$rss"
-  printf '%-8s %-28s %9s s\n' "${MB}MB" "agent download" "$dl"
-  id=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["update"]["updateId"])' "$W/box/state/status.json")
-  t0=$(secs); curl -s --cacert "$W/cert.pem" -o "$W/curl.bin" "$URL/update/download/$id"; t1=$(secs)
-  printf '%-8s %-28s %9s s\n' "${MB}MB" "curl download" "$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.3f", b-a}')"
-  # The agent fsyncs the package before using it (crash safety); curl does not.
-  rm -f "$W/curl.bin"
-  t0=$(secs); curl -s --cacert "$W/cert.pem" -o "$W/curl.bin" "$URL/update/download/$id"; sync "$W/curl.bin"; t1=$(secs)
-  printf '%-8s %-28s %9s s\n' "${MB}MB" "curl download + fsync" "$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.3f", b-a}')"
-  cmp -s "$W/curl.bin" "$W/pkg.zip" || echo "curl download differs!"
+  start_sim
+  : >"$W/agent.t"; : >"$W/curl.t"; : >"$W/curlx.t"
+  for r in $(seq "$RUNS"); do
+    mkbox
+    /usr/bin/time -v "$BIN" -c "$W/box/agent.json" update >"$W/out" 2>"$W/err" \
+      || { echo "update failed:"; cat "$W/err"; exit 1; }
+    [ "$r" = 1 ] && row "${MB}MB" "update peak RSS" \
+      "$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$W/err") KiB"
+    grep -o "downloaded $ID .* in [0-9.]* s" "$W/err" | awk '{print $(NF-1)}' >>"$W/agent.t"
+    curl -s --cacert "$W/ca.pem" -o "$W/curl.bin" \
+      -w '%{time_total} %{time_appconnect}\n' "$URL/update/download/$ID" >"$W/c"
+    awk '{print $1}' "$W/c" >>"$W/curl.t"; awk '{print $1-$2}' "$W/c" >>"$W/curlx.t"
+    cmp -s "$W/curl.bin" "$W/pkg.zip" || echo "curl download differs!"
+  done
+  read -r ab am < <(stats <"$W/agent.t")
+  read -r cb cm < <(stats <"$W/curl.t")
+  read -r xb xm < <(stats <"$W/curlx.t")
+  row "${MB}MB" "agent download (best / median)" "$ab / $am s"
+  row "${MB}MB" "curl time_total (best / median)" "$cb / $cm s"
+  row "${MB}MB" "curl minus handshake (best / med)" "$xb / $xm s"
+  row "${MB}MB" "ratio agent/curl (best, median)" \
+    "$(awk -v a="$ab" -v b="$cb" -v c="$am" -v d="$cm" 'BEGIN{printf "%.2fx, %.2fx", a/b, c/d}')"
   # install vs unzip (same file, warm cache)
   mkbox
   t0=$(secs); /usr/bin/time -v "$BIN" -c "$W/box/agent.json" install "$W/pkg.zip" >"$W/out" 2>"$W/err"; t1=$(secs)
-  rss=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$W/err")
-  printf '%-8s %-28s %9s s\n' "${MB}MB" "install ZIP" "$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.3f", b-a}')"
-  printf '%-8s %-28s %7s KiB\n' "${MB}MB" "install peak RSS" "$rss"
+  row "${MB}MB" "install ZIP" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}') s"
+  row "${MB}MB" "install peak RSS" "$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$W/err") KiB"
   rm -rf "$W/unz"; t0=$(secs); unzip -q "$W/pkg.zip" -d "$W/unz"; t1=$(secs)
-  printf '%-8s %-28s %9s s\n' "${MB}MB" "unzip -q" "$(awk -v a=$t0 -v b=$t1 'BEGIN{printf "%.3f", b-a}')"
+  row "${MB}MB" "unzip -q" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}') s"
 done
