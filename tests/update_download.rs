@@ -353,3 +353,63 @@ fn free_space(p: &std::path::Path) -> (u64, u64) {
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
     (s.f_bavail as u64 * s.f_frsize as u64, s.f_fsid as u64)
 }
+
+/// A 200 with no Content-Length: the body ends when the server closes (cleanly, TLS
+/// close_notify), so only the body's end can reveal a `fileSize` that is too big.
+fn close_delimited(package: &[u8]) -> Fault {
+    let mut raw =
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nConnection: close\r\n\r\n".to_vec();
+    raw.extend_from_slice(package);
+    Fault::Raw(raw)
+}
+
+#[test]
+fn file_size_larger_than_a_close_delimited_body_is_refused_without_looping() {
+    let (sim, rig, v1) = setup_on_v1(true);
+    let v2 = big_app("2.0.0");
+    let bytes = zip(&v2);
+    let real = bytes.len() as u64;
+    sim.publish_update("2.0.0", bytes.clone(), "- big");
+    sim.set_file_size_override(Some(real + 4096));
+    sim.set_sticky_fault(DL, Some(close_delimited(&bytes)));
+    let o = rig.run(&["update"]);
+    assert_eq!(code(&o), 21, "{}", text(&o));
+    assert!(text(&o).contains("fileSize"), "{}", text(&o));
+    assert_eq!(
+        sim.count(DL),
+        1,
+        "the whole body was not fetched again and again"
+    );
+    assert_on_v1(&rig, &v1);
+    assert_eq!(part_len(&rig), None);
+
+    // The same body with an honest fileSize is a valid download.
+    sim.set_file_size_override(None);
+    let o = rig.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_on_v2(&rig, &v2);
+}
+
+#[test]
+fn truncated_plain_http_body_is_resumed_not_refused() {
+    // Without TLS a cut connection has no close_notify to miss: the Content-Length
+    // still tells it from a complete body.
+    let sim = Sim::start(SimOptions::default()).unwrap();
+    sim.valid_license(KEY);
+    let rig = Rig::new(&sim.url(), None);
+    let v2 = big_app("2.0.0");
+    sim.publish_update("2.0.0", zip(&v2), "- big");
+    sim.push_fault(
+        DL,
+        Fault::Truncate {
+            after_bytes: 300_000,
+        },
+    );
+    let o = rig.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let ranges = sim.download_ranges();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert!(range_start(&ranges[1]).is_some_and(|n| n > 0), "{ranges:?}");
+    assert_eq!(rig.current().as_deref(), Some("slots/a"));
+    assert_eq!(tree(&rig.slot("a")), expected_tree(&v2));
+}

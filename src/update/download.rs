@@ -432,12 +432,15 @@ fn attempt(
             break;
         }
     }
+    // The body ended by its own framing (Content-Length reached, last chunk, or a
+    // close-delimited body closed cleanly: a cut connection is a read error, handled
+    // above), so a short body is the server's whole package. Resuming would fetch it
+    // again and again (a Range past its end, answered 200 or 416).
     if let Some(s) = want.size {
         if have < s {
-            let _ = file.sync_data();
-            return Err(Failure::Retry(
-                format!("connection closed at {have} of {s} bytes"),
-                have > started,
+            return Err(reject_and_discard(
+                dir,
+                format!("package smaller than its announced fileSize: the body ended at {have} of {s} bytes"),
             ));
         }
     }
