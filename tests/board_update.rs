@@ -4,19 +4,11 @@
 
 mod update_support;
 
-use cybersensei_sim::{Sim, SimOptions};
 use update_support::*;
-
-const KEY: &str = "TEST-KEY-1234";
 
 #[test]
 fn update_from_backend_then_unhealthy_update_rolls_back() {
-    let sim = Sim::start(SimOptions {
-        tls: true,
-        ..Default::default()
-    })
-    .unwrap();
-    sim.valid_license(KEY);
+    let sim = tls_sim();
     let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
 
     let v1 = app("1.0.0");

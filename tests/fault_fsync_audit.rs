@@ -5,12 +5,9 @@
 
 mod update_support;
 
-use cybersensei_sim::{Sim, SimOptions};
 use std::path::Path;
 use std::process::Command;
 use update_support::*;
-
-const KEY: &str = "TEST-KEY-1234";
 
 fn strace_available() -> bool {
     let ok = Command::new("strace")
@@ -216,12 +213,7 @@ fn update_and_telemetry_fsync_before_and_after_every_rename() {
     if !strace_available() {
         return;
     }
-    let sim = Sim::start(SimOptions {
-        tls: true,
-        ..Default::default()
-    })
-    .unwrap();
-    sim.valid_license(KEY);
+    let sim = tls_sim();
     let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
     let under = rig.dir.path().display().to_string();
     let mut report = vec![];

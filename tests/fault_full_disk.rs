@@ -6,21 +6,11 @@
 
 mod update_support;
 
-use cybersensei_sim::{Sim, SimOptions};
+use cybersensei_sim::Sim;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;
 use update_support::*;
-
-fn sim() -> Sim {
-    let sim = Sim::start(SimOptions {
-        tls: true,
-        ..Default::default()
-    })
-    .unwrap();
-    sim.valid_license("TEST-KEY-1234");
-    sim
-}
 
 fn unshare_works() -> bool {
     let ok = Command::new("unshare")
@@ -139,20 +129,11 @@ fn out_of_bytes_is_refused_before_writing() {
     if !unshare_works() {
         return;
     }
-    let sim = sim();
+    let sim = tls_sim();
     let rig = rig_on_small_fs(&sim);
     let v1 = app("1.0.0");
     let mut v2 = app("2.0.0");
-    let mut x = 7u64;
-    let blob: Vec<u8> = (0..3 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    v2.push(file("app/big.bin", &blob));
+    v2.push(file("app/big.bin", &noise(3 << 20, 7)));
     let p1 = rig.package("v1.zip", &zip(&v1));
     let p2 = rig.package("v2.zip", &zip(&v2));
     let codes = scenario(&rig, "size=2m", &p1, &p2);
@@ -164,7 +145,7 @@ fn out_of_inodes_halfway_through_extraction_is_22_and_the_active_slot_is_kept() 
     if !unshare_works() {
         return;
     }
-    let sim = sim();
+    let sim = tls_sim();
     let rig = rig_on_small_fs(&sim);
     let v1 = app("1.0.0");
     let mut v2 = app("2.0.0");

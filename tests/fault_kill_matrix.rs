@@ -6,10 +6,8 @@
 
 mod update_support;
 
-use cybersensei_sim::{Sim, SimOptions};
+use cybersensei_sim::Sim;
 use update_support::*;
-
-const KEY: &str = "TEST-KEY-1234";
 
 /// Version 2: 30 small files plus a 320 KiB incompressible blob, so the download
 /// and the extraction both have many points to be killed at.
@@ -21,16 +19,10 @@ fn v2_entries(version: &str) -> Vec<E> {
             format!("{version} part {i}\n").repeat(40).as_bytes(),
         ));
     }
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    let blob: Vec<u8> = (0..320 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    v.push(file("app/blob.bin", &blob));
+    v.push(file(
+        "app/blob.bin",
+        &noise(320 * 1024, 0x9E37_79B9_7F4A_7C15),
+    ));
     v
 }
 
@@ -111,12 +103,7 @@ fn one_point(sim: &Sim, point: &str, v1: &[E], v2: &[E], unhealthy: bool) -> Out
 
 #[test]
 fn kill_matrix_every_step_download_offset_and_extracted_entry() {
-    let sim = Sim::start(SimOptions {
-        tls: true,
-        ..Default::default()
-    })
-    .unwrap();
-    sim.valid_license(KEY);
+    let sim = tls_sim();
     let v1 = app("1.0.0");
     let v2 = v2_entries("2.0.0");
     let v2_zip = zip(&v2);

@@ -362,3 +362,27 @@ pub fn assert_complete(rig: &Rig, want: &[(&str, &[E])], ctx: &str) -> String {
     );
     version
 }
+
+/// Incompressible bytes (xorshift from `seed`): a package as big as its content.
+pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The simulator over TLS, with `TEST-KEY-1234` (the rigs' key) valid.
+pub fn tls_sim() -> cybersensei_sim::Sim {
+    let sim = cybersensei_sim::Sim::start(cybersensei_sim::SimOptions {
+        tls: true,
+        ..Default::default()
+    })
+    .unwrap();
+    sim.valid_license("TEST-KEY-1234");
+    sim
+}
