@@ -14,17 +14,11 @@ const DL: &str = "/update/download/";
 
 /// A package of `version` big enough to take many reads (about 1 MiB, stored).
 fn big_app(version: &str) -> Vec<E> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ version.len() as u64;
-    let blob: Vec<u8> = (0..(1 << 20))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
     let mut e = app(version);
-    e.push(E::File("app/blob.bin".into(), blob, 0o644));
+    e.push(file(
+        "app/blob.bin",
+        &noise(1 << 20, 0x9e37_79b9_7f4a_7c15 ^ version.len() as u64),
+    ));
     e
 }
 
@@ -50,6 +44,20 @@ fn setup_on_v1(range_support: bool) -> (Sim, Rig, Vec<E>) {
     assert_eq!(rig.current().as_deref(), Some("slots/a"));
     sim.clear_requests();
     (sim, rig, v1)
+}
+
+/// Publishes the big 2.0.0; returns its entries and its package size.
+fn publish_big_v2(sim: &Sim) -> (Vec<E>, u64) {
+    let v2 = big_app("2.0.0");
+    let bytes = zip(&v2);
+    let real = bytes.len() as u64;
+    sim.publish_update("2.0.0", bytes, "- big");
+    (v2, real)
+}
+
+/// The next download stops after `n` bytes (once).
+fn cut_once(sim: &Sim, n: u64) {
+    sim.push_fault(DL, Fault::Truncate { after_bytes: n });
 }
 
 fn part(rig: &Rig) -> PathBuf {
@@ -88,12 +96,7 @@ fn truncated_download_resumes_with_range_in_the_same_run() {
     let (sim, rig, _v1) = setup_on_v1(true);
     let v2 = big_app("2.0.0");
     sim.publish_update("2.0.0", zip(&v2), "- big");
-    sim.push_fault(
-        DL,
-        Fault::Truncate {
-            after_bytes: 300_000,
-        },
-    );
+    cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let ranges = sim.download_ranges();
@@ -110,12 +113,7 @@ fn truncated_download_then_next_update_resumes_with_range() {
     let v2 = big_app("2.0.0");
     sim.publish_update("2.0.0", zip(&v2), "- big");
     // The body breaks, then the server is gone for the rest of this run.
-    sim.push_fault(
-        DL,
-        Fault::Truncate {
-            after_bytes: 400_000,
-        },
-    );
+    cut_once(&sim, 400_000);
     sim.set_sticky_fault(DL, Some(Fault::Reset));
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 14, "{}", text(&o));
@@ -139,12 +137,7 @@ fn server_without_range_support_restarts_from_zero() {
     rig.set("log", "level", "debug".into());
     let v2 = big_app("2.0.0");
     sim.publish_update("2.0.0", zip(&v2), "- big");
-    sim.push_fault(
-        DL,
-        Fault::Truncate {
-            after_bytes: 300_000,
-        },
-    );
+    cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let ranges = sim.download_ranges();
@@ -211,12 +204,7 @@ fn refused_then_clean_start(sim: &Sim, rig: &Rig, v1: &[E], v2: &[E], lift: impl
 
 /// A partial file of the right update, as a broken earlier run leaves it.
 fn leave_partial(sim: &Sim, rig: &Rig) -> u64 {
-    sim.push_fault(
-        DL,
-        Fault::Truncate {
-            after_bytes: 200_000,
-        },
-    );
+    cut_once(sim, 200_000);
     sim.set_sticky_fault(DL, Some(Fault::Reset));
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 14, "{}", text(&o));
@@ -229,10 +217,7 @@ fn leave_partial(sim: &Sim, rig: &Rig) -> u64 {
 #[test]
 fn file_size_larger_than_the_body_is_refused() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    let bytes = zip(&v2);
-    let real = bytes.len() as u64;
-    sim.publish_update("2.0.0", bytes, "- big");
+    let (v2, real) = publish_big_v2(&sim);
     sim.set_file_size_override(Some(real + 4096));
     refused_then_clean_start(&sim, &rig, &v1, &v2, || sim.set_file_size_override(None));
 }
@@ -240,10 +225,7 @@ fn file_size_larger_than_the_body_is_refused() {
 #[test]
 fn file_size_smaller_than_the_body_is_refused() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    let bytes = zip(&v2);
-    let real = bytes.len() as u64;
-    sim.publish_update("2.0.0", bytes, "- big");
+    let (v2, real) = publish_big_v2(&sim);
     sim.set_file_size_override(Some(real - 4096));
     refused_then_clean_start(&sim, &rig, &v1, &v2, || sim.set_file_size_override(None));
 }
@@ -251,10 +233,7 @@ fn file_size_smaller_than_the_body_is_refused() {
 #[test]
 fn file_size_lie_after_a_partial_download_is_refused_and_not_resumed() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    let bytes = zip(&v2);
-    let real = bytes.len() as u64;
-    sim.publish_update("2.0.0", bytes, "- big");
+    let (v2, real) = publish_big_v2(&sim);
     let kept = leave_partial(&sim, &rig);
     sim.clear_requests();
     sim.set_file_size_override(Some(real - 1));
@@ -313,10 +292,7 @@ fn wrong_checksum_in_the_header_is_refused_after_a_resume() {
 #[test]
 fn package_over_max_package_size_is_refused_before_downloading() {
     let (sim, mut rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    let bytes = zip(&v2);
-    let real = bytes.len() as u64;
-    sim.publish_update("2.0.0", bytes, "- big");
+    let (_v2, real) = publish_big_v2(&sim);
     rig.set("updates", "max_package_size", (real - 1).into());
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 21, "{}", text(&o));
@@ -399,12 +375,7 @@ fn truncated_plain_http_body_is_resumed_not_refused() {
     let rig = Rig::new(&sim.url(), None);
     let v2 = big_app("2.0.0");
     sim.publish_update("2.0.0", zip(&v2), "- big");
-    sim.push_fault(
-        DL,
-        Fault::Truncate {
-            after_bytes: 300_000,
-        },
-    );
+    cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let ranges = sim.download_ranges();
