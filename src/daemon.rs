@@ -47,6 +47,8 @@ pub struct Daemon<'a> {
     license: LicenseState,
     services_running: Option<bool>,
     clock_warned: bool,
+    /// The agent a just-committed update brought, to be exec'd once the loop ends.
+    new_agent: Option<PathBuf>,
     /// Steps run so far.
     pub counters: Counters,
 }
@@ -71,9 +73,13 @@ pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
         }
     };
     let clock = SystemClock::new();
+    let mut new_agent = None;
     let code = match Daemon::new(cfg, config_path, &clock) {
         Ok(mut d) => match d.run() {
-            Ok(()) => exit::OK,
+            Ok(()) => {
+                new_agent = d.new_agent().map(Path::to_path_buf);
+                exit::OK
+            }
             Err(e) => {
                 log::error!("daemon stopped: {e}");
                 e.exit_code()
@@ -86,7 +92,26 @@ pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
         }
     };
     drop(run_lock);
+    if let Some(agent) = new_agent {
+        return exec_agent(&agent);
+    }
     code
+}
+
+/// Replaces this process with the updated agent, same arguments and pid (the init
+/// system's pidfile stays right). Returns only if the exec failed.
+fn exec_agent(agent: &Path) -> u8 {
+    use std::os::unix::process::CommandExt;
+    log::info!(
+        "update brought a new agent: restarting as {}",
+        agent.display()
+    );
+    let err = std::process::Command::new(agent)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    log::error!("cannot run the new agent {}: {err}", agent.display());
+    // Non-zero, so a supervisor (systemd Restart=on-failure) starts us again.
+    exit::FAILURE
 }
 
 impl<'a> Daemon<'a> {
@@ -105,6 +130,7 @@ impl<'a> Daemon<'a> {
             license: LicenseState::Unknown,
             services_running: None,
             clock_warned: false,
+            new_agent: None,
             counters: Counters::default(),
         })
     }
@@ -132,9 +158,18 @@ impl<'a> Daemon<'a> {
             self.ctx.cfg.backend.url
         );
         self.start()?;
-        while self.tick() {}
+        while self.tick() {
+            if self.new_agent.is_some() {
+                return Ok(());
+            }
+        }
         log::info!("stopping on signal");
         Ok(())
+    }
+
+    /// The agent binary an update just installed, when the loop ended to run it.
+    pub fn new_agent(&self) -> Option<&Path> {
+        self.new_agent.as_deref()
     }
 
     /// Recovery of an interrupted update, the boot validation, and the first schedule.
@@ -409,12 +444,29 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.checks += 1;
+        let before = update::active(&self.ctx.cfg).0;
         match update::daemon_step(&self.ctx) {
             Ok(()) => {}
             Err(Error::Interrupted) => return,
             Err(e) => log::warn!("update: {e}"),
         }
         self.next_check = now + self.jittered(interval);
+        // A committed update that carries an agent: run it now rather than at the next
+        // reboot (the init script would pick the same binary). It answered --version
+        // before the commit.
+        let after = update::active(&self.ctx.cfg).0;
+        if after.is_some() && after != before {
+            let agent = self
+                .ctx
+                .cfg
+                .install
+                .root
+                .join("current")
+                .join(update::AGENT_IN_SLOT);
+            if agent.is_file() {
+                self.new_agent = Some(agent);
+            }
+        }
     }
 
     /// The config in force.

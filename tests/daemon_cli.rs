@@ -289,3 +289,51 @@ fn sigterm_during_a_slow_download_exits_0_and_the_next_update_resumes() {
     assert!(start >= 64 * 1024, "resumed from {start}: {ranges:?}");
     assert_eq!(node.status()["version"], "2.0.0");
 }
+
+#[test]
+fn a_committed_update_carrying_an_agent_is_execd_in_place() {
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let mut node = Node::new(&sim);
+    node.set("schedule", "splay", false.into());
+    node.set("updates", "auto_download", true.into());
+    node.set("updates", "auto_install", true.into());
+    // The "new agent": answers the --version probe, then records how it was started.
+    let marker = node.dir.path().join("new-agent-ran");
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo cybersensei-agent 9.9.9; exit 0; }}\necho \"$$ $*\" > '{}'\nexec sleep 30\n",
+        marker.display()
+    );
+    let pkg = {
+        use std::io::Write;
+        use zip::write::SimpleFileOptions;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        w.start_file("VERSION", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(b"9.9.9\n").unwrap();
+        w.start_file(
+            "bin/cybersensei-agent",
+            SimpleFileOptions::default().unix_permissions(0o755),
+        )
+        .unwrap();
+        w.write_all(script.as_bytes()).unwrap();
+        w.finish().unwrap().into_inner()
+    };
+    sim.publish_update("9.9.9", pkg, "- new agent");
+    let mut child = spawn(&node);
+    wait_for("the new agent to run", Duration::from_secs(20), || {
+        std::fs::read_to_string(&marker).is_ok_and(|s| s.ends_with('\n'))
+    });
+    let ran = std::fs::read_to_string(&marker).unwrap();
+    let (pid, args) = ran.trim().split_once(' ').unwrap();
+    // Same process (exec, not a child): the init system's pidfile stays right.
+    assert_eq!(pid, child.id().to_string(), "{ran}");
+    assert_eq!(
+        args,
+        format!("-c {} run", node.config.display()),
+        "same arguments"
+    );
+    assert_eq!(node.status()["version"], "9.9.9");
+    let _ = child.kill();
+    let _ = child.wait();
+}
