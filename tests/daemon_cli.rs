@@ -291,7 +291,7 @@ fn sigterm_during_a_slow_download_exits_0_and_the_next_update_resumes() {
 }
 
 #[test]
-fn a_committed_update_carrying_an_agent_is_execd_in_place() {
+fn an_update_carrying_an_agent_is_handed_to_it_and_committed_by_it() {
     let sim = harness::sim();
     sim.valid_license(KEY);
     let mut node = Node::new(&sim);
@@ -333,7 +333,17 @@ fn a_committed_update_carrying_an_agent_is_execd_in_place() {
         format!("-c {} run", node.config.display()),
         "same arguments"
     );
-    assert_eq!(node.status()["version"], "9.9.9");
+    // Not committed by the old agent: the new one must prove it runs first.
+    let journal = node.state_dir.join("update/journal.json");
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&journal).unwrap()).unwrap();
+    assert_eq!(j["step"], "switched", "{j}");
     let _ = child.kill();
     let _ = child.wait();
+    // What the real new agent does at start: recovery health-checks and commits.
+    let o = node.run(&["validate"]);
+    assert_eq!(code(&o), 0, "{}", harness::text(&o));
+    assert!(!journal.exists(), "not committed");
+    let st = node.status();
+    assert_eq!(st["version"], "9.9.9");
+    assert_eq!(st["update"]["state"], "idle", "{st}");
 }

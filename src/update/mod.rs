@@ -265,6 +265,7 @@ pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
             latest_version: c.latest_version.clone(),
             sha256: Some(pkg.sha256.clone()),
         },
+        false,
     )
 }
 
@@ -331,7 +332,7 @@ pub fn install_file(ctx: &Ctx, zip: &Path) -> Result<UpdateReport> {
         fail(ctx, UpdateState::Failed, &e);
         return Err(e);
     }
-    install_package(ctx, zip, Source::default())
+    install_package(ctx, zip, Source::default(), false)
 }
 
 /// Switches back to the other slot if it holds a complete installation.
@@ -357,7 +358,7 @@ pub fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
     };
-    switch(ctx, &mut j)
+    switch(ctx, &mut j, false)
 }
 
 /// The daemon's hourly step: check, then download/install as `auto_*` allow.
@@ -391,7 +392,7 @@ pub fn daemon_step(ctx: &Ctx) -> Result<()> {
             Err(e) => Err(e),
         }
     } else {
-        install_package(ctx, &pkg.path, src).map(|_| ())
+        install_package(ctx, &pkg.path, src, true).map(|_| ())
     }
 }
 
@@ -419,7 +420,9 @@ fn verify_package(ctx: &Ctx, path: &Path) -> Result<verify::Package> {
 }
 
 /// Verify, stage into the inactive slot, then switch.
-fn install_package(ctx: &Ctx, path: &Path, src: Source) -> Result<UpdateReport> {
+/// `hand_over`: the caller (the daemon) will exec a new agent the package brings, and
+/// that agent finishes the update (see `switch`).
+fn install_package(ctx: &Ctx, path: &Path, src: Source, hand_over: bool) -> Result<UpdateReport> {
     set_state(ctx, UpdateState::Verifying);
     let pkg = verify_package(ctx, path)?;
     let version = pkg
@@ -437,7 +440,7 @@ fn install_package(ctx: &Ctx, path: &Path, src: Source) -> Result<UpdateReport> 
         fail(ctx, UpdateState::Failed, e);
     })?;
     let mut j = staged;
-    switch(ctx, &mut j)
+    switch(ctx, &mut j, hand_over)
 }
 
 /// Stages a verified package into the inactive slot; returns the journal, at the
@@ -542,7 +545,11 @@ fn probe_agent(ctx: &Ctx, slot_dir: &Path) -> Result<()> {
 }
 
 /// Stop, switch `current`, start, health-check; from a journal at `Switching`.
-fn switch(ctx: &Ctx, j: &mut Journal) -> Result<UpdateReport> {
+/// With `hand_over`, an update whose slot carries an agent stops at `Switched`: the
+/// daemon execs that agent, whose start-up recovery runs the health check and commits
+/// (or rolls back after `max_boot_attempts` starts), so a new agent that cannot keep
+/// running is never committed.
+fn switch(ctx: &Ctx, j: &mut Journal, hand_over: bool) -> Result<UpdateReport> {
     let d = dir(&ctx.cfg);
     let layout = Layout::new(&ctx.cfg.install.root);
     j.step = Step::Switching;
@@ -559,7 +566,17 @@ fn switch(ctx: &Ctx, j: &mut Journal) -> Result<UpdateReport> {
     j.attempts = 1;
     journal::save(&d, j)?;
     set_state(ctx, UpdateState::HealthCheck);
-    health_and_commit(ctx, j)?;
+    if hand_over
+        && j.kind == Kind::Update
+        && layout.slot_dir(&j.target).join(AGENT_IN_SLOT).is_file()
+    {
+        log::info!(
+            "version {} brings a new agent: it health-checks and commits after the restart",
+            j.version
+        );
+    } else {
+        health_and_commit(ctx, j)?;
+    }
     let (slot, version) = active(&ctx.cfg);
     Ok(UpdateReport {
         version,
