@@ -2,7 +2,8 @@
 # Installs, idempotently, what the board scripts need on a fresh Debian 12 machine:
 # rustup targets (+ nightly rust-src for armv7 musl), zig and cargo-zigbuild (PyPI),
 # Debian cross gcc (alternative linker, sysroots for qemu-user -L), qemu-user,
-# qemu-system-arm, busybox, cpio, e2fsprogs (boot test), systemd (systemd-analyze).
+# qemu-system-arm, busybox, cpio, e2fsprogs (boot test), systemd (systemd-analyze),
+# strace (tests/fault_fsync_audit.rs).
 # BOARD_SETUP_MINIMAL=1 skips the boot-test packages.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ have start-stop-daemon || need_apt+=(dpkg)
 have systemd-analyze || need_apt+=(systemd)
 have busybox || need_apt+=(busybox-static)
 have file || need_apt+=(file)
+have strace || need_apt+=(strace)
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
   have qemu-system-aarch64 || need_apt+=(qemu-system-arm)
   have cpio || need_apt+=(cpio)
