@@ -2,8 +2,7 @@
 # Installs, idempotently, what the board scripts need on a fresh Debian 12 machine:
 # rustup targets (+ nightly rust-src for armv7 musl), zig and cargo-zigbuild (PyPI),
 # Debian cross gcc (alternative linker, sysroots for qemu-user -L), qemu-user,
-# qemu-system-arm, busybox, cpio, e2fsprogs (boot test), systemd (systemd-analyze),
-# strace (tests/fault_fsync_audit.rs).
+# qemu-system-arm, busybox, cpio, e2fsprogs (boot test), systemd (systemd-analyze).
 # BOARD_SETUP_MINIMAL=1 skips the boot-test packages.
 set -euo pipefail
 
