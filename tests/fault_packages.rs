@@ -1,159 +1,274 @@
-//! Hostile packages beyond the usual zip-slip list, crafted byte by byte where the
-//! `zip` writer refuses to make them: duplicate names, NUL in a name, local and
-//! central headers that disagree, a signature made for another manifest. Each is
-//! refused with 21 before any slot is touched, nothing lands outside install.root,
-//! and a good package installs afterwards.
+//! Hostile packages (issue 8, part 4), crafted byte by byte where the zip writer
+//! refuses to produce them: duplicate names, NUL and backslashes in names, a hard
+//! link (PKWARE Unix extra field 0x000d), local and central headers that disagree,
+//! a manifest listing absent files, a signature over another manifest. Each must be
+//! refused with exit 21, `current` and the active slot unchanged, nothing written
+//! outside install.root.
 
 mod update_support;
 
 use serde_json::json;
+use std::collections::BTreeMap;
 use update_support::*;
 
-/// Replaces `from` by `to` (same length) in the local headers (`local`) and/or the
-/// central directory (`central`) of a ZIP.
-fn patch_name(z: &mut [u8], from: &str, to: &str, local: bool, central: bool) {
-    assert_eq!(from.len(), to.len());
-    let sigs: Vec<(&[u8], usize)> = [
-        (local, (&b"PK\x03\x04"[..], 30usize)),
-        (central, (&b"PK\x01\x02"[..], 46usize)),
-    ]
-    .into_iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, s)| s)
-    .collect();
-    let mut patched = 0;
-    for (sig, name_at) in sigs {
-        let mut i = 0;
-        while i + name_at + from.len() <= z.len() {
-            if &z[i..i + 4] == sig && &z[i + name_at..i + name_at + from.len()] == from.as_bytes() {
-                z[i + name_at..i + name_at + from.len()].copy_from_slice(to.as_bytes());
-                patched += 1;
-            }
-            i += 1;
-        }
+/// One raw entry: name in the local and central headers, data, stored.
+#[derive(Clone)]
+struct Raw {
+    local_name: Vec<u8>,
+    central_name: Vec<u8>,
+    data: Vec<u8>,
+    /// Size written in the central header (None: the real one).
+    central_size: Option<u32>,
+    /// Compression method in the local header (central always says stored).
+    local_method: u16,
+    /// Extra field in both headers.
+    extra: Vec<u8>,
+    mode: u32,
+}
+
+fn raw(name: &[u8], data: &[u8]) -> Raw {
+    Raw {
+        local_name: name.to_vec(),
+        central_name: name.to_vec(),
+        data: data.to_vec(),
+        central_size: None,
+        local_method: 0,
+        extra: Vec::new(),
+        mode: 0o100644,
     }
-    assert!(patched > 0, "{from} not found");
 }
 
-/// Writes a little-endian u32 at `off` of the first header with `sig`.
-fn patch_u32(z: &mut [u8], sig: &[u8], off: usize, v: u32) {
-    let p = z.windows(4).position(|w| w == sig).unwrap();
-    z[p + off..p + off + 4].copy_from_slice(&v.to_le_bytes());
+fn crc(d: &[u8]) -> u32 {
+    let mut c = flate2::Crc::new();
+    c.update(d);
+    c.sum()
 }
 
-/// Every file outside install.root and state_dir, with its digest.
-fn outside(rig: &Rig) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = tree(rig.dir.path())
-        .into_iter()
-        .filter(|(k, _)| !k.starts_with("opt") && !k.starts_with("state") && !k.ends_with(".zip"))
-        .filter(|(k, _)| k != "agent.log")
-        .collect();
-    v.sort();
+/// A stored ZIP from raw entries (no data descriptors, no zip64).
+fn build(entries: &[Raw]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for e in entries {
+        let off = out.len() as u32;
+        let (c, n) = (crc(&e.data), e.data.len() as u32);
+        out.extend_from_slice(b"PK\x03\x04");
+        out.extend_from_slice(&20u16.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&e.local_method.to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0x21, 0]); // time, date
+        out.extend_from_slice(&c.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(e.local_name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(e.extra.len() as u16).to_le_bytes());
+        out.extend_from_slice(&e.local_name);
+        out.extend_from_slice(&e.extra);
+        out.extend_from_slice(&e.data);
+        let cn = e.central_size.unwrap_or(n);
+        central.extend_from_slice(b"PK\x01\x02");
+        central.extend_from_slice(&(0x0300u16 | 20).to_le_bytes()); // made by Unix
+        central.extend_from_slice(&20u16.to_le_bytes());
+        central.extend_from_slice(&0u16.to_le_bytes());
+        central.extend_from_slice(&0u16.to_le_bytes());
+        central.extend_from_slice(&[0, 0, 0x21, 0]);
+        central.extend_from_slice(&c.to_le_bytes());
+        central.extend_from_slice(&cn.to_le_bytes());
+        central.extend_from_slice(&cn.to_le_bytes());
+        central.extend_from_slice(&(e.central_name.len() as u16).to_le_bytes());
+        central.extend_from_slice(&(e.extra.len() as u16).to_le_bytes());
+        central.extend_from_slice(&0u16.to_le_bytes()); // comment
+        central.extend_from_slice(&0u16.to_le_bytes()); // disk
+        central.extend_from_slice(&0u16.to_le_bytes()); // internal attrs
+        central.extend_from_slice(&(e.mode << 16).to_le_bytes());
+        central.extend_from_slice(&off.to_le_bytes());
+        central.extend_from_slice(&e.central_name);
+        central.extend_from_slice(&e.extra);
+    }
+    let cd_off = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_off.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+/// PKWARE Unix extra field (APPNOTE 4.5.7, id 0x000d): atime, mtime, uid, gid, then
+/// the "linked to" name of a hard or symbolic link.
+fn unix_extra_link(target: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&0x000du16.to_le_bytes());
+    v.extend_from_slice(&((12 + target.len()) as u16).to_le_bytes());
+    v.extend_from_slice(&[0u8; 12]);
+    v.extend_from_slice(target);
     v
 }
 
+fn outside(rig: &Rig) -> BTreeMap<String, String> {
+    tree(rig.dir.path())
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip")
+        .collect()
+}
+
 #[test]
-fn crafted_packages_are_refused_before_any_slot_is_touched() {
+fn hostile_packages_are_refused_with_21_and_touch_nothing() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
     let (kp, pk) = keypair();
     let good = app("2.0.0");
+    let ok = raw(b"ok.txt", b"fine");
 
-    let duplicate = {
-        let mut z = zip(&[file("a.txt", b"first"), file("b.txt", b"second")]);
-        patch_name(&mut z, "b.txt", "a.txt", true, true);
-        z
-    };
-    let nul = {
-        let mut z = zip(&[file("ok.txt", b"x"), file("evil.txt", b"x")]);
-        patch_name(&mut z, "evil.txt", "ev\0l.txt", true, true);
-        z
-    };
-    // The central directory says `safe.txt`; the local header says `../x.txt`.
-    let local_disagrees = {
-        let mut z = zip(&[file("safe.txt", b"payload")]);
-        patch_name(&mut z, "safe.txt", "../x.txt", true, false);
-        z
-    };
-    // The local header claims more bytes than the central directory.
-    let sizes_disagree = {
-        let mut z = zip(&[file("a.txt", b"0123456789")]);
-        patch_u32(&mut z, b"PK\x03\x04", 18, 5000);
-        patch_u32(&mut z, b"PK\x03\x04", 22, 5000);
-        z
-    };
-    // A genuine signature, by the right key, of another manifest (version 1's).
-    let sig_of_other = {
-        use base64::Engine;
-        let other = manifest("1.0.0", &app("1.0.0"));
-        let sig = base64::engine::general_purpose::STANDARD.encode(kp.sign(&other).as_ref());
+    // A signature over another manifest: version 2.0.0's manifest is signed, 2.0.1's
+    // (listing the same files) is shipped.
+    let sig_other = {
+        let signed_m = manifest("2.0.0", &good);
+        let shipped = manifest("2.0.1", &good);
         let mut e = good.clone();
-        e.push(file("manifest.json", &manifest("2.0.0", &good)));
-        e.push(file("manifest.sig", sig.as_bytes()));
+        e.push(file("manifest.json", &shipped));
+        e.push(file(
+            "manifest.sig",
+            b64(kp.sign(&signed_m).as_ref()).as_bytes(),
+        ));
         zip(&e)
     };
-    // A socket (S_IFSOCK) entry: ZIP cannot express a hard link at all (no type for
-    // it in the Unix mode bits, which are all the extractor reads), so the other
-    // non-regular types are what an attacker has.
-    let socket = zip(&[E::Raw("sock".into(), vec![], 0o140644u32 << 16)]);
-
-    let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
-        ("duplicate entry names", duplicate, false, "duplicate"),
-        ("NUL in a name", nul, false, "NUL"),
+    // A correctly signed manifest listing a file the ZIP lacks.
+    let listed_absent = {
+        let m = manifest(
+            "2.0.0",
+            &[good.clone(), vec![file("bin/helper", b"x")]].concat(),
+        );
+        let mut e = good.clone();
+        e.push(file("manifest.json", &m));
+        e.push(file("manifest.sig", b64(kp.sign(&m).as_ref()).as_bytes()));
+        zip(&e)
+    };
+    // Unsigned (no key configured): the manifest is still an integrity check.
+    let listed_absent_unsigned = {
+        let m = manifest(
+            "2.0.0",
+            &[good.clone(), vec![file("lib/x.so", b"x")]].concat(),
+        );
+        let mut e = good.clone();
+        e.push(file("manifest.json", &m));
+        zip(&e)
+    };
+    let mut hard = raw(b"etc-passwd", b"");
+    hard.extra = unix_extra_link(b"/etc/passwd");
+    let mut hard_rel = raw(b"copy", b"");
+    hard_rel.extra = unix_extra_link(b"../../../../etc/shadow");
+    let mut name_differs = raw(b"app.txt", b"data");
+    name_differs.local_name = b"../x.txt".to_vec();
+    let mut size_differs = raw(b"big.txt", b"0123456789");
+    size_differs.central_size = Some(4);
+    let mut method_differs = raw(b"m.txt", b"0123456789");
+    method_differs.local_method = 8;
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
         (
-            "local header name differs from central",
-            local_disagrees,
+            "duplicate names",
+            build(&[raw(b"a.txt", b"1"), raw(b"a.txt", b"2")]),
             false,
-            "filename mismatch",
         ),
         (
-            "local header sizes differ from central",
-            sizes_disagree,
+            "duplicate after normalization (file and dir/)",
+            build(&[raw(b"a", b"1"), {
+                let mut d = raw(b"a/", b"");
+                d.mode = 0o040755;
+                d
+            }]),
             false,
-            "size mismatch",
         ),
-        ("socket entry", socket, false, "special file"),
         (
-            "signature made for another manifest",
-            sig_of_other,
+            "NUL in name",
+            build(&[ok.clone(), raw(b"bin/run\0.txt", b"x")]),
+            false,
+        ),
+        ("NUL hiding ..", build(&[raw(b"../\0evil", b"x")]), false),
+        (
+            "backslash traversal",
+            build(&[raw(b"..\\..\\evil.txt", b"x")]),
+            false,
+        ),
+        (
+            "backslash in a name",
+            build(&[raw(b"bin\\run", b"x")]),
+            false,
+        ),
+        ("drive letter", build(&[raw(b"C:\\evil.txt", b"x")]), false),
+        (
+            "hard link to /etc/passwd",
+            build(&[ok.clone(), hard]),
+            false,
+        ),
+        ("hard link, relative escape", build(&[hard_rel]), false),
+        ("local name != central name", build(&[name_differs]), false),
+        ("central size != local size", build(&[size_differs]), false),
+        (
+            "local method deflate, central stored",
+            build(&[method_differs]),
+            false,
+        ),
+        (
+            "manifest lists an absent file (signed)",
+            listed_absent,
             true,
-            "does not verify",
         ),
+        (
+            "manifest lists an absent file (unsigned)",
+            listed_absent_unsigned,
+            false,
+        ),
+        ("signature over another manifest", sig_other, true),
     ];
-    println!("{:<44} exit  reason", "case");
-    for (name, bytes, needs_key, why) in cases {
+    println!("\n| hostile package | exit | reason |");
+    println!("|---|---|---|");
+    let mut failures = Vec::new();
+    for (name, bytes, needs_key) in cases {
         let mut rig = Rig::offline();
         if needs_key {
             rig.set("updates", "public_key", json!(pk));
         }
         let v1 = app("1.0.0");
-        let first = if needs_key {
-            zip(&signed("1.0.0", &v1, &kp))
+        let o = if needs_key {
+            rig.install(&zip(&signed("1.0.0", &v1, &kp)))
         } else {
-            zip(&v1)
+            rig.install(&zip(&v1))
         };
-        assert_eq!(code(&rig.install(&first)), 0, "{name}: v1");
+        assert_eq!(code(&o), 0, "{name}: v1: {}", text(&o));
         let slot_a = tree(&rig.slot("a"));
         let before = outside(&rig);
         let o = rig.install(&bytes);
-        let said = text(&o);
-        let reason = said
+        let reason = text(&o)
             .lines()
-            .find(|l| l.starts_with("error:"))
+            .find(|l| l.contains("error"))
             .unwrap_or("")
             .to_string();
-        println!("{name:<44} {:<5} {reason}", code(&o));
-        assert_eq!(code(&o), 21, "{name}: {said}");
-        assert!(reason.contains(why), "{name}: wrong reason: {said}");
-        assert_eq!(rig.current().as_deref(), Some("slots/a"), "{name}");
-        assert_eq!(tree(&rig.slot("a")), slot_a, "{name}: active slot changed");
-        assert_eq!(outside(&rig), before, "{name}: wrote outside");
-        assert!(!rig.dir.path().join("x.txt").exists(), "{name}");
-        assert_eq!(rig.status()["version"], "1.0.0", "{name}");
-        let next = if needs_key {
-            zip(&signed("2.0.0", &good, &kp))
-        } else {
-            zip(&good)
-        };
-        let o = rig.install(&next);
-        assert_eq!(code(&o), 0, "{name}: good after bad: {}", text(&o));
+        println!("| {name} | {} | {} |", code(&o), reason.replace('|', "\\|"));
+        let mut problems = Vec::new();
+        if code(&o) != 21 {
+            problems.push(format!("exit {}: {}", code(&o), text(&o)));
+        }
+        if rig.current().as_deref() != Some("slots/a") {
+            problems.push(format!("current -> {:?}", rig.current()));
+        }
+        if tree(&rig.slot("a")) != slot_a {
+            problems.push("active slot changed".into());
+        }
+        if outside(&rig) != before {
+            problems.push("wrote outside install.root/state_dir".into());
+        }
+        if !tree(&rig.slot("b")).is_empty() {
+            problems.push(format!("slot b not empty: {:?}", tree(&rig.slot("b"))));
+        }
+        if rig.status()["version"] != "1.0.0" {
+            problems.push("status version changed".into());
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{name}: {}", problems.join("; ")));
+        }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -113,7 +113,10 @@ pub fn recover(ctx: &Ctx) -> Result<()> {
     let d = dir(&ctx.cfg);
     let mut j = match journal::load(&d) {
         Ok(Some(j)) => j,
-        Ok(None) => return Ok(()),
+        Ok(None) => {
+            settle_stale_state(ctx);
+            return Ok(());
+        }
         Err(e) => {
             // Atomic writes make this unreachable short of disk corruption; `current`
             // still names a slot that was complete when it was switched to.
@@ -184,6 +187,35 @@ pub fn recover(ctx: &Ctx) -> Result<()> {
         }
         other => other,
     }
+}
+
+/// Without a journal nothing is in flight (recovery runs under the state lock), so a
+/// downloading/verifying state left by a process that died (power cut, kill -9 in the
+/// middle of a download) is stale: reset it, or status.json would claim a download
+/// forever. The partial download stays and is resumed by the next update.
+fn settle_stale_state(ctx: &Ctx) {
+    let u = Status::load(&ctx.cfg.state_dir).update;
+    if !matches!(
+        u.state,
+        UpdateState::Downloading
+            | UpdateState::Verifying
+            | UpdateState::Installing
+            | UpdateState::HealthCheck
+    ) {
+        return;
+    }
+    let was = format!("{:?}", u.state).to_lowercase();
+    log::warn!("update.state was {was} but no update is in flight: interrupted");
+    report(ctx, |u| {
+        u.state = if u.available {
+            UpdateState::Available
+        } else {
+            UpdateState::Idle
+        };
+        u.last_error = Some(format!(
+            "interrupted while {was} (the agent stopped); the next update resumes"
+        ));
+    });
 }
 
 /// Asks the backend once; records the answer in status.json.

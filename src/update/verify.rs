@@ -168,12 +168,19 @@ pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Pa
         signed: false,
     };
     let mut seen = HashSet::new();
+    let mut headers =
+        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     for i in 0..zip.len() {
         let e = zip
             .by_index_data(i)
             .map_err(|e| reject(format!("entry {i}: {e}")))?;
         let raw = e.name_raw();
         let name = check_name(raw)?;
+        if unix_extra_links(&mut headers, e.header_start(), e.central_header_start()) {
+            return Err(reject(format!(
+                "{name}: hard link or device node (PKWARE Unix extra field) refused: only files, directories and links"
+            )));
+        }
         if e.encrypted() {
             return Err(reject(format!(
                 "{name}: encrypted entries are not supported"
@@ -263,6 +270,49 @@ pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Pa
     }
     scan_data(&mut zip, &pkg, manifest.as_ref())?;
     Ok(pkg)
+}
+
+/// Whether the local or central header of an entry carries PKWARE's Unix extra
+/// field (APPNOTE 4.5.7, id 0x000d) with its variable part: the "linked to" name of
+/// a hard link (or a symlink) or a device's numbers. The zip crate ignores that
+/// field, so such an entry would silently become a plain (often empty) file.
+fn unix_extra_links(f: &mut File, local: u64, central: u64) -> bool {
+    // (offset, signature, offset of the name length, offset of the fixed part's end)
+    [
+        (local, *b"PK\x03\x04", 26, 30),
+        (central, *b"PK\x01\x02", 28, 46),
+    ]
+    .iter()
+    .any(|&(at, sig, lens, fixed)| {
+        let mut head = [0u8; 46];
+        if f.seek(SeekFrom::Start(at)).is_err() || f.read_exact(&mut head[..fixed]).is_err() {
+            return false;
+        }
+        if head[..4] != sig {
+            return false;
+        }
+        let name_len = u16::from_le_bytes([head[lens], head[lens + 1]]) as u64;
+        let extra_len = u16::from_le_bytes([head[lens + 2], head[lens + 3]]) as usize;
+        let mut extra = vec![0u8; extra_len];
+        if f.seek(SeekFrom::Start(at + fixed as u64 + name_len))
+            .is_err()
+            || f.read_exact(&mut extra).is_err()
+        {
+            return false;
+        }
+        let mut rest = &extra[..];
+        while rest.len() >= 4 {
+            let id = u16::from_le_bytes([rest[0], rest[1]]);
+            let len = u16::from_le_bytes([rest[2], rest[3]]) as usize;
+            let body = rest.get(4..4 + len).unwrap_or(&rest[4..]);
+            // 12 fixed bytes (atime, mtime, uid, gid), then the variable part.
+            if id == 0x000d && body.len() > 12 {
+                return true;
+            }
+            rest = rest.get(4 + len..).unwrap_or(&[]);
+        }
+        false
+    })
 }
 
 /// Number of entries the end-of-central-directory record declares, when it is a
