@@ -84,11 +84,25 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 /// Creates a directory (and parents) with the given mode if it does not exist.
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
+    if path.is_dir() {
+        return Ok(());
+    }
+    // The directories this call creates, outermost first: each new entry is made
+    // durable in its parent, so a file later fsynced inside is reachable after a
+    // power cut.
+    let mut created: Vec<&Path> = path.ancestors().take_while(|p| !p.exists()).collect();
+    created.reverse();
     fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
         .create(path)
-        .map_err(|e| Error::io(format!("creating directory {}", path.display()), e))
+        .map_err(|e| Error::io(format!("creating directory {}", path.display()), e))?;
+    for dir in created {
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fsync_dir(parent).map_err(|e| Error::io(format!("syncing {}", parent.display()), e))?;
+        }
+    }
+    Ok(())
 }
 
 /// The exclusive state lock (`state_dir/agent.lock`), held until dropped.
@@ -146,5 +160,29 @@ impl StateLock {
         let _ = file.set_len(0);
         let _ = writeln!(file, "{}", std::process::id());
         Ok(StateLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn ensure_dir_creates_every_missing_level_with_its_mode_and_is_idempotent() {
+        let t = tempfile::tempdir().unwrap();
+        let deep = t.path().join("a/b/c");
+        ensure_dir(&deep, 0o700).unwrap();
+        for p in [t.path().join("a"), t.path().join("a/b"), deep.clone()] {
+            let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert!(p.is_dir(), "{}", p.display());
+            assert_eq!(mode & 0o077, 0, "{}: {mode:o}", p.display());
+        }
+        ensure_dir(&deep, 0o700).unwrap();
+        // A file in the way is an error naming the path, not a panic.
+        let f = t.path().join("file");
+        fs::write(&f, b"x").unwrap();
+        let e = ensure_dir(&f.join("sub"), 0o700).unwrap_err().to_string();
+        assert!(e.contains("file/sub"), "{e}");
     }
 }
