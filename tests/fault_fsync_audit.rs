@@ -16,13 +16,12 @@
 
 mod update_support;
 
-use cybersensei_sim::{Fault, Sim, SimOptions};
+use cybersensei_sim::Fault;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use update_support::*;
 
-const KEY: &str = "TEST-KEY-1234";
 const TRACE: &str =
     "trace=openat,?open,?rename,renameat,renameat2,fsync,fdatasync,?symlink,symlinkat,syncfs";
 
@@ -302,12 +301,7 @@ fn every_rename_into_state_and_install_root_is_fsynced_and_so_is_its_directory()
         Ok(s) => s,
         Err(why) => return skip_or_fail(&why),
     };
-    let sim = Sim::start(SimOptions {
-        tls: true,
-        ..Default::default()
-    })
-    .unwrap();
-    sim.valid_license(KEY);
+    let sim = tls_sim();
     let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
     std::fs::create_dir_all(&rig.state).unwrap();
     std::fs::create_dir_all(&rig.root).unwrap();

@@ -10,14 +10,12 @@
 
 mod update_support;
 
-use cybersensei_sim::{Fault, Sim, SimOptions};
+use cybersensei_sim::{Fault, Sim};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use update_support::*;
-
-const KEY: &str = "TEST-KEY-1234";
 
 /// A tmpfs held mounted by a child process in its own mount namespace.
 struct SmallFs {
@@ -91,17 +89,6 @@ fn rig_on(fs: &SmallFs, sim: &Sim) -> Rig {
     rig
 }
 
-fn noise(n: usize, mut seed: u32) -> Vec<u8> {
-    (0..n)
-        .map(|_| {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed as u8
-        })
-        .collect()
-}
-
 #[test]
 fn updates_that_do_not_fit_are_refused_cleanly() {
     // (case, tmpfs options, the v2 package)
@@ -129,12 +116,7 @@ fn updates_that_do_not_fit_are_refused_cleanly() {
             Ok(f) => f,
             Err(why) => return skip_or_fail(&why),
         };
-        let sim = Sim::start(SimOptions {
-            tls: true,
-            ..Default::default()
-        })
-        .unwrap();
-        sim.valid_license(KEY);
+        let sim = tls_sim();
         let rig = rig_on(&fs, &sim);
         let v1 = app("1.0.0");
         sim.publish_update("1.0.0", zip(&v1), "- first");

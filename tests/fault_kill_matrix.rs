@@ -34,14 +34,8 @@ fn package(version: &str, unhealthy: bool) -> Vec<E> {
         seed = seed.rotate_left(7) ^ b as u64;
     }
     let mut noise = |n: usize| -> Vec<u8> {
-        (0..n)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect()
+        seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        update_support::noise(n, seed)
     };
     let mut e = vec![
         E::Dir("bin/".into()),
