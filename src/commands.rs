@@ -148,6 +148,14 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
                     r.flushed, r.queued
                 );
                 Ok(exit::OK)
+            } else if r.flushed > 0 {
+                // INTERFACE.md: exit 0 only when the fresh sample went out. Here the
+                // backend is fine; the sample waits behind a backlog being drained.
+                eprintln!(
+                    "error: this sample is queued behind a backlog ({} older sample(s) delivered now, {} still queued); the next runs send the rest",
+                    r.flushed, r.queued
+                );
+                Ok(exit::FAILURE)
             } else {
                 eprintln!(
                     "error: telemetry not delivered; the sample is queued ({} in queue)",
