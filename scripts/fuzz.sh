@@ -1,0 +1,31 @@
+#!/bin/sh
+# Runs every cargo-fuzz target for a bounded time and prints executions per target.
+# Usage: scripts/fuzz.sh [target...]   (FUZZ_SECONDS per target, default 60)
+# Needs cargo-fuzz and a nightly toolchain. Crashes land in fuzz/artifacts/<target>/.
+set -eu
+cd "$(dirname "$0")/../fuzz"
+secs="${FUZZ_SECONDS:-60}"
+targets="${*:-config protocol dates zip}"
+mkdir -p logs
+summary=""
+status=0
+for t in $targets; do
+    mkdir -p "corpus/$t"
+    log="logs/$t.log"
+    if cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" \
+        -max_len=65536 -rss_limit_mb=512 -timeout=10 >"$log" 2>&1; then
+        result=ok
+    else
+        result="CRASH (see $log, fuzz/artifacts/$t/)"
+        status=1
+    fi
+    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
+    [ -n "$execs" ] || execs=$(grep -o '#[0-9]*' "$log" | tail -n 1 | tr -d '#')
+    line=$(printf '%-10s %12s executions in %ss: %s' "$t" "${execs:-?}" "$secs" "$result")
+    echo "$line"
+    summary="$summary$line
+"
+done
+echo "---"
+printf '%s' "$summary"
+exit $status
