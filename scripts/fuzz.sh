@@ -19,8 +19,9 @@ for t in $targets; do
         result="CRASH (see $log, fuzz/artifacts/$t/)"
         status=1
     fi
-    execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n 1)
-    [ -n "$execs" ] || execs=$(grep -o '#[0-9]*' "$log" | tail -n 1 | tr -d '#')
+    # "Done N runs" at a clean end; the last "#N" status line after a crash.
+    execs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log" | tail -n 1)
+    [ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -n 1 | tr -d '#')
     line=$(printf '%-10s %12s executions in %ss: %s' "$t" "${execs:-?}" "$secs" "$result")
     echo "$line"
     summary="$summary$line
