@@ -191,6 +191,13 @@ Connection: close\r\n\r\n\x89PNG\r\n\x1a\n"
         ),
         ("100k nested arrays", Fault::Status(200, deep.clone())),
         (
+            "100 KB tenantId",
+            Fault::Status(
+                200,
+                format!(r#"{{"valid":true,"tenantId":"{}"}}"#, "t".repeat(100_000)),
+            ),
+        ),
+        (
             "100k nested arrays in an error body",
             Fault::Status(400, format!(r#"{{"statusCode":400,"message":{deep}"#)),
         ),
@@ -516,4 +523,108 @@ mod downloads {
         assert_eq!(code(&o), 0, "{}", text(&o));
         assert_eq!(rig.current().as_deref(), Some("slots/b"));
     }
+}
+
+/// A NestJS error body whose message is huge and carries a forged log line and a
+/// terminal escape.
+fn hostile_message(prefix: &str) -> String {
+    let msg = format!(
+        "{prefix}\n2026-01-01T00:00:00Z [INFO] forged line\u{1b}[2J{}",
+        "x".repeat(200_000)
+    );
+    serde_json::json!({"statusCode": 400, "message": msg}).to_string()
+}
+
+fn assert_sane_text(case: &str, what: &str, text: &str, max: usize) {
+    assert!(text.len() <= max, "{case}: {what} is {} bytes", text.len());
+    assert!(
+        !text.contains('\u{1b}') && !text.contains("\n2026-01-01T00:00:00Z [INFO] forged"),
+        "{case}: {what} carries the server's control characters: {text:?}"
+    );
+}
+
+#[test]
+fn server_messages_are_bounded_and_cannot_forge_log_lines() {
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let n = node(&sim);
+    let r = run_measured(n.command(&["validate"]), n.dir.path());
+    assert_eq!(r.code, 0, "{}", r.out);
+
+    sim.set_license(
+        KEY,
+        cybersensei_sim::LicenseOutcome::Custom {
+            status: 400,
+            body: hostile_message("Licence expirée"),
+        },
+    );
+    let r = run_measured(n.command(&["validate"]), n.dir.path());
+    assert_eq!(r.code, 11, "{}", &r.out[..r.out.len().min(2000)]);
+    assert_sane_text("validate", "output", &r.out, 8 * 1024);
+    let st = n.status();
+    assert_eq!(st["license"]["state"], "expired");
+    let cache = std::fs::read(n.state_dir.join("license.json")).unwrap();
+    assert!(
+        cache.len() < 16 * 1024,
+        "license.json is {} bytes",
+        cache.len()
+    );
+    let status_text = std::fs::read_to_string(n.state_dir.join("status.json")).unwrap();
+    assert_sane_text("validate", "status.json", &status_text, 16 * 1024);
+    // The cache is still readable: with the backend gone, the refusal is remembered.
+    sim.set_down(true);
+    let r = run_measured(n.command(&["validate"]), n.dir.path());
+    assert_eq!(r.code, 11, "{}", &r.out[..r.out.len().min(2000)]);
+    sim.set_down(false);
+
+    sim.valid_license(KEY);
+    let r = run_measured(n.command(&["validate"]), n.dir.path());
+    assert_eq!(r.code, 0, "{}", r.out);
+    sim.set_sticky_fault(
+        "/telemetry",
+        Some(Fault::Status(400, hostile_message("Bad telemetry"))),
+    );
+    let r = run_measured(n.command(&["telemetry", "--once"]), n.dir.path());
+    assert_ne!(r.code, 0, "{}", &r.out[..r.out.len().min(2000)]);
+    assert_sane_text("telemetry", "output", &r.out, 8 * 1024);
+    let status_text = std::fs::read_to_string(n.state_dir.join("status.json")).unwrap();
+    assert_sane_text("telemetry", "status.json", &status_text, 16 * 1024);
+
+    sim.set_sticky_fault(
+        "/update/check",
+        Some(Fault::Status(400, hostile_message("Bad check"))),
+    );
+    let r = run_measured(n.command(&["check-update"]), n.dir.path());
+    assert_eq!(r.code, 1, "{}", &r.out[..r.out.len().min(2000)]);
+    assert_sane_text("check-update", "output", &r.out, 8 * 1024);
+    let log = std::fs::read_to_string(&n.log_file).unwrap_or_default();
+    assert_sane_text("all", "the log file", &log, 64 * 1024);
+}
+
+#[test]
+fn huge_tenant_fields_do_not_break_the_license_cache() {
+    let sim = harness::sim();
+    let n = node(&sim);
+    let name = format!("Acme\n[ERROR] forged\u{1b}[2J{}", "n".repeat(100_000));
+    let body = serde_json::json!({
+        "valid": true, "tenantId": cybersensei_sim::DEFAULT_TENANT_ID,
+        "tenantName": name, "expiresAt": "2099-12-31T23:59:59.000Z",
+        "usageCount": 1, "maxUsageCount": 10
+    })
+    .to_string();
+    sim.set_license(
+        KEY,
+        cybersensei_sim::LicenseOutcome::Custom { status: 200, body },
+    );
+    let r = run_measured(n.command(&["validate"]), n.dir.path());
+    assert_eq!(r.code, 0, "{}", &r.out[..r.out.len().min(2000)]);
+    assert_sane_text("validate", "output", &r.out, 8 * 1024);
+    let status_text = std::fs::read_to_string(n.state_dir.join("status.json")).unwrap();
+    assert_sane_text("validate", "status.json", &status_text, 16 * 1024);
+    // The cached validation still carries the box through an outage.
+    sim.set_down(true);
+    let r = run_measured(n.command(&["validate"]), n.dir.path());
+    assert_eq!(r.code, 0, "{}", &r.out[..r.out.len().min(2000)]);
+    let state = n.status()["license"]["state"].clone();
+    assert!(state == "valid" || state == "grace", "{state}");
 }

@@ -18,12 +18,8 @@ pub fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
         let message = serde_json::from_slice::<ErrorBody>(&reply.body)
             .ok()
             .and_then(|b| b.message.map(|m| m.text()))
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&reply.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            });
+            .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
+        let message = crate::redact::server_text(&message);
         return Err(Error::Http {
             status: reply.status,
             message,
