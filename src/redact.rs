@@ -57,6 +57,23 @@ pub fn server_text(s: &str) -> String {
     out
 }
 
+/// Longest multi-line server text (a changelog) kept.
+pub const MAX_SERVER_LINES: usize = 4096;
+
+/// Multi-line text a server sent (a changelog): like [`server_text`] but newlines
+/// are kept, and cut at `MAX_SERVER_LINES` characters.
+pub fn server_lines(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_SERVER_LINES)
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    if s.chars().nth(MAX_SERVER_LINES).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

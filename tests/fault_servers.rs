@@ -628,3 +628,27 @@ fn huge_tenant_fields_do_not_break_the_license_cache() {
     let state = n.status()["license"]["state"].clone();
     assert!(state == "valid" || state == "grace", "{state}");
 }
+
+#[test]
+fn huge_update_check_texts_are_bounded() {
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let n = node(&sim);
+    let r = run_measured(n.command(&["validate"]), n.dir.path());
+    assert_eq!(r.code, 0, "{}", r.out);
+    let body = serde_json::json!({
+        "updateAvailable": true, "currentVersion": "0.0.0",
+        "latestVersion": format!("9.9.9\n[ERROR] forged\u{1b}[2J{}", "v".repeat(100_000)),
+        "updateId": "abc", "changelog": format!("- fix\u{1b}[2J\n{}", "c".repeat(300_000)),
+        "fileSize": 10
+    })
+    .to_string();
+    sim.set_sticky_fault("/update/check", Some(Fault::Status(200, body)));
+    let r = run_measured(n.command(&["check-update"]), n.dir.path());
+    assert_eq!(r.code, 0, "{}", &r.out[..r.out.len().min(2000)]);
+    assert_sane_text("check-update", "output", &r.out, 16 * 1024);
+    assert!(!r.out.contains("\n[ERROR] forged"), "{}", r.out);
+    let status_text = std::fs::read_to_string(n.state_dir.join("status.json")).unwrap();
+    assert_sane_text("check-update", "status.json", &status_text, 16 * 1024);
+    n.status();
+}
