@@ -12,7 +12,11 @@ status=0
 for t in $targets; do
     mkdir -p "corpus/$t"
     log="logs/$t.log"
-    if cargo +nightly fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" \
+    # Committed seeds (valid inputs to mutate from) are read, never written.
+    seeds=""
+    [ -d "seeds/$t" ] && seeds="seeds/$t"
+    # shellcheck disable=SC2086 # $seeds is empty or one path
+    if cargo +nightly fuzz run "$t" "corpus/$t" $seeds -- -max_total_time="$secs" \
         -max_len=65536 -rss_limit_mb=512 -timeout=10 >"$log" 2>&1; then
         result=ok
     else

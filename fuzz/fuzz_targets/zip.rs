@@ -28,4 +28,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let _ = slots::extract(&mut zip, &pkg, &slot, LIMITS.max_unpacked);
+    // Whatever happened, nothing may appear beside the slot.
+    let mut names: Vec<_> = std::fs::read_dir(tmp.path())
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    names.sort();
+    assert_eq!(
+        names,
+        ["pkg.zip", "slot"],
+        "extraction wrote outside the slot"
+    );
 });
