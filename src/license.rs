@@ -105,7 +105,21 @@ pub fn normalize(s: &str) -> String {
 
 fn error_message(body: &[u8]) -> Option<String> {
     let e: ErrorBody = serde_json::from_slice(body).ok()?;
-    e.message.map(|m| m.text()).or(e.error)
+    e.message
+        .map(|m| m.text())
+        .or(e.error)
+        .map(|m| crate::redact::server_text(&m))
+}
+
+/// Longest tenantId accepted (a UUID is 36): it goes into URLs and the cache.
+const MAX_TENANT_ID: usize = 128;
+
+/// The answer's free texts cut to size and stripped of control characters, so the
+/// cache stays small enough to read back and nothing forges a log line.
+fn bounded(mut r: LicenseResponse) -> LicenseResponse {
+    r.tenant_name = r.tenant_name.map(|s| crate::redact::server_text(&s));
+    r.expires_at = r.expires_at.map(|s| crate::redact::server_text(&s));
+    r
 }
 
 /// Classifies a reply of `GET /api/license/validate`.
@@ -113,7 +127,12 @@ pub fn classify(reply: &Reply) -> Decision {
     match reply.status {
         200 => match serde_json::from_slice::<LicenseResponse>(&reply.body) {
             Ok(r) if r.valid => match &r.tenant_id {
-                Some(t) if !t.trim().is_empty() => Decision::Valid(r),
+                Some(t) if t.len() > MAX_TENANT_ID || t.chars().any(|c| c.is_control()) => {
+                    Decision::Unreachable(
+                        "backend sent an unusable tenantId (not the protocol)".into(),
+                    )
+                }
+                Some(t) if !t.trim().is_empty() => Decision::Valid(bounded(r)),
                 _ => Decision::Unreachable(
                     "backend said valid but sent no tenantId (not the protocol)".into(),
                 ),

@@ -39,6 +39,41 @@ pub fn url_credentials(url: &str) -> String {
     }
 }
 
+/// Longest server-provided text kept for messages, logs and state files.
+pub const MAX_SERVER_TEXT: usize = 300;
+
+/// Text a server sent, made safe to show and store: control characters (newlines,
+/// terminal escapes) become spaces so it cannot forge log lines, and it is cut to
+/// `MAX_SERVER_TEXT` characters so it cannot bloat logs, status.json or the caches.
+pub fn server_text(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_SERVER_TEXT)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().nth(MAX_SERVER_TEXT).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// Longest multi-line server text (a changelog) kept.
+pub const MAX_SERVER_LINES: usize = 4096;
+
+/// Multi-line text a server sent (a changelog): like [`server_text`] but newlines
+/// are kept, and cut at `MAX_SERVER_LINES` characters.
+pub fn server_lines(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(MAX_SERVER_LINES)
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect();
+    if s.chars().nth(MAX_SERVER_LINES).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +103,14 @@ mod tests {
             "http://***@proxy:3128"
         );
         assert_eq!(url_credentials("http://proxy:3128"), "http://proxy:3128");
+    }
+
+    #[test]
+    fn server_text_is_cut_and_has_no_controls() {
+        let s = super::server_text(&format!("a\nb\u{1b}[2J{}", "x".repeat(1000)));
+        assert!(!s.chars().any(|c| c.is_control()), "{s:?}");
+        assert!(s.starts_with("a b [2J"), "{s:?}");
+        assert_eq!(s.chars().count(), super::MAX_SERVER_TEXT + 1);
+        assert_eq!(super::server_text("Licence expirée"), "Licence expirée");
     }
 }

@@ -1,4 +1,4 @@
-//! The config loader on arbitrary text: an error naming a field, never a panic.
+//! The config loader on arbitrary text: an error or a config, never a panic.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 

@@ -1,17 +1,17 @@
-//! Retry-After (seconds or HTTP date) and ISO-8601 parsing on arbitrary text.
+//! Retry-After (delta-seconds or HTTP date) and ISO 8601 parsing on arbitrary text.
 #![no_main]
+use cybersensei_agent::{clock, transport};
 use libfuzzer_sys::fuzz_target;
 use std::time::{Duration, UNIX_EPOCH};
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(s) = std::str::from_utf8(data) {
-        let now = UNIX_EPOCH + Duration::from_secs(1_764_000_000);
-        if let Some(d) = cybersensei_agent::transport::parse_retry_after(s, now) {
-            assert!(d <= Duration::from_secs(300), "Retry-After not capped: {d:?}");
-        }
-        if let Some(t) = cybersensei_agent::clock::parse_iso8601(s) {
-            assert!(t.is_finite());
-            let _ = cybersensei_agent::clock::iso8601(t);
-        }
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let now = UNIX_EPOCH + Duration::from_secs(1_790_000_000);
+    let _ = transport::parse_retry_after(s, now);
+    if let Some(t) = clock::parse_iso8601(s) {
+        // What we parsed must print back without a panic.
+        let _ = clock::iso8601(t);
     }
 });

@@ -49,7 +49,8 @@ fn message_of(ctx: &Ctx, body: &[u8]) -> String {
         Ok(ErrorBody {
             message: Some(m), ..
         }) => m.text(),
-        _ => String::from_utf8_lossy(body).chars().take(200).collect(),
+        _ => String::from_utf8_lossy(body).into_owned(),
     };
-    ctx.transport.scrub(text.trim())
+    ctx.transport
+        .scrub(crate::redact::server_text(text.trim()).trim())
 }

@@ -4,6 +4,7 @@
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorBody, UpdateCheck};
+use crate::redact;
 use crate::transport::percent_encode;
 
 /// Asks the backend whether an update exists for `version`.
@@ -18,22 +19,22 @@ pub fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
         let message = serde_json::from_slice::<ErrorBody>(&reply.body)
             .ok()
             .and_then(|b| b.message.map(|m| m.text()))
-            .unwrap_or_else(|| {
-                String::from_utf8_lossy(&reply.body)
-                    .chars()
-                    .take(200)
-                    .collect()
-            });
+            .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
+        let message = redact::server_text(&message);
         return Err(Error::Http {
             status: reply.status,
             message,
         });
     }
-    let c: UpdateCheck = serde_json::from_slice(&reply.body).map_err(|e| {
+    let mut c: UpdateCheck = serde_json::from_slice(&reply.body).map_err(|e| {
         Error::Unreachable(format!(
             "/update/check: answer is not the expected JSON: {e}"
         ))
     })?;
+    // Shown to the operator and kept in status.json: bounded, no escapes.
+    c.latest_version = c.latest_version.map(|v| redact::server_text(&v));
+    c.current_version = c.current_version.map(|v| redact::server_text(&v));
+    c.changelog = c.changelog.map(|t| redact::server_lines(&t));
     if c.update_available {
         match c.update_id.as_deref() {
             Some(id) if valid_id(id) => {}

@@ -195,6 +195,15 @@ pub enum Fault {
     Redirect { code: u16, location: String },
     /// Close the connection at once (RST) without answering.
     Reset,
+    /// 200 whose body never ends: `content_type`, filler written every `delay_ms`
+    /// (chunked when `chunked`, else close-delimited) until the client leaves.
+    Endless {
+        content_type: String,
+        chunked: bool,
+        delay_ms: u64,
+    },
+    /// 200 with a header line of `bytes` bytes before the (valid) answer.
+    HugeHeader { bytes: usize },
 }
 
 /// One request as the simulator saw it.
@@ -679,7 +688,15 @@ enum Action {
     Hang,
     Reset,
     Raw(Vec<u8>),
-    Oversized { bytes: u64, content_length: bool },
+    Oversized {
+        bytes: u64,
+        content_length: bool,
+    },
+    Endless {
+        content_type: String,
+        chunked: bool,
+        delay_ms: u64,
+    },
 }
 
 fn serve_conn(sh: Arc<Shared>, tcp: TcpStream) {
@@ -725,7 +742,7 @@ fn serve_conn(sh: Arc<Shared>, tcp: TcpStream) {
         Action::Send(r, _) => r.status,
         Action::Hang | Action::Reset => 0,
         Action::Raw(b) => raw_status(b),
-        Action::Oversized { .. } => 200,
+        Action::Oversized { .. } | Action::Endless { .. } => 200,
     };
     record(&sh, &req, status, fault.as_ref());
     match action {
@@ -742,6 +759,11 @@ fn serve_conn(sh: Arc<Shared>, tcp: TcpStream) {
             bytes,
             content_length,
         } => oversized(&sh, conn, bytes, content_length),
+        Action::Endless {
+            content_type,
+            chunked,
+            delay_ms,
+        } => endless(&sh, conn, &content_type, chunked, delay_ms),
     }
 }
 
@@ -817,6 +839,21 @@ fn fault_action(sh: &Shared, req: &RawRequest, f: Fault) -> Action {
             Delivery::Normal,
         ),
         Fault::Reset => Action::Reset,
+        Fault::Endless {
+            content_type,
+            chunked,
+            delay_ms,
+        } => Action::Endless {
+            content_type,
+            chunked,
+            delay_ms,
+        },
+        Fault::HugeHeader { bytes } => {
+            let mut head = String::from("HTTP/1.1 200 OK\r\nX-Filler: ");
+            head.push_str(&"h".repeat(bytes));
+            head.push_str("\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}");
+            Action::Raw(head.into_bytes())
+        }
     }
 }
 
@@ -1305,6 +1342,35 @@ fn oversized(sh: &Shared, mut conn: Conn, bytes: u64, content_length: bool) {
             sent += n as u64;
         }
         conn.flush()
+    })();
+    let _ = res;
+    conn.close_abrupt(false);
+}
+
+fn endless(sh: &Shared, mut conn: Conn, content_type: &str, chunked: bool, delay_ms: u64) {
+    let mut head = format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n");
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n");
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let filler = vec![b'['; 16 * 1024];
+    let started = Instant::now();
+    let res: io::Result<()> = (|| {
+        conn.write_all(head.as_bytes())?;
+        while !sh.stopping() && started.elapsed() < Duration::from_secs(600) {
+            if chunked {
+                conn.write_all(format!("{:x}\r\n", filler.len()).as_bytes())?;
+                conn.write_all(&filler)?;
+                conn.write_all(b"\r\n")?;
+            } else {
+                conn.write_all(&filler)?;
+            }
+            conn.flush()?;
+            if delay_ms > 0 {
+                sleep_interruptible(sh, Duration::from_millis(delay_ms));
+            }
+        }
+        Ok(())
     })();
     let _ = res;
     conn.close_abrupt(false);
