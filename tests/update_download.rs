@@ -68,15 +68,6 @@ fn part_len(rig: &Rig) -> Option<u64> {
     std::fs::metadata(part(rig)).ok().map(|m| m.len())
 }
 
-/// The N of a `bytes=N-` header.
-fn range_start(h: &Option<String>) -> Option<u64> {
-    h.as_deref()?
-        .strip_prefix("bytes=")?
-        .strip_suffix('-')?
-        .parse()
-        .ok()
-}
-
 /// Still on 1.0.0 in slot a, untouched.
 fn assert_on_v1(rig: &Rig, v1: &[E]) {
     assert_eq!(rig.current().as_deref(), Some("slots/a"));

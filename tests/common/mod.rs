@@ -8,8 +8,41 @@
 
 use std::process::Command;
 
-/// A `Command` for the agent under test, honouring the two variables above.
+/// Variables of the test runner's environment that would change what the agent does:
+/// the key, the crash hook, proxies. Tests that want one set it again.
+const AGENT_ENV: &[&str] = &[
+    "CYBERSENSEI_LICENSE_KEY",
+    "CYBERSENSEI_TEST_CRASH_AT",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// A `Command` for the agent under test, honouring the two variables above, with the
+/// runner's environment cleaned of what would change the agent's behaviour.
 pub fn agent_command() -> Command {
+    let mut c = bare_command();
+    for v in AGENT_ENV {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// The N of a `Range: bytes=N-` header the simulator recorded.
+pub fn range_start(h: &Option<String>) -> Option<u64> {
+    h.as_deref()?
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+fn bare_command() -> Command {
     let bin = std::env::var("CYBERSENSEI_AGENT_BIN")
         .ok()
         .filter(|b| !b.trim().is_empty())

@@ -12,22 +12,12 @@ use std::process::{Command, Output, Stdio};
 /// A key with the characters that break naive URL building.
 pub const KEY: &str = "A1B2C3D4-E5F6+G7H8/I9J0=K1L2";
 
-/// The agent binary, possibly under an emulator (`CYBERSENSEI_AGENT_BIN`,
-/// `CYBERSENSEI_AGENT_RUNNER`, e.g. `qemu-aarch64`), for the ARM runs.
-pub fn agent_command() -> Command {
-    let bin = std::env::var("CYBERSENSEI_AGENT_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cybersensei-agent").to_string());
-    match std::env::var("CYBERSENSEI_AGENT_RUNNER") {
-        Ok(r) if !r.trim().is_empty() => {
-            let mut parts = r.split_whitespace();
-            let mut c = Command::new(parts.next().unwrap_or("env"));
-            c.args(parts);
-            c.arg(bin);
-            c
-        }
-        _ => Command::new(bin),
-    }
-}
+// Test files that use both harness and update_support load it twice: harmless.
+#[allow(clippy::duplicate_mod)]
+#[path = "../common/mod.rs"]
+mod common;
+#[allow(unused_imports)] // not every test file resumes downloads
+pub use common::{agent_command, range_start};
 
 /// One simulated box: its config, state dir, install root and key file.
 pub struct Node {
@@ -104,19 +94,6 @@ impl Node {
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = agent_command();
         c.arg("-c").arg(&self.config).args(args);
-        c.env_remove("CYBERSENSEI_LICENSE_KEY");
-        for v in [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-            "NO_PROXY",
-            "no_proxy",
-        ] {
-            c.env_remove(v);
-        }
         c.stdin(Stdio::null());
         c
     }
