@@ -36,6 +36,7 @@
 //! Every request is recorded *before* its response is written, so once a client has
 //! an answer (or a timeout) the record is there.
 
+pub mod boxcheck;
 mod http;
 mod tls;
 

@@ -36,6 +36,10 @@ usage: cybersensei-sim [options]
   --checksum-style S         prefixed | sha256 | both
   --no-checksum-header       no X-Checksum-SHA256 on downloads
   --quiet                    do not log requests on stderr
+  --fail PATH=N              answer the first N requests to PATH (prefix) with 503
+usage: cybersensei-sim check-box STATE_DIR INSTALL_ROOT
+  checks a box after a power cut (board/power-cut.sh): prints `BOX ok ...` and exits
+  0, or `BOX FAIL ... :: problems` and exits 1
 ";
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -81,7 +85,19 @@ fn outcome_of(word: &str) -> Option<&'static str> {
 }
 
 fn run() -> Result<(), String> {
-    let mut args = std::env::args().skip(1);
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("check-box") {
+        let [state, root] = &argv[1..] else {
+            return Err(format!("check-box wants STATE_DIR INSTALL_ROOT\n{USAGE}"));
+        };
+        let r = cybersensei_sim::boxcheck::check_box(state.as_ref(), root.as_ref());
+        println!("{}", r.line());
+        if r.problems.is_empty() {
+            return Ok(());
+        }
+        std::process::exit(1);
+    }
+    let mut args = argv.into_iter();
     let mut opts = SimOptions {
         log_requests: true,
         ..Default::default()
@@ -98,6 +114,7 @@ fn run() -> Result<(), String> {
     let mut update: Option<(String, PathBuf)> = None;
     let mut changelog = "- Correctifs de sécurité\n- Améliorations".to_string();
     let mut checksum_style = cybersensei_sim::ChecksumStyle::Prefixed;
+    let mut fails: Vec<(String, usize)> = Vec::new();
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -156,6 +173,12 @@ fn run() -> Result<(), String> {
             }
             "--no-checksum-header" => opts.checksum_header = false,
             "--quiet" => opts.log_requests = false,
+            "--fail" => {
+                let v = val(&a)?;
+                let (path, n) = v.rsplit_once('=').ok_or("--fail wants PATH=N")?;
+                let n = n.parse().map_err(|e| format!("{a}: {e}"))?;
+                fails.push((path.to_string(), n));
+            }
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -196,6 +219,11 @@ fn run() -> Result<(), String> {
         let zip = std::fs::read(&path).map_err(|e| format!("--update {}: {e}", path.display()))?;
         let id = sim.publish_update(&ver, zip, &changelog);
         eprintln!("cybersensei-sim: update {ver} published as {id}");
+    }
+    for (path, n) in fails {
+        for _ in 0..n {
+            sim.push_fault(&path, cybersensei_sim::Fault::Status(503, "{}".into()));
+        }
     }
     install_signals();
     {
