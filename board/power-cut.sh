@@ -77,10 +77,11 @@ c["schedule"] = {"splay": False}
 json.dump(c, open(p, "w"), indent=2)
 PY
 # Two packages (versions alternate between them): the agent itself (self-update),
-# 40 small files, a 256 KiB blob, and a manifest of every file's SHA-256 (no version:
-# the version is the check's latestVersion, so one package serves any version).
+# 40 small files, a 256 KiB blob, and SHA256SUMS of every file, which check-box
+# verifies in the slot. No manifest.json (a manifest must carry a version) and no
+# VERSION: the version is the check's latestVersion, so one package serves any.
 python3 - "$I/srv" "$AGENT" <<'PY'
-import hashlib, json, random, sys, zipfile
+import hashlib, random, sys, zipfile
 out, agent = sys.argv[1], sys.argv[2]
 for variant in (0, 1):
     rng = random.Random(variant)
@@ -88,10 +89,9 @@ for variant in (0, 1):
     for i in range(40):
         files.append((f"app/part-{i:02d}.txt", f"variant {variant} part {i}\n".encode() * (i + 1), 0o644))
     files.append(("app/blob.bin", bytes(rng.getrandbits(8) for _ in range(256 * 1024)), 0o644))
-    manifest = {"kind": "full",
-                "files": [{"path": n, "sha256": hashlib.sha256(d).hexdigest()} for n, d, _ in files]}
+    sums = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d, _ in files)
     with zipfile.ZipFile(f"{out}/pkg-{variant}.zip", "w", zipfile.ZIP_DEFLATED) as z:
-        for n, d, mode in files + [("manifest.json", json.dumps(manifest, indent=1).encode(), 0o644)]:
+        for n, d, mode in files + [("SHA256SUMS", sums.encode(), 0o644)]:
             zi = zipfile.ZipInfo(n, (2025, 1, 1, 0, 0, 0))
             zi.external_attr = (0o100000 | mode) << 16
             zi.compress_type = zipfile.ZIP_DEFLATED
@@ -158,7 +158,8 @@ truncate -s 64M "$W/disk.img"
 mke2fs -q -t ext4 -b 4096 -F "$W/disk.img"
 log "kernel $KVER, initramfs $(stat -c %s "$W/initramfs.cpio.gz") bytes, $N cut(s)"
 
-args=(--workdir "$W" --kernel "$KERNEL" --initrd "$W/initramfs.cpio.gz" --sim "$HOST_SIM"
+cp "$HOST_SIM" "$W/host-check-box"   # a rebuild during a long run does not change it
+args=(--workdir "$W" --kernel "$KERNEL" --initrd "$W/initramfs.cpio.gz" --sim "$W/host-check-box"
       --cuts "$N" --boot-timeout "${POWER_CUT_TIMEOUT:-300}")
 [ -n "${POWER_CUT_SEED:-}" ] && args+=(--seed "$POWER_CUT_SEED")
 [ "${POWER_CUT_VERBOSE:-0}" = 1 ] && args+=(--verbose)

@@ -97,17 +97,15 @@ fn json_file(r: &mut Report, p: &Path) -> Option<Value> {
 }
 
 /// `.NAME.tmp.PID` files left in `dir` by an atomic write that a cut interrupted.
-fn temp_files(dir: &Path) -> usize {
+fn temp_files(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .map(|rd| {
             rd.flatten()
-                .filter(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    n.starts_with('.') && n.contains(".tmp")
-                })
-                .count()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+                .collect()
         })
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 /// Checks one slot; returns its version when it is complete.
@@ -125,7 +123,7 @@ fn check_slot(r: &mut Report, root: &Path, slot: &str, must: bool) -> Option<Str
         None if rec.exists() => return None,
         None => match fs::read_to_string(dir.join("VERSION")) {
             // A hand-laid (factory) slot: complete by layout.
-            Ok(s) if !s.trim().is_empty() && !dir.join("manifest.json").exists() => {
+            Ok(s) if !s.trim().is_empty() && !dir.join("SHA256SUMS").exists() => {
                 s.trim().to_string()
             }
             _ => {
@@ -141,10 +139,10 @@ fn check_slot(r: &mut Report, root: &Path, slot: &str, must: bool) -> Option<Str
         return None;
     }
     let mpath = dir.join("manifest.json");
-    if mpath.exists() {
+    let sums = dir.join("SHA256SUMS");
+    let entries: Vec<(String, String)> = if mpath.exists() {
         let m = json_file(r, &mpath)?;
-        let mut listed = 0usize;
-        let entries: Vec<(String, String)> = match m.get("files") {
+        match m.get("files") {
             Some(Value::Object(o)) => o
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
@@ -161,9 +159,26 @@ fn check_slot(r: &mut Report, root: &Path, slot: &str, must: bool) -> Option<Str
                 r.bad(format!("{}: no files", mpath.display()));
                 return None;
             }
-        };
+        }
+    } else if sums.exists() {
+        // `sha256sum` format: "<hex>  <path>" per line.
+        match fs::read_to_string(&sums) {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| l.split_once("  "))
+                .map(|(h, p)| (p.to_string(), h.to_string()))
+                .collect(),
+            Err(e) => {
+                r.bad(format!("{}: {e}", sums.display()));
+                return None;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    if !entries.is_empty() {
+        let listed = entries.len();
         for (path, want) in entries {
-            listed += 1;
             let f = dir.join(&path);
             match fs::read(&f) {
                 Ok(data) if sha256_hex(&data) == want.to_ascii_lowercase() => {}
@@ -271,7 +286,7 @@ pub fn check_box(state: &Path, root: &Path) -> Report {
         }
     }
     r.fact("queued", queued);
-    let tmp: usize = [
+    let mut tmp: Vec<String> = [
         state.to_path_buf(),
         upd.clone(),
         tel.clone(),
@@ -279,9 +294,13 @@ pub fn check_box(state: &Path, root: &Path) -> Report {
         root.join("slots"),
     ]
     .iter()
-    .map(|d| temp_files(d))
-    .sum();
-    r.fact("tmp", tmp);
+    .flat_map(|d| temp_files(d))
+    .collect();
+    tmp.sort();
+    r.fact("tmp", tmp.len());
+    if !tmp.is_empty() {
+        r.fact("tmp_files", tmp.join(","));
+    }
     r
 }
 
