@@ -181,6 +181,7 @@ impl<'a> Daemon<'a> {
                 // the license and telemetry must keep working so the box stays reachable.
                 log::error!("update recovery: {e}");
             }
+            crate::leftovers::sweep(&self.ctx.cfg);
         }
         let now = self.ctx.clock.monotonic();
         self.next_validate = now;

@@ -9,6 +9,7 @@ pub mod context;
 pub mod daemon;
 pub mod error;
 pub mod fsutil;
+pub mod leftovers;
 pub mod license;
 pub mod logging;
 pub mod protocol;
