@@ -72,6 +72,7 @@ class VolatileDisk:
         self.log = []
         self.frozen = False
         self.trigger = None  # ("flush"|"write", k, apply_first) armed by the driver
+        self.record = None  # when a list: every write (off, data) and flush (None)
         self.wake_w = None
         self.reset_counters()
 
@@ -115,6 +116,8 @@ class VolatileDisk:
         for i in range(len(data) // SECTOR):
             self.overlay[first + i] = data[i * SECTOR:(i + 1) * SECTOR]
         self.log.append((off, data))
+        if self.record is not None:
+            self.record.append((off, data))
         self.writes += 1
         self.bytes_written += len(data)
 
@@ -123,6 +126,8 @@ class VolatileDisk:
             os.pwrite(self.fd, self.overlay[s], s * SECTOR)
         self.overlay.clear()
         self.log.clear()
+        if self.record is not None:
+            self.record.append(None)  # a flush boundary
         self.flushes += 1
 
     def power_off(self):
@@ -439,10 +444,10 @@ class Run:
             p["desc"] = f"log /{p['pattern']}/+{p['delay']*1000:.0f}ms"
         return p
 
-    def host_check(self, tag):
+    def host_check(self, tag, src=None, keep_log=True):
         """e2fsck replays the journal on a copy; debugfs copies the box; check-box."""
         cp = os.path.join(self.w, "copy.img")
-        shutil.copyfile(self.disk.path, cp)
+        shutil.copyfile(src or self.disk.path, cp)
         r1 = subprocess.run(["e2fsck", "-fy", cp], capture_output=True, text=True)
         r2 = subprocess.run(["e2fsck", "-fn", cp], capture_output=True, text=True)
         out = os.path.join(self.w, "copy")
@@ -468,7 +473,7 @@ class Run:
                  and not re.match(r"Free (blocks|inodes) count wrong \(", ln)]
         if fixes:
             problems.append("e2fsck had to repair: " + "; ".join(fixes[:3]))
-        with open(os.path.join(self.w, f"{tag}-fsck.txt"), "w") as f:
+        with open(os.path.join(self.w, f"{tag}-fsck.txt"), "w") if keep_log else open(os.devnull, "w") as f:
             f.write(f"== e2fsck -fy (rc {r1.returncode})\n{r1.stdout}{r1.stderr}\n"
                     f"== e2fsck -fn (rc {r2.returncode})\n{r2.stdout}{r2.stderr}\n")
         box = b.stdout.strip()
@@ -476,6 +481,64 @@ class Run:
             problems.append(f"host {box}")
         os.unlink(cp)
         return box, problems
+
+    def replay(self, base, rec):
+        """dm-log-writes style: rebuild the image at every flush boundary of the
+        recorded update (plus, at each, a random half of the writes that followed it
+        before the next flush: what a drive may have written early), check each."""
+        t0 = time.monotonic()
+        segs, cur = [], []
+        for e in rec or []:
+            if e is None:
+                segs.append(cur)
+                cur = []
+            else:
+                cur.append(e)
+        segs.append(cur)  # unflushed tail (lost at the cut)
+        work = os.path.join(self.w, "replay.img")
+        torn = os.path.join(self.w, "replay-torn.img")
+        shutil.copyfile(base, work)
+        fd = os.open(work, os.O_RDWR)
+        rng = random.Random(f"{self.a.seed}:replay")
+        points = bad = 0
+        journals = {}
+        try:
+            for k, seg in enumerate(segs):
+                # The image holds exactly what flushes 1..k made durable.
+                variants = [(work, "exact")]
+                if seg:
+                    shutil.copyfile(work, torn)
+                    tfd = os.open(torn, os.O_RDWR)
+                    for off, data in seg:
+                        for a in range(0, len(data), 4096):
+                            if rng.random() < 0.5:
+                                os.pwrite(tfd, data[a:a + 4096], off + a)
+                    os.close(tfd)
+                    variants.append((torn, "torn"))
+                for img, kind in variants:
+                    points += 1
+                    box, prob = self.host_check(f"replay-{k:03d}-{kind}", img, keep_log=False)
+                    j = _fact(box, "journal") or "?"
+                    journals[j] = journals.get(j, 0) + 1
+                    if prob:
+                        bad += 1
+                        print(f"replay: flush {k}/{len(segs) - 1} ({kind}): " + "; ".join(prob), flush=True)
+                for off, data in seg if k < len(segs) - 1 else []:
+                    os.pwrite(fd, data, off)
+        finally:
+            os.close(fd)
+            for f in (work, torn):
+                if os.path.exists(f):
+                    os.unlink(f)
+        n_w = sum(len(x) for x in segs)
+        print(f"replay: {len(segs) - 1} flush boundaries of one update ({n_w} writes), "
+              f"{points} images checked from the host in {time.monotonic() - t0:.0f} s, "
+              f"{bad} bad; journal at the points: " +
+              ", ".join(f"{k} {v}" for k, v in sorted(journals.items(), key=lambda kv: -kv[1])),
+              flush=True)
+        self.replay_result = (len(segs) - 1, points, bad)
+        if bad:
+            self.failures.append("replay")
 
     def fsck_image(self):
         r = subprocess.run(["e2fsck", "-fn", self.disk.path], capture_output=True, text=True)
@@ -510,69 +573,86 @@ class Run:
         print(f"power-cut: setup: version {v} installed in {self.calib['t']:.1f} s, "
               f"{self.calib['writes']} writes, {self.calib['flushes']} flushes", flush=True)
         t_start = time.monotonic()
+        self.t_start = t_start
+        if a.replay:
+            # One update recorded write by write (cut when idle afterwards), then every
+            # flush boundary of it rebuilt from the host and checked.
+            base = os.path.join(self.w, "replay-base.img")
+            shutil.copyfile(self.disk.path, base)
+            p = {"kind": "after-done", "at": 1.0, "cache": "drop", "desc": "recorded update, idle +1s"}
+            recorded = self.cycle(0, p, record=True)
+            self.replay(base, recorded)
+            os.unlink(base)
         for i in range(1, a.cuts + 1):
-            p = self.plan(i)
-            v = self.next_version()
-            name = f"boot-{i:03d}"
-            res = self.boot(f"{name}-work", "work", v, plan=p, timeout=a.boot_timeout)
-            self.disk.trigger = None
-            row = {"i": i, "plan": p["desc"], "cache": p["cache"], "problems": []}
-            if "how" not in res:
-                # The trigger never came (the update took fewer flushes than measured):
-                # the box ran to WORK-DONE and was cut when the boot timed out or ended.
-                row["problems"].append("no cut happened" if res["seen"].get("timeout") is None else "")
-                row["problems"] = [x for x in row["problems"] if x]
-                row["instant"] = "-"
-                row["flight"] = "(not cut: " + ("timeout" if res["seen"].get("timeout") else "ended") + ")"
-                row["cachesum"] = "-"
-                if res["seen"].get("timeout") and res["seen"]["done"] is None:
-                    row["problems"].append("work boot timed out before the update was done")
-            else:
-                row["instant"] = f"{res['instant']:.2f}s"
-                row["flight"] = res["seen"]["phase"] if res["seen"]["agent_start"] else "boot (before agent)"
-                if res["seen"]["done"] is not None:
-                    row["flight"] = "idle after update (" + res["seen"]["phase"] + ")"
-                row["cachesum"] = res["cache"]
-                row["counts"] = res["counts"]
-            hbox, hprob = self.host_check(name)
-            row["problems"] += hprob
-            row["host_box"] = hbox
-            v2 = self.next_version()
-            res2 = self.boot(f"{name}-check", "check", v2, timeout=a.boot_timeout)
-            get = self.guest_result(res2)
-            pre, rec, post = get("PRE "), get("RECOVERED"), get("UPDATED")
-            row["journal"] = _fact(pre, "journal") or "?"
-            row["back_on"] = f"{_fact(rec, 'current') or '?'} {_fact(rec, 'version') or '?'} {_fact(rec, 'status') or ''}".strip()
-            row["further"] = v2 if post is not None else "NO"
-            if pre is None or not pre.startswith("BOX ok"):
-                row["problems"].append(f"guest pre-check: {pre}")
-            if rec is None:
-                row["problems"].append("the agent did not finish or undo the interrupted update")
-            if post is None:
-                fail = get("FAIL") or res2["seen"]["guest"][-1:] 
-                row["problems"].append(f"further update {v2} not installed: {fail}")
-            elif get("CHECK-PASS") is None:
-                row["problems"].append(f"check boot did not pass: {res2['seen']['guest'][-2:]}")
-            if pre and hbox and _strip(pre) != _strip(hbox):
-                row["problems"].append(f"host and guest disagree: host {hbox} / guest {pre}")
-            rc, txt = self.fsck_image()
-            if rc != 0:
-                row["problems"].append(f"e2fsck -fn of the image after the check boot: rc {rc}: {txt}")
-            self.calibrate(res2)
-            self.rows.append(row)
-            ok = "ok" if not row["problems"] else "FAIL"
-            print(f"cut {i:3d}/{a.cuts} {ok:4s} {row['instant']:>7s} {row['plan']:<34s} "
-                  f"in flight: {row['flight']:<22s} journal: {row['journal']:<12s} "
-                  f"cache: {row['cachesum']:<40s} back on: {row['back_on']:<24s} "
-                  f"then {row['further']}  [{time.monotonic() - t_start:.0f}s]", flush=True)
-            for pr in row["problems"]:
-                print(f"      problem: {pr}", flush=True)
-            if row["problems"]:
-                self.failures.append(i)
-                if a.stop_on_failure:
-                    break
+            self.cycle(i, self.plan(i))
+            if self.failures and a.stop_on_failure:
+                break
         self.summary(time.monotonic() - t_start)
         return 1 if self.failures else 0
+
+    def cycle(self, i, p, record=False):
+        """One cut and its check: work boot (cut), host check, check boot, e2fsck."""
+        a = self.a
+        v = self.next_version()
+        name = f"boot-{i:03d}"
+        self.disk.record = [] if record else None
+        res = self.boot(f"{name}-work", "work", v, plan=p, timeout=a.boot_timeout)
+        recorded, self.disk.record = self.disk.record, None
+        self.disk.trigger = None
+        row = {"i": i, "plan": p["desc"], "cache": p["cache"], "problems": []}
+        if "how" not in res:
+            # The trigger never came (the update took fewer flushes than measured):
+            # the box ran to WORK-DONE and was cut when the boot timed out or ended.
+            row["problems"].append("no cut happened" if res["seen"].get("timeout") is None else "")
+            row["problems"] = [x for x in row["problems"] if x]
+            row["instant"] = "-"
+            row["flight"] = "(not cut: " + ("timeout" if res["seen"].get("timeout") else "ended") + ")"
+            row["cachesum"] = "-"
+            if res["seen"].get("timeout") and res["seen"]["done"] is None:
+                row["problems"].append("work boot timed out before the update was done")
+        else:
+            row["instant"] = f"{res['instant']:.2f}s"
+            row["flight"] = res["seen"]["phase"] if res["seen"]["agent_start"] else "boot (before agent)"
+            if res["seen"]["done"] is not None:
+                row["flight"] = "idle after update (" + res["seen"]["phase"] + ")"
+            row["cachesum"] = res["cache"]
+            row["counts"] = res["counts"]
+        hbox, hprob = self.host_check(name)
+        row["problems"] += hprob
+        row["host_box"] = hbox
+        v2 = self.next_version()
+        res2 = self.boot(f"{name}-check", "check", v2, timeout=a.boot_timeout)
+        get = self.guest_result(res2)
+        pre, rec, post = get("PRE "), get("RECOVERED"), get("UPDATED")
+        row["journal"] = _fact(pre, "journal") or "?"
+        row["back_on"] = f"{_fact(rec, 'current') or '?'} {_fact(rec, 'version') or '?'} {_fact(rec, 'status') or ''}".strip()
+        row["further"] = v2 if post is not None else "NO"
+        if pre is None or not pre.startswith("BOX ok"):
+            row["problems"].append(f"guest pre-check: {pre}")
+        if rec is None:
+            row["problems"].append("the agent did not finish or undo the interrupted update")
+        if post is None:
+            fail = get("FAIL") or res2["seen"]["guest"][-1:] 
+            row["problems"].append(f"further update {v2} not installed: {fail}")
+        elif get("CHECK-PASS") is None:
+            row["problems"].append(f"check boot did not pass: {res2['seen']['guest'][-2:]}")
+        if pre and hbox and _strip(pre) != _strip(hbox):
+            row["problems"].append(f"host and guest disagree: host {hbox} / guest {pre}")
+        rc, txt = self.fsck_image()
+        if rc != 0:
+            row["problems"].append(f"e2fsck -fn of the image after the check boot: rc {rc}: {txt}")
+        self.calibrate(res2)
+        self.rows.append(row)
+        ok = "ok" if not row["problems"] else "FAIL"
+        print(f"{'cut' if i else 'rec'} {i:3d}/{a.cuts} {ok:4s} {row['instant']:>7s} {row['plan']:<34s} "
+              f"in flight: {row['flight']:<22s} journal: {row['journal']:<12s} "
+              f"cache: {row['cachesum']:<40s} back on: {row['back_on']:<24s} "
+              f"then {row['further']}  [{time.monotonic() - self.t_start:.0f}s]", flush=True)
+        for pr in row["problems"]:
+            print(f"      problem: {pr}", flush=True)
+        if row["problems"]:
+            self.failures.append(i)
+        return recorded
 
     def summary(self, secs):
         rows = self.rows
@@ -618,6 +698,8 @@ def main():
     ap.add_argument("--boot-timeout", type=int, default=300)
     ap.add_argument("--stop-on-failure", action="store_true")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--replay", action="store_true",
+                    help="record one update and check every flush boundary from the host")
     a = ap.parse_args()
     if a.seed is None:
         a.seed = random.SystemRandom().randrange(1, 1 << 31)

@@ -13,7 +13,7 @@
 # The disk is served to qemu by board/power-cut.py over NBD with a volatile write
 # cache: what the guest did not flush is lost at the cut (docs/board.md, "Power cuts").
 #
-#   board/power-cut.sh [N]        N cuts (default 10)
+#   board/power-cut.sh [N]        N cuts (default 6, what CI runs)
 # Env: POWER_CUT_SEED (default: random, printed), POWER_CUT_WORKDIR (default
 #      target/power-cut), POWER_CUT_TIMEOUT (seconds per boot, default 300),
 #      POWER_CUT_VERBOSE=1 (echo the console), POWER_CUT_STOP=1 (stop at the first
@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-N=${1:-10}
+N=${1:-6}
 T=aarch64-unknown-linux-musl
 W=${POWER_CUT_WORKDIR:-$ROOT/target/power-cut}
 CACHE=$ROOT/target/boot-cache
@@ -164,4 +164,5 @@ args=(--workdir "$W" --kernel "$KERNEL" --initrd "$W/initramfs.cpio.gz" --sim "$
 [ -n "${POWER_CUT_SEED:-}" ] && args+=(--seed "$POWER_CUT_SEED")
 [ "${POWER_CUT_VERBOSE:-0}" = 1 ] && args+=(--verbose)
 [ "${POWER_CUT_STOP:-0}" = 1 ] && args+=(--stop-on-failure)
+[ "${POWER_CUT_REPLAY:-1}" = 1 ] && args+=(--replay)
 exec python3 board/power-cut.py "${args[@]}"
