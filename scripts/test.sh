@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked "$@"
 if [ "${SKIP_BOARD:-0}" != 1 ]; then
-  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh; do
+  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh board/power-cut.sh; do
     if [ -x "$t" ]; then
       echo "== $t"
       bash "$t"
