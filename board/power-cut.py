@@ -389,8 +389,11 @@ class Run:
         seen["lines"] += 1
         if self.a.verbose:
             print(f"  | {line}", flush=True)
-        if line.startswith("GUEST: "):
-            g = line[7:]
+        at = line.find("GUEST: ")
+        if at >= 0:
+            # The agent's stderr shares the console: a marker may follow a piece of
+            # one of its lines ("20GUEST: ...").
+            g = line[at + 7:]
             seen["guest"].append(g)
             if g.startswith("AGENT-START"):
                 self.disk.mark()
@@ -614,7 +617,7 @@ class Run:
             row["instant"] = f"{res['instant']:.2f}s"
             row["flight"] = res["seen"]["phase"] if res["seen"]["agent_start"] else "boot (before agent)"
             if res["seen"]["done"] is not None:
-                row["flight"] = "idle after update (" + res["seen"]["phase"] + ")"
+                row["flight"] = "idle after update"
             row["cachesum"] = res["cache"]
             row["counts"] = res["counts"]
         hbox, hprob = self.host_check(name)

@@ -104,13 +104,17 @@ cat >"$I/init" <<EOF_INIT
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mount -t tmpfs run /run; mount -t tmpfs tmp /tmp
-say() { echo "GUEST: \$*"; }
-fail() { say "FAIL \$*"; sync; poweroff -f; sleep 60; }
+# One writer on the console: the agent's stderr and the GUEST markers go through a
+# FIFO (each line one atomic write) to a single reader, so lines never interleave.
+mkfifo /run/console.fifo
+( while IFS= read -r l; do echo "\$l"; done <>/run/console.fifo >/dev/console 2>&1 ) &
+say() { echo "GUEST: \$*" >/run/console.fifo; }
+fail() { say "FAIL \$*"; sleep 1; sync; poweroff -f; sleep 60; }
 for w in \$(cat /proc/cmdline); do case "\$w" in pcmode=*) mode=\${w#pcmode=} ;; pcver=*) ver=\${w#pcver=} ;; esac; done
 for m in virtio_ring virtio virtio_mmio virtio_blk; do insmod /lib/modules/\$m.ko || fail "insmod \$m"; done
 i=0; while [ ! -b /dev/vda ] && [ \$i -lt 50 ]; do sleep 0.1; i=\$((i+1)); done
 mount -t ext4 /dev/vda /data || fail "mount /dev/vda"
-dmesg | grep 'EXT4-fs (vda)' | sed 's/^\[[ 0-9.]*\] /GUEST: dmesg: /'
+dmesg | grep 'EXT4-fs (vda)' | sed 's/^\[[ 0-9.]*\] /GUEST: dmesg: /' >/run/console.fifo
 say "boot: \$mode, offering \$ver"
 mkdir -p /data/state /data/opt /var/lib/cybersensei-agent
 mount --bind /data/state /var/lib/cybersensei-agent
@@ -130,7 +134,7 @@ cybersensei-sim --tls --port 8443 --ca-out /run/sim-ca.pem --license-key '$KEY' 
   --update \$ver=/srv/pkg-\$(( \${ver##*.} % 2 )).zip >/run/sim.out 2>/run/sim.err &
 i=0; while ! grep -q '^URL' /run/sim.out 2>/dev/null; do sleep 0.2; i=\$((i+1)); [ \$i -lt 150 ] || fail "simulator did not start"; done
 say "AGENT-START"
-STDERR_LOG=/dev/console START_CHECK=1 /etc/init.d/cybersensei-agent start >/dev/null || fail "init script start"
+STDERR_LOG=/run/console.fifo START_CHECK=1 /etc/init.d/cybersensei-agent start >/dev/null || fail "init script start"
 S=/data/state/status.json
 # Done = no journal, status idle on the offered version.
 updated() { [ ! -e /data/state/update/journal.json ] && grep -q "\"version\": \"\$ver\"" \$S 2>/dev/null && grep -q '"state": "idle"' \$S; }
@@ -149,6 +153,7 @@ fi
 post=\$(box); say "POST \$post"
 case "\$post" in "BOX ok"*) ;; *) fail "post check" ;; esac
 [ "\$mode" = check ] && say "CHECK-PASS" || say "SETUP-PASS"
+sleep 0.5   # the console reader echoes the last lines
 sync; umount /var/lib/cybersensei-agent /opt/cybersensei; umount /data
 poweroff -f
 EOF_INIT
