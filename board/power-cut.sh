@@ -13,15 +13,17 @@
 # The disk is served to qemu by board/power-cut.py over NBD with a volatile write
 # cache: what the guest did not flush is lost at the cut (docs/board.md, "Power cuts").
 #
-#   board/power-cut.sh [N]        N cuts (default 6, what CI runs)
+#   board/power-cut.sh [N]        N cuts (default 5, what CI runs)
 # Env: POWER_CUT_SEED (default: random, printed), POWER_CUT_WORKDIR (default
 #      target/power-cut), POWER_CUT_TIMEOUT (seconds per boot, default 300),
 #      POWER_CUT_VERBOSE=1 (echo the console), POWER_CUT_STOP=1 (stop at the first
-#      failure), BOOT_SKIP_BUILD=1 (reuse target/board binaries).
+#      failure), POWER_CUT_REPLAY=0 (skip the replay of every flush boundary),
+#      POWER_CUT_AGENT (another aarch64 agent binary, e.g. a mutant that skips a
+#      sync, to see the test fail), BOOT_SKIP_BUILD=1 (reuse target/board binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-N=${1:-6}
+N=${1:-5}
 T=aarch64-unknown-linux-musl
 W=${POWER_CUT_WORKDIR:-$ROOT/target/power-cut}
 CACHE=$ROOT/target/boot-cache
@@ -33,7 +35,7 @@ if [ "${BOOT_SKIP_BUILD:-0}" != 1 ] || [ ! -x target/board/$T/cybersensei-sim ];
   board/build.sh $T --sim >/dev/null
 fi
 cargo build -q -p cybersensei-sim
-AGENT=$ROOT/target/board/$T/cybersensei-agent
+AGENT=${POWER_CUT_AGENT:-$ROOT/target/board/$T/cybersensei-agent}
 SIM=$ROOT/target/board/$T/cybersensei-sim
 HOST_SIM=${CARGO_TARGET_DIR:-$ROOT/target}/debug/cybersensei-sim
 
