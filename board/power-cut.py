@@ -458,7 +458,7 @@ class Run:
         os.makedirs(out)
         subprocess.run(["debugfs", "-R", f"rdump /state /opt {out}", cp],
                        capture_output=True, text=True)
-        b = subprocess.run([self.a.sim, "check-box", f"{out}/state", f"{out}/opt"],
+        b = subprocess.run([self.a.sim, "check-box", "--sums-required", f"{out}/state", f"{out}/opt"],
                            capture_output=True, text=True)
         problems = []
         # 0: clean; 1: errors fixed (journal replay alone gives 0 or 1 depending on

@@ -121,7 +121,7 @@ say "boot: \$mode, offering \$ver"
 mkdir -p /data/state /data/opt /var/lib/cybersensei-agent
 mount --bind /data/state /var/lib/cybersensei-agent
 mount --bind /data/opt /opt/cybersensei
-box() { cybersensei-sim check-box /data/state /data/opt; }
+box() { cybersensei-sim check-box --sums-required /data/state /data/opt; }
 if [ "\$mode" = setup ]; then
   # The factory image: slot a holds version 1.0.0 (no agent of its own).
   mkdir -p /opt/cybersensei/slots/a/app /opt/cybersensei/slots/b

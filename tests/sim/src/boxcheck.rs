@@ -109,9 +109,16 @@ fn temp_files(dir: &Path) -> Vec<String> {
 }
 
 /// Checks one slot; returns its version when it is complete.
-fn check_slot(r: &mut Report, root: &Path, slot: &str, must: bool) -> Option<String> {
+fn check_slot(
+    r: &mut Report,
+    root: &Path,
+    slot: &str,
+    must: bool,
+    sums_required: bool,
+) -> Option<String> {
     let dir = root.join("slots").join(slot);
     let rec = root.join("slots").join(format!("{slot}.json"));
+    let record = rec.exists();
     let version = match json_file(r, &rec) {
         Some(v) => match v.get("version").and_then(Value::as_str) {
             Some(s) if !s.is_empty() => s.to_string(),
@@ -161,19 +168,41 @@ fn check_slot(r: &mut Report, root: &Path, slot: &str, must: bool) -> Option<Str
             }
         }
     } else if sums.exists() {
-        // `sha256sum` format: "<hex>  <path>" per line.
-        match fs::read_to_string(&sums) {
-            Ok(text) => text
-                .lines()
-                .filter_map(|l| l.split_once("  "))
-                .map(|(h, p)| (p.to_string(), h.to_string()))
-                .collect(),
+        // `sha256sum` format: "<hex>  <path>" per line; a file cut to nothing (its
+        // data never reached the disk) or garbled is a problem, not an empty list.
+        let text = match fs::read_to_string(&sums) {
+            Ok(t) => t,
             Err(e) => {
-                r.bad(format!("{}: {e}", sums.display()));
+                r.bad(format!("slot {slot}: SHA256SUMS: {e}"));
                 return None;
             }
+        };
+        let mut v = Vec::new();
+        for l in text.lines().filter(|l| !l.is_empty()) {
+            match l.split_once("  ") {
+                Some((h, p)) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                    v.push((p.to_string(), h.to_string()))
+                }
+                _ => {
+                    r.bad(format!("slot {slot}: SHA256SUMS: bad line {l:?}"));
+                    return None;
+                }
+            }
         }
+        if v.is_empty() {
+            r.bad(format!(
+                "slot {slot}: SHA256SUMS is empty ({} bytes)",
+                text.len()
+            ));
+            return None;
+        }
+        v
     } else {
+        if sums_required && record {
+            r.bad(format!(
+                "slot {slot} has a record but neither SHA256SUMS nor manifest.json"
+            ));
+        }
         Vec::new()
     };
     if !entries.is_empty() {
@@ -196,7 +225,10 @@ fn check_slot(r: &mut Report, root: &Path, slot: &str, must: bool) -> Option<Str
 }
 
 /// Checks a box: `state` is the agent's `state_dir`, `root` its `install.root`.
-pub fn check_box(state: &Path, root: &Path) -> Report {
+/// `sums_required`: every slot with a record must carry `SHA256SUMS` or a manifest
+/// (the power-cut packages always do), so a slot whose files were lost is caught
+/// even when its digest list was lost with them.
+pub fn check_box(state: &Path, root: &Path, sums_required: bool) -> Report {
     let mut r = Report::default();
     // install.root: current -> a complete slot.
     let cur = root.join("current");
@@ -207,13 +239,13 @@ pub fn check_box(state: &Path, root: &Path) -> Report {
             match t.strip_prefix("slots/") {
                 Some(s @ ("a" | "b")) => {
                     r.fact("current", s);
-                    if let Some(v) = check_slot(&mut r, root, s, true) {
+                    if let Some(v) = check_slot(&mut r, root, s, true, sums_required) {
                         r.fact("version", v);
                     }
                     let other = if s == "a" { "b" } else { "a" };
                     // The other slot is only checked when it claims to be complete.
                     if root.join("slots").join(format!("{other}.json")).exists() {
-                        check_slot(&mut r, root, other, false);
+                        check_slot(&mut r, root, other, false, sums_required);
                     }
                 }
                 _ => r.bad(format!("current -> {t}: not slots/a or slots/b")),
@@ -372,7 +404,7 @@ mod tests {
             &entry,
         )
         .unwrap();
-        let r = check_box(&state, &root);
+        let r = check_box(&state, &root, true);
         assert!(r.problems.is_empty(), "{}", r.line());
         assert!(r.line().contains(" current=b "), "{}", r.line());
         assert!(r.line().contains(" version=2.0.1 "), "{}", r.line());
@@ -387,18 +419,38 @@ mod tests {
             &entry[..entry.len() - 2],
         )
         .unwrap();
-        let r = check_box(&state, &root);
+        let r = check_box(&state, &root, true);
         let line = r.line();
         assert_eq!(r.problems.len(), 3, "{line}");
         assert!(line.contains("app/x does not match its digest"), "{line}");
         assert!(line.contains("journal.json: does not parse"), "{line}");
         assert!(line.contains("00000000000000000002.sample"), "{line}");
 
+        // The slot's files and its SHA256SUMS cut to nothing (data never flushed).
+        let t2 = tmp("lost");
+        let (st2, root2) = (t2.join("state"), t2.join("opt"));
+        fs::create_dir_all(root2.join("slots/a/bin")).unwrap();
+        fs::write(root2.join("slots/a/bin/agent"), b"").unwrap();
+        fs::write(root2.join("slots/a/SHA256SUMS"), b"").unwrap();
+        fs::write(root2.join("slots/a.json"), r#"{"version":"2.0.2"}"#).unwrap();
+        std::os::unix::fs::symlink("slots/a", root2.join("current")).unwrap();
+        let r = check_box(&st2, &root2, true);
+        assert!(r.line().contains("SHA256SUMS is empty"), "{}", r.line());
+        fs::remove_file(root2.join("slots/a/SHA256SUMS")).unwrap();
+        let r = check_box(&st2, &root2, true);
+        assert!(
+            r.line().contains("neither SHA256SUMS nor manifest"),
+            "{}",
+            r.line()
+        );
+        assert!(check_box(&st2, &root2, false).problems.is_empty());
+        let _ = fs::remove_dir_all(&t2);
+
         // current pointing at a slot without record (half-staged).
         let _ = fs::remove_file(root.join("current"));
         fs::create_dir_all(root.join("slots/a")).unwrap();
         std::os::unix::fs::symlink("slots/a", root.join("current")).unwrap();
-        let r = check_box(&state, &root);
+        let r = check_box(&state, &root, true);
         assert!(
             r.line().contains("slot a is current but has no record"),
             "{}",

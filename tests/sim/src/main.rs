@@ -37,9 +37,10 @@ usage: cybersensei-sim [options]
   --no-checksum-header       no X-Checksum-SHA256 on downloads
   --quiet                    do not log requests on stderr
   --fail PATH=N              answer the first N requests to PATH (prefix) with 503
-usage: cybersensei-sim check-box STATE_DIR INSTALL_ROOT
+usage: cybersensei-sim check-box [--sums-required] STATE_DIR INSTALL_ROOT
   checks a box after a power cut (board/power-cut.sh): prints `BOX ok ...` and exits
-  0, or `BOX FAIL ... :: problems` and exits 1
+  0, or `BOX FAIL ... :: problems` and exits 1; --sums-required: every recorded slot
+  must carry SHA256SUMS or manifest.json
 ";
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -87,10 +88,11 @@ fn outcome_of(word: &str) -> Option<&'static str> {
 fn run() -> Result<(), String> {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("check-box") {
-        let [state, root] = &argv[1..] else {
+        let sums = argv.get(1).map(String::as_str) == Some("--sums-required");
+        let [state, root] = &argv[1 + usize::from(sums)..] else {
             return Err(format!("check-box wants STATE_DIR INSTALL_ROOT\n{USAGE}"));
         };
-        let r = cybersensei_sim::boxcheck::check_box(state.as_ref(), root.as_ref());
+        let r = cybersensei_sim::boxcheck::check_box(state.as_ref(), root.as_ref(), sums);
         println!("{}", r.line());
         if r.problems.is_empty() {
             return Ok(());
