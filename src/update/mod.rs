@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod download;
+pub mod factory;
 pub mod journal;
 pub mod slots;
 pub mod verify;
@@ -69,7 +70,8 @@ fn dir(cfg: &Config) -> PathBuf {
     cfg.state_dir.join("update")
 }
 
-/// The active slot ("a"/"b", None on a fresh box) and its installed version ("0.0.0" if none).
+/// The active slot ("a"/"b", None on a fresh box) and its installed version (on a
+/// fresh box, the factory version: `factory`).
 pub fn active(cfg: &Config) -> (Option<String>, String) {
     let l = Layout::new(&cfg.install.root);
     match l.active() {
@@ -77,7 +79,7 @@ pub fn active(cfg: &Config) -> (Option<String>, String) {
             let v = l.version(&s);
             (Some(s), v)
         }
-        None => (None, "0.0.0".into()),
+        None => (None, factory::version(&cfg.install.root)),
     }
 }
 
