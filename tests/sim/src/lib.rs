@@ -734,6 +734,20 @@ impl Sim {
         *self.shared.clock.lock().unwrap_or_else(|e| e.into_inner()) = clock;
     }
 
+    /// Sets the simulator's time (ms since the epoch), switching to a manual clock if
+    /// it ran on another: for tests whose agent runs on a fake clock.
+    pub fn set_now_ms(&self, ms: u64) {
+        let mut c = self.shared.clock.lock().unwrap_or_else(|e| e.into_inner());
+        match &*c {
+            SimClock::Manual(m) => m.set_ms(ms),
+            _ => {
+                let m = ManualClock::new(std::time::UNIX_EPOCH);
+                m.set_ms(ms);
+                *c = SimClock::Manual(m);
+            }
+        }
+    }
+
     /// The simulator's time, ms since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.shared.now_ms()
