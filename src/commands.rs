@@ -96,10 +96,8 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
         Command::Validate => {
             let out = license::validate(ctx)?;
             print_license(&out);
-            match out.to_error() {
-                Some(e) => Err(e),
-                None => Ok(exit::OK),
-            }
+            // The reason is on stdout already: exit with its code, not a third copy.
+            Ok(out.to_error().map_or(exit::OK, |e| e.exit_code()))
         }
         Command::CheckUpdate => {
             let r = update::check(ctx)?;
@@ -115,8 +113,27 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
                 if let Some(c) = &r.changelog {
                     println!("Changelog:\n{c}");
                 }
+            } else if r.details.node_too_old {
+                println!(
+                    "Update not possible yet: {}",
+                    r.details
+                        .too_old_text(&r.current_version, r.latest_version.as_deref())
+                );
             } else {
                 println!("Up to date (version {})", r.current_version);
+            }
+            let d = &r.details;
+            if let Some(v) = d.required_node_version.as_deref().filter(|_| r.available) {
+                println!("Requires node version: {v} or later");
+            }
+            if d.security_update {
+                println!("Security update: yes");
+            }
+            if d.breaking {
+                println!("Breaking: yes (read the changelog before installing)");
+            }
+            if let Some(m) = &d.message {
+                println!("Backend says: {m}");
             }
             Ok(exit::OK)
         }

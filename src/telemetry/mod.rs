@@ -1,10 +1,13 @@
 //! Telemetry (PROTOCOL.md §4): measure the box (`collect`), send (`send`), and keep
 //! what could not be sent in a bounded on-disk queue (`queue`).
 //!
-//! One cycle (`send_once`): measure; send the queued samples oldest first (at most
-//! `queue::FLUSH_BATCH`), stopping at the first failure; then send the fresh sample
-//! if the queue is empty, else append it to the queue so samples reach the backend
-//! in the order they were measured.
+//! One cycle (`send_cycle`): measure; send the queued samples oldest first (at most
+//! `max_flush`), stopping at the first failure; then send the fresh sample if the
+//! queue is empty, else append it to the queue so samples reach the backend in the
+//! order they were measured. A person's `telemetry --once` flushes up to
+//! `queue::FLUSH_BATCH`; the daemon flushes one per cycle and drains the rest with
+//! `drain`, one sample per `DRAIN_GAP`, while the backend's throttler has room to
+//! spare (`drain_pause`): the boxes of a site share one address and one budget.
 
 pub mod collect;
 pub mod queue;
@@ -40,6 +43,20 @@ pub fn no_tenant_error() -> Error {
          validate`); telemetry needs the tenantId the backend returns, so nothing was sent"
             .into(),
     )
+}
+
+/// The daemon's pace when draining a backlog: one queued sample per this gap.
+pub const DRAIN_GAP: Duration = Duration::from_secs(5);
+/// Queued samples the daemon sends in a regular cycle (the rest drain paced).
+pub const CYCLE_FLUSH: usize = 1;
+
+/// How long to hold the drain so the throttler's window keeps room for the fresh
+/// samples of every box behind the address: the drain stops when fewer than a
+/// quarter of the window's requests (at least 5) are left, until the window resets.
+pub fn drain_pause(ctx: &Ctx) -> Option<Duration> {
+    let b = ctx.transport.rate_budget()?;
+    let reserve = (b.limit / 4).max(5);
+    (b.remaining < reserve).then(|| Duration::from_secs(b.reset.unwrap_or(60).clamp(1, 60)))
 }
 
 /// How old the application's metrics file may be: two telemetry intervals.
@@ -99,8 +116,38 @@ struct Cycle {
     failure: Option<String>,
 }
 
-/// One cycle: flush the queue (oldest first), then send a fresh sample (queued on failure).
+/// One cycle as a person runs it: flush up to `queue::FLUSH_BATCH` queued samples
+/// (oldest first), then send a fresh sample (queued on failure).
 pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
+    send_cycle(ctx, collector, queue::FLUSH_BATCH)
+}
+
+/// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
+/// drain); stops at the first failure.
+pub fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
+    let state_dir = &ctx.cfg.state_dir;
+    let mut c = Cycle::default();
+    let q = match Queue::open(state_dir, ctx.cfg.telemetry.queue_max) {
+        Ok(q) => q,
+        Err(e) => {
+            c.failure = Some(e.to_string());
+            record(ctx, None, &c);
+            return Err(e);
+        }
+    };
+    let result = flush(ctx, &q, &mut c, max);
+    let queued = q.len().ok();
+    c.report.queued = queued.unwrap_or(0);
+    if let Err(e) = &result {
+        c.failure = Some(e.to_string());
+    }
+    record(ctx, queued, &c);
+    result.map(|()| c.report)
+}
+
+/// One cycle: flush up to `max_flush` queued samples (oldest first), then send a
+/// fresh sample (queued on failure, or when older samples still wait).
+pub fn send_cycle(ctx: &Ctx, collector: &mut Collector, max_flush: usize) -> Result<SendReport> {
     let state_dir = &ctx.cfg.state_dir;
     let Some(tenant) = crate::license::cached_tenant_id(state_dir) else {
         let e = no_tenant_error();
@@ -124,7 +171,7 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
             return Err(e);
         }
     };
-    let result = cycle(ctx, &mut q, fresh, &mut c);
+    let result = cycle(ctx, &mut q, fresh, &mut c, max_flush);
     let queued = q.len().ok();
     c.report.queued = queued.unwrap_or(0);
     if let Err(e) = &result {
@@ -134,8 +181,14 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
     result.map(|()| c.report)
 }
 
-fn cycle(ctx: &Ctx, q: &mut Queue, fresh: TelemetryPayload, c: &mut Cycle) -> Result<()> {
-    match flush(ctx, q, c) {
+fn cycle(
+    ctx: &Ctx,
+    q: &mut Queue,
+    fresh: TelemetryPayload,
+    c: &mut Cycle,
+    max_flush: usize,
+) -> Result<()> {
+    match flush(ctx, q, c, max_flush) {
         Ok(()) => {}
         Err(e) => {
             // Stopped (signal) or local I/O trouble: keep the fresh sample anyway.
@@ -165,9 +218,10 @@ fn cycle(ctx: &Ctx, q: &mut Queue, fresh: TelemetryPayload, c: &mut Cycle) -> Re
     Ok(())
 }
 
-/// Sends up to `FLUSH_BATCH` queued samples, oldest first, until the first failure.
-fn flush(ctx: &Ctx, q: &Queue, c: &mut Cycle) -> Result<()> {
-    for seq in q.oldest()? {
+/// Sends up to `max` (at most `FLUSH_BATCH`) queued samples, oldest first, until
+/// the first failure.
+fn flush(ctx: &Ctx, q: &Queue, c: &mut Cycle, max: usize) -> Result<()> {
+    for seq in q.oldest()?.into_iter().take(max) {
         let p = match q.read(seq) {
             Ok(p) => p,
             Err(why) => {
