@@ -41,6 +41,7 @@ fn package(version: &str, unhealthy: bool) -> Vec<E> {
         E::Dir("bin/".into()),
         E::File("bin/run".into(), b"#!/bin/sh\nexit 0\n".to_vec(), 0o755),
         file("VERSION", format!("{version}\n").as_bytes()),
+        file("version.json", &update_support::version_json(version)),
         E::Dir("data/".into()),
     ];
     for i in 0..16 {
