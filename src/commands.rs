@@ -250,6 +250,16 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
         None => println!("  expires: {}", o(&l.expires_at)),
     }
     println!("  checked: {}", o(&l.last_validated_at));
+    if let Some(u) = l.usage_count {
+        // The backend counts every validation and refuses the license at the maximum.
+        match l.max_usage_count.filter(|m| *m > 0) {
+            Some(m) => println!(
+                "  usage:   {u}/{m} validations ({}%)",
+                u.saturating_mul(100) / m
+            ),
+            None => println!("  usage:   {u} validations (no maximum)"),
+        }
+    }
     if let Some(m) = &l.message {
         println!("  message: {m}");
     }
