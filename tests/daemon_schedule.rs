@@ -24,7 +24,7 @@ fn wall_now() -> f64 {
         .as_secs_f64()
 }
 
-/// A node with the INTERFACE.md defaults for every interval (the harness only sets
+/// A node with the default of every interval (README, "Configuration") (the harness only sets
 /// paths, the backend and fast retries).
 fn default_node(sim: &Sim) -> Node {
     sim.valid_license(KEY);
