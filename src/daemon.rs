@@ -48,6 +48,8 @@ pub struct Daemon<'a> {
     next_check: Duration,
     /// When the next paced drain of the telemetry backlog is due (None: no backlog).
     next_drain: Option<Duration>,
+    /// The drain's current gap (`telemetry::next_drain_gap`).
+    drain_gap: Duration,
     refused_streak: u32,
     unreachable_streak: u32,
     license: LicenseState,
@@ -132,6 +134,7 @@ impl<'a> Daemon<'a> {
             next_telemetry: Duration::ZERO,
             next_check: Duration::ZERO,
             next_drain: None,
+            drain_gap: telemetry::DRAIN_START_GAP,
             refused_streak: 0,
             unreachable_streak: 0,
             license: LicenseState::Unknown,
@@ -355,6 +358,7 @@ impl<'a> Daemon<'a> {
         }
         if moved {
             self.counters.throttled += 1;
+            self.drain_gap = telemetry::next_drain_gap(self.drain_gap, None, true);
             log::warn!(
                 "backend rate limit (429): no request to it for {} as it asks",
                 crate::error::human_duration(left)
@@ -558,11 +562,12 @@ impl<'a> Daemon<'a> {
         self.next_telemetry = now + self.jittered(interval);
     }
 
-    /// Next drain of the backlog: after `DRAIN_GAP`, or after the throttler's window
-    /// when it has little room left (`telemetry::drain_pause`).
+    /// Next drain of the backlog, one gap after the last, the gap adapted to what the
+    /// throttler said of the last telemetry request.
     fn schedule_drain(&mut self, now: Duration) {
-        let gap = telemetry::drain_pause(&self.ctx).unwrap_or(telemetry::DRAIN_GAP);
-        self.next_drain = Some(now + self.jittered(gap));
+        self.drain_gap =
+            telemetry::next_drain_gap(self.drain_gap, self.ctx.transport.rate_budget(), false);
+        self.next_drain = Some(now + self.jittered(self.drain_gap));
     }
 
     /// One paced drain step: one queued sample.
@@ -576,7 +581,10 @@ impl<'a> Daemon<'a> {
         self.next_drain = None;
         match telemetry::drain(&self.ctx, 1) {
             Ok(r) if r.flushed > 0 && r.queued > 0 => self.schedule_drain(now),
-            Ok(r) if r.queued == 0 => log::info!("telemetry backlog delivered"),
+            Ok(r) if r.queued == 0 => {
+                log::info!("telemetry backlog delivered");
+                self.drain_gap = telemetry::DRAIN_START_GAP;
+            }
             // Not delivered: the next regular cycle tries again.
             Ok(_) => {}
             Err(Error::Interrupted) => {}

@@ -6,8 +6,8 @@
 //! queue is empty, else append it to the queue so samples reach the backend in the
 //! order they were measured. A person's `telemetry --once` flushes up to
 //! `queue::FLUSH_BATCH`; the daemon flushes one per cycle and drains the rest with
-//! `drain`, one sample per `DRAIN_GAP`, while the backend's throttler has room to
-//! spare (`drain_pause`): the boxes of a site share one address and one budget.
+//! `drain`, one sample per gap, the gap adapted to the backend's throttler
+//! (`next_drain_gap`): the boxes of a site share one address and one budget.
 
 pub mod collect;
 pub mod queue;
@@ -45,18 +45,35 @@ pub fn no_tenant_error() -> Error {
     )
 }
 
-/// The daemon's pace when draining a backlog: one queued sample per this gap.
+/// The daemon's fastest pace when draining a backlog: one queued sample per gap.
 pub const DRAIN_GAP: Duration = Duration::from_secs(5);
+/// The gap a drain starts at (slow start: a site's boxes all come back together
+/// after an outage, and speed up only while the throttler has room).
+pub const DRAIN_START_GAP: Duration = Duration::from_secs(60);
+/// Its slowest pace (a site with many boxes behind one address).
+pub const MAX_DRAIN_GAP: Duration = Duration::from_secs(600);
 /// Queued samples the daemon sends in a regular cycle (the rest drain paced).
 pub const CYCLE_FLUSH: usize = 1;
 
-/// How long to hold the drain so the throttler's window keeps room for the fresh
-/// samples of every box behind the address: the drain stops when fewer than a
-/// quarter of the window's requests (at least 5) are left, until the window resets.
-pub fn drain_pause(ctx: &Ctx) -> Option<Duration> {
-    let b = ctx.transport.rate_budget()?;
-    let reserve = (b.limit / 4).max(5);
-    (b.remaining < reserve).then(|| Duration::from_secs(b.reset.unwrap_or(60).clamp(1, 60)))
+/// The next gap of the paced drain, adapted to what the backend's throttler says
+/// (`X-RateLimit-Remaining` of the last answer, shared by every box behind the
+/// address; a 429): the site's boxes together settle near three quarters of the
+/// throttler's budget, leaving the rest to fresh samples, without knowing how many
+/// they are. Slow down fast (x2 when less than an eighth is left or on a 429, x1.25
+/// under a quarter), speed up gently (-1/8) otherwise.
+pub fn next_drain_gap(
+    gap: Duration,
+    budget: Option<crate::transport::RateBudget>,
+    throttled: bool,
+) -> Duration {
+    let g = gap.as_secs_f64();
+    let g = match budget {
+        _ if throttled => g * 2.0,
+        Some(b) if b.remaining.saturating_mul(8) < b.limit => g * 2.0,
+        Some(b) if b.remaining.saturating_mul(4) < b.limit => g * 1.25,
+        _ => g * 7.0 / 8.0,
+    };
+    Duration::from_secs_f64(g.clamp(DRAIN_GAP.as_secs_f64(), MAX_DRAIN_GAP.as_secs_f64()))
 }
 
 /// How old the application's metrics file may be: two telemetry intervals.
@@ -300,5 +317,30 @@ fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
     });
     if let Err(e) = r {
         log::warn!("telemetry: cannot update status.json: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::RateBudget;
+
+    fn b(remaining: u64) -> Option<RateBudget> {
+        Some(RateBudget {
+            remaining,
+            limit: 60,
+            reset: Some(60),
+        })
+    }
+
+    #[test]
+    fn the_drain_slows_down_fast_and_speeds_up_gently() {
+        let g = Duration::from_secs(40);
+        assert_eq!(next_drain_gap(g, b(50), false), Duration::from_secs(35));
+        assert_eq!(next_drain_gap(g, b(10), false), Duration::from_secs(50));
+        assert_eq!(next_drain_gap(g, b(3), false), Duration::from_secs(80));
+        assert_eq!(next_drain_gap(g, b(50), true), Duration::from_secs(80));
+        assert_eq!(next_drain_gap(DRAIN_GAP, None, false), DRAIN_GAP);
+        assert_eq!(next_drain_gap(MAX_DRAIN_GAP, b(0), false), MAX_DRAIN_GAP);
     }
 }
