@@ -1,4 +1,4 @@
-//! The one-shot commands of INTERFACE.md, over the modules. Each returns the exit code.
+//! The one-shot commands (README, "What the agent does"), over the modules. Each returns the exit code.
 
 use crate::cli::{Command, Invocation, USAGE};
 use crate::clock::{Clock, SystemClock};
@@ -166,7 +166,7 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
                 );
                 Ok(exit::OK)
             } else if r.flushed > 0 {
-                // INTERFACE.md: exit 0 only when the fresh sample went out. Here the
+                // README, exit codes: 0 only when the fresh sample went out. Here the
                 // backend is fine; the sample waits behind a backlog being drained.
                 eprintln!(
                     "error: this sample is queued behind a backlog ({} older sample(s) delivered now, {} still queued); the next runs send the rest",

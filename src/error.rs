@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Exit codes of INTERFACE.md.
+/// Exit codes (README, "Exit codes").
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILURE: u8 = 1;
@@ -81,7 +81,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code INTERFACE.md assigns to this error.
+    /// The process exit code the README assigns to this error.
     ///
     /// An answer that is not the protocol and a backend that asks us to wait both
     /// exit 14 like an unreachable backend: in each case the backend could not be used

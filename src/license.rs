@@ -1,4 +1,4 @@
-//! License validation (PROTOCOL.md §1): the backend's decision, the cached last good
+//! License validation (docs/protocol.md §1): the backend's decision, the cached last good
 //! validation, and the offline grace rules.
 
 use crate::budget::{self, key_id};

@@ -1,4 +1,4 @@
-//! Plain data types mirroring PROTOCOL.md's JSON. No logic lives here.
+//! Plain data types mirroring the JSON of docs/protocol.md (both dialects). No logic lives here.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -25,6 +25,8 @@ fn central() -> Sim {
 /// A package the central backend accepts: `version.json` at its root.
 fn package(version: &str, required: &str) -> Vec<u8> {
     let mut entries: Vec<E> = app(version);
+    // app() carries a version.json without a minimum node version: replace it.
+    entries.retain(|e| !matches!(e, E::File(n, ..) if n == "version.json"));
     entries.push(file(
         "version.json",
         version_json(version, &format!("release {version}"), required).as_bytes(),

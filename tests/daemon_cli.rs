@@ -242,6 +242,9 @@ fn sigterm_during_a_slow_download_exits_0_and_the_next_update_resumes() {
             .compression_method(zip::CompressionMethod::Stored);
         w.start_file("VERSION", o).unwrap();
         w.write_all(b"2.0.0\n").unwrap();
+        w.start_file("version.json", o).unwrap();
+        w.write_all(cybersensei_sim::version_json("2.0.0", "- slow", "0.0.0").as_bytes())
+            .unwrap();
         w.start_file("blob.bin", o).unwrap();
         w.write_all(&blob).unwrap();
         w.finish().unwrap().into_inner()
@@ -306,6 +309,10 @@ fn an_update_carrying_an_agent_is_handed_to_it_and_committed_by_it() {
         w.start_file("VERSION", SimpleFileOptions::default())
             .unwrap();
         w.write_all(b"9.9.9\n").unwrap();
+        w.start_file("version.json", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(cybersensei_sim::version_json("9.9.9", "- new agent", "0.0.0").as_bytes())
+            .unwrap();
         w.start_file(
             "bin/cybersensei-agent",
             SimpleFileOptions::default().unix_permissions(0o755),

@@ -1,4 +1,4 @@
-//! Telemetry (PROTOCOL.md §4): measure the box (`collect`), send (`send`), and keep
+//! Telemetry (docs/protocol.md §4): measure the box (`collect`), send (`send`), and keep
 //! what could not be sent in a bounded on-disk queue (`queue`).
 //!
 //! One cycle (`send_cycle`): measure; send the queued samples oldest first (at most

@@ -1,4 +1,4 @@
-//! `GET /update/download/{updateId}` (PROTOCOL.md §3): streamed through one fixed
+//! `GET /update/download/{updateId}` (docs/protocol.md §3): streamed through one fixed
 //! buffer into `state_dir/update/download.part`, SHA-256 computed on the way,
 //! resumed with `Range` after an interruption, renamed to `package.zip` when whole.
 //!

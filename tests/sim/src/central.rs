@@ -67,8 +67,13 @@ fn query_params(q: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Which throttled route a method + path is, if the real app has it.
+/// Which throttled route a method + path is, if the real app has it (Express'
+/// default routing is not strict: one trailing slash is accepted).
 pub(crate) fn route_of(method: &str, path: &str) -> Option<&'static str> {
+    let path = match path.strip_suffix('/') {
+        Some(p) if !p.is_empty() && !p.ends_with('/') => p,
+        _ => path,
+    };
     match (method, path) {
         ("GET", ROUTE_VALIDATE) => Some(ROUTE_VALIDATE),
         ("GET", ROUTE_CHECK) => Some(ROUTE_CHECK),
@@ -113,7 +118,10 @@ pub(crate) fn route(sh: &Shared, req: &RawRequest, peer: &str) -> Response {
     let resp = match route {
         ROUTE_VALIDATE => validate(sh, param("key"), now),
         ROUTE_CHECK => check(sh, param("tenantId"), param("version"), now),
-        ROUTE_DOWNLOAD => download(sh, &percent_decode(&path["/update/download/".len()..])),
+        ROUTE_DOWNLOAD => download(
+            sh,
+            &percent_decode(path["/update/download/".len()..].trim_end_matches('/')),
+        ),
         _ => telemetry(sh, req, now),
     };
     resp.with("X-RateLimit-Limit", &limit.to_string())

@@ -1,8 +1,13 @@
 //! Development-only simulator of the CyberSensei central backend
-//! (`/work/shared/PROTOCOL.md`): a small synchronous HTTP/1.1 server, plain or
+//! (docs/protocol.md): a small synchronous HTTP/1.1 server, plain or
 //! HTTPS with a throwaway CA generated at start, with scriptable faults and a
 //! record of every request. Never shipped; used by the agent's integration tests
 //! (in-process) and by the demo / qemu scripts (the `cybersensei-sim` binary).
+//!
+//! Two profiles ([`Profile`]): `guide`, the integration guide's backend, and
+//! `central`, the real backend's code (sidi30/CyberSensei `platform/api`, modelled in
+//! `central.rs` and `throttle.rs` with file:line references). [`SimOptions::default`]
+//! takes it from `CYBERSENSEI_SIM_PROFILE`, so a whole test suite switches at once.
 //!
 //! ```no_run
 //! use cybersensei_sim::{Fault, LicenseOutcome, Sim, SimOptions};
@@ -23,7 +28,8 @@
 //! // dropping `sim` stops the server (hanging connections are released quickly)
 //! ```
 //!
-//! Routes (exact paths, strict): `GET /api/license/validate?key=`,
+//! Routes (exact paths, strict; the guide profile's answers below, the central
+//! profile's in docs/protocol.md): `GET /api/license/validate?key=`,
 //! `GET /update/check?tenantId=&version=`, `GET /update/download/{id}`,
 //! `POST /telemetry`; anything else is a NestJS-style 404.
 //!
@@ -732,6 +738,20 @@ impl Sim {
     /// Replaces the clock (e.g. a [`ManualClock`] for an accelerated fleet).
     pub fn set_clock(&self, clock: SimClock) {
         *self.shared.clock.lock().unwrap_or_else(|e| e.into_inner()) = clock;
+    }
+
+    /// Sets the simulator's time (ms since the epoch), switching to a manual clock if
+    /// it ran on another: for tests whose agent runs on a fake clock.
+    pub fn set_now_ms(&self, ms: u64) {
+        let mut c = self.shared.clock.lock().unwrap_or_else(|e| e.into_inner());
+        match &*c {
+            SimClock::Manual(m) => m.set_ms(ms),
+            _ => {
+                let m = ManualClock::new(std::time::UNIX_EPOCH);
+                m.set_ms(ms);
+                *c = SimClock::Manual(m);
+            }
+        }
     }
 
     /// The simulator's time, ms since the epoch.

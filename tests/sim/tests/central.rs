@@ -188,6 +188,9 @@ fn update_check_answers_like_the_service() {
     assert_eq!(b["createdAt"], "2026-01-01T00:00:00.000Z");
     assert!(b.get("updateAvailable").is_none());
     assert_eq!(r.header("X-RateLimit-Limit").as_deref(), Some("60"));
+    // Express' routing is not strict about one trailing slash.
+    let r = get(&sim, &format!("/update/check/?tenantId={T}&version=1.0.0"));
+    assert_eq!(r.json()["available"], true);
 
     // Newer or equal: up to date (a pre-release tag is ignored).
     for v in ["1.2.0", "1.3.0", "1.2.0-rc1"] {
