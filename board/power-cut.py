@@ -194,7 +194,8 @@ class VolatileDisk:
             magic, opt, ln = struct.unpack(">QII", recv_exact(c, 16))
             if magic != IHAVEOPT:
                 return
-            payload = recv_exact(c, ln) if ln else b""
+            if ln:
+                recv_exact(c, ln)  # the option's data (export name, info requests): unused
             if opt == OPT_EXPORT_NAME:
                 c.sendall(struct.pack(">QH", self.size, tflags) + (b"" if cflags & 2 else bytes(124)))
                 break
@@ -210,7 +211,6 @@ class VolatileDisk:
                 reply(opt, REP_ACK)
                 return
             reply(opt, REP_ERR_UNSUP)
-        del payload
         while True:
             magic, flags, typ, handle, off, ln = struct.unpack(">IHHQQI", recv_exact(c, 28))
             if magic != REQ_MAGIC:
@@ -604,10 +604,9 @@ class Run:
         self.disk.trigger = None
         row = {"i": i, "plan": p["desc"], "cache": p["cache"], "problems": []}
         if "how" not in res:
-            # The trigger never came (the update took fewer flushes than measured):
-            # the box ran to WORK-DONE and was cut when the boot timed out or ended.
-            row["problems"].append("no cut happened" if res["seen"].get("timeout") is None else "")
-            row["problems"] = [x for x in row["problems"] if x]
+            # No cut: the guest powered off by itself (it failed) or the boot timed out.
+            if not res["seen"].get("timeout"):
+                row["problems"].append("no cut happened: the guest stopped by itself")
             row["instant"] = "-"
             row["flight"] = "(not cut: " + ("timeout" if res["seen"].get("timeout") else "ended") + ")"
             row["cachesum"] = "-"
