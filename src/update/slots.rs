@@ -438,6 +438,7 @@ pub fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(u64, u64)> {
             } else if ft.is_file() {
                 bytes += clone_file(&s, &d, m.permissions().mode() & 0o777)?;
                 files += 1;
+                journal::crash_after("copy", files);
             }
             // Anything else (a socket an application left) is not part of an
             // installation: not copied.
