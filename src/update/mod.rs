@@ -234,6 +234,12 @@ fn check_inner(ctx: &Ctx) -> Result<(CheckReport, crate::protocol::UpdateCheck)>
         u.update_id = rr.update_id;
         u.file_size = rr.file_size;
         u.last_checked_at = Some(now);
+        if !rr.available {
+            // Nothing waits any more: what described the waiting package goes.
+            u.deferred = None;
+            u.breaking = None;
+            u.security_update = None;
+        }
         // A failed or rolled-back update stays visible until the next attempt.
         if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !rr.available {
             u.state = if rr.available {
