@@ -190,17 +190,18 @@ impl<'c, 'f> Driver<'c, 'f> {
             }
             Action::PointCurrent(Which::Target) => {
                 return Ok(Some(match self.layout.switch_to(Some(&self.j.target)) {
+                    // Only an agent the package brings is handed over to (a content
+                    // package's slot holds a clone of the running one).
                     Ok(()) => Event::CurrentSwitched {
                         hand_over: self.hand_over
                             && self.j.kind == Kind::Update
                             && self
-                                .layout
-                                .slot_dir(&self.j.target)
-                                .join(AGENT_IN_SLOT)
-                                .is_file(),
+                                .staging
+                                .as_ref()
+                                .is_some_and(|st| st.pkg.has_path(AGENT_IN_SLOT)),
                     },
                     Err(e) => Event::SwitchFailed(e.to_string()),
-                }))
+                }));
             }
             Action::PointCurrent(Which::From) => self.layout.switch_to(self.j.from.as_deref())?,
             Action::PostSwitchHook => {
@@ -343,7 +344,9 @@ impl<'c, 'f> Driver<'c, 'f> {
             ctx.cfg.updates.max_unpacked_size,
             over,
         )?;
-        probe_agent(ctx, &slot_dir)?;
+        if st.pkg.has_path(AGENT_IN_SLOT) {
+            probe_agent(ctx, &slot_dir)?;
+        }
         let old = self.j.from.as_deref().map(|s| self.layout.slot_dir(s));
         hooks::run(
             &slot_dir,

@@ -94,11 +94,9 @@ impl Package {
     pub fn deletions(&self) -> &[String] {
         self.manifest.as_ref().map_or(&[], |m| &m.delete)
     }
-    /// Whether the package carries this file (a hook, the agent).
-    pub fn has_file(&self, path: &str) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.path == path && e.kind == Kind::File)
+    /// Whether the package carries an entry at this path (the agent).
+    pub fn has_path(&self, path: &str) -> bool {
+        self.entries.iter().any(|e| e.path == path)
     }
 }
 
