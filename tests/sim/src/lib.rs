@@ -468,8 +468,11 @@ fn version_key(v: &str) -> Vec<u64> {
 /// A `version.json` as the real backend requires at a package's root
 /// (update.controller.ts:55-77): for tests and scripts building packages.
 pub fn version_json(version: &str, changelog: &str, required_node_version: &str) -> String {
+    // `kind: full`: the tests' packages are complete installations, and a package with
+    // version.json that names no kind is a content package (docs/updates.md).
     json!({
         "version": version,
+        "kind": "full",
         "changelog": changelog,
         "requiredNodeVersion": required_node_version,
         "breaking": false,
