@@ -207,18 +207,20 @@ fn license_expiring_mid_run_stops_services_and_valid_again_restarts_them() {
     });
     // status.json is written once the stop command has returned: wait for it too.
     wait_for("status says stopped", Duration::from_secs(5), || {
-        let st = node.status();
-        st["license"]["state"] == "expired" && st["services"]["running"] == false
+        node.status()["services"]["running"] == false
     });
+    assert_eq!(node.status()["license"]["state"], "expired");
 
     sim.valid_license(KEY);
     wait_for("services started again", Duration::from_secs(15), || {
         log() == "start\nstop\nstart\n"
     });
     wait_for("status says running", Duration::from_secs(5), || {
-        let st = node.status();
-        st["license"]["state"] == "valid" && st["services"]["running"] == true
+        node.status()["services"]["running"] == true
     });
+    let st = node.status();
+    assert_eq!(st["license"]["state"], "valid");
+    assert_eq!(st["services"]["running"], true);
     // Backed off, never a tight loop: a handful of validations for the episode.
     let during = sim.count("/api/license/validate") - expired_at;
     assert!((2..=4).contains(&during), "{during} validations");
