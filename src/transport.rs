@@ -304,9 +304,11 @@ impl Transport {
         let what = redact::query(&self.scrub(path));
         if let Some(n) = declared {
             if n > MAX_JSON_BODY {
-                return Err(Error::Unreachable(format!(
-                    "{what}: answer of {n} bytes refused (limit {MAX_JSON_BODY})"
-                )));
+                // No JSON answer of the protocol is that large: not a network fault.
+                return Err(Error::protocol(
+                    format!("{what}: answer of {n} bytes refused (limit {MAX_JSON_BODY})"),
+                    None,
+                ));
             }
         }
         let body = resp
@@ -315,9 +317,10 @@ impl Transport {
             .limit(MAX_JSON_BODY)
             .read_to_vec()
             .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => Error::Unreachable(format!(
-                    "{what}: answer larger than {MAX_JSON_BODY} bytes refused"
-                )),
+                ureq::Error::BodyExceedsLimit(_) => Error::protocol(
+                    format!("{what}: answer larger than {MAX_JSON_BODY} bytes refused"),
+                    None,
+                ),
                 other => Error::Unreachable(format!(
                     "{what}: reading the answer: {}",
                     self.scrub(&describe(&other))
