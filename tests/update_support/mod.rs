@@ -384,7 +384,8 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The simulator over TLS, with `TEST-KEY-1234` (the rigs' key) valid.
+/// The simulator over TLS, with `TEST-KEY-1234` (the rigs' key) valid; profile from
+/// `CYBERSENSEI_SIM_PROFILE` like every simulator of the tests.
 pub fn tls_sim() -> cybersensei_sim::Sim {
     let sim = cybersensei_sim::Sim::start(cybersensei_sim::SimOptions {
         tls: true,

@@ -1064,8 +1064,11 @@ fn fault_action(sh: &Shared, req: &RawRequest, peer: &str, f: Fault) -> Action {
             Delivery::Normal,
         ),
         Fault::TooMany { retry_after } => Action::Send(
-            nest_error(429, json!("ThrottlerException: Too Many Requests"))
-                .with("Retry-After", &retry_after),
+            match sh.profile {
+                Profile::Guide => nest_error(429, json!("ThrottlerException: Too Many Requests")),
+                Profile::Central => central::too_many(),
+            }
+            .with("Retry-After", &retry_after),
             Delivery::Normal,
         ),
         Fault::Hang => Action::Hang,
