@@ -10,6 +10,7 @@ pub mod context;
 pub mod daemon;
 pub mod error;
 pub mod fsutil;
+pub mod hex;
 pub mod license;
 pub mod logging;
 pub mod protocol;

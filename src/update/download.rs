@@ -103,17 +103,7 @@ pub fn discard(dir: &Path) {
 /// Bytes available to us on the filesystem holding `path` (or its nearest existing
 /// ancestor), and that filesystem's id.
 pub fn available(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        p = p.parent()?.to_path_buf();
-    }
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
+    let s = fsutil::statvfs(&fsutil::nearest_existing(path)).ok()?;
     Some((
         (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
         s.f_fsid as u64,

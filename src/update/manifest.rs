@@ -94,11 +94,8 @@ pub fn check_version(v: &str, what: &str) -> Result<String> {
 }
 
 fn digest(p: &str, h: &str) -> Result<String> {
-    let h = h.to_ascii_lowercase();
-    if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(reject(format!("{MANIFEST}: {p}: not a SHA-256 hex digest")));
-    }
-    Ok(h)
+    crate::hex::sha256_digest(h)
+        .ok_or_else(|| reject(format!("{MANIFEST}: {p}: not a SHA-256 hex digest")))
 }
 
 fn mode(p: &str, v: &Value) -> Result<u32> {

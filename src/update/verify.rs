@@ -741,11 +741,4 @@ pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
     Ok(())
 }
 
-/// Lowercase hex of bytes.
-pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        s.push_str(&format!("{x:02x}"));
-    }
-    s
-}
+pub use crate::hex::encode as hex;
