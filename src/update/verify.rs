@@ -507,6 +507,10 @@ pub fn parse_manifest(data: &[u8]) -> Result<Manifest> {
         }
         Some(serde_json::Value::Array(a)) => {
             for item in a {
+                // Manifest v2: directories carry no digest.
+                if item.get("type").and_then(|x| x.as_str()) == Some("dir") {
+                    continue;
+                }
                 let p = item.get("path").and_then(|x| x.as_str());
                 let h = item.get("sha256").and_then(|x| x.as_str());
                 match (p, h) {
