@@ -50,7 +50,10 @@ pub struct Updates {
     pub check_interval: u64,
     pub auto_download: bool,
     pub auto_install: bool,
-    pub public_key: Option<String>,
+    /// Trusted Ed25519 keys: each a key (base64, PEM), a key file or a directory of
+    /// `*.pub` files. Empty: signatures not required (status warns). `null`, one
+    /// string or an array in the file.
+    pub public_key: Vec<String>,
     pub max_package_size: u64,
     pub max_unpacked_size: u64,
     /// Most entries a package may hold (zip-bomb guard).
@@ -132,7 +135,7 @@ impl Default for Config {
                 check_interval: 3600,
                 auto_download: false,
                 auto_install: false,
-                public_key: None,
+                public_key: vec![],
                 max_package_size: 1 << 30,
                 max_unpacked_size: 4 << 30,
                 max_entries: 100_000,
@@ -337,7 +340,7 @@ impl Config {
             )?;
             set_bool(o, "updates", "auto_download", &mut u.auto_download)?;
             set_bool(o, "updates", "auto_install", &mut u.auto_install)?;
-            set_opt_string(o, "updates", "public_key", &mut u.public_key)?;
+            set_string_list(o, "updates", "public_key", &mut u.public_key)?;
             set_u64(
                 o,
                 "updates",
@@ -577,6 +580,40 @@ fn set_opt_string(
             Ok(())
         }
     }
+}
+
+/// `null`, one non-empty string, or an array of them.
+fn set_string_list(
+    o: &Map<String, Value>,
+    section: &str,
+    key: &str,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    let bad = |v: &Value| {
+        Error::Config(format!(
+            "{}: expected a string or an array of strings, got {}",
+            field(section, key),
+            type_name(v)
+        ))
+    };
+    let items: Vec<&Value> = match o.get(key) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+    };
+    let mut list = Vec::new();
+    for v in items {
+        let s = v.as_str().ok_or_else(|| bad(v))?.trim();
+        if s.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: empty entry",
+                field(section, key)
+            )));
+        }
+        list.push(s.to_string());
+    }
+    *out = list;
+    Ok(())
 }
 
 fn set_path(o: &Map<String, Value>, section: &str, key: &str, out: &mut PathBuf) -> Result<()> {

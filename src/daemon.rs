@@ -73,6 +73,7 @@ pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
         }
     };
     let clock = SystemClock::new();
+    crate::security::report(&cfg, clock.now_unix());
     let mut new_agent = None;
     let code = match Daemon::new(cfg, config_path, &clock) {
         Ok(mut d) => match d.run() {

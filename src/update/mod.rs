@@ -9,6 +9,7 @@ pub mod check;
 pub mod download;
 pub mod journal;
 pub mod slots;
+pub mod trust;
 pub mod verify;
 
 use crate::config::Config;
@@ -434,15 +435,20 @@ fn failed_id(cfg: &Config) -> Option<String> {
 }
 
 fn verify_package(ctx: &Ctx, path: &Path) -> Result<verify::Package> {
-    let key = match &ctx.cfg.updates.public_key {
-        Some(k) => Some(verify::parse_public_key(k)?),
-        None => None,
-    };
+    let trust = trust::load(&ctx.cfg)?;
+    if trust.required && trust.keys.is_empty() {
+        let e = trust::no_key_error(&trust);
+        fail(ctx, UpdateState::Failed, &e);
+        return Err(e);
+    }
+    if !trust.required {
+        log::warn!("installing without a signature check: updates.public_key is not set (docs/security.md)");
+    }
     let limits = verify::Limits {
         max_entries: ctx.cfg.updates.max_entries,
         max_unpacked: ctx.cfg.updates.max_unpacked_size,
     };
-    verify::verify(path, &limits, key.as_ref()).inspect_err(|e| {
+    verify::verify(path, &limits, &trust.keys).inspect_err(|e| {
         if matches!(e, Error::PackageRejected(_)) {
             // A refused download is useless: fetch it anew next time.
             download::discard(&dir(&ctx.cfg));
@@ -525,6 +531,7 @@ fn stage(
                 package_sha256: src.sha256.clone(),
                 files,
                 bytes,
+                signed: pkg.signed,
             },
         )
     })();

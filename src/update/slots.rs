@@ -34,6 +34,10 @@ pub struct Record {
     pub files: u64,
     #[serde(default)]
     pub bytes: u64,
+    /// Installed from a package whose signature a trusted key verified: only then
+    /// are the slot's `update-keys/` trusted (`update::trust`).
+    #[serde(default)]
+    pub signed: bool,
 }
 
 /// Paths of an install root.
@@ -357,6 +361,7 @@ mod tests {
             package_sha256: None,
             files: 1,
             bytes: 1,
+            signed: false,
         };
         l.write_record("b", &rec).unwrap();
         assert!(l.is_complete("b"));

@@ -134,7 +134,8 @@ pub fn open(path: &Path) -> Result<ZipArchive<File>> {
 }
 
 /// Verifies a package file completely; nothing is written anywhere.
-pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Package> {
+/// `keys`: the trusted keys (`update::trust`); empty = signatures not required.
+pub fn verify(path: &Path, limits: &Limits, keys: &[[u8; 32]]) -> Result<Package> {
     let mut f =
         File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     // The archive reader keeps every central-directory record in memory: refuse an
@@ -249,8 +250,8 @@ pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Pa
         }
     }
     check_links(&pkg.entries)?;
-    let manifest = read_manifest(&mut zip, &pkg, key)?;
-    pkg.signed = key.is_some();
+    let manifest = read_manifest(&mut zip, &pkg, keys)?;
+    pkg.signed = !keys.is_empty();
     if let Some(m) = &manifest {
         pkg.manifest_version = Some(m.version.clone());
     }
@@ -553,7 +554,7 @@ fn decode_signature(data: &[u8]) -> Option<Vec<u8>> {
 fn read_manifest(
     zip: &mut ZipArchive<File>,
     pkg: &Package,
-    key: Option<&[u8; 32]>,
+    keys: &[[u8; 32]],
 ) -> Result<Option<Manifest>> {
     let find = |name: &str| {
         pkg.entries
@@ -562,7 +563,7 @@ fn read_manifest(
             .map(|e| e.index)
     };
     let Some(mi) = find(MANIFEST) else {
-        if key.is_some() {
+        if !keys.is_empty() {
             return Err(reject(format!(
                 "unsigned package: {MANIFEST} missing and updates.public_key is set"
             )));
@@ -570,7 +571,7 @@ fn read_manifest(
         return Ok(None);
     };
     let data = read_small(zip, mi, MAX_MANIFEST, MANIFEST)?;
-    if let Some(key) = key {
+    if !keys.is_empty() {
         let si = find(SIGNATURE).ok_or_else(|| {
             reject(format!(
                 "unsigned package: {SIGNATURE} missing and updates.public_key is set"
@@ -579,9 +580,16 @@ fn read_manifest(
         let sig = read_small(zip, si, MAX_SIG, SIGNATURE)?;
         let sig = decode_signature(&sig)
             .ok_or_else(|| reject(format!("{SIGNATURE}: not a 64-byte Ed25519 signature")))?;
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key[..])
-            .verify(&data, &sig)
-            .map_err(|_| reject(format!("{SIGNATURE}: signature does not verify")))?;
+        // Any trusted key will do (several during a rotation).
+        if !keys.iter().any(|key| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key[..])
+                .verify(&data, &sig)
+                .is_ok()
+        }) {
+            return Err(reject(format!(
+                "{SIGNATURE}: signature does not verify with any trusted key"
+            )));
+        }
     }
     let m = parse_manifest(&data)?;
     match &m.files {
@@ -606,7 +614,7 @@ fn read_manifest(
                 return Err(reject(format!("{} is not listed in {MANIFEST}", e.path)));
             }
         }
-        None if key.is_some() => {
+        None if !keys.is_empty() => {
             if let Some(e) = pkg
                 .entries
                 .iter()
