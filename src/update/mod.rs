@@ -561,7 +561,7 @@ fn probe_agent(ctx: &Ctx, slot_dir: &Path) -> Result<()> {
     if std::fs::symlink_metadata(&bin).is_err() {
         return Ok(());
     }
-    let child = std::process::Command::new(&bin)
+    let child = services::child_command(&bin)
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
