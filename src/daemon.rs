@@ -177,11 +177,14 @@ impl<'a> Daemon<'a> {
     pub fn start(&mut self) -> Result<()> {
         {
             let _lock = StateLock::acquire(&self.ctx.cfg.state_dir, STEP_LOCK_WAIT * 6)?;
+            let before = update::active(&self.ctx.cfg).0;
             if let Err(e) = update::recover(&self.ctx) {
                 // A failed recovery is logged and reported, but the loop still runs:
                 // the license and telemetry must keep working so the box stays reachable.
                 log::error!("update recovery: {e}");
             }
+            // Up and recovered: the init script's count of failed starts is reset.
+            update::boot::confirm_start(&self.ctx.cfg, before.as_deref());
         }
         let now = self.ctx.clock.monotonic();
         self.next_validate = now;

@@ -5,6 +5,7 @@
 //! State of this module in `state_dir/update/`: `journal.json` (update in flight),
 //! `download.part` / `package.zip` / `download.json` (the package), `failed-id`.
 
+pub mod boot;
 pub mod check;
 pub mod download;
 pub mod journal;
@@ -155,6 +156,13 @@ pub fn recover(ctx: &Ctx) -> Result<()> {
         Step::Switching => {
             // `current` may name either slot and services may be stopped: go back.
             roll_back(ctx, &mut j, "interrupted during the switch".into(), false)
+        }
+        Step::Switched if j.kind == Kind::Update && boot::agent_failed(&ctx.cfg, &j.target) => {
+            let why = format!(
+                "the agent of version {} failed to start; the init script fell back to the factory agent",
+                j.version
+            );
+            roll_back(ctx, &mut j, why, true)
         }
         Step::Switched => {
             j.attempts += 1;
