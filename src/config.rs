@@ -60,6 +60,11 @@ pub struct Updates {
     pub max_entries: u64,
     /// Boots in an uncommitted slot before the agent rolls back by itself.
     pub max_boot_attempts: u32,
+    /// A download slower than this (bytes/s) over `slow_download_window` seconds is
+    /// abandoned, its partial file kept for a later resume (0: never).
+    pub min_download_rate: u64,
+    /// Seconds over which `min_download_rate` is measured.
+    pub slow_download_window: u64,
 }
 
 /// `install` section.
@@ -140,6 +145,8 @@ impl Default for Config {
                 max_unpacked_size: 4 << 30,
                 max_entries: 100_000,
                 max_boot_attempts: 3,
+                min_download_rate: 1024,
+                slow_download_window: 120,
             },
             install: Install {
                 root: "/opt/cybersensei".into(),
@@ -326,6 +333,8 @@ impl Config {
                     "max_unpacked_size",
                     "max_entries",
                     "max_boot_attempts",
+                    "min_download_rate",
+                    "slow_download_window",
                 ],
             )?;
             let u = &mut c.updates;
@@ -371,6 +380,24 @@ impl Config {
             let mut m = u.max_boot_attempts as u64;
             set_u64(o, "updates", "max_boot_attempts", &mut m, 1, 100, false)?;
             u.max_boot_attempts = m as u32;
+            set_u64(
+                o,
+                "updates",
+                "min_download_rate",
+                &mut u.min_download_rate,
+                0,
+                1 << 30,
+                false,
+            )?;
+            set_u64(
+                o,
+                "updates",
+                "slow_download_window",
+                &mut u.slow_download_window,
+                1,
+                86400,
+                true,
+            )?;
         }
         if let Some(v) = obj.get("install") {
             let o = as_object(v, "install")?;

@@ -450,8 +450,18 @@ impl<'a> Daemon<'a> {
         };
         self.counters.checks += 1;
         let before = update::active(&self.ctx.cfg).0;
-        match update::daemon_step(&self.ctx) {
+        // A download pauses when telemetry or revalidation falls due (its partial
+        // file kept): they run, then this step comes again at once and resumes it.
+        let mut due = self.next_validate;
+        if self.ctx.cfg.telemetry.enabled {
+            due = due.min(self.next_telemetry);
+        }
+        self.ctx.yield_at = Some(due.max(now));
+        let r = update::daemon_step(&self.ctx);
+        self.ctx.yield_at = None;
+        match r {
             Ok(()) => {}
+            // A signal, or the pause above: `next_check` stays due.
             Err(Error::Interrupted) => return,
             Err(e) => log::warn!("update: {e}"),
         }
