@@ -65,6 +65,12 @@ pub struct Updates {
     pub min_download_rate: u64,
     /// Seconds over which `min_download_rate` is measured.
     pub slow_download_window: u64,
+    /// Local-time window `HH:MM-HH:MM` for automatic installs (None = any time).
+    pub install_window: Option<String>,
+    /// A package marked `securityUpdate` installs automatically outside the window.
+    pub security_outside_window: bool,
+    /// Seconds a package's install hook may run before it is killed (and fails).
+    pub hook_timeout: u64,
 }
 
 /// `install` section.
@@ -147,6 +153,9 @@ impl Default for Config {
                 max_boot_attempts: 3,
                 min_download_rate: 1024,
                 slow_download_window: 120,
+                install_window: None,
+                security_outside_window: false,
+                hook_timeout: 300,
             },
             install: Install {
                 root: "/opt/cybersensei".into(),
@@ -335,6 +344,9 @@ impl Config {
                     "max_boot_attempts",
                     "min_download_rate",
                     "slow_download_window",
+                    "install_window",
+                    "security_outside_window",
+                    "hook_timeout",
                 ],
             )?;
             let u = &mut c.updates;
@@ -397,6 +409,26 @@ impl Config {
                 1,
                 86400,
                 true,
+            )?;
+            set_opt_string(o, "updates", "install_window", &mut u.install_window)?;
+            if let Some(w) = &u.install_window {
+                crate::update::window::Window::parse(w)
+                    .map_err(|e| Error::Config(format!("updates.install_window: {e}")))?;
+            }
+            set_bool(
+                o,
+                "updates",
+                "security_outside_window",
+                &mut u.security_outside_window,
+            )?;
+            set_u64(
+                o,
+                "updates",
+                "hook_timeout",
+                &mut u.hook_timeout,
+                1,
+                86400,
+                false,
             )?;
         }
         if let Some(v) = obj.get("install") {

@@ -23,7 +23,7 @@ const HEALTH_RETRY: Duration = Duration::from_millis(500);
 const POLL: Duration = Duration::from_millis(10);
 /// After SIGTERM, how long a start/stop command may still run (the agent must exit
 /// within 5 s, INTERFACE.md).
-const STOP_GRACE: Duration = Duration::from_secs(2);
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Variables of the agent's environment a child never sees.
 pub const SECRET_ENV: &[&str] = &["CYBERSENSEI_LICENSE_KEY"];
 

@@ -89,6 +89,17 @@ pub struct UpdateStatus {
     pub downloaded_bytes: Option<u64>,
     #[serde(default)]
     pub last_installed_at: Option<String>,
+    /// The available package's `version.json` says `breaking` (installed only by
+    /// an operator's `update`); null until a package was inspected.
+    #[serde(default)]
+    pub breaking: Option<bool>,
+    /// The available package's `version.json` says `securityUpdate`.
+    #[serde(default)]
+    pub security_update: Option<bool>,
+    /// Why a downloaded, verified package waits instead of installing automatically
+    /// (auto_install off, breaking, outside `updates.install_window`).
+    #[serde(default)]
+    pub deferred: Option<String>,
 }
 
 /// The `telemetry` object.

@@ -386,3 +386,40 @@ pub fn tls_sim() -> cybersensei_sim::Sim {
     sim.valid_license("TEST-KEY-1234");
     sim
 }
+
+/// An executable (mode 0755): hooks, scripts.
+pub fn exe(name: &str, body: &str) -> E {
+    E::File(name.into(), body.as_bytes().to_vec(), 0o755)
+}
+
+/// `version.json` as the real backend writes it (pretty JSON), from `v`.
+pub fn version_json(v: Value) -> E {
+    file("version.json", &serde_json::to_vec_pretty(&v).unwrap())
+}
+
+/// A manifest v2 listing every file and link of `entries` with type, size and mode,
+/// plus `kind` and `delete` when given.
+pub fn manifest_v2(version: &str, kind: Option<&str>, entries: &[E], delete: &[&str]) -> Vec<u8> {
+    let mut files = Vec::new();
+    for e in entries {
+        match e {
+            E::File(n, d, m) | E::Raw(n, d, m) => files.push(json!({"path": n, "type": "file",
+                "size": d.len(), "mode": format!("{:04o}", m & 0o7777), "sha256": sha256(d)})),
+            E::Deflated(n, d) => files.push(json!({"path": n, "type": "file",
+                "size": d.len(), "sha256": sha256(d)})),
+            E::Link(n, t) => files.push(json!({"path": n, "type": "symlink", "target": t,
+                "sha256": sha256(t.as_bytes())})),
+            E::Dir(n) => {
+                files.push(json!({"path": n.trim_end_matches('/'), "type": "dir", "mode": "0755"}))
+            }
+        }
+    }
+    let mut m = json!({"version": version, "files": files});
+    if let Some(k) = kind {
+        m["kind"] = json!(k);
+    }
+    if !delete.is_empty() {
+        m["delete"] = json!(delete);
+    }
+    serde_json::to_vec_pretty(&m).unwrap()
+}

@@ -231,7 +231,8 @@ pub fn verify(pkg: &Path, keys: &[[u8; 32]]) -> Result<(), Fail> {
         max_entries: 100_000,
         max_unpacked: u64::MAX,
     };
-    cybersensei_agent::update::verify::verify(pkg, &limits, std::slice::from_ref(signer))
+    let f = File::open(pkg).map_err(|e| Fail::new(format!("{}: {e}", pkg.display())))?;
+    cybersensei_agent::update::verify::verify(&f, &limits, std::slice::from_ref(signer))
         .map_err(|e| Fail::new(format!("the agent refuses it: {e}")))?;
     println!("agent: accepted");
     Ok(())
