@@ -129,8 +129,11 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Install(zip) => {
-            let r = update::install_file(ctx, zip)?;
+        Command::Install {
+            zip,
+            allow_downgrade,
+        } => {
+            let r = update::install_file(ctx, zip, *allow_downgrade)?;
             println!("Installed version {} in slot {}", r.version, r.slot);
             Ok(exit::OK)
         }

@@ -251,7 +251,12 @@ impl<'c, 'f> Driver<'c, 'f> {
                 }));
             }
             Action::MarkTargetBad => {
-                if let Err(e) = self.layout.invalidate(&self.j.target) {
+                let why = format!(
+                    "version {} failed: {}",
+                    self.j.version,
+                    self.j.reason.as_deref().unwrap_or("not healthy")
+                );
+                if let Err(e) = self.layout.mark_bad(&self.j.target, &why) {
                     log::warn!("marking slot {} bad: {e}", self.j.target);
                 }
                 if let Some(id) = &self.j.update_id {

@@ -17,6 +17,7 @@ pub mod slots;
 pub mod trust;
 pub mod verify;
 pub mod version_json;
+pub mod versions;
 pub mod window;
 
 use crate::config::Config;
@@ -69,6 +70,8 @@ struct Source {
     update_id: Option<String>,
     latest_version: Option<String>,
     sha256: Option<String>,
+    /// An operator allowed a version lower than the highest installed.
+    allow_downgrade: bool,
 }
 
 fn dir(cfg: &Config) -> PathBuf {
@@ -294,6 +297,7 @@ pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
         update_id: c.update_id.clone(),
         latest_version: c.latest_version.clone(),
         sha256: Some(pkg.sha256.clone()),
+        allow_downgrade: false,
     };
     let (zip, p) = inspect(ctx, &file, &src)?;
     install(ctx, zip, p, src, false)
@@ -353,9 +357,14 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
 /// file is first copied into `state_dir` (a file only the agent can write, unlinked
 /// at once so nothing is left behind): verification and extraction then read that
 /// one descriptor, so the file cannot be swapped between the two.
-pub fn install_file(ctx: &Ctx, zip: &Path) -> Result<UpdateReport> {
+/// `allow_downgrade`: `install --allow-downgrade` (a version lower than the highest
+/// installed is refused otherwise).
+pub fn install_file(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Result<UpdateReport> {
     let owned = own_copy(ctx, zip).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?;
-    let src = Source::default();
+    let src = Source {
+        allow_downgrade,
+        ..Source::default()
+    };
     let (z, p) = inspect(ctx, &owned, &src)?;
     install(ctx, z, p, src, false)
 }
@@ -413,6 +422,11 @@ pub fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
         .active()
         .ok_or_else(|| Error::Other("no active slot: nothing to roll back from".into()))?;
     let target = slots::other(&from);
+    if let Some(why) = layout.bad_reason(target) {
+        return Err(Error::Other(format!(
+            "slot {target} failed its health check ({why}); it is no rollback target"
+        )));
+    }
     if !layout.is_complete(target) {
         return Err(Error::Other(format!(
             "slot {target} holds no complete installation; nothing to roll back to"
@@ -456,6 +470,7 @@ pub fn daemon_step(ctx: &Ctx) -> Result<()> {
         update_id: c.update_id.clone(),
         latest_version: c.latest_version.clone(),
         sha256: Some(pkg.sha256.clone()),
+        allow_downgrade: false,
     };
     let (mut zip, p) = inspect(ctx, &file, &src)?;
     let info = p.info.as_ref();
@@ -554,6 +569,10 @@ fn inspect<'f>(
         };
         version_json::check(info, &facts).inspect_err(|e| rejected(ctx, e))?;
     }
+    // The signed manifest names the version announced; never lower than installed.
+    versions::bind(src.latest_version.as_deref(), p.manifest_version.as_deref())
+        .and_then(|_| versions::check(&ctx.cfg, &package_version(&p, src), src.allow_downgrade))
+        .inspect_err(|e| rejected(ctx, e))?;
     Ok((zip, p))
 }
 

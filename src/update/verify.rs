@@ -308,7 +308,11 @@ pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Z
     if let Some(m) = &manifest {
         pkg.manifest_version = Some(m.version.clone());
         apply_manifest(&mut pkg.entries, m)?;
+        if pkg.signed {
+            signed_directories(&mut pkg.entries, m)?;
+        }
     }
+    cap_modes(&mut pkg.entries);
     if let Some(e) = pkg
         .entries
         .iter()
@@ -349,6 +353,43 @@ pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Z
 /// size and link target; its `mode` (signed, unlike the ZIP's attributes) is the
 /// mode the entry gets (setuid, setgid and sticky still stripped). Listed
 /// directories must exist in the package.
+/// In a signed package nothing the signature does not cover is installed: every
+/// file and link is listed (`read_manifest`), and so is every directory, except a
+/// bare parent of listed paths (old-form manifests list files only), which gets mode
+/// 0755 whatever the unsigned ZIP says.
+fn signed_directories(entries: &mut [Entry], m: &Manifest) -> Result<()> {
+    let Some(files) = &m.files else {
+        return Ok(());
+    };
+    for e in entries.iter_mut().filter(|e| e.kind == Kind::Dir) {
+        if files.contains_key(&e.path) {
+            continue;
+        }
+        let prefix = format!("{}/", e.path);
+        if !files.keys().any(|p| p.starts_with(&prefix)) {
+            return Err(reject(format!(
+                "{}/: directory not listed in the signed {MANIFEST}",
+                e.path
+            )));
+        }
+        e.mode = 0o755;
+    }
+    Ok(())
+}
+
+/// Installed modes are capped, signed or not: never group- or world-writable, never
+/// setuid, setgid or sticky (those are already dropped), directories always usable by
+/// their owner.
+fn cap_modes(entries: &mut [Entry]) {
+    for e in entries.iter_mut() {
+        match e.kind {
+            Kind::File => e.mode &= 0o755,
+            Kind::Dir => e.mode = (e.mode & 0o755) | 0o700,
+            Kind::Symlink(_) => {}
+        }
+    }
+}
+
 fn apply_manifest(entries: &mut [Entry], m: &Manifest) -> Result<()> {
     let Some(files) = &m.files else {
         return Ok(());
