@@ -19,6 +19,7 @@ pub mod verify;
 pub mod version_json;
 pub mod versions;
 pub mod window;
+pub mod zipbound;
 
 use crate::config::Config;
 use crate::context::Ctx;

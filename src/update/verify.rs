@@ -189,16 +189,9 @@ pub fn verify(f: &File, limits: &Limits, keys: &[[u8; 32]]) -> Result<Package> {
 /// links, the manifest and its signature, `version.json`, `VERSION`. Returns the
 /// archive (over the same descriptor) for the extraction.
 pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Zip<'a>, Package)> {
-    // The archive reader keeps every central-directory record in memory: refuse an
-    // absurd count before it is parsed.
-    if let Some(n) = declared_entry_count(f) {
-        if n > limits.max_entries {
-            return Err(reject(format!(
-                "{n} entries, more than updates.max_entries ({})",
-                limits.max_entries
-            )));
-        }
-    }
+    // The archive reader keeps every central-directory record in memory: bound the
+    // directory (count, size, ZIP64 included) from its end record before it is parsed.
+    super::zipbound::check(f, limits.max_entries)?;
     let mut zip =
         ZipArchive::new(f).map_err(|e| reject(format!("not a valid ZIP archive: {e}")))?;
     if zip.len() as u64 > limits.max_entries {
@@ -492,21 +485,6 @@ fn unix_extra_links(f: &File, local: u64, central: u64) -> bool {
         }
         false
     })
-}
-
-/// Number of entries the end-of-central-directory record declares, when it is a
-/// plain (non-zip64) record.
-fn declared_entry_count(f: &File) -> Option<u64> {
-    let len = f.metadata().ok()?.len();
-    let tail = len.min(22 + 65535);
-    let mut buf = vec![0u8; tail as usize];
-    f.read_exact_at(&mut buf, len - tail).ok()?;
-    let pos = buf
-        .windows(4)
-        .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])?;
-    let n = buf.get(pos + 10..pos + 12)?;
-    let n = u16::from_le_bytes([n[0], n[1]]);
-    (n != 0xFFFF).then_some(n as u64)
 }
 
 /// A safe relative name: UTF-8, no absolute path, `..`, `.`, empty component,
