@@ -17,7 +17,7 @@ commands:
   keygen NAME                 write NAME.key (private, PKCS#8 PEM, mode 0600) and
                               NAME.pub (base64 of the 32-byte public key)
   pack DIR -o OUT.zip --key NAME.key [--version V] [--kind full|content]
-       [--delete PATH]... [--version-json --changelog TEXT [--required-node-version V]]
+       [--delete PATH]... [--version-json --changelog TEXT [--required-node-version V (0.0.0)]]
        [--unsigned]
                               package DIR: manifest.json (v2) listing every path,
                               manifest.sig (Ed25519 over its exact bytes)
@@ -185,7 +185,7 @@ fn run(args: &[String]) -> Result<(), Fail> {
                         .to_string(),
                     required_node_version: o
                         .one("--required-node-version")
-                        .unwrap_or("1.0.0")
+                        .unwrap_or("0.0.0")
                         .to_string(),
                 })
             } else {
