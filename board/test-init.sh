@@ -8,7 +8,7 @@
 # `run`, or rejecting the config) is rolled back by the factory agent the script falls
 # back to; the start counter sends a slot agent that keeps failing to the factory one.
 # Env: AGENT_BIN / SIM_BIN / PACK_BIN to use prebuilt binaries (default: cargo build,
-# debug: the kill point `journal:switched` needs the debug build's crash hook).
+# with the test-seams feature: the kill point `journal:switched` needs its crash hook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,7 +16,7 @@ SCRIPT=$ROOT/board/init.d/cybersensei-agent
 KEY='A1B2C3D4-E5F6+G7H8/I9J0=K1L2'
 
 if [ -z "${AGENT_BIN:-}" ] || [ -z "${SIM_BIN:-}" ] || [ -z "${PACK_BIN:-}" ]; then
-  cargo build --locked -q -p cybersensei-agent -p cybersensei-sim -p cybersensei-pack
+  cargo build --locked -q -p cybersensei-agent --features cybersensei-agent/test-seams -p cybersensei-sim -p cybersensei-pack
   AGENT_BIN=${AGENT_BIN:-$ROOT/target/debug/cybersensei-agent}
   SIM_BIN=${SIM_BIN:-$ROOT/target/debug/cybersensei-sim}
   PACK_BIN=${PACK_BIN:-$ROOT/target/debug/cybersensei-pack}
@@ -212,7 +212,7 @@ AGENT
     local rc=0
     CYBERSENSEI_TEST_CRASH_AT=journal:switched "$AGENT_BIN" -c "$CONFIG" install "$T/p2.zip" >/dev/null 2>&1 || rc=$?
     if [ "$rc" = 0 ]; then
-      echo "  skip ($variant) this agent build has no crash hook (debug builds only)"
+      echo "  skip ($variant) this agent build has no crash hook (test-seams feature only)"
       continue
     fi
     if [ "$(readlink "$T/opt/current")" = slots/b ] && grep -q switched "$T/state/update/journal.json"; then

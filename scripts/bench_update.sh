@@ -135,7 +135,7 @@ with zipfile.ZipFile(sys.argv[2], 'w', zipfile.ZIP_DEFLATED) as z:
                "requiredNodeVersion": "1.0.0"}, indent=2))
     z.writestr('exercises.json', os.urandom(1 << 20).hex()[: 1 << 20])
 PY
-: >"$W/content.t"; : >"$W/cp.t"
+: >"$W/content.t"; : >"$W/cp.t"; : >"$W/cps.t"
 for r in $(seq "$RUNS"); do
   mkbox
   "$BIN" -c "$W/box/agent.json" install "$W/full.zip" >/dev/null 2>"$W/err" \
@@ -147,13 +147,18 @@ for r in $(seq "$RUNS"); do
   t1=$(secs)
   awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$W/content.t"
   rm -rf "$W/cpa"; sync
-  t0=$(secs); cp -a "$W/box/opt/slots/a" "$W/cpa"; t1=$(secs)
+  t0=$(secs); cp -a "$W/box/opt/slots/a" "$W/cpa"; t1=$(secs); sync; t2=$(secs)
   awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.4f\n", b-a}' >>"$W/cp.t"
+  awk -v a="$t0" -v b="$t2" 'BEGIN{printf "%.4f\n", b-a}' >>"$W/cps.t"
 done
 read -r kb km < <(stats <"$W/content.t")
 read -r pb pm < <(stats <"$W/cp.t")
 row content "1 MB onto 50 MB: install (b / m)" "$kb / $km s"
 row content "cp -a of the 50 MB slot (b / m)" "$pb / $pm s"
+read -r sb sm < <(stats <"$W/cps.t")
+row content "cp -a + sync (durable, as the agent)" "$sb / $sm s"
+row content "ratio install/(cp -a + sync) (b, m)" \
+  "$(awk -v a="$kb" -v b="$sb" -v c="$km" -v d="$sm" 'BEGIN{printf "%.2fx, %.2fx", a/b, c/d}')"
 row content "ratio install/cp -a (b, m)" \
   "$(awk -v a="$kb" -v b="$pb" -v c="$km" -v d="$pm" 'BEGIN{printf "%.2fx, %.2fx", a/b, c/d}')"
 

@@ -158,7 +158,13 @@ impl<'c, 'f> Driver<'c, 'f> {
             Action::Persist => {
                 journal::save(&self.dir, &self.j)?;
                 match self.j.step {
-                    Step::Staging | Step::Switching => set_state(ctx, UpdateState::Installing),
+                    // One status write per state: `switching` follows `staging` (or a
+                    // rollback command, which reports `installing` here).
+                    Step::Staging => set_state(ctx, UpdateState::Installing),
+                    Step::Switching if self.staging.is_none() => {
+                        set_state(ctx, UpdateState::Installing)
+                    }
+                    Step::Switching => {}
                     Step::Switched => set_state(ctx, UpdateState::HealthCheck),
                     Step::RollingBack => log::error!(
                         "rolling back to slot {}: {}",

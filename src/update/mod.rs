@@ -540,7 +540,6 @@ fn inspect<'f>(
     file: &'f File,
     src: &Source,
 ) -> Result<(verify::Zip<'f>, verify::Package)> {
-    set_state(ctx, UpdateState::Verifying);
     let trust = trust::load(&ctx.cfg).inspect_err(|e| rejected(ctx, e))?;
     if trust.required && trust.keys.is_empty() {
         let e = trust::no_key_error(&trust);
@@ -555,12 +554,17 @@ fn inspect<'f>(
         max_unpacked: ctx.cfg.updates.max_unpacked_size,
     };
     let (zip, p) = verify::inspect(file, &limits, &trust.keys).inspect_err(|e| rejected(ctx, e))?;
-    if let Some(info) = &p.info {
-        let (b, s) = (info.breaking, info.security_update);
-        report(ctx, |u| {
+    // One status write for both (each rewrite fsyncs): the inspection reads only the
+    // central directory and a few small entries.
+    let flags = p.info.as_ref().map(|i| (i.breaking, i.security_update));
+    report(ctx, |u| {
+        u.state = UpdateState::Verifying;
+        if let Some((b, s)) = flags {
             u.breaking = Some(b);
             u.security_update = Some(s);
-        });
+        }
+    });
+    if let Some(info) = &p.info {
         let (_, installed) = active(&ctx.cfg);
         let facts = version_json::Facts {
             arch: version_json::box_arch(),

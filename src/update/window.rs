@@ -45,7 +45,8 @@ impl Window {
 /// Minutes since local midnight at `unix` seconds, in the box's time zone (TZ,
 /// /etc/localtime); UTC when the zone cannot be read.
 pub fn local_minute(unix: f64) -> u32 {
-    let t = unix.floor() as libc::time_t;
+    // `as _`: time_t's width differs between targets (and musl versions).
+    let t = unix.floor() as i64 as _;
     // SAFETY: localtime_r fills a zeroed struct we own from a time_t we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
