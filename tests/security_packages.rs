@@ -90,6 +90,8 @@ fn the_backend_cannot_downgrade_nor_swap_the_announced_package() {
     assert_eq!(code(&o), 21, "{}", text(&o));
     assert!(text(&o).contains("downgrade"), "{}", text(&o));
     assert_eq!(rig.status()["version"], "2.0.0");
+    // Refused from the announcement: nothing downloaded.
+    assert_eq!(sim.count("/update/download"), 0);
     // 3.0.0 announced, a correctly signed 2.5.0 served for it (mix-and-match).
     sim.publish_update("3.0.0", pkg("2.5.0", &kp), "swapped");
     let o = rig.run(&["update"]);

@@ -306,6 +306,11 @@ pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
 
 /// Downloads the package a check announced (or finds it already downloaded).
 fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downloaded> {
+    // An announced downgrade is refused before a byte is downloaded (the package
+    // would be refused anyway, and the daemon would fetch it again every hour).
+    if let Some(v) = &c.latest_version {
+        versions::check(&ctx.cfg, v, false).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?;
+    }
     let want = download::Want {
         update_id: c.update_id.clone().unwrap_or_default(),
         size: c.file_size,
