@@ -177,3 +177,82 @@ fn a_breaking_update_is_never_installed_automatically_only_by_update() {
     assert_eq!(rig.status()["version"], "2.0.0");
     assert_eq!(sim.count(DOWNLOAD), before, "downloaded again");
 }
+
+/// The real binary's daemon (`run`): waits until its update check has downloaded and
+/// verified the package (status `deferred` set), then SIGTERM; exit 0.
+fn run_until_deferred(rig: &Rig) -> serde_json::Value {
+    use std::process::Stdio;
+    let mut child = rig
+        .cmd(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let st = loop {
+        let st: Option<serde_json::Value> = std::fs::read(rig.state.join("status.json"))
+            .ok()
+            .and_then(|d| serde_json::from_slice(&d).ok());
+        if let Some(st) = st.filter(|s| s["update"]["deferred"].is_string()) {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "never deferred");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    st
+}
+
+#[test]
+fn the_real_daemon_defers_breaking_and_out_of_window_installs() {
+    let sim = tls_sim();
+    let mut rig = rig(&sim);
+    sim.publish_update(
+        "2.0.0",
+        content("2.0.0", json!({"breaking": true})),
+        "- big",
+    );
+    let st = run_until_deferred(&rig);
+    assert!(
+        st["update"]["deferred"]
+            .as_str()
+            .unwrap()
+            .contains("breaking"),
+        "{st}"
+    );
+    assert_eq!(st["update"]["breaking"], true);
+    assert_eq!(rig.current().as_deref(), Some("slots/a"));
+    assert_eq!(rig.status()["version"], "1.0.0");
+
+    // A normal package, the window a few hours away (the agent has this process's
+    // time zone): downloaded, verified, not installed.
+    std::fs::remove_file(rig.state.join("status.json")).unwrap();
+    sim.publish_update("1.1.0", content("1.1.0", json!({})), "- content");
+    let m = local_minute(wall_now());
+    let w = format!("{}-{}", hhmm((m + 180) % 1440), hhmm((m + 240) % 1440));
+    rig.set("updates", "install_window", json!(w));
+    let st = run_until_deferred(&rig);
+    assert!(
+        st["update"]["deferred"]
+            .as_str()
+            .unwrap()
+            .contains("install_window"),
+        "{st}"
+    );
+    assert_eq!(rig.current().as_deref(), Some("slots/a"));
+    // Without the window the same daemon installs it at its first check.
+    let mut cfg = rig.cfg.clone();
+    cfg["updates"]["install_window"] = serde_json::Value::Null;
+    rig.cfg = cfg;
+    rig.write_config();
+    let o = rig.run(&["check-update"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let clock = FakeClock::new(wall_now());
+    let mut d = daemon(&rig, &clock);
+    run_until(&mut d, &clock, Duration::from_secs(60));
+    assert_eq!(rig.status()["version"], "1.1.0");
+}
