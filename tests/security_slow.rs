@@ -149,3 +149,47 @@ fn a_slow_but_steady_download_pauses_for_telemetry_and_completes() {
         .all(|r| range_start(&r.header("range").map(String::from)).is_some_and(|s| s > 0)));
     assert!(n.state_dir.join("update/package.zip").exists());
 }
+
+/// Revalidation keeps its schedule during an endless download. The shortest
+/// revalidation interval is 60 s, so the agent runs under libfaketime at 60x: a
+/// minute of its time is a second of the test's (the drip slows down with it).
+#[test]
+fn revalidation_keeps_its_schedule_during_an_endless_download() {
+    let Some(lib) = harness::faketime() else {
+        return;
+    };
+    let sim = harness::sim();
+    sim.publish_update("2.0.0", package(300_000), "big");
+    sim.set_sticky_fault(
+        "/update/download",
+        Some(Fault::SlowBody {
+            chunk: 64,
+            delay_ms: 50,
+        }),
+    );
+    let mut n = node(&sim);
+    n.cfg["telemetry"]["enabled"] = json!(false);
+    n.cfg["license"]["revalidate_interval"] = json!(60);
+    n.cfg["backend"]["timeout"] = json!(600);
+    // Never abandoned: only the pause lets the revalidation through.
+    n.set("updates", "min_download_rate", json!(0));
+    let child = n
+        .command(&["run"])
+        .env("LD_PRELOAD", lib)
+        .env("FAKETIME", "+0 x60")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The boot validation, then one a minute of agent time (a second here).
+    let revalidated = sim.wait_for("/api/license/validate", 5, Duration::from_secs(20));
+    let validations = sim.count("/api/license/validate");
+    let downloads = sim.count("/update/download");
+    stop(child);
+    let log = log(&n);
+    assert!(revalidated, "{validations} validations\n{log}");
+    assert!(
+        downloads >= 2,
+        "the download resumed after each pause: {downloads}\n{log}"
+    );
+}
