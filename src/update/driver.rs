@@ -410,8 +410,10 @@ fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
                 "{AGENT_IN_SLOT} in the package cannot run here: {e}"
             ))
         })?;
-    match services::wait_bounded(child, ctx.clock, AGENT_PROBE_TIMEOUT) {
+    match services::wait_child(child, ctx.clock, AGENT_PROBE_TIMEOUT, services::STOP_GRACE) {
         Ok(st) if st.success() => Ok(()),
+        // SIGTERM: not the package's fault; the staging is resumed at the next start.
+        Err(services::Gave::Stop) => Err(Error::Interrupted),
         Ok(st) => Err(Error::PackageRejected(format!(
             "{AGENT_IN_SLOT} in the package fails `--version` ({st})"
         ))),
