@@ -73,7 +73,6 @@ pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
         }
     };
     let clock = SystemClock::new();
-    crate::security::report(&cfg, clock.now_unix());
     let mut new_agent = None;
     let code = match Daemon::new(cfg, config_path, &clock) {
         Ok(mut d) => match d.run() {
@@ -185,6 +184,8 @@ impl<'a> Daemon<'a> {
             }
             // Up and recovered: the init script's count of failed starts is reset.
             update::boot::confirm_start(&self.ctx.cfg, before.as_deref());
+            // Under the lock: status.json is rewritten by whoever holds it.
+            crate::security::report(&self.ctx.cfg, self.ctx.now());
         }
         let now = self.ctx.clock.monotonic();
         self.next_validate = now;
