@@ -296,13 +296,27 @@ fn hooks_run_with_the_new_slot_and_a_failing_one_rolls_back() {
             ),
             exe(
                 "hooks/post-switch",
-                &format!("#!/bin/sh\necho \"switch $1\" >> '{log}'\n"),
+                &format!("#!/bin/sh\necho \"switch $1\" >> '{log}'\nenv > '{log}.env'\n"),
             ),
         ],
     );
-    let o = rig.install(&zip(&pkg));
+    // The agent's environment (here the license key) never reaches package code.
+    let p = rig.package("pkg.zip", &zip(&pkg));
+    let o = rig
+        .cmd(&["install", p.to_str().unwrap()])
+        .env("CYBERSENSEI_LICENSE_KEY", "SECRET-KEY-4242")
+        .env("HTTPS_PROXY", "http://user:pw@proxy:3128")
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(hook_log(&rig), format!("install {b}\nswitch {b}\n"));
+    let env = std::fs::read_to_string(format!("{log}.env")).unwrap();
+    assert!(env.contains("CYBERSENSEI_HOOK=post-switch"), "{env}");
+    assert!(
+        env.contains(&format!("CYBERSENSEI_OLD_SLOT_DIR={a}")),
+        "{env}"
+    );
+    assert!(!env.contains("SECRET") && !env.contains("proxy"), "{env}");
     assert_eq!(rig.status()["version"], "1.1.0");
 }
 

@@ -335,6 +335,9 @@ impl<'c, 'f> Driver<'c, 'f> {
         self.layout.clear(&target)?;
         let slot_dir = self.layout.slot_dir(&target);
         let over = st.pkg.kind == PackageKind::Content;
+        if !over && !st.pkg.deletions().is_empty() {
+            log::warn!("a full package lists deletions: ignored (the slot is exactly the package)");
+        }
         if over {
             let from = self
                 .j

@@ -5,8 +5,10 @@
 //! services start (database migrations belong there; a failure rolls back, exit 20).
 //! Each is executed directly (no shell: the kernel honours a `#!` line) as
 //! `<hook> <new slot dir>`, from the new slot, with `CYBERSENSEI_SLOT_DIR`,
-//! `CYBERSENSEI_OLD_SLOT_DIR`, `CYBERSENSEI_VERSION` and `CYBERSENSEI_HOOK` set, stdin
-//! closed, and killed after `updates.hook_timeout` seconds on the injected clock.
+//! `CYBERSENSEI_OLD_SLOT_DIR`, `CYBERSENSEI_VERSION` and `CYBERSENSEI_HOOK` set (and
+//! only those, `PATH` and `LANG`: nothing of the agent's environment, which may hold
+//! the license key), stdin closed, and killed after `updates.hook_timeout` seconds on
+//! the injected clock.
 //! A hook may run again after a power cut (recovery repeats the step it was in), so
 //! it must be idempotent, as Mender asks of its scripts.
 
@@ -40,9 +42,17 @@ pub fn run(
     }
     let name = rel.rsplit('/').next().unwrap_or(rel);
     log::info!("running {rel} of version {version}");
-    // No secrets in its environment, its own process group (killed whole).
+    // Its own process group (killed whole), and a clean environment: code from a
+    // package never sees the agent's (the license key may be in
+    // `CYBERSENSEI_LICENSE_KEY`, proxy credentials in `HTTPS_PROXY`).
     let mut c = services::child_command(&hook);
-    c.arg(slot)
+    c.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C.UTF-8")
+        .arg(slot)
         .current_dir(slot)
         .env(services::SLOT_ENV, slot)
         .env("CYBERSENSEI_VERSION", version)
@@ -50,7 +60,7 @@ pub fn run(
         .stdin(Stdio::null());
     match old_slot {
         Some(o) => c.env("CYBERSENSEI_OLD_SLOT_DIR", o),
-        None => c.env_remove("CYBERSENSEI_OLD_SLOT_DIR"),
+        None => &mut c,
     };
     let child = c
         .spawn()

@@ -29,7 +29,7 @@
 //! undo. Every action is idempotent (the recovery repeats them). `[discard download]`
 //! only for an update (not a `rollback` command). The health check and the hook are
 //! the only actions whose result is an event (Healthy/Unhealthy); staging and the
-//! switch report theirs the same way. The driver (`mod.rs`, `Driver::perform`) alone
+//! switch report theirs the same way. The driver (`driver.rs`, `Driver::perform`) alone
 //! does the I/O; this module decides.
 
 use super::journal::{Kind, Step};
