@@ -146,8 +146,11 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Install(zip) => {
-            let r = update::install_file(ctx, zip)?;
+        Command::Install {
+            zip,
+            allow_downgrade,
+        } => {
+            let r = update::install_file(ctx, zip, *allow_downgrade)?;
             println!("Installed version {} in slot {}", r.version, r.slot);
             Ok(exit::OK)
         }
@@ -225,6 +228,9 @@ fn config_check(cfg: &Config) -> Result<u8> {
         }
         Err(e) => println!("license key: not available ({e})"),
     }
+    for w in crate::security::summary(cfg).warnings {
+        println!("WARNING: {w}");
+    }
     println!("config OK");
     Ok(exit::OK)
 }
@@ -234,6 +240,7 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
     let (slot, version) = update::active(cfg);
     s.slot = slot;
     s.version = version;
+    s.security = crate::security::summary(cfg);
     if json {
         let text = serde_json::to_string(&s)
             .map_err(|e| Error::Other(format!("serializing status: {e}")))?;
@@ -295,6 +302,23 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
     );
     if let Some(e) = &t.last_error {
         println!("  error:   {e}");
+    }
+    let sec = &s.security;
+    println!(
+        "Security:  update signatures {}{}",
+        sec.signatures,
+        if sec.trusted_keys.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (keys {} from {})",
+                sec.trusted_keys.join(", "),
+                sec.key_source.as_deref().unwrap_or("?")
+            )
+        }
+    );
+    for w in &sec.warnings {
+        println!("  WARNING: {w}");
     }
     if let Some(r) = s.services.running {
         println!(

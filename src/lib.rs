@@ -15,6 +15,7 @@ pub mod license;
 pub mod logging;
 pub mod protocol;
 pub mod redact;
+pub mod security;
 pub mod services;
 pub mod signals;
 pub mod status;

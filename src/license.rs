@@ -269,6 +269,7 @@ pub fn read_key(cfg: &Config) -> Result<String> {
     if let Ok(k) = std::env::var("CYBERSENSEI_LICENSE_KEY") {
         let k = k.trim();
         if !k.is_empty() {
+            crate::redact::add_secret(k);
             return Ok(k.to_string());
         }
     }
@@ -288,6 +289,7 @@ pub fn read_key(cfg: &Config) -> Result<String> {
             path.display()
         )));
     }
+    crate::redact::add_secret(key);
     Ok(key.to_string())
 }
 

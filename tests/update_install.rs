@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use update_support::*;
 
 fn files_outside(rig: &Rig) -> BTreeMap<String, String> {
-    // Everything in the box's directory except install.root and state_dir.
+    // Everything in the box's directory except install.root, state_dir and the
+    // agent's own log (it warns there about unsigned installs).
     tree(rig.dir.path())
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip")
+        .filter(|(k, _)| {
+            !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip" && k != "agent.log"
+        })
         .collect()
 }
 

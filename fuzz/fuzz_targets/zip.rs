@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // One descriptor for both, as the agent does.
-    let Ok((mut zip, pkg)) = verify::inspect(&f, &LIMITS, None) else {
+    let Ok((mut zip, pkg)) = verify::inspect(&f, &LIMITS, &[]) else {
         return;
     };
     let slot = tmp.path().join("slot");

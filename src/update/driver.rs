@@ -257,7 +257,12 @@ impl<'c, 'f> Driver<'c, 'f> {
                 }));
             }
             Action::MarkTargetBad => {
-                if let Err(e) = self.layout.invalidate(&self.j.target) {
+                let why = format!(
+                    "version {} failed: {}",
+                    self.j.version,
+                    self.j.reason.as_deref().unwrap_or("not healthy")
+                );
+                if let Err(e) = self.layout.mark_bad(&self.j.target, &why) {
                     log::warn!("marking slot {} bad: {e}", self.j.target);
                 }
                 if let Some(id) = &self.j.update_id {
@@ -379,6 +384,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                 files,
                 bytes,
                 kind: Some(st.pkg.kind.as_str().to_string()),
+                signed: st.pkg.signed,
             },
         )?;
         log::info!(
@@ -396,7 +402,7 @@ fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
     if std::fs::symlink_metadata(&bin).is_err() {
         return Ok(());
     }
-    let child = std::process::Command::new(&bin)
+    let child = services::child_command(&bin)
         .arg("--version")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -407,8 +413,10 @@ fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
                 "{AGENT_IN_SLOT} in the package cannot run here: {e}"
             ))
         })?;
-    match services::wait_bounded(child, ctx.clock, AGENT_PROBE_TIMEOUT) {
+    match services::wait_child(child, ctx.clock, AGENT_PROBE_TIMEOUT, services::STOP_GRACE) {
         Ok(st) if st.success() => Ok(()),
+        // SIGTERM: not the package's fault; the staging is resumed at the next start.
+        Err(services::Gave::Stop) => Err(Error::Interrupted),
         Ok(st) => Err(Error::PackageRejected(format!(
             "{AGENT_IN_SLOT} in the package fails `--version` ({st})"
         ))),

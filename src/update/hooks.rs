@@ -16,7 +16,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::services;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// Runs the slot's hook `rel` (e.g. `hooks/post-switch`) if the slot has one.
@@ -42,9 +42,10 @@ pub fn run(
     }
     let name = rel.rsplit('/').next().unwrap_or(rel);
     log::info!("running {rel} of version {version}");
-    let mut c = Command::new(&hook);
-    // A clean environment: code from a package never sees the agent's (the license
-    // key may be in `CYBERSENSEI_LICENSE_KEY`, proxy credentials in `HTTPS_PROXY`).
+    // Its own process group (killed whole), and a clean environment: code from a
+    // package never sees the agent's (the license key may be in
+    // `CYBERSENSEI_LICENSE_KEY`, proxy credentials in `HTTPS_PROXY`).
+    let mut c = services::child_command(&hook);
     c.env_clear()
         .env(
             "PATH",
@@ -64,12 +65,13 @@ pub fn run(
     let child = c
         .spawn()
         .map_err(|e| Error::Other(format!("{rel} cannot run: {e}")))?;
-    match services::wait_bounded(child, clock, budget) {
+    match services::wait_child(child, clock, budget, services::STOP_GRACE) {
         Ok(st) if st.success() => {
             super::journal::crash_point(&format!("hook:{name}"));
             Ok(true)
         }
         Ok(st) => Err(Error::Other(format!("{rel} failed ({st})"))),
+        Err(services::Gave::Stop) => Err(Error::Interrupted),
         Err(e) => Err(Error::Other(format!("{rel}: {e}"))),
     }
 }

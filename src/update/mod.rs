@@ -5,6 +5,7 @@
 //! State of this module in `state_dir/update/`: `journal.json` (update in flight),
 //! `download.part` / `package.zip` / `download.json` (the package), `failed-id`.
 
+pub mod boot;
 pub mod check;
 pub mod download;
 pub mod driver;
@@ -14,9 +15,12 @@ pub mod journal;
 pub mod machine;
 pub mod manifest;
 pub mod slots;
+pub mod trust;
 pub mod verify;
 pub mod version_json;
+pub mod versions;
 pub mod window;
+pub mod zipbound;
 
 use crate::config::Config;
 use crate::context::Ctx;
@@ -70,6 +74,8 @@ struct Source {
     update_id: Option<String>,
     latest_version: Option<String>,
     sha256: Option<String>,
+    /// An operator allowed a version lower than the highest installed.
+    allow_downgrade: bool,
 }
 
 fn dir(cfg: &Config) -> PathBuf {
@@ -149,7 +155,20 @@ pub fn recover(ctx: &Ctx) -> Result<()> {
         }
     };
     let max_boot_attempts = ctx.cfg.updates.max_boot_attempts;
-    match Driver::new(ctx, j, step).drive(Event::Restart { max_boot_attempts })? {
+    // The init script started this (factory) agent because the agent the update
+    // brought failed to start: that update is not healthy, whatever its services say.
+    let event = if step == Some(Step::Switched)
+        && j.kind == Kind::Update
+        && boot::agent_failed(&ctx.cfg, &j.target)
+    {
+        Event::Unhealthy(format!(
+            "the agent of version {} failed to start; the init script fell back to the factory agent",
+            j.version
+        ))
+    } else {
+        Event::Restart { max_boot_attempts }
+    };
+    match Driver::new(ctx, j, step).drive(event)? {
         // The box is back on a good slot: that is a recovery, not a failure of the
         // command that triggered it.
         Outcome::RolledBack(m) => {
@@ -292,6 +311,7 @@ pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
         update_id: c.update_id.clone(),
         latest_version: c.latest_version.clone(),
         sha256: Some(pkg.sha256.clone()),
+        allow_downgrade: false,
     };
     let (zip, p) = inspect(ctx, &file, &src)?;
     install(ctx, zip, p, src, false)
@@ -299,6 +319,11 @@ pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
 
 /// Downloads the package a check announced (or finds it already downloaded).
 fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downloaded> {
+    // An announced downgrade is refused before a byte is downloaded (the package
+    // would be refused anyway, and the daemon would fetch it again every hour).
+    if let Some(v) = &c.latest_version {
+        versions::check(&ctx.cfg, v, false).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?;
+    }
     let want = download::Want {
         update_id: c.update_id.clone().unwrap_or_default(),
         size: c.file_size,
@@ -351,9 +376,14 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
 /// file is first copied into `state_dir` (a file only the agent can write, unlinked
 /// at once so nothing is left behind): verification and extraction then read that
 /// one descriptor, so the file cannot be swapped between the two.
-pub fn install_file(ctx: &Ctx, zip: &Path) -> Result<UpdateReport> {
+/// `allow_downgrade`: `install --allow-downgrade` (a version lower than the highest
+/// installed is refused otherwise).
+pub fn install_file(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Result<UpdateReport> {
     let owned = own_copy(ctx, zip).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?;
-    let src = Source::default();
+    let src = Source {
+        allow_downgrade,
+        ..Source::default()
+    };
     let (z, p) = inspect(ctx, &owned, &src)?;
     install(ctx, z, p, src, false)
 }
@@ -406,6 +436,11 @@ pub fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
         .active()
         .ok_or_else(|| Error::Other("no active slot: nothing to roll back from".into()))?;
     let target = slots::other(&from);
+    if let Some(why) = layout.bad_reason(target) {
+        return Err(Error::Other(format!(
+            "slot {target} failed its health check ({why}); it is no rollback target"
+        )));
+    }
     if !layout.is_complete(target) {
         return Err(Error::Other(format!(
             "slot {target} holds no complete installation; nothing to roll back to"
@@ -449,6 +484,7 @@ pub fn daemon_step(ctx: &Ctx) -> Result<()> {
         update_id: c.update_id.clone(),
         latest_version: c.latest_version.clone(),
         sha256: Some(pkg.sha256.clone()),
+        allow_downgrade: false,
     };
     let (mut zip, p) = inspect(ctx, &file, &src)?;
     let info = p.info.as_ref();
@@ -517,16 +553,20 @@ fn inspect<'f>(
     file: &'f File,
     src: &Source,
 ) -> Result<(verify::Zip<'f>, verify::Package)> {
-    let key = match &ctx.cfg.updates.public_key {
-        Some(k) => Some(verify::parse_public_key(k).inspect_err(|e| rejected(ctx, e))?),
-        None => None,
-    };
+    let trust = trust::load(&ctx.cfg).inspect_err(|e| rejected(ctx, e))?;
+    if trust.required && trust.keys.is_empty() {
+        let e = trust::no_key_error(&trust);
+        rejected(ctx, &e);
+        return Err(e);
+    }
+    if !trust.required {
+        log::warn!("installing without a signature check: updates.public_key is not set (docs/security.md)");
+    }
     let limits = verify::Limits {
         max_entries: ctx.cfg.updates.max_entries,
         max_unpacked: ctx.cfg.updates.max_unpacked_size,
     };
-    let (zip, p) =
-        verify::inspect(file, &limits, key.as_ref()).inspect_err(|e| rejected(ctx, e))?;
+    let (zip, p) = verify::inspect(file, &limits, &trust.keys).inspect_err(|e| rejected(ctx, e))?;
     // One status write for both (each rewrite fsyncs): the inspection reads only the
     // central directory and a few small entries.
     let flags = p.info.as_ref().map(|i| (i.breaking, i.security_update));
@@ -547,6 +587,10 @@ fn inspect<'f>(
         };
         version_json::check(info, &facts).inspect_err(|e| rejected(ctx, e))?;
     }
+    // The signed manifest names the version announced; never lower than installed.
+    versions::bind(src.latest_version.as_deref(), p.manifest_version.as_deref())
+        .and_then(|_| versions::check(&ctx.cfg, &package_version(&p, src), src.allow_downgrade))
+        .inspect_err(|e| rejected(ctx, e))?;
     Ok((zip, p))
 }
 

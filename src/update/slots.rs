@@ -36,6 +36,10 @@ pub struct Record {
     pub files: u64,
     #[serde(default)]
     pub bytes: u64,
+    /// Installed from a package whose signature a trusted key verified: only then
+    /// are the slot's `update-keys/` trusted (`update::trust`).
+    #[serde(default)]
+    pub signed: bool,
     /// `full` or `content` (absent in records of earlier releases: full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -78,6 +82,29 @@ impl Layout {
     fn record_path(&self, slot: &str) -> PathBuf {
         self.slots_dir().join(format!("{slot}.json"))
     }
+    /// Marker of a slot that failed its health check: never complete, so never a
+    /// rollback target, whatever its tree holds (a `VERSION` would otherwise make it
+    /// look like a hand-made installation). Cleared when the slot gets a new record.
+    fn bad_path(&self, slot: &str) -> PathBuf {
+        self.slots_dir().join(format!("{slot}.bad"))
+    }
+
+    /// Whether a slot was marked bad (and not reinstalled since).
+    pub fn is_bad(&self, slot: &str) -> bool {
+        self.bad_path(slot).exists()
+    }
+
+    /// Why a slot was marked bad, if it was.
+    pub fn bad_reason(&self, slot: &str) -> Option<String> {
+        let data = fsutil::read_bounded(&self.bad_path(slot), 4096).ok()?;
+        Some(String::from_utf8_lossy(&data).trim().to_string())
+    }
+
+    /// Marks a slot bad (the marker first, durably), then drops its record.
+    pub fn mark_bad(&self, slot: &str, why: &str) -> Result<()> {
+        fsutil::atomic_write(&self.bad_path(slot), format!("{why}\n").as_bytes(), 0o644)?;
+        self.invalidate(slot)
+    }
     /// The `current` symlink.
     pub fn current(&self) -> PathBuf {
         self.root.join("current")
@@ -100,8 +127,9 @@ impl Layout {
     /// Whether a slot holds a complete installation (recorded, or laid out by hand
     /// with a `VERSION` or `manifest.json`).
     pub fn is_complete(&self, slot: &str) -> bool {
-        self.record(slot).is_some()
-            || (self.slot_dir(slot).is_dir() && self.version_in_tree(slot).is_some())
+        !self.is_bad(slot)
+            && (self.record(slot).is_some()
+                || (self.slot_dir(slot).is_dir() && self.version_in_tree(slot).is_some()))
     }
 
     /// The version of a slot: its record, else `manifest.json` or `VERSION` in the
@@ -159,7 +187,14 @@ impl Layout {
 
     /// Writes a slot's record (atomically): from now on the slot is complete.
     pub fn write_record(&self, slot: &str, rec: &Record) -> Result<()> {
-        fsutil::atomic_write_json(&self.record_path(slot), rec, 0o644)
+        fsutil::atomic_write_json(&self.record_path(slot), rec, 0o644)?;
+        if self.is_bad(slot) {
+            std::fs::remove_file(self.bad_path(slot))
+                .map_err(|e| Error::io(format!("removing {}", self.bad_path(slot).display()), e))?;
+            fsutil::fsync_dir(&self.slots_dir())
+                .map_err(|e| Error::io(format!("syncing {}", self.slots_dir().display()), e))?;
+        }
+        Ok(())
     }
 
     /// Points `current` at `slot` atomically (symlink under a temporary name, rename
@@ -540,6 +575,7 @@ mod tests {
             package_sha256: None,
             files: 1,
             bytes: 1,
+            signed: false,
             kind: None,
         };
         l.write_record("b", &rec).unwrap();

@@ -178,8 +178,9 @@ fn key_from_text(text: &str) -> Option<[u8; 32]> {
 /// Verifies a package completely (structure, then every entry's data); nothing is
 /// written anywhere. Used when a package waits for `update` or its window; an
 /// install checks the data while extracting instead (`slots::extract`).
-pub fn verify(f: &File, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Package> {
-    let (mut zip, pkg) = inspect(f, limits, key)?;
+/// `keys`: the trusted keys (`update::trust`); empty = signatures not required.
+pub fn verify(f: &File, limits: &Limits, keys: &[[u8; 32]]) -> Result<Package> {
+    let (mut zip, pkg) = inspect(f, limits, keys)?;
     scan_data(&mut zip, &pkg)?;
     Ok(pkg)
 }
@@ -187,21 +188,10 @@ pub fn verify(f: &File, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Packa
 /// Everything but the data of the files: the ZIP's structure, names, types, limits,
 /// links, the manifest and its signature, `version.json`, `VERSION`. Returns the
 /// archive (over the same descriptor) for the extraction.
-pub fn inspect<'a>(
-    f: &'a File,
-    limits: &Limits,
-    key: Option<&[u8; 32]>,
-) -> Result<(Zip<'a>, Package)> {
-    // The archive reader keeps every central-directory record in memory: refuse an
-    // absurd count before it is parsed.
-    if let Some(n) = declared_entry_count(f) {
-        if n > limits.max_entries {
-            return Err(reject(format!(
-                "{n} entries, more than updates.max_entries ({})",
-                limits.max_entries
-            )));
-        }
-    }
+pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Zip<'a>, Package)> {
+    // The archive reader keeps every central-directory record in memory: bound the
+    // directory (count, size, ZIP64 included) from its end record before it is parsed.
+    super::zipbound::check(f, limits.max_entries)?;
     let mut zip =
         ZipArchive::new(f).map_err(|e| reject(format!("not a valid ZIP archive: {e}")))?;
     if zip.len() as u64 > limits.max_entries {
@@ -306,12 +296,16 @@ pub fn inspect<'a>(
         }
     }
     check_links(&pkg.entries)?;
-    let manifest = read_manifest(&mut zip, &pkg, key)?;
-    pkg.signed = key.is_some();
+    let manifest = read_manifest(&mut zip, &pkg, keys)?;
+    pkg.signed = !keys.is_empty();
     if let Some(m) = &manifest {
         pkg.manifest_version = Some(m.version.clone());
         apply_manifest(&mut pkg.entries, m)?;
+        if pkg.signed {
+            signed_directories(&mut pkg.entries, m)?;
+        }
     }
+    cap_modes(&mut pkg.entries);
     if let Some(e) = pkg
         .entries
         .iter()
@@ -352,6 +346,43 @@ pub fn inspect<'a>(
 /// size and link target; its `mode` (signed, unlike the ZIP's attributes) is the
 /// mode the entry gets (setuid, setgid and sticky still stripped). Listed
 /// directories must exist in the package.
+/// In a signed package nothing the signature does not cover is installed: every
+/// file and link is listed (`read_manifest`), and so is every directory, except a
+/// bare parent of listed paths (old-form manifests list files only), which gets mode
+/// 0755 whatever the unsigned ZIP says.
+fn signed_directories(entries: &mut [Entry], m: &Manifest) -> Result<()> {
+    let Some(files) = &m.files else {
+        return Ok(());
+    };
+    for e in entries.iter_mut().filter(|e| e.kind == Kind::Dir) {
+        if files.contains_key(&e.path) {
+            continue;
+        }
+        let prefix = format!("{}/", e.path);
+        if !files.keys().any(|p| p.starts_with(&prefix)) {
+            return Err(reject(format!(
+                "{}/: directory not listed in the signed {MANIFEST}",
+                e.path
+            )));
+        }
+        e.mode = 0o755;
+    }
+    Ok(())
+}
+
+/// Installed modes are capped, signed or not: never group- or world-writable, never
+/// setuid, setgid or sticky (those are already dropped), directories always usable by
+/// their owner.
+fn cap_modes(entries: &mut [Entry]) {
+    for e in entries.iter_mut() {
+        match e.kind {
+            Kind::File => e.mode &= 0o755,
+            Kind::Dir => e.mode = (e.mode & 0o755) | 0o700,
+            Kind::Symlink(_) => {}
+        }
+    }
+}
+
 fn apply_manifest(entries: &mut [Entry], m: &Manifest) -> Result<()> {
     let Some(files) = &m.files else {
         return Ok(());
@@ -454,21 +485,6 @@ fn unix_extra_links(f: &File, local: u64, central: u64) -> bool {
         }
         false
     })
-}
-
-/// Number of entries the end-of-central-directory record declares, when it is a
-/// plain (non-zip64) record.
-fn declared_entry_count(f: &File) -> Option<u64> {
-    let len = f.metadata().ok()?.len();
-    let tail = len.min(22 + 65535);
-    let mut buf = vec![0u8; tail as usize];
-    f.read_exact_at(&mut buf, len - tail).ok()?;
-    let pos = buf
-        .windows(4)
-        .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])?;
-    let n = buf.get(pos + 10..pos + 12)?;
-    let n = u16::from_le_bytes([n[0], n[1]]);
-    (n != 0xFFFF).then_some(n as u64)
 }
 
 /// A safe relative name: UTF-8, no absolute path, `..`, `.`, empty component,
@@ -606,7 +622,7 @@ fn decode_signature(data: &[u8]) -> Option<Vec<u8>> {
 
 /// Reads, checks the signature of, and parses the manifest. With a key, manifest,
 /// signature and a complete file list are required.
-fn read_manifest(zip: &mut Zip, pkg: &Package, key: Option<&[u8; 32]>) -> Result<Option<Manifest>> {
+fn read_manifest(zip: &mut Zip, pkg: &Package, keys: &[[u8; 32]]) -> Result<Option<Manifest>> {
     let find = |name: &str| {
         pkg.entries
             .iter()
@@ -614,7 +630,7 @@ fn read_manifest(zip: &mut Zip, pkg: &Package, key: Option<&[u8; 32]>) -> Result
             .map(|e| e.index)
     };
     let Some(mi) = find(MANIFEST) else {
-        if key.is_some() {
+        if !keys.is_empty() {
             return Err(reject(format!(
                 "unsigned package: {MANIFEST} missing and updates.public_key is set"
             )));
@@ -622,7 +638,7 @@ fn read_manifest(zip: &mut Zip, pkg: &Package, key: Option<&[u8; 32]>) -> Result
         return Ok(None);
     };
     let data = read_small(zip, mi, MAX_MANIFEST, MANIFEST)?;
-    if let Some(key) = key {
+    if !keys.is_empty() {
         let si = find(SIGNATURE).ok_or_else(|| {
             reject(format!(
                 "unsigned package: {SIGNATURE} missing and updates.public_key is set"
@@ -631,9 +647,16 @@ fn read_manifest(zip: &mut Zip, pkg: &Package, key: Option<&[u8; 32]>) -> Result
         let sig = read_small(zip, si, MAX_SIG, SIGNATURE)?;
         let sig = decode_signature(&sig)
             .ok_or_else(|| reject(format!("{SIGNATURE}: not a 64-byte Ed25519 signature")))?;
-        ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key[..])
-            .verify(&data, &sig)
-            .map_err(|_| reject(format!("{SIGNATURE}: signature does not verify")))?;
+        // Any trusted key will do (several during a rotation).
+        if !keys.iter().any(|key| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &key[..])
+                .verify(&data, &sig)
+                .is_ok()
+        }) {
+            return Err(reject(format!(
+                "{SIGNATURE}: signature does not verify with any trusted key"
+            )));
+        }
     }
     let m = parse_manifest(&data)?;
     match &m.files {
@@ -662,7 +685,7 @@ fn read_manifest(zip: &mut Zip, pkg: &Package, key: Option<&[u8; 32]>) -> Result
                 return Err(reject(format!("{} is not listed in {MANIFEST}", e.path)));
             }
         }
-        None if key.is_some() => {
+        None if !keys.is_empty() => {
             if let Some(e) = pkg
                 .entries
                 .iter()
