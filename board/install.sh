@@ -3,6 +3,10 @@
 #   /usr/bin/cybersensei-agent                 factory agent (0755)
 #   /etc/cybersensei/agent.json                default config (0644; kept if present)
 #   /etc/cybersensei/license.key               only with LICENSE_KEY_FILE: 0600 root
+#   /etc/cybersensei/update-keys/factory.pub   the vendor's update-signing public key
+#                                              (UPDATE_KEY_FILE; 0644): the default
+#                                              config trusts this directory, and refuses
+#                                              every update package while it is empty
 #   /var/lib/cybersensei-agent/                state_dir (0755)
 #   /opt/cybersensei/slots/{a,b}/              install.root and its slots (0755)
 #   /opt/cybersensei/factory-version           the version the box ships with (0644):
@@ -17,6 +21,7 @@
 #      board/etc/agent.json), LICENSE_KEY_FILE (a file holding the key to install),
 #      FACTORY_VERSION (the CyberSensei version the image holds, e.g. 1.0.0; when unset
 #      an existing record is kept, else board/etc/factory-version is recorded).
+#      UPDATE_KEY_FILE (the vendor's public key, `cybersensei-pack keygen` NAME.pub).
 # No key placeholder is created: an empty key file would look provisioned and fail
 # later; the agent reports a missing key clearly, and `cybersensei-agent set-key`
 # creates the file atomically with mode 0600.
@@ -35,6 +40,7 @@ owner=()
 d() { install -d -m "$1" "${owner[@]}" "$DESTDIR$2"; }
 d 0755 /usr/bin
 d 0755 /etc/cybersensei
+d 0755 /etc/cybersensei/update-keys
 d 0755 /var/lib/cybersensei-agent
 d 0755 /opt/cybersensei
 d 0755 /opt/cybersensei/slots
@@ -75,6 +81,15 @@ if [ -n "${LICENSE_KEY_FILE:-}" ]; then
   echo "install.sh: license key installed (0600)"
 elif [ ! -e "$DESTDIR/etc/cybersensei/license.key" ]; then
   echo "install.sh: no license key yet: run 'cybersensei-agent set-key' on the box"
+fi
+
+if [ -n "${UPDATE_KEY_FILE:-}" ]; then
+  # A public key: readable by all, written by root only.
+  install -m 0644 "${owner[@]}" "$UPDATE_KEY_FILE" "$DESTDIR/etc/cybersensei/update-keys/.factory.pub.tmp"
+  mv -f "$DESTDIR/etc/cybersensei/update-keys/.factory.pub.tmp" "$DESTDIR/etc/cybersensei/update-keys/factory.pub"
+  echo "install.sh: update-signing key installed (/etc/cybersensei/update-keys/factory.pub)"
+elif ! compgen -G "$DESTDIR/etc/cybersensei/update-keys/*.pub" >/dev/null; then
+  echo "install.sh: WARNING: no update-signing key (UPDATE_KEY_FILE): this box refuses every update package until one is put in /etc/cybersensei/update-keys/" >&2
 fi
 
 case "$INIT" in

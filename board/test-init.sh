@@ -4,17 +4,22 @@
 # against the real agent (`run`) and the simulator (HTTPS on loopback).
 # Runs once with the system start-stop-daemon and /bin/sh, and once more under
 # BusyBox (sh + start-stop-daemon applets) when busybox is installed.
-# Env: AGENT_BIN / SIM_BIN to use prebuilt binaries (default: cargo build, debug).
+# Also: an update whose agent answers --version but dies before its recovery (at
+# `run`, or rejecting the config) is rolled back by the factory agent the script falls
+# back to; the start counter sends a slot agent that keeps failing to the factory one.
+# Env: AGENT_BIN / SIM_BIN / PACK_BIN to use prebuilt binaries (default: cargo build,
+# with the test-seams feature: the kill point `journal:switched` needs its crash hook).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCRIPT=$ROOT/board/init.d/cybersensei-agent
 KEY='A1B2C3D4-E5F6+G7H8/I9J0=K1L2'
 
-if [ -z "${AGENT_BIN:-}" ] || [ -z "${SIM_BIN:-}" ]; then
-  cargo build --locked -q -p cybersensei-agent -p cybersensei-sim
+if [ -z "${AGENT_BIN:-}" ] || [ -z "${SIM_BIN:-}" ] || [ -z "${PACK_BIN:-}" ]; then
+  cargo build --locked -q -p cybersensei-agent --features cybersensei-agent/test-seams -p cybersensei-sim -p cybersensei-pack
   AGENT_BIN=${AGENT_BIN:-$ROOT/target/debug/cybersensei-agent}
   SIM_BIN=${SIM_BIN:-$ROOT/target/debug/cybersensei-sim}
+  PACK_BIN=${PACK_BIN:-$ROOT/target/debug/cybersensei-pack}
 fi
 
 T=$(mktemp -d)
@@ -70,7 +75,8 @@ cat >"$T/etc/agent.json" <<JSON
 JSON
 
 export DEFAULTS=$T/no-defaults CONFIG=$T/etc/agent.json PIDFILE=$T/run/agent.pid \
-  INSTALL_ROOT=$T/opt DAEMON_FACTORY=$AGENT_BIN STDERR_LOG=$T/stderr.log STOP_TIMEOUT=8
+  INSTALL_ROOT=$T/opt DAEMON_FACTORY=$AGENT_BIN STDERR_LOG=$T/stderr.log STOP_TIMEOUT=8 \
+  STATE_DIR=$T/state
 
 agent_pid() { cat "$PIDFILE" 2>/dev/null; }
 license_valid() { grep -q '"state": *"valid"' "$T/state/status.json"; }
@@ -179,6 +185,82 @@ suite() { # suite SHELL SSD
   else
     bad "hanging slot agent: $(readlink "/proc/$pid/exe") after $((SECONDS - t1))s"
   fi
+  expect_rc 0 "stop" -- "${init[@]}" stop
+  rm -rf "$T/opt"
+
+  # An update whose agent answers --version but dies before its start-up recovery:
+  # at `run` (variant run), or rejecting the config (variant config). The journal is
+  # left at `switched` (kill point), as after a daemon's hand-over to the new agent.
+  local variant
+  for variant in run config; do
+    rm -rf "$T/opt" "$T/state" "$T/pkg1" "$T/pkg2"
+    mkdir -p "$T/pkg1" "$T/pkg2/bin"
+    echo 1.0.0 >"$T/pkg1/VERSION"
+    echo 2.0.0 >"$T/pkg2/VERSION"
+    cat >"$T/pkg2/bin/cybersensei-agent" <<AGENT
+#!/bin/sh
+case "\$1" in --version|-V) echo "cybersensei-agent 2.0.0"; exit 0 ;; esac
+[ "$variant" = run ] && [ "\$3" = config ] && exit 0
+echo "broken agent 2.0.0: exits before recovery" >&2
+exit 2
+AGENT
+    chmod 755 "$T/pkg1" "$T/pkg2" "$T/pkg2/bin" "$T/pkg2/bin/cybersensei-agent"
+    chmod 644 "$T/pkg1/VERSION" "$T/pkg2/VERSION"
+    "$PACK_BIN" pack "$T/pkg1" -o "$T/p1.zip" --unsigned >/dev/null
+    "$PACK_BIN" pack "$T/pkg2" -o "$T/p2.zip" --unsigned >/dev/null
+    expect_rc 0 "install 1.0.0" -- "$AGENT_BIN" -c "$CONFIG" install "$T/p1.zip"
+    local rc=0
+    CYBERSENSEI_TEST_CRASH_AT=journal:switched "$AGENT_BIN" -c "$CONFIG" install "$T/p2.zip" >/dev/null 2>&1 || rc=$?
+    if [ "$rc" = 0 ]; then
+      echo "  skip ($variant) this agent build has no crash hook (test-seams feature only)"
+      continue
+    fi
+    if [ "$(readlink "$T/opt/current")" = slots/b ] && grep -q switched "$T/state/update/journal.json"; then
+      ok "($variant) 2.0.0 switched, journal at switched"
+    else
+      bad "($variant) setup: current $(readlink "$T/opt/current"), journal $(cat "$T/state/update/journal.json" 2>/dev/null)"
+    fi
+    expect_rc 0 "($variant) start with an updated agent that dies before recovery" -- "${init[@]}" start
+    pid=$(agent_pid)
+    if [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$AGENT_BIN")" ]; then
+      ok "($variant) the factory agent runs"
+    else
+      bad "($variant) not the factory agent: $(readlink "/proc/$pid/exe" 2>/dev/null)"
+    fi
+    wait_for 15 "($variant) the factory agent rolled 2.0.0 back to slot a" -- \
+      sh -c "[ \"\$(readlink '$T/opt/current')\" = slots/a ] && grep -q rolled-back '$T/state/status.json'"
+    log_has "failed to start; the init script fell back" && ok "($variant) reason logged" || bad "($variant) no reason in the log"
+    [ ! -e "$T/state/update/journal.json" ] && ok "($variant) journal cleared" || bad "($variant) journal left"
+    expect_rc 0 "($variant) stop" -- "${init[@]}" stop
+    # The next start runs slot a (no agent there): the factory copy, no fallback.
+    expect_rc 0 "($variant) start after the rollback" -- "${init[@]}" start
+    wait_for 10 "($variant) counter cleared by a confirmed start" -- test ! -e "$T/state/agent-starts"
+    expect_rc 0 "($variant) stop" -- "${init[@]}" stop
+  done
+
+  # The counter: a slot agent with MAX_AGENT_STARTS unconfirmed starts is skipped.
+  rm -rf "$T/opt" "$T/state"
+  mkdir -p "$T/opt/slots/b/bin" "$T/state"
+  cp "$AGENT_BIN" "$T/opt/slots/b/bin/cybersensei-agent"
+  echo 1.1.0 >"$T/opt/slots/b/VERSION"
+  ln -sfn slots/b "$T/opt/current"
+  echo "3 slots/b" >"$T/state/agent-starts"
+  expect_rc 0 "start with 3 failed starts of the slot agent" -- "${init[@]}" start
+  pid=$(agent_pid)
+  if [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$AGENT_BIN")" ] && [ "$pid" ] &&
+    tr '\0' '\n' <"/proc/$pid/environ" | grep -q '^CYBERSENSEI_AGENT_FALLBACK=1$'; then
+    ok "the factory agent runs, told it is the fallback"
+  else
+    bad "counter ignored: $(readlink "/proc/$pid/exe" 2>/dev/null)"
+  fi
+  expect_rc 0 "stop" -- "${init[@]}" stop
+  [ "$(cat "$T/state/agent-starts" 2>/dev/null)" = "3 slots/b" ] && ok "count kept while on the fallback" || bad "count: $(cat "$T/state/agent-starts" 2>/dev/null)"
+  # A counter for another slot does not count.
+  echo "3 slots/a" >"$T/state/agent-starts"
+  expect_rc 0 "start with a count for another slot" -- "${init[@]}" start
+  pid=$(agent_pid)
+  [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$T/opt/slots/b/bin/cybersensei-agent")" ] && ok "the slot agent runs" || bad "slot agent not run: $(readlink "/proc/$pid/exe" 2>/dev/null)"
+  wait_for 10 "its confirmed start clears the count" -- test ! -e "$T/state/agent-starts"
   expect_rc 0 "stop" -- "${init[@]}" stop
   rm -rf "$T/opt"
 

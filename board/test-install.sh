@@ -25,8 +25,11 @@ check_mode() { # path mode [owner]
 
 KEY='SECRET-KEY-0000+abc/def=='
 printf '%s\n' "$KEY" >"$T/key.in"
+# The vendor's update-signing public key (what `cybersensei-pack keygen` writes).
+UPDATE_PUB='MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE='
+printf '%s\n' "$UPDATE_PUB" >"$T/vendor.pub"
 R=$T/root
-out=$(DESTDIR=$R LICENSE_KEY_FILE=$T/key.in bash board/install.sh 2>&1)
+out=$(DESTDIR=$R LICENSE_KEY_FILE=$T/key.in UPDATE_KEY_FILE=$T/vendor.pub bash board/install.sh 2>&1)
 echo "$out" | sed 's/^/  | /'
 case "$out" in *"$KEY"*) bad "key printed by install.sh" ;; *) ok "key not printed" ;; esac
 check_mode "$R/usr/bin/cybersensei-agent" 755
@@ -35,6 +38,8 @@ check_mode "$R/etc/cybersensei" 755
 check_mode "$R/etc/cybersensei/agent.json" 644
 check_mode "$R/etc/cybersensei/license.key" 600
 [ "$(cat "$R/etc/cybersensei/license.key")" = "$KEY" ] && ok "key content" || bad "key content"
+check_mode "$R/etc/cybersensei/update-keys/factory.pub" 644
+cmp -s "$T/vendor.pub" "$R/etc/cybersensei/update-keys/factory.pub" && ok "update key installed" || bad "update key content"
 check_mode "$R/var/lib/cybersensei-agent" 755
 check_mode "$R/opt/cybersensei/slots/a" 755
 check_mode "$R/opt/cybersensei/slots/b" 755
@@ -60,8 +65,21 @@ grep -q other.example "$R/etc/cybersensei/agent.json" && ok "existing config kep
 
 # Without a key: no placeholder.
 R2=$T/root2
-DESTDIR=$R2 bash board/install.sh >/dev/null
+err=$(DESTDIR=$R2 bash board/install.sh 2>&1 >/dev/null)
 [ ! -e "$R2/etc/cybersensei/license.key" ] && ok "no key placeholder without LICENSE_KEY_FILE" || bad "placeholder created"
+# Without an update key: said loudly, and the box's config refuses every package.
+grep -q "WARNING: no update-signing key" <<<"$err" && ok "missing update key warned" || bad "no warning: $err"
+# The default config, pointed at the test roots, trusts the installed key directory.
+for r in "$R" "$R2"; do
+  sed -e "s#/etc/cybersensei/update-keys#$r/etc/cybersensei/update-keys#" \
+    -e "s#/var/lib/cybersensei-agent#$r/var/lib/cybersensei-agent#" \
+    -e "s#/opt/cybersensei#$r/opt/cybersensei#" board/etc/agent.json >"$T/agent-$(basename "$r").json"
+done
+o=$("$AGENT_BIN" -c "$T/agent-root.json" status --json)
+grep -q '"signatures":"required"' <<<"$o" && grep -q '"trustedKeys":\["' <<<"$o" &&
+  ok "default config: signatures required, factory key trusted" || bad "status with the factory key: $o"
+o=$("$AGENT_BIN" -c "$T/agent-root2.json" status --json)
+grep -q 'every update package is refused' <<<"$o" && ok "default config without a key: every package refused, said in status" || bad "status without key: $o"
 
 R3=$T/root3
 DESTDIR=$R3 INIT=openrc bash board/install.sh >/dev/null

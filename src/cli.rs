@@ -9,10 +9,18 @@ pub enum Command {
     Validate,
     CheckUpdate,
     Update,
-    Install(PathBuf),
+    Install {
+        zip: PathBuf,
+        /// `--allow-downgrade`: a version lower than the highest installed is accepted.
+        allow_downgrade: bool,
+    },
     Rollback,
-    Telemetry { print: bool },
-    Status { json: bool },
+    Telemetry {
+        print: bool,
+    },
+    Status {
+        json: bool,
+    },
     ConfigCheck,
     SetKey,
     Help,
@@ -35,7 +43,9 @@ commands:
   validate            validate the license once
   check-update        ask the backend once whether an update exists
   update              check, download, verify and install now
-  install ZIP         install a local package file (same verification, A/B)
+  install ZIP [--allow-downgrade]
+                      install a local package file (same verification, A/B);
+                      lower than the highest version installed only with the flag
   rollback            switch back to the other slot if it is complete
   telemetry --once    send one sample (queued samples first)
   telemetry --print   print the payload of a fresh sample, send nothing
@@ -113,10 +123,19 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
             flags(&[])?;
             Command::Update
         }
-        "install" => match rest {
-            [zip] if !zip.starts_with('-') => Command::Install(PathBuf::from(zip)),
-            _ => return Err("install: expected exactly one argument, the ZIP file".into()),
-        },
+        "install" => {
+            let allow_downgrade = rest.iter().any(|a| a == "--allow-downgrade");
+            let files: Vec<&String> = rest.iter().filter(|a| *a != "--allow-downgrade").collect();
+            match files.as_slice() {
+                [zip] if !zip.starts_with('-') => Command::Install {
+                    zip: PathBuf::from(zip),
+                    allow_downgrade,
+                },
+                _ => {
+                    return Err("install: expected exactly one argument, the ZIP file (and optionally --allow-downgrade)".into())
+                }
+            }
+        }
         "rollback" => {
             flags(&[])?;
             Command::Rollback
@@ -173,7 +192,10 @@ mod tests {
         );
         assert_eq!(
             p("install a.zip").unwrap().command,
-            Command::Install("a.zip".into())
+            Command::Install {
+                zip: "a.zip".into(),
+                allow_downgrade: false
+            }
         );
         assert_eq!(p("config check").unwrap().command, Command::ConfigCheck);
         assert_eq!(p("update --help").unwrap().command, Command::Help);

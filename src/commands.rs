@@ -147,8 +147,11 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
             }
             Ok(exit::OK)
         }
-        Command::Install(zip) => {
-            let r = update::install_file(ctx, zip)?;
+        Command::Install {
+            zip,
+            allow_downgrade,
+        } => {
+            let r = update::install_file(ctx, zip, *allow_downgrade)?;
             println!("Installed version {} in slot {}", r.version, r.slot);
             Ok(exit::OK)
         }
@@ -226,6 +229,9 @@ fn config_check(cfg: &Config) -> Result<u8> {
         }
         Err(e) => println!("license key: not available ({e})"),
     }
+    for w in crate::security::summary(cfg).warnings {
+        println!("WARNING: {w}");
+    }
     println!("config OK");
     Ok(exit::OK)
 }
@@ -235,6 +241,7 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
     let (slot, version) = update::active(cfg);
     s.slot = slot;
     s.version = version;
+    s.security = crate::security::summary(cfg);
     if json {
         let text = serde_json::to_string(&s)
             .map_err(|e| Error::Other(format!("serializing status: {e}")))?;
@@ -273,6 +280,17 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
     if u.available {
         println!("  latest:  {}", o(&u.latest_version));
     }
+    if u.node_too_old == Some(true) {
+        println!(
+            "  blocked: {} needs this node at {} or later (it runs {})",
+            o(&u.latest_version),
+            o(&u.required_node_version),
+            s.version
+        );
+    }
+    if let Some(m) = &u.message {
+        println!("  backend: {m}");
+    }
     println!("  checked: {}", o(&u.last_checked_at));
     if let Some(e) = &u.last_error {
         println!("  error:   {e}");
@@ -285,6 +303,23 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
     );
     if let Some(e) = &t.last_error {
         println!("  error:   {e}");
+    }
+    let sec = &s.security;
+    println!(
+        "Security:  update signatures {}{}",
+        sec.signatures,
+        if sec.trusted_keys.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (keys {} from {})",
+                sec.trusted_keys.join(", "),
+                sec.key_source.as_deref().unwrap_or("?")
+            )
+        }
+    );
+    for w in &sec.warnings {
+        println!("  WARNING: {w}");
     }
     if let Some(r) = s.services.running {
         println!(

@@ -50,13 +50,27 @@ pub struct Updates {
     pub check_interval: u64,
     pub auto_download: bool,
     pub auto_install: bool,
-    pub public_key: Option<String>,
+    /// Trusted Ed25519 keys: each a key (base64, PEM), a key file or a directory of
+    /// `*.pub` files. Empty: signatures not required (status warns). `null`, one
+    /// string or an array in the file.
+    pub public_key: Vec<String>,
     pub max_package_size: u64,
     pub max_unpacked_size: u64,
     /// Most entries a package may hold (zip-bomb guard).
     pub max_entries: u64,
     /// Boots in an uncommitted slot before the agent rolls back by itself.
     pub max_boot_attempts: u32,
+    /// A download slower than this (bytes/s) over `slow_download_window` seconds is
+    /// abandoned, its partial file kept for a later resume (0: never).
+    pub min_download_rate: u64,
+    /// Seconds over which `min_download_rate` is measured.
+    pub slow_download_window: u64,
+    /// Local-time window `HH:MM-HH:MM` for automatic installs (None = any time).
+    pub install_window: Option<String>,
+    /// A package marked `securityUpdate` installs automatically outside the window.
+    pub security_outside_window: bool,
+    /// Seconds a package's install hook may run before it is killed (and fails).
+    pub hook_timeout: u64,
 }
 
 /// `install` section.
@@ -132,11 +146,16 @@ impl Default for Config {
                 check_interval: 3600,
                 auto_download: false,
                 auto_install: false,
-                public_key: None,
+                public_key: vec![],
                 max_package_size: 1 << 30,
                 max_unpacked_size: 4 << 30,
                 max_entries: 100_000,
                 max_boot_attempts: 3,
+                min_download_rate: 1024,
+                slow_download_window: 120,
+                install_window: None,
+                security_outside_window: false,
+                hook_timeout: 300,
             },
             install: Install {
                 root: "/opt/cybersensei".into(),
@@ -323,6 +342,11 @@ impl Config {
                     "max_unpacked_size",
                     "max_entries",
                     "max_boot_attempts",
+                    "min_download_rate",
+                    "slow_download_window",
+                    "install_window",
+                    "security_outside_window",
+                    "hook_timeout",
                 ],
             )?;
             let u = &mut c.updates;
@@ -337,7 +361,7 @@ impl Config {
             )?;
             set_bool(o, "updates", "auto_download", &mut u.auto_download)?;
             set_bool(o, "updates", "auto_install", &mut u.auto_install)?;
-            set_opt_string(o, "updates", "public_key", &mut u.public_key)?;
+            set_string_list(o, "updates", "public_key", &mut u.public_key)?;
             set_u64(
                 o,
                 "updates",
@@ -368,6 +392,44 @@ impl Config {
             let mut m = u.max_boot_attempts as u64;
             set_u64(o, "updates", "max_boot_attempts", &mut m, 1, 100, false)?;
             u.max_boot_attempts = m as u32;
+            set_u64(
+                o,
+                "updates",
+                "min_download_rate",
+                &mut u.min_download_rate,
+                0,
+                1 << 30,
+                false,
+            )?;
+            set_u64(
+                o,
+                "updates",
+                "slow_download_window",
+                &mut u.slow_download_window,
+                1,
+                86400,
+                true,
+            )?;
+            set_opt_string(o, "updates", "install_window", &mut u.install_window)?;
+            if let Some(w) = &u.install_window {
+                crate::update::window::Window::parse(w)
+                    .map_err(|e| Error::Config(format!("updates.install_window: {e}")))?;
+            }
+            set_bool(
+                o,
+                "updates",
+                "security_outside_window",
+                &mut u.security_outside_window,
+            )?;
+            set_u64(
+                o,
+                "updates",
+                "hook_timeout",
+                &mut u.hook_timeout,
+                1,
+                86400,
+                false,
+            )?;
         }
         if let Some(v) = obj.get("install") {
             let o = as_object(v, "install")?;
@@ -577,6 +639,40 @@ fn set_opt_string(
             Ok(())
         }
     }
+}
+
+/// `null`, one non-empty string, or an array of them.
+fn set_string_list(
+    o: &Map<String, Value>,
+    section: &str,
+    key: &str,
+    out: &mut Vec<String>,
+) -> Result<()> {
+    let bad = |v: &Value| {
+        Error::Config(format!(
+            "{}: expected a string or an array of strings, got {}",
+            field(section, key),
+            type_name(v)
+        ))
+    };
+    let items: Vec<&Value> = match o.get(key) {
+        None | Some(Value::Null) => return Ok(()),
+        Some(Value::Array(a)) => a.iter().collect(),
+        Some(v) => vec![v],
+    };
+    let mut list = Vec::new();
+    for v in items {
+        let s = v.as_str().ok_or_else(|| bad(v))?.trim();
+        if s.is_empty() {
+            return Err(Error::Config(format!(
+                "{}: empty entry",
+                field(section, key)
+            )));
+        }
+        list.push(s.to_string());
+    }
+    *out = list;
+    Ok(())
 }
 
 fn set_path(o: &Map<String, Value>, section: &str, key: &str, out: &mut PathBuf) -> Result<()> {

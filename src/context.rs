@@ -14,6 +14,10 @@ pub struct Ctx<'a> {
     pub transport: Transport,
     /// A person is watching (CLI command, not the daemon): progress may be shown.
     pub interactive: bool,
+    /// Monotonic instant at which a long step (a download) pauses, its work kept, so
+    /// the daemon's other steps run on time; it resumes at the next turn of the loop
+    /// (returned as `Error::Interrupted`). None: no pause (one-shot commands).
+    pub yield_at: Option<std::time::Duration>,
 }
 
 impl<'a> Ctx<'a> {
@@ -30,6 +34,7 @@ impl<'a> Ctx<'a> {
             clock,
             transport,
             interactive,
+            yield_at: None,
         })
     }
 

@@ -186,12 +186,17 @@ impl<'a> Daemon<'a> {
     pub fn start(&mut self) -> Result<()> {
         {
             let _lock = StateLock::acquire(&self.ctx.cfg.state_dir, STEP_LOCK_WAIT * 6)?;
+            let before = update::active(&self.ctx.cfg).0;
             if let Err(e) = update::recover(&self.ctx) {
                 // A failed recovery is logged and reported, but the loop still runs:
                 // the license and telemetry must keep working so the box stays reachable.
                 log::error!("update recovery: {e}");
             }
             crate::leftovers::sweep(&self.ctx.cfg);
+            // Up and recovered: the init script's count of failed starts is reset.
+            update::boot::confirm_start(&self.ctx.cfg, before.as_deref());
+            // Under the lock: status.json is rewritten by whoever holds it.
+            crate::security::report(&self.ctx.cfg, self.ctx.now());
         }
         let now = self.ctx.clock.monotonic();
         self.next_validate = now;
@@ -607,8 +612,18 @@ impl<'a> Daemon<'a> {
         };
         self.counters.checks += 1;
         let before = update::active(&self.ctx.cfg).0;
-        match update::daemon_step(&self.ctx) {
+        // A download pauses when telemetry or revalidation falls due (its partial
+        // file kept): they run, then this step comes again at once and resumes it.
+        let mut due = self.next_validate;
+        if self.ctx.cfg.telemetry.enabled {
+            due = due.min(self.next_telemetry);
+        }
+        self.ctx.yield_at = Some(due.max(now));
+        let r = update::daemon_step(&self.ctx);
+        self.ctx.yield_at = None;
+        match r {
             Ok(()) => {}
+            // A signal, or the pause above: `next_check` stays due.
             Err(Error::Interrupted) => return,
             Err(e) => log::warn!("update: {e}"),
         }

@@ -163,6 +163,35 @@ impl StateLock {
     }
 }
 
+/// `path` if it exists, else its nearest existing ancestor (install.root may not be
+/// created yet on a fresh box), else `/`.
+pub fn nearest_existing(path: &Path) -> PathBuf {
+    let mut p = path;
+    loop {
+        if p.exists() {
+            return p.to_path_buf();
+        }
+        match p.parent() {
+            Some(q) if !q.as_os_str().is_empty() => p = q,
+            _ => return PathBuf::from("/"),
+        }
+    }
+}
+
+/// statvfs(2) of the filesystem holding `path` (which must exist).
+pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
+    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the return value is checked.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,9 +3,15 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    cybersensei_agent::security::harden_process();
     let args = std::env::args().skip(1);
     match cybersensei_agent::cli::parse(args) {
-        Ok(inv) => ExitCode::from(cybersensei_agent::commands::run(inv)),
+        Ok(inv) => {
+            if inv.command != cybersensei_agent::cli::Command::Run {
+                cybersensei_agent::security::default_sigpipe();
+            }
+            ExitCode::from(cybersensei_agent::commands::run(inv))
+        }
         Err(msg) => {
             eprintln!("error: {msg}");
             eprintln!("{}", cybersensei_agent::cli::USAGE);

@@ -1,5 +1,40 @@
 //! Keeping secrets out of logs: the license key and proxy credentials.
 
+use std::sync::Mutex;
+
+/// Secrets this process has read (the license key, as is and URL-encoded): texts
+/// stored in status.json are scrubbed of them, whatever a server echoed back.
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Remembers a secret for [`scrub`] (shorter than 6 characters: ignored, it would
+/// match ordinary words).
+pub fn add_secret(secret: &str) {
+    let s = secret.trim();
+    if s.chars().count() < 6 {
+        return;
+    }
+    if let Ok(mut v) = SECRETS.lock() {
+        for form in [s.to_string(), crate::transport::percent_encode(s)] {
+            if !v.contains(&form) {
+                v.push(form);
+            }
+        }
+    }
+}
+
+/// `text` with every remembered secret replaced by its stand-in ([`key`]).
+pub fn scrub(text: &str) -> String {
+    let mut out = text.to_string();
+    if let Ok(v) = SECRETS.lock() {
+        for s in v.iter() {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), &key(s));
+            }
+        }
+    }
+    out
+}
+
 /// A printable stand-in for the license key: its first 4 characters and its length.
 pub fn key(key: &str) -> String {
     let n = key.chars().count();

@@ -3,6 +3,10 @@
 //! Every command runs with `CYBERSENSEI_SLOT_DIR` set to the slot it concerns (when
 //! known), its output inherited, and a deadline measured on the injected clock: a
 //! command that hangs is killed, so a broken service script cannot park the agent.
+//! Children get an environment without the agent's secrets (`child_command`) and a
+//! process group of their own, killed whole at the deadline (a script's own children
+//! would otherwise live on, holding our stdout). After SIGTERM a health command is
+//! killed at once and any other within `STOP_GRACE`, so the agent stops promptly.
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Services;
@@ -17,6 +21,44 @@ pub const SLOT_ENV: &str = "CYBERSENSEI_SLOT_DIR";
 const HEALTH_RETRY: Duration = Duration::from_millis(500);
 /// How often a running child is polled.
 const POLL: Duration = Duration::from_millis(10);
+/// After SIGTERM, how long a start/stop command may still run (the agent must exit
+/// within 5 s, INTERFACE.md).
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Variables of the agent's environment a child never sees.
+pub const SECRET_ENV: &[&str] = &["CYBERSENSEI_LICENSE_KEY"];
+
+/// A command for a child of the agent (service command, hook, staged agent probe):
+/// no secrets in its environment, its own process group (see [`wait_child`]).
+pub fn child_command(prog: impl AsRef<std::ffi::OsStr>) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(prog);
+    for v in SECRET_ENV {
+        cmd.env_remove(v);
+    }
+    cmd.process_group(0);
+    cmd
+}
+
+/// Why [`wait_child`] gave up on a child (whose whole group it killed).
+#[derive(Debug)]
+pub enum Gave {
+    /// The budget ran out.
+    Timeout(Duration),
+    /// SIGTERM/SIGINT asked the agent to stop.
+    Stop,
+    /// waitpid failed.
+    Wait(std::io::Error),
+}
+
+impl std::fmt::Display for Gave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gave::Timeout(d) => write!(f, "timed out after {:.1}s", d.as_secs_f64()),
+            Gave::Stop => write!(f, "stopped: the agent is shutting down"),
+            Gave::Wait(e) => write!(f, "waiting: {e}"),
+        }
+    }
+}
 
 /// Runs every `services.stop` command (without a slot in the environment).
 pub fn stop(s: &Services) -> Result<()> {
@@ -120,7 +162,7 @@ pub fn run_one(
         return Ok(());
     };
     let shown = argv.join(" ");
-    let mut cmd = Command::new(prog);
+    let mut cmd = child_command(prog);
     cmd.args(args).stdin(Stdio::null());
     match slot {
         Some(dir) => cmd.env(SLOT_ENV, dir),
@@ -129,8 +171,20 @@ pub fn run_one(
     let child = cmd
         .spawn()
         .map_err(|e| Error::Other(format!("{what} command `{shown}`: cannot run: {e}")))?;
-    let status = wait_bounded(child, clock, budget)
-        .map_err(|e| Error::Other(format!("{what} command `{shown}`: {e}")))?;
+    // A health command is only a probe: dropped at once on SIGTERM.
+    let grace = if what == "health" {
+        Duration::ZERO
+    } else {
+        STOP_GRACE
+    };
+    let status = match wait_child(child, clock, budget, grace) {
+        Ok(st) => st,
+        Err(Gave::Stop) => {
+            log::warn!("{what} command `{shown}`: killed, the agent is stopping");
+            return Err(Error::Interrupted);
+        }
+        Err(e) => return Err(Error::Other(format!("{what} command `{shown}`: {e}"))),
+    };
     if status.success() {
         log::debug!("{what} command `{shown}`: ok");
         Ok(())
@@ -141,25 +195,58 @@ pub fn run_one(
 
 /// Waits for `child` at most `budget` on `clock`; kills and reaps it past that.
 pub fn wait_bounded(
-    mut child: Child,
+    child: Child,
     clock: &dyn Clock,
     budget: Duration,
 ) -> std::result::Result<std::process::ExitStatus, String> {
+    wait_child(child, clock, budget, STOP_GRACE).map_err(|e| e.to_string())
+}
+
+/// Kills the child's whole process group (it leads one when started by
+/// [`child_command`]; otherwise only the child), then reaps the child.
+fn kill_group(child: &mut Child) {
+    let pid = child.id() as libc::pid_t;
+    // SAFETY: getpgid/kill on our own child's pid; a group id equal to the pid
+    // means the child leads its own group, never ours.
+    unsafe {
+        if libc::getpgid(pid) == pid {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Waits for `child` at most `budget` on `clock`, or `grace` once a stop was
+/// requested; past that its whole process group is killed and the child reaped.
+pub fn wait_child(
+    mut child: Child,
+    clock: &dyn Clock,
+    budget: Duration,
+    grace: Duration,
+) -> std::result::Result<std::process::ExitStatus, Gave> {
     let start = clock.monotonic();
+    let mut stop_seen: Option<Duration> = None;
     loop {
         match child.try_wait() {
             Ok(Some(st)) => return Ok(st),
             Ok(None) => {}
             Err(e) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("waiting: {e}"));
+                kill_group(&mut child);
+                return Err(Gave::Wait(e));
             }
         }
-        if clock.monotonic().saturating_sub(start) >= budget {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("timed out after {:.1}s", budget.as_secs_f64()));
+        let now = clock.monotonic();
+        if crate::signals::stop_requested() {
+            let since = *stop_seen.get_or_insert(now);
+            if now.saturating_sub(since) >= grace {
+                kill_group(&mut child);
+                return Err(Gave::Stop);
+            }
+        }
+        if now.saturating_sub(start) >= budget {
+            kill_group(&mut child);
+            return Err(Gave::Timeout(budget));
         }
         // The injected clock measures the deadline; a short real pause keeps a fake
         // clock (which does not sleep) from spinning ahead of a real child.

@@ -92,10 +92,11 @@ pub struct UpdateStatus {
     /// The real backend: lowest node version the latest update installs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_node_version: Option<String>,
-    /// The real backend: the latest update breaks compatibility (absent = no).
+    /// The latest update breaks compatibility (the check's answer, or the package's
+    /// `version.json`; absent = not said). Never installed automatically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaking: Option<bool>,
-    /// The real backend: the latest update is a security fix (absent = no).
+    /// The latest update is a security fix (the check's answer or `version.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_update: Option<bool>,
     /// The backend's sentence about the last check.
@@ -104,6 +105,10 @@ pub struct UpdateStatus {
     /// An update exists but this node is older than its `requiredNodeVersion`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_too_old: Option<bool>,
+    /// Why a downloaded, verified package waits instead of installing automatically
+    /// (auto_install off, breaking, outside `updates.install_window`).
+    #[serde(default)]
+    pub deferred: Option<String>,
 }
 
 /// The `telemetry` object.
@@ -125,6 +130,23 @@ pub struct ServicesStatus {
     pub reason: Option<String>,
 }
 
+/// The `security` object: whether update packages must be signed, by which keys,
+/// and what weakens the box (docs/security.md). Recomputed at each start and by
+/// `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityStatus {
+    /// `required` or `off` (no `updates.public_key`: any package the backend serves
+    /// is installed, protected by TLS alone).
+    pub signatures: String,
+    /// Ids of the trusted keys (first 16 hex digits of their SHA-256).
+    pub trusted_keys: Vec<String>,
+    /// Where they come from: `updates.public_key` or `slot X/update-keys`.
+    pub key_source: Option<String>,
+    /// Problems a person should fix, worst first.
+    pub warnings: Vec<String>,
+}
+
 /// The whole of status.json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -136,6 +158,8 @@ pub struct Status {
     pub telemetry: TelemetryStatus,
     #[serde(default)]
     pub services: ServicesStatus,
+    #[serde(default)]
+    pub security: SecurityStatus,
     #[serde(default)]
     pub agent_version: String,
     #[serde(default)]
@@ -151,9 +175,24 @@ impl Default for Status {
             update: UpdateStatus::default(),
             telemetry: TelemetryStatus::default(),
             services: ServicesStatus::default(),
+            security: SecurityStatus::default(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             updated_at: None,
         }
+    }
+}
+
+fn scrub_strings(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => {
+            let clean = crate::redact::scrub(s);
+            if clean != *s {
+                *s = clean;
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(scrub_strings),
+        serde_json::Value::Object(o) => o.values_mut().for_each(scrub_strings),
+        _ => {}
     }
 }
 
@@ -191,7 +230,11 @@ impl Status {
         fsutil::ensure_dir(state_dir, 0o755)?;
         self.agent_version = env!("CARGO_PKG_VERSION").into();
         self.updated_at = Some(crate::clock::iso8601(now_unix));
-        fsutil::atomic_write_json(&path(state_dir), self, 0o644)
+        // A server may echo the key back in a message: status.json is world-readable.
+        let mut v = serde_json::to_value(&*self)
+            .map_err(|e| crate::error::Error::Other(format!("serializing status: {e}")))?;
+        scrub_strings(&mut v);
+        fsutil::atomic_write_json(&path(state_dir), &v, 0o644)
     }
 
     /// Load, change, save: the way every module reports its part.

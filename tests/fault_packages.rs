@@ -108,9 +108,12 @@ fn unix_extra_link(target: &[u8]) -> Vec<u8> {
 }
 
 fn outside(rig: &Rig) -> BTreeMap<String, String> {
+    // The agent's own log excepted: it warns there about unsigned installs.
     tree(rig.dir.path())
         .into_iter()
-        .filter(|(k, _)| !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip")
+        .filter(|(k, _)| {
+            !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip" && k != "agent.log"
+        })
         .collect()
 }
 

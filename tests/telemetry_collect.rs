@@ -1,8 +1,9 @@
 //! Telemetry measurements against fixed /proc files (exact values) and the real /proc.
 
 use cybersensei_agent::clock::{Clock, FakeClock};
+use cybersensei_agent::fsutil::nearest_existing;
 use cybersensei_agent::telemetry::collect::{
-    self, nearest_existing, parse_app_metrics, parse_meminfo, parse_stat, percent, Source,
+    self, parse_app_metrics, parse_meminfo, parse_stat, percent, Source,
 };
 use cybersensei_agent::telemetry::Collector;
 use std::cell::RefCell;

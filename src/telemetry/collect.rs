@@ -6,8 +6,6 @@
 
 use crate::clock::Clock;
 use crate::fsutil;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -167,7 +165,7 @@ impl Collector {
 
     /// Used share of the filesystem holding `path` (or its nearest existing ancestor).
     pub fn disk_usage(&mut self, path: &Path) -> Option<f64> {
-        let target = nearest_existing(path);
+        let target = crate::fsutil::nearest_existing(path);
         let r = statvfs_usage(&target).map_err(|e| format!("statvfs {}: {e}", target.display()));
         self.outcome(Source::Disk, "statvfs failed", "disk", r)
     }
@@ -332,31 +330,9 @@ pub fn parse_uptime(text: &str) -> Option<u64> {
     }
 }
 
-/// `path` if it exists, else its nearest existing ancestor (install.root may not be
-/// created yet on a fresh box), else `/`.
-pub fn nearest_existing(path: &Path) -> PathBuf {
-    let mut p = path;
-    loop {
-        if p.exists() {
-            return p.to_path_buf();
-        }
-        match p.parent() {
-            Some(q) if !q.as_os_str().is_empty() => p = q,
-            _ => return PathBuf::from("/"),
-        }
-    }
-}
-
 /// Used share of a filesystem as `df` computes it: used / (used + available to users).
 pub fn statvfs_usage(path: &Path) -> std::io::Result<f64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in path"))?;
-    // SAFETY: statvfs writes into the zeroed struct we own; `c` is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let st = crate::fsutil::statvfs(path)?;
     let blocks = st.f_blocks as u64;
     let free = st.f_bfree as u64;
     let avail = st.f_bavail as u64;

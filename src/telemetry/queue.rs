@@ -263,9 +263,7 @@ fn remove_temp_files(dir: &Path) {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::hex::encode as hex;
 
 /// Header line + JSON.
 pub fn encode(json: &[u8]) -> Vec<u8> {

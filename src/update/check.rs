@@ -299,15 +299,12 @@ pub fn check_download_headers(
 
 /// Validates a SHA-256 hex digest, returning it lowercase.
 pub fn parse_hex_digest(h: &str) -> Result<String> {
-    let h = h.trim().to_ascii_lowercase();
-    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(h)
-    } else {
-        Err(Error::PackageRejected(format!(
+    crate::hex::sha256_digest(h).ok_or_else(|| {
+        Error::PackageRejected(format!(
             "checksum {:?} is not a SHA-256 hex digest",
-            redact::server_text(&h)
-        )))
-    }
+            redact::server_text(h.trim())
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -26,6 +26,31 @@ const MAX_RESUMES: u32 = 50;
 /// Written bytes after which writeback of the partial file is started (see
 /// [`start_writeback`]).
 const WRITEBACK_EVERY: u64 = 4 << 20;
+/// How long a parked stream (below) waits for the daemon to come back to it.
+const PARKED_FOR: Duration = Duration::from_secs(120);
+
+/// A download paused for the daemon's other steps on a server that cannot resume
+/// (the real backend: always 200 and the whole file). Its connection stays open and
+/// the next attempt for the same update reads on from it, instead of starting over
+/// and, on a slow link, never finishing. One thread, one download: a thread-local.
+struct Parked {
+    update_id: String,
+    have: u64,
+    header_digest: Option<String>,
+    body: Box<dyn Read>,
+    at: Duration,
+}
+
+thread_local! {
+    static PARKED: std::cell::RefCell<Option<Parked>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The parked stream of `update_id` at `have` bytes, if one is still fresh.
+fn unpark(update_id: &str, have: u64, now: Duration) -> Option<Parked> {
+    PARKED
+        .with(|p| p.borrow_mut().take())
+        .filter(|p| p.update_id == update_id && p.have == have && now < p.at + PARKED_FOR)
+}
 /// Headroom kept free on a filesystem besides what the update needs.
 pub const SPACE_MARGIN: u64 = 1 << 20;
 
@@ -103,17 +128,7 @@ pub fn discard(dir: &Path) {
 /// Bytes available to us on the filesystem holding `path` (or its nearest existing
 /// ancestor), and that filesystem's id.
 pub fn available(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut p = path.to_path_buf();
-    while !p.exists() {
-        p = p.parent()?.to_path_buf();
-    }
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
+    let s = fsutil::statvfs(&fsutil::nearest_existing(path)).ok()?;
     Some((
         (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
         s.f_fsid as u64,
@@ -213,7 +228,7 @@ pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> R
                 log::warn!("download interrupted: {why}; resuming");
                 if fails_without_progress >= ctx.cfg.backend.retry_attempts.max(1) {
                     progress.finish();
-                    return Err(Error::Unreachable(format!(
+                    return Err(Error::unreachable(format!(
                         "download of {}: {why} (partial file kept; the next run resumes)",
                         want.update_id
                     )));
@@ -228,7 +243,7 @@ pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> R
         }
     }
     progress.finish();
-    Err(Error::Unreachable(format!(
+    Err(Error::unreachable(format!(
         "download of {}: gave up after {MAX_RESUMES} resumes",
         want.update_id
     )))
@@ -265,7 +280,7 @@ fn attempt(
     let max = ctx.cfg.updates.max_package_size;
     let limit = want.size.unwrap_or(max);
     let part = part(dir);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
@@ -306,13 +321,30 @@ fn attempt(
     if want.size == Some(have) && have > 0 {
         return finish(dir, want, file, hasher, have, header_digest).map(Some);
     }
+    if let Some(p) = unpark(&want.update_id, have, ctx.clock.monotonic()) {
+        log::info!("download of {} goes on at {have} bytes", want.update_id);
+        *header_digest = p.header_digest;
+        return stream(
+            ctx,
+            dir,
+            want,
+            header_digest,
+            progress,
+            on_progress,
+            file,
+            hasher,
+            have,
+            p.body,
+            false,
+        );
+    }
     let mut headers = Vec::new();
     if have > 0 {
         headers.push(("Range", format!("bytes={have}-")));
     }
     let resp = match ctx.transport.get_streaming(ctx.clock, url_path, &headers) {
         Ok(r) => r,
-        Err(Error::Unreachable(m)) => return Err(Failure::Retry(m, false)),
+        Err(Error::Unreachable { message, .. }) => return Err(Failure::Retry(message, false)),
         Err(e) => return Err(e.into()),
     };
     match resp.status {
@@ -381,16 +413,58 @@ fn attempt(
             ));
         }
     }
+    // A pause for the daemon's other steps drops the connection and resumes with
+    // Range; a server that cannot resume keeps its connection parked instead.
+    let resumable = resp.status == 206
+        || resp
+            .header("accept-ranges")
+            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+    let body: Box<dyn Read> = Box::new(resp.into_reader());
+    stream(
+        ctx,
+        dir,
+        want,
+        header_digest,
+        progress,
+        on_progress,
+        file,
+        hasher,
+        have,
+        body,
+        resumable,
+    )
+}
+
+/// Reads the body into the partial file, hashing it, until its end, a break, a stop,
+/// a pause or a slow-rate abandonment.
+#[allow(clippy::too_many_arguments)]
+fn stream(
+    ctx: &Ctx,
+    dir: &Path,
+    want: &Want,
+    header_digest: &mut Option<String>,
+    progress: &mut Progress,
+    on_progress: &dyn Fn(u64),
+    mut file: File,
+    mut hasher: digest::Context,
+    mut have: u64,
+    mut body: Box<dyn Read>,
+    resumable: bool,
+) -> std::result::Result<Option<Downloaded>, Failure> {
+    let max = ctx.cfg.updates.max_package_size;
+    let limit = want.size.unwrap_or(max);
+    let part = part(dir);
+    let mut buf = vec![0u8; BUF];
     let started = have;
     let mut queued = have;
-    let mut body = resp.into_reader();
+    let mut pace = Pace::new(ctx, have);
     loop {
         if crate::signals::stop_requested() {
             let _ = file.sync_data();
             return Err(Error::Interrupted.into());
         }
-        let (k, broken) = fill(&mut body, &mut buf);
-        let at_end = k < buf.len() && broken.is_none() && !crate::signals::stop_requested();
+        let (k, broken, early) = fill(&mut body, &mut buf, ctx.clock, pace.next_check());
+        let at_end = k < buf.len() && broken.is_none() && !early;
         if k == 0 && at_end {
             break;
         }
@@ -424,6 +498,22 @@ fn attempt(
         if at_end {
             break;
         }
+        if let Err(e) = pace.check(ctx, have, &want.update_id) {
+            let _ = file.sync_data();
+            if matches!(e, Error::Interrupted) && !resumable {
+                let at = ctx.clock.monotonic();
+                PARKED.with(|p| {
+                    *p.borrow_mut() = Some(Parked {
+                        update_id: want.update_id.clone(),
+                        have,
+                        header_digest: header_digest.clone(),
+                        body,
+                        at,
+                    })
+                });
+            }
+            return Err(Failure::Fatal(e));
+        }
     }
     // The body ended by its own framing (Content-Length reached, last chunk, or a
     // close-delimited body closed cleanly: a cut connection is a read error, handled
@@ -440,24 +530,89 @@ fn attempt(
     finish(dir, want, file, hasher, have, header_digest).map(Some)
 }
 
+/// Slow retrieval (TUF's "slow retrieval attack", or just a bad link): a download
+/// that brings less than `updates.min_download_rate` bytes/s over a window of
+/// `updates.slow_download_window` seconds is abandoned, its partial file kept; and
+/// in the daemon it pauses at `ctx.yield_at` so telemetry and revalidation run on
+/// time, resuming (with `Range`) right after them.
+struct Pace {
+    window: Duration,
+    min_bytes: u64,
+    window_start: Duration,
+    bytes_at_start: u64,
+    yield_at: Option<Duration>,
+}
+
+impl Pace {
+    fn new(ctx: &Ctx, have: u64) -> Pace {
+        let u = &ctx.cfg.updates;
+        Pace {
+            window: Duration::from_secs(u.slow_download_window.max(1)),
+            min_bytes: u.min_download_rate.saturating_mul(u.slow_download_window),
+            window_start: ctx.clock.monotonic(),
+            bytes_at_start: have,
+            yield_at: ctx.yield_at,
+        }
+    }
+
+    /// When the reader must come back even if its buffer is not full.
+    fn next_check(&self) -> Option<Duration> {
+        let w = (self.min_bytes > 0).then_some(self.window_start + self.window);
+        match (w, self.yield_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn check(&mut self, ctx: &Ctx, have: u64, id: &str) -> Result<()> {
+        let now = ctx.clock.monotonic();
+        if self.yield_at.is_some_and(|y| now >= y) {
+            log::info!("download of {id} paused at {have} bytes for the daemon's other steps");
+            return Err(Error::Interrupted);
+        }
+        if self.min_bytes > 0 && now >= self.window_start + self.window {
+            let got = have.saturating_sub(self.bytes_at_start);
+            if got < self.min_bytes {
+                return Err(Error::unreachable(format!(
+                    "download of {id} too slow: {got} bytes in {}s, under updates.min_download_rate ({} bytes/s); partial file kept, resumed at the next attempt",
+                    self.window.as_secs(),
+                    self.min_bytes / self.window.as_secs().max(1)
+                )));
+            }
+            self.window_start = now;
+            self.bytes_at_start = have;
+        }
+        Ok(())
+    }
+}
+
 /// Reads until `buf` is full, the body ends (a short count) or breaks (the error,
-/// with what arrived before it), or a stop is requested: one write and one digest
-/// update per buffer instead of one per TLS record (16 KiB).
-fn fill(body: &mut impl Read, buf: &mut [u8]) -> (usize, Option<std::io::Error>) {
+/// with what arrived before it), a stop is requested, or `until` passes (the third
+/// value is then true: not the end of the body): one write and one digest update
+/// per buffer instead of one per TLS record (16 KiB).
+fn fill(
+    body: &mut impl Read,
+    buf: &mut [u8],
+    clock: &dyn crate::clock::Clock,
+    until: Option<Duration>,
+) -> (usize, Option<std::io::Error>, bool) {
     let mut n = 0;
     while n < buf.len() {
         match body.read(&mut buf[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return (n, Some(e)),
+            Err(e) => return (n, Some(e), false),
         }
         if crate::signals::stop_requested() {
             // Not the end of the body: the loop sees the stop before reading on.
-            return (n, None);
+            return (n, None, true);
+        }
+        if until.is_some_and(|u| clock.monotonic() >= u) {
+            return (n, None, true);
         }
     }
-    (n, None)
+    (n, None, false)
 }
 
 /// Asks the kernel to start writing `[from, to)` of the partial file to disk now,

@@ -105,6 +105,15 @@ fn run() -> Result<(), String> {
         }
         std::process::exit(1);
     }
+    // SimOptions::default() reads the profile variable and panics on a bad one.
+    if let Ok(v) = std::env::var(cybersensei_sim::PROFILE_ENV) {
+        if !v.trim().is_empty() && cybersensei_sim::Profile::parse(&v).is_none() {
+            return Err(format!(
+                "{}={v:?}: expected guide or central",
+                cybersensei_sim::PROFILE_ENV
+            ));
+        }
+    }
     let mut args = argv.into_iter();
     let mut opts = SimOptions {
         log_requests: true,

@@ -1,0 +1,55 @@
+//! The init scripts' fallback to the factory agent (docs/security.md, finding 4).
+//!
+//! An updated agent that dies before its start-up recovery (it rejects the config,
+//! it crashes in `main`) cannot count its own boot attempts. The init scripts do it
+//! for it, before starting anything: `state_dir/agent-starts` holds the number of
+//! starts of the slot's agent not yet confirmed; past `MAX_AGENT_STARTS` (3), or when
+//! the slot's agent died at once, they start the factory agent with
+//! `CYBERSENSEI_AGENT_FALLBACK=1`. That agent's recovery then rolls back an update
+//! still waiting (journal `switched`) whose slot brought the agent that failed.
+
+use super::slots::Layout;
+use crate::config::Config;
+use std::path::Path;
+
+/// Set by the init scripts when they start the factory agent because the slot's
+/// agent failed.
+pub const FALLBACK_ENV: &str = "CYBERSENSEI_AGENT_FALLBACK";
+/// The init scripts' counter of unconfirmed starts, in `state_dir`.
+pub const STARTS_FILE: &str = "agent-starts";
+
+/// This agent was started instead of the slot's own, which failed.
+pub fn is_fallback() -> bool {
+    std::env::var(FALLBACK_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Whether an update switched to `target` must be rolled back because its agent
+/// failed to start (this process is the factory agent the init script fell back to).
+pub fn agent_failed(cfg: &Config, target: &str) -> bool {
+    is_fallback()
+        && Layout::new(&cfg.install.root)
+            .slot_dir(target)
+            .join(super::AGENT_IN_SLOT)
+            .is_file()
+}
+
+/// The agent is up (recovery done): the starts are confirmed. A factory agent the
+/// init script fell back to leaves the counter (so the failing slot agent is not
+/// tried again at every restart) unless its recovery moved `current`.
+pub fn confirm_start(cfg: &Config, slot_before: Option<&str>) {
+    let moved = Layout::new(&cfg.install.root).active().as_deref() != slot_before;
+    if is_fallback() && !moved {
+        return;
+    }
+    remove(&cfg.state_dir);
+}
+
+fn remove(state_dir: &Path) {
+    match std::fs::remove_file(state_dir.join(STARTS_FILE)) {
+        Ok(()) => {
+            let _ = crate::fsutil::fsync_dir(state_dir);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("{}: {e}", state_dir.join(STARTS_FILE).display()),
+    }
+}

@@ -1,0 +1,90 @@
+//! No downgrades (TUF's rollback attack): the highest version ever installed is kept
+//! in durable state, and a lower one is refused, from the backend always and from
+//! `install` unless the operator says `--allow-downgrade` (docs/security.md).
+//!
+//! `state_dir/update/highest-version` holds the highest of itself and every slot
+//! record, rewritten (atomically) before each install; the records are durable too,
+//! so a version committed is counted even if the box lost power right after.
+
+use super::slots::{Layout, SLOTS};
+use super::version_json::Semver;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fsutil;
+
+/// The file, in `state_dir/update/`.
+pub const HIGHEST_FILE: &str = "highest-version";
+
+fn parse(v: &str) -> Option<Semver> {
+    Semver::parse(v.trim())
+}
+
+/// The highest version installed on this box (a recorded slot, or what was stored);
+/// None on a box that never installed a comparable version.
+pub fn highest(cfg: &Config) -> Option<String> {
+    let layout = Layout::new(&cfg.install.root);
+    let stored = fsutil::read_bounded(&cfg.state_dir.join("update").join(HIGHEST_FILE), 256)
+        .ok()
+        .map(|d| String::from_utf8_lossy(&d).trim().to_string());
+    let recorded = SLOTS
+        .iter()
+        .filter_map(|s| layout.record(s).map(|r| r.version));
+    stored
+        .into_iter()
+        .chain(recorded)
+        .filter_map(|v| parse(&v).map(|p| (p, v)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, v)| v)
+}
+
+/// Refuses `version` when it is lower than the highest installed (or cannot be
+/// compared with it), unless `allow`. Stores the highest on the way.
+pub fn check(cfg: &Config, version: &str, allow: bool) -> Result<()> {
+    let Some(high) = highest(cfg) else {
+        return Ok(());
+    };
+    let d = cfg.state_dir.join("update");
+    fsutil::ensure_dir(&d, 0o700)?;
+    fsutil::atomic_write(&d.join(HIGHEST_FILE), format!("{high}\n").as_bytes(), 0o644)?;
+    let (Some(h), new) = (parse(&high), parse(version)) else {
+        return Ok(());
+    };
+    let lower = match &new {
+        Some(n) => *n < h,
+        None => true,
+    };
+    if !lower {
+        return Ok(());
+    }
+    if allow {
+        log::warn!("installing {version}, lower than {high} installed before (--allow-downgrade)");
+        return Ok(());
+    }
+    Err(Error::PackageRejected(match new {
+        Some(_) => format!(
+            "version {version} is lower than {high}, installed before: downgrades are refused (an operator may `install --allow-downgrade`)"
+        ),
+        None => format!(
+            "version {version:?} cannot be compared with {high}, installed before: refused as a possible downgrade"
+        ),
+    }))
+}
+
+/// The signed manifest must name the version the check announced (TUF's
+/// mix-and-match and freeze: a correctly signed but other package served for it).
+pub fn bind(announced: Option<&str>, manifest: Option<&str>) -> Result<()> {
+    let (Some(a), Some(m)) = (announced, manifest) else {
+        return Ok(());
+    };
+    let same = match (parse(a), parse(m)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.trim() == m.trim(),
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(Error::PackageRejected(format!(
+            "manifest.json says version {m}, the backend announced {a}: not the package announced"
+        )))
+    }
+}
