@@ -70,7 +70,8 @@ p = sys.argv[1]
 c = json.load(open(p))
 c["backend"].update({"url": "https://127.0.0.1:8443", "ca_file": "/run/sim-ca.pem",
                      "retry_delay": 1, "timeout": 20})
-c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True})
+c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True,
+                   "public_key": None})  # the test packages are unsigned
 c["telemetry"]["interval"] = 3
 c["log"] = {"level": "debug"}
 c["services"] = {"health": [["/bin/sh", "-c", "test -x \"$CYBERSENSEI_SLOT_DIR/bin/cybersensei-agent\""]],
