@@ -1,14 +1,18 @@
 //! cybersensei-agent: license validation, telemetry and A/B updates for a
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
+pub mod build_info;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod fsutil;
+pub mod health;
+pub mod help;
 pub mod license;
 pub mod logging;
 pub mod protocol;

@@ -6,9 +6,10 @@ fn main() -> ExitCode {
     let args = std::env::args().skip(1);
     match cybersensei_agent::cli::parse(args) {
         Ok(inv) => ExitCode::from(cybersensei_agent::commands::run(inv)),
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            eprintln!("{}", cybersensei_agent::cli::USAGE);
+        Err(e) => {
+            // One line of why, one of where the usage is: not the whole usage text.
+            eprintln!("error: {e}");
+            eprintln!("{}", e.hint());
             ExitCode::from(cybersensei_agent::error::exit::USAGE)
         }
     }
