@@ -2,6 +2,7 @@
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
 pub mod build_info;
+pub mod child_output;
 pub mod cli;
 pub mod clock;
 pub mod commands;

@@ -126,11 +126,23 @@ pub fn run_one(
         Some(dir) => cmd.env(SLOT_ENV, dir),
         None => cmd.env_remove(SLOT_ENV),
     };
-    let child = cmd
+    // A health check's output is shown labelled (an operator watching `update` must
+    // know whose words they are); stop/start commands keep our stdout/stderr, since
+    // the daemons they launch may hold their output for good.
+    let labelled = what == "health";
+    if labelled {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| Error::Other(format!("{what} command `{shown}`: cannot run: {e}")))?;
-    let status = wait_bounded(child, clock, budget)
-        .map_err(|e| Error::Other(format!("{what} command `{shown}`: {e}")))?;
+    let forwarders =
+        labelled.then(|| crate::child_output::forward(&mut child, &format!("{what} `{shown}`")));
+    let status = wait_bounded(child, clock, budget);
+    if let Some(f) = forwarders {
+        f.finish(Duration::from_millis(500));
+    }
+    let status = status.map_err(|e| Error::Other(format!("{what} command `{shown}`: {e}")))?;
     if status.success() {
         log::debug!("{what} command `{shown}`: ok");
         Ok(())

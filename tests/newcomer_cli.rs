@@ -2,6 +2,8 @@
 //! errors, `--version`, no config file, `status` on a fresh box and after validation.
 
 mod harness;
+#[allow(dead_code)]
+mod update_support;
 
 use harness::{agent_command, code, text, Node};
 use std::process::Output;
@@ -172,4 +174,26 @@ fn telemetry_print_on_a_fresh_box_does_not_talk_of_sending() {
     assert!(!all.contains("nothing was sent"), "{all}");
     assert!(all.contains("never been validated"), "{all}");
     assert!(out(&o).contains("\"tenantId\""), "{}", out(&o));
+}
+
+#[test]
+fn health_check_output_is_labelled() {
+    use update_support::{app, zip, Rig};
+    let mut rig = Rig::offline();
+    rig.set(
+        "services",
+        "health",
+        serde_json::json!([["/bin/sh", "-c", "echo all good; echo from-stderr >&2"]]),
+    );
+    let o = rig.install(&zip(&app("1.0.0")));
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let e = err(&o);
+    let label = "[health `/bin/sh -c echo all good; echo from-stderr >&2`]";
+    assert!(e.contains(&format!("{label} all good")), "{e}");
+    assert!(e.contains(&format!("{label} from-stderr")), "{e}");
+    assert!(
+        !out(&o).contains("all good"),
+        "unlabelled on stdout:\n{}",
+        out(&o)
+    );
 }
