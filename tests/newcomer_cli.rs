@@ -2,7 +2,6 @@
 //! errors, `--version`, no config file, `status` on a fresh box and after validation.
 
 mod harness;
-#[allow(dead_code)]
 mod update_support;
 
 use harness::{agent_command, code, text, Node};
