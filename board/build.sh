@@ -32,6 +32,16 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; t
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
   export SOURCE_DATE_EPOCH
 fi
+# `--version` names the commit (and the build date above); `-dirty` when the tree had
+# uncommitted changes. Same mechanism: read by the agent at compile time.
+if [ -z "${CYBERSENSEI_COMMIT:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
+  CYBERSENSEI_COMMIT=$(git rev-parse --short=12 HEAD)
+  git diff --quiet HEAD -- 2>/dev/null || CYBERSENSEI_COMMIT=$CYBERSENSEI_COMMIT-dirty
+  export CYBERSENSEI_COMMIT
+fi
+# Where cargo writes (CARGO_TARGET_DIR, .cargo/config.toml): asked, not assumed.
+source scripts/cargo-target-dir.sh
+TARGET_DIR=$(cargo_target_dir)
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -57,9 +67,10 @@ case "$TARGET" in
   *) echo "build.sh: unsupported target $TARGET" >&2; exit 2 ;;
 esac
 
-# cargo-zigbuild and zig come from PyPI (board/ci-setup.sh); make their shims visible.
+# cargo-zigbuild and zig come from PyPI (board/ci-setup.sh: a venv); make them visible
+# (the venv's python3 first, so that cargo-zigbuild finds its `python3 -m ziglang`).
 if ! command -v cargo-zigbuild >/dev/null 2>&1; then
-  for d in "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
+  for d in "${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}/bin" "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
     [ -x "$d/cargo-zigbuild" ] && PATH="$d:$PATH"
   done
 fi
@@ -125,7 +136,7 @@ mkdir -p "$OUT"
 for bin in cybersensei-agent cybersensei-sim; do
   if [ "$bin" = cybersensei-agent ] && [ "$AGENT" = 0 ]; then continue; fi
   if [ "$bin" = cybersensei-sim ] && [ "$SIM" = 0 ]; then continue; fi
-  cp "${CARGO_TARGET_DIR:-target}/$TARGET/release/$bin" "$OUT/$bin.tmp"
+  cp "$TARGET_DIR/$TARGET/release/$bin" "$OUT/$bin.tmp"
   mv "$OUT/$bin.tmp" "$OUT/$bin"
   echo "$OUT/$bin $(stat -c %s "$OUT/$bin") bytes"
 done
