@@ -104,11 +104,15 @@ pub fn verdict(s: &Status, f: &Facts) -> Verdict {
             )
         }
         LicenseState::Unknown => {
+            let why = match &l.message {
+                Some(m) if m.contains("never validated") => m.clone(),
+                _ => msg("never validated"),
+            };
             return v(
                 Level::Unhealthy,
-                msg("never validated"),
+                why,
                 &format!("{DOCTOR}; then `cybersensei-agent validate`"),
-            )
+            );
         }
         LicenseState::Grace | LicenseState::Valid => {}
     }
