@@ -129,16 +129,32 @@ impl Clock for FakeClock {
 }
 
 /// ISO-8601 UTC with milliseconds, as the backend writes it.
+///
+/// Plain arithmetic (days to civil date, Hinnant's algorithm) rather than a date
+/// crate: it is all we format, and it holds past 2038 on 32-bit targets.
 pub fn iso8601(unix: f64) -> String {
-    let secs = unix.max(0.0);
-    let d = Duration::from_secs_f64(secs);
-    humantime::format_rfc3339_millis(UNIX_EPOCH + d).to_string()
+    // Rounded to the millisecond: 19.099 is 19.0989999… as a float.
+    let total_ms = (unix.max(0.0) * 1000.0).round().min(u64::MAX as f64) as u64;
+    let (secs, millis) = (total_ms / 1000, total_ms % 1000);
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let (hour, minute, second) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Days since 0000-03-01 in 400-year eras; March-based years put the leap day last.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{millis:03}Z")
 }
 
 /// Parses ISO-8601 UTC (`2025-12-31T23:59:59.000Z`, with or without fractions; `T` or
-/// a space; `Z`, `+00:00` or nothing), like `humantime::parse_rfc3339_weak` but by
-/// plain arithmetic: humantime refuses instants after 2038-01-19 on 32-bit targets
-/// (armv7), which lost the expiry of licenses running to 2099 there.
+/// a space; `Z`, `+00:00` or nothing), by plain arithmetic: humantime refuses
+/// instants after 2038-01-19 on 32-bit targets (armv7), which lost the expiry of
+/// licenses running to 2099 there.
 pub fn parse_iso8601(s: &str) -> Option<f64> {
     let b = s.trim().as_bytes();
     let num = |from: usize, to: usize| -> Option<u64> {
@@ -195,5 +211,29 @@ pub fn parse_iso8601(s: &str) -> Option<f64> {
             Some(Duration::new(secs, u32::try_from(nanos).ok()?).as_secs_f64())
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{iso8601, parse_iso8601};
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(iso8601(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400.25), "2000-02-29T00:00:00.250Z");
+        assert_eq!(iso8601(1_767_225_599.0), "2025-12-31T23:59:59.000Z");
+        assert_eq!(iso8601(4_102_444_799.999), "2099-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(-5.0), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn round_trips_through_the_parser_every_few_days_to_2200() {
+        let mut t = 0u64;
+        while t < 7_258_118_400 {
+            let s = iso8601(t as f64);
+            assert_eq!(parse_iso8601(&s), Some(t as f64), "{s}");
+            t += 86_400 * 3 + 3_661;
+        }
     }
 }

@@ -76,3 +76,18 @@ fn refuses_what_is_not_a_utc_instant() {
         assert_eq!(parse_iso8601(s), None, "{s:?}");
     }
 }
+
+#[test]
+fn formats_as_humantime_does_where_it_can() {
+    let mut t: u64 = 0;
+    while t < 2_147_483_000 {
+        let ms = (t % 1000) as f64 / 1000.0;
+        let ours = iso8601(t as f64 + ms);
+        if cfg!(target_pointer_width = "64") {
+            let d = std::time::Duration::from_millis(t * 1000 + t % 1000);
+            let theirs = humantime::format_rfc3339_millis(UNIX_EPOCH + d).to_string();
+            assert_eq!(ours, theirs, "{t}");
+        }
+        t += 997_613;
+    }
+}
