@@ -126,6 +126,15 @@ if [ "$BUILD_STD" = 1 ] && [ "${cmd[1]}" != "+$NIGHTLY" ]; then
   cmd=(cargo "+$NIGHTLY" "${cmd[@]:1}" -Zbuild-std=std,panic_abort)
   case "$TARGET" in *-musl*) BOARD_RUSTFLAGS="-C link-self-contained=no ${BOARD_RUSTFLAGS:-}" ;; esac
 fi
+if [ "$BUILD_STD" = 1 ]; then
+  # std is rebuilt from source, so the nightly sysroot has no lib/ for this target
+  # (no rust-std installed, none exists for armv7 musl); rustc still passes it to the
+  # linker with -L, and every link printed "warning: linker stderr: unable to open
+  # library directory …/rustlib/$TARGET/lib: FileNotFound". The empty directories
+  # (what `rustup target add` would create, without a std in them) answer it.
+  sysroot=$(rustc "+$NIGHTLY" --print sysroot)
+  mkdir -p "$sysroot/lib/rustlib/$TARGET/lib/self-contained" 2>/dev/null || true
+fi
 [ -n "${BOARD_RUSTFLAGS:-}" ] && export "CARGO_TARGET_${upper}_RUSTFLAGS=$BOARD_RUSTFLAGS"
 [ -n "${BOARD_CARGO_ARGS:-}" ] && cmd+=($BOARD_CARGO_ARGS)
 echo "build.sh: ${cmd[*]} --release --locked --target $cargo_target ${pkgs[*]}" >&2
