@@ -1,13 +1,13 @@
-//! Logs: simplelog to stderr and, when `log.file` is set, to a size-bounded file
-//! (1 MiB, one rotated generation). Library chatter from ureq/rustls is filtered out:
-//! it could carry request URLs, and the license key travels in one.
+//! Logs: to stderr and, when `log.file` is set, to a size-bounded file (1 MiB, one
+//! rotated generation). Library chatter from ureq/rustls is filtered out: it could
+//! carry request URLs, and the license key travels in one.
 
 use log::LevelFilter;
-use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 /// Size at which the log file is rotated to `<file>.1`.
 pub const MAX_LOG_BYTES: u64 = 1 << 20;
@@ -92,6 +92,57 @@ pub fn level(name: &str) -> LevelFilter {
     }
 }
 
+/// Library chatter we never log: it could carry request URLs, and the license key
+/// travels in one.
+const IGNORED_TARGETS: [&str; 2] = ["ureq", "rustls"];
+
+/// The agent's logger: one line per record, `<ISO-8601 UTC> [LEVEL] message`, to stderr
+/// and the optional rotating file. Ours rather than simplelog's: simplelog pulls in the
+/// `time` crate, ~32 kB of an armv7 build, for a timestamp `clock.rs` already formats.
+struct Logger {
+    file: Option<Mutex<RotatingFile>>,
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, meta: &log::Metadata<'_>) -> bool {
+        let t = meta.target();
+        !IGNORED_TARGETS.iter().any(|p| {
+            t.strip_prefix(p)
+                .is_some_and(|r| r.is_empty() || r.starts_with("::"))
+        })
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        // One write per line, so lines from two writers never interleave mid-line.
+        let line = format!(
+            "{} [{}] {}\n",
+            crate::clock::iso8601(now),
+            record.level(),
+            record.args()
+        );
+        let _ = io::stderr().write_all(line.as_bytes());
+        if let Some(f) = &self.file {
+            if let Ok(mut f) = f.lock() {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(f) = &self.file {
+            if let Ok(mut f) = f.lock() {
+                let _ = f.flush();
+            }
+        }
+    }
+}
+
 /// Installs the logger once; later calls only change the level (config reload).
 pub fn init(level_name: &str, file: Option<&Path>) {
     let lvl = level(level_name);
@@ -99,34 +150,36 @@ pub fn init(level_name: &str, file: Option<&Path>) {
         log::set_max_level(lvl);
         return;
     }
-    let config = ConfigBuilder::new()
-        .add_filter_ignore_str("ureq")
-        .add_filter_ignore_str("rustls")
-        .set_time_format_rfc3339()
-        .set_thread_level(LevelFilter::Off)
-        .set_target_level(LevelFilter::Off)
-        .build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![WriteLogger::new(
-        LevelFilter::Trace,
-        config.clone(),
-        io::stderr(),
-    )];
-    if let Some(path) = file {
-        match RotatingFile::open(path, MAX_LOG_BYTES) {
-            Ok(f) => loggers.push(WriteLogger::new(LevelFilter::Trace, config, f)),
-            Err(e) => eprintln!(
+    let file = file.and_then(|path| match RotatingFile::open(path, MAX_LOG_BYTES) {
+        Ok(f) => Some(Mutex::new(f)),
+        Err(e) => {
+            eprintln!(
                 "cannot open log file {}: {e}; logging to stderr only",
                 path.display()
-            ),
+            );
+            None
         }
-    }
-    let _ = CombinedLogger::init(loggers);
+    });
+    // Installed once for the life of the process, hence leaked.
+    let _ = log::set_logger(Box::leak(Box::new(Logger { file })));
     log::set_max_level(lvl);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drops_only_the_http_and_tls_libraries() {
+        use log::Log;
+        let l = Logger { file: None };
+        let on = |t: &str| l.enabled(&log::Metadata::builder().target(t).build());
+        assert!(!on("ureq"));
+        assert!(!on("ureq::unversioned::transport"));
+        assert!(!on("rustls::client::hs"));
+        assert!(on("ureqx"));
+        assert!(on("cybersensei_agent::transport"));
+    }
 
     #[test]
     fn rotates_at_limit() {
