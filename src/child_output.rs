@@ -8,8 +8,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Child;
-use std::sync::mpsc::{channel, Receiver};
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Longest line shown, in bytes.
 pub const MAX_LINE: u64 = 1024;
@@ -18,14 +18,11 @@ pub const MAX_LINES: usize = 50;
 
 /// The readers of one child's stdout and stderr.
 pub struct Forwarders {
-    done: Receiver<()>,
-    count: usize,
+    readers: Vec<JoinHandle<()>>,
 }
 
 /// Starts forwarding the piped stdout/stderr of `child` (those not piped are skipped).
 pub fn forward(child: &mut Child, label: &str) -> Forwarders {
-    let (tx, done) = channel();
-    let mut count = 0;
     let streams: [Option<Box<dyn Read + Send>>; 2] = [
         child
             .stdout
@@ -36,28 +33,27 @@ pub fn forward(child: &mut Child, label: &str) -> Forwarders {
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ];
-    for s in streams.into_iter().flatten() {
-        let tx = tx.clone();
-        let label = label.to_string();
-        count += 1;
-        std::thread::spawn(move || {
-            copy_lines(s, &label, &mut std::io::stderr());
-            let _ = tx.send(());
-        });
-    }
-    Forwarders { done, count }
+    let readers = streams
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let label = label.to_string();
+            std::thread::spawn(move || copy_lines(s, &label, &mut std::io::stderr()))
+        })
+        .collect();
+    Forwarders { readers }
 }
 
 impl Forwarders {
     /// Waits up to `wait` for both streams to end (they do when the child exits,
     /// unless it left a process behind holding them).
     pub fn finish(self, wait: Duration) {
-        let deadline = std::time::Instant::now() + wait;
-        for _ in 0..self.count {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if self.done.recv_timeout(left).is_err() {
-                return;
+        let deadline = Instant::now() + wait;
+        while !self.readers.iter().all(|r| r.is_finished()) {
+            if Instant::now() >= deadline {
+                return; // left running, detached
             }
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -275,22 +275,27 @@ fn target(cfg: &Config) -> Result<Target, String> {
 /// getaddrinfo has no timeout of its own: it runs on a thread that is abandoned
 /// (and ends with the process) past `timeout`.
 fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
     let h = host.to_string();
-    std::thread::spawn(move || {
-        let r = (h.as_str(), port)
+    let lookup = std::thread::spawn(move || {
+        (h.as_str(), port)
             .to_socket_addrs()
-            .map(|a| a.collect::<Vec<_>>());
-        let _ = tx.send(r);
+            .map(|a| a.collect::<Vec<_>>())
     });
-    match rx.recv_timeout(timeout) {
+    let deadline = Instant::now() + timeout;
+    while !lookup.is_finished() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{host}: no answer from the resolver within {}s",
+                timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match lookup.join() {
         Ok(Ok(a)) if !a.is_empty() => Ok(a),
         Ok(Ok(_)) => Err(format!("{host}: no address")),
         Ok(Err(e)) => Err(format!("{host}: host not found ({e})")),
-        Err(_) => Err(format!(
-            "{host}: no answer from the resolver within {}s",
-            timeout.as_secs()
-        )),
+        Err(_) => Err(format!("{host}: the lookup failed")),
     }
 }
 
