@@ -79,7 +79,9 @@ impl Clock for SystemClock {
     }
 }
 
-/// A clock for tests: time only moves when someone sleeps or calls `advance`.
+/// A clock for tests: time only moves when someone sleeps or calls `advance`. Only in
+/// builds with the `test-seams` feature (the tests'), never in the product.
+#[cfg(any(test, feature = "test-seams"))]
 pub struct FakeClock {
     wall: Cell<f64>,
     mono: Cell<Duration>,
@@ -87,6 +89,7 @@ pub struct FakeClock {
     slept: Cell<Duration>,
 }
 
+#[cfg(any(test, feature = "test-seams"))]
 impl FakeClock {
     /// A fake clock starting at `unix` seconds wall time, monotonic zero.
     pub fn new(unix: f64) -> FakeClock {
@@ -112,6 +115,7 @@ impl FakeClock {
     }
 }
 
+#[cfg(any(test, feature = "test-seams"))]
 impl Clock for FakeClock {
     fn now_unix(&self) -> f64 {
         self.wall.get()

@@ -2,7 +2,8 @@
 //! in flight, rewritten atomically before each step so that a restart after a power
 //! cut knows exactly what to complete or undo (see docs/updates.md).
 //!
-//! Also the fault hooks the kill tests use: in debug builds only, the environment
+//! Also the fault hooks the kill tests use: only in builds with the `test-seams`
+//! feature (the tests enable it; a box's binary, debug or release, never has it), the environment
 //! variable `CYBERSENSEI_TEST_CRASH_AT` names a point where the process SIGKILLs
 //! itself (`journal:<step>`, `switch:renamed`, `download:<bytes>`, `extract:<entries>`).
 
@@ -112,22 +113,22 @@ pub fn clear(dir: &Path) -> Result<()> {
 }
 
 /// Kills the process with SIGKILL if `CYBERSENSEI_TEST_CRASH_AT` names `point`
-/// (debug builds only: release binaries never read the variable).
+/// (`test-seams` builds only: a box's binary never reads the variable).
 pub fn crash_point(point: &str) {
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-seams")]
     {
         if std::env::var("CYBERSENSEI_TEST_CRASH_AT").ok().as_deref() == Some(point) {
             die(point);
         }
     }
-    #[cfg(not(debug_assertions))]
+    #[cfg(not(feature = "test-seams"))]
     let _ = point;
 }
 
 /// Kills the process once a counter passes the number in `CYBERSENSEI_TEST_CRASH_AT`
-/// of the form `<what>:<n>` (debug builds only).
+/// of the form `<what>:<n>` (`test-seams` builds only).
 pub fn crash_after(what: &str, count: u64) {
-    #[cfg(debug_assertions)]
+    #[cfg(feature = "test-seams")]
     {
         if let Ok(v) = std::env::var("CYBERSENSEI_TEST_CRASH_AT") {
             if let Some(n) = v
@@ -141,11 +142,11 @@ pub fn crash_after(what: &str, count: u64) {
             }
         }
     }
-    #[cfg(not(debug_assertions))]
+    #[cfg(not(feature = "test-seams"))]
     let _ = (what, count);
 }
 
-#[cfg(debug_assertions)]
+#[cfg(feature = "test-seams")]
 fn die(point: &str) {
     eprintln!("test crash point {point}: SIGKILL");
     // SAFETY: sending a signal to our own pid has no memory effects.
