@@ -108,7 +108,11 @@ fn unknown_certificate_authority_fails_tls_and_names_ca_file() {
     assert!(line(&out, "tls").contains("UnknownIssuer"), "{out}");
     assert!(line(&out, "tls").contains("backend.ca_file"), "{out}");
     assert_eq!(word(&out, "http"), "skip", "{out}");
-    assert_eq!(sim.count("/health"), 0, "no request after a failed handshake");
+    assert_eq!(
+        sim.count("/health"),
+        0,
+        "no request after a failed handshake"
+    );
 }
 
 #[test]
