@@ -5,6 +5,8 @@
 #   /etc/cybersensei/license.key               only with LICENSE_KEY_FILE: 0600 root
 #   /var/lib/cybersensei-agent/                state_dir (0755)
 #   /opt/cybersensei/slots/{a,b}/              install.root and its slots (0755)
+#   /opt/cybersensei/factory-version           the version the box ships with (0644):
+#                                              the agent reports it until a slot is active
 #   init: /etc/init.d/cybersensei-agent (INIT=sysv, default) | the OpenRC script
 #         (INIT=openrc) | /lib/systemd/system/cybersensei-agent.service (INIT=systemd)
 #
@@ -12,7 +14,9 @@
 #     board/install.sh
 # Env: DESTDIR (default /), AGENT_BIN (default target/board/$TARGET/cybersensei-agent),
 #      TARGET (default aarch64-unknown-linux-musl), INIT, CONFIG_SRC (default
-#      board/etc/agent.json), LICENSE_KEY_FILE (a file holding the key to install).
+#      board/etc/agent.json), LICENSE_KEY_FILE (a file holding the key to install),
+#      FACTORY_VERSION (the CyberSensei version the image holds, e.g. 1.0.0; when unset
+#      an existing record is kept, else board/etc/factory-version is recorded).
 # No key placeholder is created: an empty key file would look provisioned and fail
 # later; the agent reports a missing key clearly, and `cybersensei-agent set-key`
 # creates the file atomically with mode 0600.
@@ -39,6 +43,22 @@ d 0755 /opt/cybersensei/slots/b
 
 install -m 0755 "${owner[@]}" "$AGENT_BIN" "$DESTDIR/usr/bin/cybersensei-agent.new"
 mv -f "$DESTDIR/usr/bin/cybersensei-agent.new" "$DESTDIR/usr/bin/cybersensei-agent"
+
+# The factory version: without it a fresh box reports 0.0.0 and the backend refuses
+# every update that requires a node version.
+fv_file=$DESTDIR/opt/cybersensei/factory-version
+if [ -n "${FACTORY_VERSION:-}" ] || [ ! -e "$fv_file" ]; then
+  fv=${FACTORY_VERSION:-$(head -n1 "$HERE/etc/factory-version")}
+  if ! [[ "$fv" =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.+-]*)?$ ]]; then
+    echo "install.sh: FACTORY_VERSION must be a version like 1.0.0, got '$fv'" >&2
+    exit 2
+  fi
+  printf '%s\n' "$fv" >"$fv_file.tmp"
+  chmod 0644 "$fv_file.tmp"
+  [ "$(id -u)" = 0 ] && chown root:root "$fv_file.tmp"
+  mv -f "$fv_file.tmp" "$fv_file"
+  echo "install.sh: factory version $fv recorded"
+fi
 
 if [ -e "$DESTDIR/etc/cybersensei/agent.json" ]; then
   echo "install.sh: keeping existing /etc/cybersensei/agent.json"

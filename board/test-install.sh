@@ -88,5 +88,25 @@ else
   echo "  skip systemd-analyze not installed"
 fi
 
+# The factory version: recorded by default, set by FACTORY_VERSION, kept on a
+# reinstall without it, refused when not a version, and reported by the agent.
+fv() { cat "$1/opt/cybersensei/factory-version" 2>/dev/null || echo missing; }
+[ "$(fv "$R2")" = "$(head -n1 board/etc/factory-version)" ] && ok "default factory version recorded" || bad "factory version $(fv "$R2")"
+check_mode "$R2/opt/cybersensei/factory-version" 644
+R5=$T/root5
+DESTDIR=$R5 FACTORY_VERSION=2.3.4 bash board/install.sh >/dev/null
+[ "$(fv "$R5")" = 2.3.4 ] && ok "FACTORY_VERSION=2.3.4 recorded" || bad "factory version $(fv "$R5")"
+DESTDIR=$R5 bash board/install.sh >/dev/null
+[ "$(fv "$R5")" = 2.3.4 ] && ok "factory version kept on reinstall" || bad "factory version $(fv "$R5") after reinstall"
+if DESTDIR=$R5 FACTORY_VERSION='1.0; rm -rf /' bash board/install.sh >/dev/null 2>&1; then
+  bad "a malformed FACTORY_VERSION accepted"
+else
+  [ "$(fv "$R5")" = 2.3.4 ] && ok "malformed FACTORY_VERSION refused, record kept" || bad "record changed"
+fi
+printf '{"state_dir": "%s", "install": {"root": "%s"}, "license": {"key_file": "%s"}}\n' \
+  "$R5/var/lib/cybersensei-agent" "$R5/opt/cybersensei" "$T/key.in" >"$T/fv.json"
+st=$("$AGENT_BIN" -c "$T/fv.json" status --json 2>/dev/null || true)
+if grep -q '"version":"2.3.4"' <<<"$st"; then ok "agent reports the factory version 2.3.4"; else bad "agent reports: $st"; fi
+
 if [ "$FAILS" -gt 0 ]; then echo "test-install: $FAILS failure(s)"; exit 1; fi
 echo "test-install: all passed"

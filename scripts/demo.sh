@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The agent's main job against the bundled backend simulator, over TLS on loopback:
+# The agent's main job against the bundled backend simulator playing the real central
+# backend (profile central, docs/protocol.md), over TLS on loopback:
 # validate the license, check for an update, install it, send telemetry, show status.
 # Everything lives in a temporary directory; the simulator stops when the demo ends.
 set -euo pipefail
@@ -21,6 +22,9 @@ mkdir -p "$work/pkg/app" "$work/pkg/bin"
 echo "CyberSensei application 1.2.0" > "$work/pkg/app/README"
 printf '#!/bin/sh\necho healthy\n' > "$work/pkg/bin/health"; chmod +x "$work/pkg/bin/health"
 echo "1.2.0" > "$work/pkg/VERSION"
+# The real backend refuses packages without version.json (docs/protocol.md §3).
+printf '{"version": "1.2.0", "changelog": "- Correctifs de sécurité", "requiredNodeVersion": "0.0.0"}\n' \
+  > "$work/pkg/version.json"
 (cd "$work/pkg" && python3 - <<'PY'
 import zipfile, os
 with zipfile.ZipFile("../update-1.2.0.zip", "w", zipfile.ZIP_DEFLATED) as z:
@@ -33,7 +37,7 @@ with zipfile.ZipFile("../update-1.2.0.zip", "w", zipfile.ZIP_DEFLATED) as z:
 PY
 )
 
-"$SIM" --tls --port 0 --ca-out "$work/ca.pem" --license "$KEY=valid" \
+"$SIM" --profile central --tls --port 0 --ca-out "$work/ca.pem" --license "$KEY=valid" \
   --update "1.2.0=$work/update-1.2.0.zip" --changelog "- Correctifs de sécurité" \
   --telemetry-log "$work/telemetry.jsonl" > "$work/sim.out" 2> "$work/sim.err" &
 sim_pid=$!

@@ -3,7 +3,7 @@
 # a Rust engineer (CARGO_TARGET_DIR set elsewhere). Clones the committed HEAD into a
 # temporary directory and runs the README's two commands there:
 #   bash scripts/demo.sh    in full; its output must show each step succeeding
-#   bash scripts/test.sh    bounded: SKIP_BOARD=1 and the newcomer tests only
+#   bash scripts/test.sh    bounded: SKIP_BOARD=1, one simulator profile, the newcomer tests only
 #                           (NEWCOMER_TESTS, default "--test newcomer_cli"), because
 #                           CI already runs the whole suite in the checkout; this
 #                           proves the command works from a clone, not the suite again.
@@ -46,7 +46,7 @@ if [ "${NEWCOMER_FULL:-0}" = 1 ]; then
   test_cmd=(bash scripts/test.sh)
 else
   read -r -a extra <<<"${NEWCOMER_TESTS:---test newcomer_cli}"
-  test_cmd=(env SKIP_BOARD=1 bash scripts/test.sh "${extra[@]}")
+  test_cmd=(env SKIP_BOARD=1 SIM_PROFILES=guide bash scripts/test.sh "${extra[@]}")
 fi
 if "${test_cmd[@]}" >"$W/test.out" 2>&1; then
   echo "newcomer: '${test_cmd[*]}' passed in $((SECONDS - t)) s ($(grep -c '^test .* ok$' "$W/test.out") tests)"

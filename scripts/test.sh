@@ -2,6 +2,10 @@
 # The whole test suite, as CI runs it: host tests, then the init scripts, the install
 # layout, the ARM subset under qemu-user, and the arm64 boot test under qemu-system
 # (SKIP_BOARD=1: host tests only).
+# The host tests run once per simulator profile (docs/protocol.md §7): the whole suite
+# against the first (default: the guide's backend), then every test file that talks to
+# the simulator against the others (default: the real backend, `central`); the other
+# files do not depend on the profile. SIM_PROFILES="central" runs one profile only.
 # A step whose tools are missing is skipped with their names and how to get them
 # (board/ci-setup.sh); under CI=true a missing tool fails the run instead.
 set -euo pipefail
@@ -85,7 +89,23 @@ if [ "${SKIP_BOARD:-0}" != 1 ]; then
     if ready "$t"; then steps+=("$t"); fi
   done
 fi
-cargo test --workspace --locked "$@"
+first=1
+for profile in ${SIM_PROFILES:-guide central}; do
+  if [ "$first" = 1 ]; then
+    echo "== host tests, simulator profile $profile"
+    CYBERSENSEI_SIM_PROFILE=$profile cargo test --workspace --locked "$@"
+    first=0
+    continue
+  fi
+  targets=()
+  for f in tests/*.rs; do
+    if grep -qw sim "$f"; then # a simulator named `sim` in the test
+      targets+=(--test "$(basename "$f" .rs)")
+    fi
+  done
+  echo "== host tests that use the simulator, profile $profile"
+  CYBERSENSEI_SIM_PROFILE=$profile cargo test -p cybersensei-agent --locked "${targets[@]}" "$@"
+done
 for t in "${steps[@]}"; do
   echo "== $t"
   bash "$t"

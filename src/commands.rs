@@ -1,4 +1,4 @@
-//! The one-shot commands of INTERFACE.md, over the modules. Each returns the exit code.
+//! The one-shot commands (README, "What the agent does"), over the modules. Each returns the exit code.
 
 use crate::cli::{Command, Invocation, USAGE};
 use crate::clock::{Clock, SystemClock};
@@ -159,10 +159,8 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
         Command::Validate => {
             let out = license::validate(ctx)?;
             print_license(&out);
-            match out.to_error() {
-                Some(e) => Err(e),
-                None => Ok(exit::OK),
-            }
+            // The reason is on stdout already: exit with its code, not a third copy.
+            Ok(out.to_error().map_or(exit::OK, |e| e.exit_code()))
         }
         Command::CheckUpdate => {
             let r = update::check(ctx)?;
@@ -178,8 +176,27 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
                 if let Some(c) = &r.changelog {
                     println!("Changelog:\n{c}");
                 }
+            } else if r.details.node_too_old {
+                println!(
+                    "Update not possible yet: {}",
+                    r.details
+                        .too_old_text(&r.current_version, r.latest_version.as_deref())
+                );
             } else {
                 println!("Up to date (version {})", r.current_version);
+            }
+            let d = &r.details;
+            if let Some(v) = d.required_node_version.as_deref().filter(|_| r.available) {
+                println!("Requires node version: {v} or later");
+            }
+            if d.security_update {
+                println!("Security update: yes");
+            }
+            if d.breaking {
+                println!("Breaking: yes (read the changelog before installing)");
+            }
+            if let Some(m) = &d.message {
+                println!("Backend says: {m}");
             }
             Ok(exit::OK)
         }
@@ -212,7 +229,7 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
                 );
                 Ok(exit::OK)
             } else if r.flushed > 0 {
-                // INTERFACE.md: exit 0 only when the fresh sample went out. Here the
+                // README, exit codes: 0 only when the fresh sample went out. Here the
                 // backend is fine; the sample waits behind a backlog being drained.
                 eprintln!(
                     "error: this sample is queued behind a backlog ({} older sample(s) delivered now, {} still queued); the next runs send the rest",
@@ -322,6 +339,16 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     match &l.last_validated_at {
         Some(t) => println!("  checked: {t}"),
         None => println!("  checked: never (`cybersensei-agent validate`)"),
+    }
+    if let Some(u) = l.usage_count {
+        // The backend counts every validation and refuses the license at the maximum.
+        match l.max_usage_count.filter(|m| *m > 0) {
+            Some(m) => println!(
+                "  usage:   {u}/{m} validations ({}%)",
+                u.saturating_mul(100) / m
+            ),
+            None => println!("  usage:   {u} validations (no maximum)"),
+        }
     }
     if let Some(m) = &l.message {
         println!("  message: {m}");

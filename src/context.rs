@@ -23,7 +23,8 @@ impl<'a> Ctx<'a> {
         clock: &'a dyn Clock,
         interactive: bool,
     ) -> crate::error::Result<Ctx<'a>> {
-        let transport = Transport::new(&cfg.backend)?;
+        let mut transport = Transport::new(&cfg.backend)?;
+        transport.set_interactive(interactive);
         Ok(Ctx {
             cfg,
             clock,

@@ -32,6 +32,10 @@ pub struct Counters {
     pub telemetry: u64,
     pub checks: u64,
     pub reloads: u64,
+    /// Paced drain steps of the telemetry backlog.
+    pub drains: u64,
+    /// Times a 429 silenced the backend calls.
+    pub throttled: u64,
 }
 
 /// The daemon's state between steps.
@@ -42,6 +46,10 @@ pub struct Daemon<'a> {
     next_validate: Duration,
     next_telemetry: Duration,
     next_check: Duration,
+    /// When the next paced drain of the telemetry backlog is due (None: no backlog).
+    next_drain: Option<Duration>,
+    /// The drain's current gap (`telemetry::next_drain_gap`).
+    drain_gap: Duration,
     refused_streak: u32,
     unreachable_streak: u32,
     license: LicenseState,
@@ -125,6 +133,8 @@ impl<'a> Daemon<'a> {
             next_validate: Duration::ZERO,
             next_telemetry: Duration::ZERO,
             next_check: Duration::ZERO,
+            next_drain: None,
+            drain_gap: telemetry::DRAIN_START_GAP,
             refused_streak: 0,
             unreachable_streak: 0,
             license: LicenseState::Unknown,
@@ -195,8 +205,50 @@ impl<'a> Daemon<'a> {
         };
         self.next_telemetry = now + t_first;
         self.next_check = now + c_first;
-        self.step_validate();
+        if !self.reuse_validation() {
+            self.step_validate();
+        }
         Ok(())
+    }
+
+    /// Budget rule 1 (`budget`): starts on a cached validation young enough instead
+    /// of spending one; the next validation falls when that one is an interval old.
+    fn reuse_validation(&mut self) -> bool {
+        let cfg = &self.ctx.cfg;
+        let Ok(key) = license::read_key(cfg) else {
+            return false;
+        };
+        let wall = self.ctx.now();
+        let interval = Duration::from_secs(cfg.license.revalidate_interval);
+        let cache = license::load_cache(&cfg.state_dir);
+        let Some(age) = crate::budget::reusable_at_start(
+            cache.as_ref(),
+            &crate::budget::key_id(&key),
+            interval,
+            wall,
+        ) else {
+            return false;
+        };
+        let Some(out) = license::cached_outcome(cfg, wall) else {
+            return false;
+        };
+        log::info!(
+            "license valid for {} until {} (validation of {} min ago reused; the backend counts each validation, next one in {})",
+            out.tenant_name.as_deref().unwrap_or("?"),
+            out.expires_at.as_deref().unwrap_or("?"),
+            age.as_secs() / 60,
+            crate::error::human_duration(interval.saturating_sub(age))
+        );
+        for w in &out.warnings {
+            log::warn!("{w}");
+        }
+        if let Err(e) = license::record(&cfg.state_dir, &out, wall) {
+            log::warn!("status.json: {e}");
+        }
+        self.license = out.state;
+        self.next_validate = self.ctx.clock.monotonic() + interval.saturating_sub(age);
+        self.gate_services(&out);
+        true
     }
 
     fn splay(&self, interval: u64) -> Duration {
@@ -216,11 +268,7 @@ impl<'a> Daemon<'a> {
             return false;
         }
         let now = self.ctx.clock.monotonic();
-        let mut due = self.next_validate;
-        if self.ctx.cfg.telemetry.enabled {
-            due = due.min(self.next_telemetry);
-        }
-        due = due.min(self.next_check);
+        let due = self.next_due();
         if due > now {
             self.ctx.clock.sleep(due - now);
         }
@@ -247,8 +295,75 @@ impl<'a> Daemon<'a> {
         if now >= self.next_check {
             self.step_check();
         }
+        self.honour_throttle();
+        if signals::stop_requested() {
+            return false;
+        }
+        if self.next_drain.is_some_and(|d| now >= d) {
+            self.step_drain();
+            self.honour_throttle();
+        }
         release_free_memory();
         !signals::stop_requested()
+    }
+
+    /// The monotonic time at which the next step is due.
+    pub fn next_due(&self) -> Duration {
+        let mut due = self.next_validate.min(self.next_check);
+        if self.ctx.cfg.telemetry.enabled {
+            due = due.min(self.next_telemetry);
+            if let Some(d) = self.next_drain {
+                due = due.min(d);
+            }
+        }
+        due
+    }
+
+    /// Runs the steps due now without sleeping (an in-process fleet drives many
+    /// daemons on one injected clock: `examples/fleet.rs`). False once stopping.
+    pub fn run_due(&mut self) -> bool {
+        if self.next_due() > self.ctx.clock.monotonic() {
+            return !signals::stop_requested();
+        }
+        self.tick()
+    }
+
+    /// A 429 on any route silences every route until its `Retry-After` has passed
+    /// (the throttler counts per client address, shared by the site's boxes): the
+    /// steps due before then move past it, spread over a few seconds so the boxes
+    /// behind one address do not all come back in the same second.
+    fn honour_throttle(&mut self) {
+        let Some(left) = self.ctx.transport.throttled(self.ctx.clock) else {
+            return;
+        };
+        let now = self.ctx.clock.monotonic();
+        let until = now + left;
+        let spread = Duration::from_secs_f64(left.as_secs_f64() * 0.2 * self.ctx.clock.random());
+        let mut moved = false;
+        for next in [
+            &mut self.next_validate,
+            &mut self.next_telemetry,
+            &mut self.next_check,
+        ] {
+            if *next < until {
+                *next = until + spread;
+                moved = true;
+            }
+        }
+        if let Some(d) = self.next_drain.as_mut() {
+            if *d < until {
+                *d = until + spread;
+                moved = true;
+            }
+        }
+        if moved {
+            self.counters.throttled += 1;
+            self.drain_gap = telemetry::next_drain_gap(self.drain_gap, None, true);
+            log::warn!(
+                "backend rate limit (429): no request to it for {} as it asks",
+                crate::error::human_duration(left)
+            );
+        }
     }
 
     /// Re-reads the config; a broken file is reported and the old config kept.
@@ -257,6 +372,9 @@ impl<'a> Daemon<'a> {
         match Config::load(&self.config_path) {
             Ok(cfg) => match Ctx::new(cfg, self.ctx.clock, false) {
                 Ok(ctx) => {
+                    if let Some(left) = self.ctx.transport.throttled(self.ctx.clock) {
+                        ctx.transport.block_until(self.ctx.clock.monotonic() + left);
+                    }
                     let old = std::mem::replace(&mut self.ctx, ctx);
                     logging::init(&self.ctx.cfg.log.level, None);
                     let now = self.ctx.clock.monotonic();
@@ -296,6 +414,17 @@ impl<'a> Daemon<'a> {
 
     fn step_validate(&mut self) {
         let now = self.ctx.clock.monotonic();
+        // Budget rule 3: never more than budget::DAILY automatic validations a day.
+        let cache = license::load_cache(&self.ctx.cfg.state_dir);
+        if let Some(wait) = crate::budget::wait_for_budget(cache.as_ref(), self.ctx.now()) {
+            log::warn!(
+                "license: {} validations in the last 24 h already (the backend counts each one); keeping the cached state, next validation in {}",
+                crate::budget::DAILY,
+                crate::error::human_duration(wait)
+            );
+            self.next_validate = now + wait;
+            return;
+        }
         let Some(_lock) = self.lock() else {
             self.next_validate = now + LOCK_RETRY;
             return;
@@ -310,15 +439,8 @@ impl<'a> Daemon<'a> {
                 // Missing key file and the like: the services cannot be licensed.
                 log::error!("license validation impossible: {e}");
                 let o = license::Outcome {
-                    state: LicenseState::Unknown,
-                    tenant_id: None,
-                    tenant_name: None,
-                    expires_at: None,
-                    days_left: None,
                     message: Some(e.to_string()),
-                    usage_count: None,
-                    max_usage_count: None,
-                    warnings: vec![],
+                    ..license::Outcome::default()
                 };
                 let _ = license::record(&self.ctx.cfg.state_dir, &o, wall);
                 o
@@ -423,13 +545,51 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.telemetry += 1;
-        match telemetry::send_once(&self.ctx, &mut self.collector) {
+        match telemetry::send_cycle(&self.ctx, &mut self.collector, telemetry::CYCLE_FLUSH) {
             Ok(r) if r.delivered => {}
+            Ok(r) if r.flushed > 0 => {
+                // Delivering again: the backlog drains paced, starting now.
+                log::info!(
+                    "telemetry: {} sample(s) queued, draining them paced",
+                    r.queued
+                );
+                self.schedule_drain(now);
+            }
             Ok(r) => log::warn!("telemetry not delivered; {} sample(s) queued", r.queued),
             Err(Error::Interrupted) => return,
             Err(e) => log::warn!("telemetry: {e}"),
         }
         self.next_telemetry = now + self.jittered(interval);
+    }
+
+    /// Next drain of the backlog, one gap after the last, the gap adapted to what the
+    /// throttler said of the last telemetry request.
+    fn schedule_drain(&mut self, now: Duration) {
+        self.drain_gap =
+            telemetry::next_drain_gap(self.drain_gap, self.ctx.transport.rate_budget(), false);
+        self.next_drain = Some(now + self.jittered(self.drain_gap));
+    }
+
+    /// One paced drain step: one queued sample.
+    fn step_drain(&mut self) {
+        let now = self.ctx.clock.monotonic();
+        let Some(_lock) = self.lock() else {
+            self.next_drain = Some(now + LOCK_RETRY);
+            return;
+        };
+        self.counters.drains += 1;
+        self.next_drain = None;
+        match telemetry::drain(&self.ctx, 1) {
+            Ok(r) if r.flushed > 0 && r.queued > 0 => self.schedule_drain(now),
+            Ok(r) if r.queued == 0 => {
+                log::info!("telemetry backlog delivered");
+                self.drain_gap = telemetry::DRAIN_START_GAP;
+            }
+            // Not delivered: the next regular cycle tries again.
+            Ok(_) => {}
+            Err(Error::Interrupted) => {}
+            Err(e) => log::warn!("telemetry: {e}"),
+        }
     }
 
     fn step_check(&mut self) {

@@ -1,8 +1,13 @@
 //! One error type for the agent, with the exit code each variant maps to.
+//!
+//! Shaped like ureq's: one enum, `#[non_exhaustive]`, variants that keep their cause
+//! (`std::error::Error::source`) instead of flattening it into text, and the kinds
+//! that callers act on kept apart (unreachable vs. not the protocol vs. throttled).
 
 use std::fmt;
+use std::time::Duration;
 
-/// Exit codes of INTERFACE.md.
+/// Exit codes (README, "Exit codes").
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILURE: u8 = 1;
@@ -16,16 +21,36 @@ pub mod exit {
     pub const NO_SPACE: u8 = 22;
 }
 
+/// A cause kept behind an error (a parse error, a library error).
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong, grouped by what the caller does about it.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// Bad command line or configuration; the message names the field or argument.
     Config(String),
-    /// The backend could not be reached or did not speak the protocol (after retries).
+    /// The backend could not be reached (network, TLS, 5xx) after the retries.
     Unreachable(String),
+    /// The backend answered, but not in the protocol: a body the agent cannot read,
+    /// a missing field, a header that contradicts the body. Not a network problem.
+    Protocol {
+        /// What was asked and what was wrong with the answer.
+        message: String,
+        /// The parse error, when there is one.
+        source: Option<Source>,
+    },
+    /// The backend asked us to wait (429, `Retry-After`); nothing more is sent to it
+    /// before `retry_after` has passed.
+    Throttled {
+        /// The request that was refused (secrets removed).
+        what: String,
+        /// How long the backend asked to wait.
+        retry_after: Duration,
+    },
     /// The backend answered with a status that is an answer, not a fault (4xx).
     Http { status: u16, message: String },
-    /// License refused: unknown key or `valid: false`.
+    /// License refused: unknown key, `valid: false`, revoked, usage limit reached.
     LicenseRefused(String),
     /// License expired.
     LicenseExpired(String),
@@ -33,39 +58,82 @@ pub enum Error {
     TenantInactive(String),
     /// The update package was refused before any slot was touched.
     PackageRejected(String),
-    /// Not enough free space for the update.
-    NoSpace(String),
+    /// Not enough free space (predicted, or ENOSPC/EDQUOT from the kernel).
+    NoSpace {
+        /// What was being written, and how much was missing when known.
+        message: String,
+        /// The kernel's error, when the disk actually filled up.
+        source: Option<std::io::Error>,
+    },
     /// The update failed after the switch and was rolled back.
     RolledBack(String),
     /// The run was interrupted by a signal; work left in a resumable state.
     Interrupted,
-    /// Filesystem or other local failure, with context.
-    Io(String),
+    /// Filesystem or other local failure: what was being done, and the cause.
+    Io {
+        /// What was being done and to which path.
+        context: String,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
     /// Anything else.
     Other(String),
 }
 
 impl Error {
-    /// The process exit code INTERFACE.md assigns to this error.
+    /// The process exit code the README assigns to this error.
+    ///
+    /// An answer that is not the protocol and a backend that asks us to wait both
+    /// exit 14 like an unreachable backend: in each case the backend could not be used
+    /// and a later attempt may work; the message says which it was.
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => exit::USAGE,
-            Error::Unreachable(_) => exit::UNREACHABLE,
+            Error::Unreachable(_) | Error::Protocol { .. } | Error::Throttled { .. } => {
+                exit::UNREACHABLE
+            }
             Error::LicenseRefused(_) => exit::LICENSE_REFUSED,
             Error::LicenseExpired(_) => exit::LICENSE_EXPIRED,
             Error::TenantInactive(_) => exit::TENANT_INACTIVE,
             Error::PackageRejected(_) => exit::PACKAGE_REJECTED,
-            Error::NoSpace(_) => exit::NO_SPACE,
+            Error::NoSpace { .. } => exit::NO_SPACE,
             Error::RolledBack(_) => exit::ROLLED_BACK,
-            Error::Http { .. } | Error::Interrupted | Error::Io(_) | Error::Other(_) => {
+            Error::Http { .. } | Error::Interrupted | Error::Io { .. } | Error::Other(_) => {
                 exit::FAILURE
             }
         }
     }
 
-    /// Wraps an I/O error with what was being done and to which path.
+    /// Wraps an I/O error with what was being done and to which path. The one place
+    /// where a full disk (ENOSPC, EDQUOT) becomes `NoSpace`.
     pub fn io(context: impl fmt::Display, e: std::io::Error) -> Error {
-        Error::Io(format!("{context}: {e}"))
+        if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+            Error::NoSpace {
+                message: context.to_string(),
+                source: Some(e),
+            }
+        } else {
+            Error::Io {
+                context: context.to_string(),
+                source: e,
+            }
+        }
+    }
+
+    /// Not enough space, predicted before writing (no kernel error behind it).
+    pub fn no_space(message: impl Into<String>) -> Error {
+        Error::NoSpace {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An answer that is not the protocol, with the parse error behind it.
+    pub fn protocol(message: impl Into<String>, source: impl Into<Option<Source>>) -> Error {
+        Error::Protocol {
+            message: message.into(),
+            source: source.into(),
+        }
     }
 }
 
@@ -74,21 +142,100 @@ impl fmt::Display for Error {
         match self {
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Unreachable(m) => write!(f, "backend unreachable: {m}"),
+            Error::Protocol { message, source } => {
+                write!(f, "backend answer not understood: {message}")?;
+                if let Some(s) = source {
+                    write!(f, " ({s})")?;
+                }
+                write!(f, "; is backend.url the CyberSensei backend?")
+            }
+            Error::Throttled { what, retry_after } => write!(
+                f,
+                "backend rate limit: {what} answered 429 Too Many Requests; it asks to wait {} before any new request",
+                human_duration(*retry_after)
+            ),
             Error::Http { status, message } => write!(f, "backend answered {status}: {message}"),
             Error::LicenseRefused(m) => write!(f, "license refused: {m}"),
             Error::LicenseExpired(m) => write!(f, "license expired: {m}"),
             Error::TenantInactive(m) => write!(f, "tenant inactive: {m}"),
             Error::PackageRejected(m) => write!(f, "update package rejected: {m}"),
-            Error::NoSpace(m) => write!(f, "not enough disk space: {m}"),
+            Error::NoSpace { message, source } => {
+                write!(f, "not enough disk space: {message}")?;
+                if let Some(s) = source {
+                    write!(f, ": {s}")?;
+                }
+                Ok(())
+            }
             Error::RolledBack(m) => write!(f, "update rolled back: {m}"),
             Error::Interrupted => write!(f, "interrupted by a signal"),
-            Error::Io(m) => write!(f, "{m}"),
+            Error::Io { context, source } => write!(f, "{context}: {source}"),
             Error::Other(m) => write!(f, "{m}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Protocol {
+                source: Some(s), ..
+            } => Some(s.as_ref()),
+            Error::NoSpace {
+                source: Some(s), ..
+            } => Some(s),
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// "45 s", "12 min", "3 h 5 min": how long, for a person.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s < 120 {
+        format!("{s} s")
+    } else if s < 2 * 3600 {
+        format!("{} min", s.div_ceil(60))
+    } else {
+        format!("{} h {} min", s / 3600, (s % 3600) / 60)
+    }
+}
 
 /// Result with the agent's error.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn enospc_is_no_space_with_its_source() {
+        let e = Error::io("writing x", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        assert_eq!(e.exit_code(), exit::NO_SPACE);
+        assert!(e.source().is_some());
+        let e = Error::io("writing x", std::io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(e.exit_code(), exit::FAILURE);
+        assert!(e.to_string().starts_with("writing x: "));
+    }
+
+    #[test]
+    fn protocol_is_not_unreachable() {
+        let parse = serde_json::from_str::<u64>("\"x\"").unwrap_err();
+        let e = Error::protocol("GET /update/check", Some(Box::new(parse) as Source));
+        assert!(e.to_string().starts_with("backend answer not understood"));
+        assert!(!e.to_string().contains("unreachable"));
+        assert!(e.source().is_some());
+        assert_eq!(e.exit_code(), exit::UNREACHABLE);
+    }
+
+    #[test]
+    fn durations_for_people() {
+        assert_eq!(human_duration(Duration::from_secs(45)), "45 s");
+        assert_eq!(human_duration(Duration::from_secs(600)), "10 min");
+        assert_eq!(
+            human_duration(Duration::from_secs(3 * 3600 + 300)),
+            "3 h 5 min"
+        );
+    }
+}

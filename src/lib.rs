@@ -1,6 +1,7 @@
 //! cybersensei-agent: license validation, telemetry and A/B updates for a
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
+pub mod budget;
 pub mod build_info;
 pub mod child_output;
 pub mod cli;

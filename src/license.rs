@@ -1,16 +1,18 @@
-//! License validation (PROTOCOL.md §1): the backend's decision, the cached last good
+//! License validation (docs/protocol.md §1): the backend's decision, the cached last good
 //! validation, and the offline grace rules.
 
+use crate::budget::{self, key_id};
 use crate::clock;
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::protocol::{ErrorBody, LicenseResponse};
+use crate::protocol::LicenseResponse;
 use crate::status::{LicenseState, Status};
 use crate::transport::{percent_encode, Reply};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Earliest wall time we ever believe (2026-01-01T00:00:00Z). A box without an RTC
 /// boots in 1970; before NTP sets it, expiry arithmetic means nothing.
@@ -44,10 +46,63 @@ pub struct Cached {
     /// The last decision of the backend: only `valid` allows grace.
     pub last_decision: LicenseState,
     pub message: Option<String>,
+    /// Which key this validation was for (`key_id`): a cached validation is reused at
+    /// start only for the same key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Wall times of the successful validations of the last 24 h: the persisted
+    /// budget (see `budget`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<f64>,
+}
+
+/// Why the backend gave no decision.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Network, TLS, 5xx after the retries: the transport's words.
+    Unreachable(String),
+    /// An answer that is not the license protocol (portal, wrong URL, bad JSON).
+    NotProtocol(String),
+    /// 429: the backend asked us to wait.
+    Throttled { what: String, retry_after: Duration },
+}
+
+impl Fault {
+    /// The error a one-shot command exits with (14 for all three; words differ).
+    pub fn to_error(&self) -> Error {
+        match self {
+            Fault::Unreachable(m) => Error::Unreachable(m.clone()),
+            Fault::NotProtocol(m) => Error::protocol(m.clone(), None),
+            Fault::Throttled { what, retry_after } => Error::Throttled {
+                what: what.clone(),
+                retry_after: *retry_after,
+            },
+        }
+    }
+
+    /// The fault behind a transport error.
+    pub fn of(e: Error) -> Fault {
+        match e {
+            Error::Unreachable(m) => Fault::Unreachable(m),
+            Error::Throttled { what, retry_after } => Fault::Throttled { what, retry_after },
+            e @ Error::Protocol { .. } => Fault::NotProtocol(
+                e.to_string()
+                    .trim_start_matches("backend answer not understood: ")
+                    .to_string(),
+            ),
+            other => Fault::Unreachable(other.to_string()),
+        }
+    }
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.to_error())
+    }
 }
 
 /// What one validation concluded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Outcome {
     pub state: LicenseState,
     pub tenant_id: Option<String>,
@@ -59,6 +114,8 @@ pub struct Outcome {
     pub max_usage_count: Option<u64>,
     /// Warnings for the operator (expiry near, usage near its maximum, clock not set).
     pub warnings: Vec<String>,
+    /// Why there was no decision, when there was none.
+    pub fault: Option<Fault>,
 }
 
 impl Outcome {
@@ -70,7 +127,10 @@ impl Outcome {
             LicenseState::Expired => Some(Error::LicenseExpired(m)),
             LicenseState::Inactive => Some(Error::TenantInactive(m)),
             LicenseState::Invalid => Some(Error::LicenseRefused(m)),
-            LicenseState::Unknown => Some(Error::Unreachable(m)),
+            LicenseState::Unknown => Some(match &self.fault {
+                Some(f) => f.to_error(),
+                None => Error::Unreachable(m),
+            }),
         }
     }
 }
@@ -82,8 +142,31 @@ pub enum Decision {
     Expired(String),
     Inactive(String),
     Invalid(String),
-    /// Not a license decision: network failure, 5xx, captive portal, not the protocol.
+    /// Not a license decision: network failure, 5xx.
     Unreachable(String),
+    /// Not a license decision: an answer that is not the protocol (captive portal,
+    /// wrong `backend.url`, a redirect, an error without a backend body).
+    NotProtocol(String),
+    /// Not a license decision: the backend asked us to wait (429).
+    Throttled {
+        what: String,
+        retry_after: Duration,
+    },
+}
+
+impl Decision {
+    /// The fault of a non-decision.
+    fn fault(&self) -> Option<Fault> {
+        match self {
+            Decision::Unreachable(m) => Some(Fault::Unreachable(m.clone())),
+            Decision::NotProtocol(m) => Some(Fault::NotProtocol(m.clone())),
+            Decision::Throttled { what, retry_after } => Some(Fault::Throttled {
+                what: what.clone(),
+                retry_after: *retry_after,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Lowercases and strips French accents, so `Licence EXPIRÉE` matches `licence expiree`.
@@ -103,14 +186,6 @@ pub fn normalize(s: &str) -> String {
         .collect()
 }
 
-fn error_message(body: &[u8]) -> Option<String> {
-    let e: ErrorBody = serde_json::from_slice(body).ok()?;
-    e.message
-        .map(|m| m.text())
-        .or(e.error)
-        .map(|m| crate::redact::server_text(&m))
-}
-
 /// Longest tenantId accepted (a UUID is 36): it goes into URLs and the cache.
 const MAX_TENANT_ID: usize = 128;
 
@@ -128,43 +203,64 @@ pub fn classify(reply: &Reply) -> Decision {
         200 => match serde_json::from_slice::<LicenseResponse>(&reply.body) {
             Ok(r) if r.valid => match &r.tenant_id {
                 Some(t) if t.len() > MAX_TENANT_ID || t.chars().any(|c| c.is_control()) => {
-                    Decision::Unreachable(
-                        "backend sent an unusable tenantId (not the protocol)".into(),
-                    )
+                    Decision::NotProtocol("the license answer has an unusable tenantId".into())
                 }
                 Some(t) if !t.trim().is_empty() => Decision::Valid(bounded(r)),
-                _ => Decision::Unreachable(
-                    "backend said valid but sent no tenantId (not the protocol)".into(),
+                _ => Decision::NotProtocol(
+                    "the license answer says valid but has no tenantId".into(),
                 ),
             },
             Ok(_) => Decision::Invalid("the backend answered valid: false".into()),
-            Err(_) => Decision::Unreachable(format!(
-                "the answer is not the license protocol (HTTP 200, {}): captive portal or wrong backend.url?",
+            Err(_) => Decision::NotProtocol(format!(
+                "GET /api/license/validate answered 200 with something that is not the license JSON ({}): a captive portal or a wrong backend.url?",
                 reply.content_type.as_deref().unwrap_or("no content type")
             )),
         },
         400 | 404 => {
-            let Some(msg) = error_message(&reply.body) else {
-                return Decision::Unreachable(format!(
-                    "HTTP {} without a backend error body (wrong backend.url or a proxy answered?)",
+            let Some(msg) = reply.error_message() else {
+                return Decision::NotProtocol(format!(
+                    "GET /api/license/validate answered {} without a backend error body (a wrong backend.url, or a proxy answered?)",
                     reply.status
                 ));
             };
             let n = normalize(&msg);
-            if n.contains("expir") {
+            if n.starts_with("cannot get") {
+                // NestJS's own 404 for a route it does not have: the URL is wrong.
+                // (Its text repeats the URL, key included: not kept.)
+                return Decision::NotProtocol(
+                    "the server has no /api/license/validate route (404 Cannot GET): is backend.url the CyberSensei backend?".into(),
+                );
+            }
+            if n.contains("limite d'utilisation") || n.contains("usage limit") {
+                Decision::Invalid(format!(
+                    "{msg}: this license has used all the validations it allows (maxUsageCount); contact CyberSensei to raise the limit"
+                ))
+            } else if n.contains("revoquee") || n.contains("revoked") {
+                Decision::Invalid(format!("{msg}: the license was revoked"))
+            } else if n.contains("expir") {
                 Decision::Expired(msg)
             } else if n.contains("inactif") || n.contains("inactive") {
                 Decision::Inactive(msg)
+            } else if reply.status == 400 && !n.contains("licence") && !n.contains("license") && !n.contains("cle") {
+                // A ValidationPipe refusal of the request (`key must be a string`):
+                // ours is malformed, which says nothing about the license.
+                Decision::NotProtocol(format!(
+                    "GET /api/license/validate answered 400: {msg}"
+                ))
             } else {
                 Decision::Invalid(msg)
             }
         }
-        s if (300..400).contains(&s) => Decision::Unreachable(format!(
-            "the backend answered a redirect (HTTP {s}), not followed: captive portal or wrong backend.url?"
+        s if (300..400).contains(&s) => Decision::NotProtocol(format!(
+            "GET /api/license/validate answered a redirect (HTTP {s}), not followed: a captive portal or a wrong backend.url?"
         )),
         s => {
-            let detail = error_message(&reply.body).unwrap_or_default();
-            Decision::Unreachable(format!("unexpected HTTP {s} {detail}").trim().to_string())
+            let detail = reply.error_message().unwrap_or_default();
+            Decision::Unreachable(
+                format!("GET /api/license/validate: unexpected HTTP {s} {detail}")
+                    .trim()
+                    .to_string(),
+            )
         }
     }
 }
@@ -243,18 +339,14 @@ fn days_left(expires_at: Option<&str>, now: f64) -> Option<i64> {
     Some(((exp - now) / 86400.0).floor() as i64)
 }
 
-/// What a cached validation allows when the backend cannot be reached.
-pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, why: &str) -> Outcome {
+/// What a cached validation allows when the backend gives no decision (`fault`).
+pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, fault: &Fault) -> Outcome {
+    let why = fault.to_string();
     let mut out = Outcome {
         state: LicenseState::Unknown,
-        tenant_id: None,
-        tenant_name: None,
-        expires_at: None,
-        days_left: None,
-        message: Some(format!("backend unreachable and never validated: {why}")),
-        usage_count: None,
-        max_usage_count: None,
-        warnings: vec![],
+        message: Some(format!("never validated; {why}")),
+        fault: Some(fault.clone()),
+        ..Outcome::default()
     };
     let Some(c) = cache else { return out };
     out.tenant_id = Some(c.tenant_id.clone());
@@ -274,14 +366,14 @@ pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, why: &str) 
         // validation, but say why; this is neither a refusal nor valid-forever,
         // since the clock is checked again on every step.
         out.state = LicenseState::Grace;
-        out.message = Some(format!("system clock not set; backend unreachable: {why}"));
+        out.message = Some(format!("system clock not set; {why}"));
         return out;
     }
     if let Some(exp) = c.expires_at.as_deref().and_then(clock::parse_iso8601) {
         if now >= exp {
             out.state = LicenseState::Expired;
             out.message = Some(format!(
-                "license expired at {} (backend unreachable: {why})",
+                "license expired at {} ({why})",
                 c.expires_at.as_deref().unwrap_or("?")
             ));
             return out;
@@ -292,22 +384,20 @@ pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, why: &str) 
             let left = cfg.license.grace_period as f64 - (now - at);
             out.state = LicenseState::Grace;
             out.message = Some(format!(
-                "backend unreachable ({why}); running on the validation of {} for {}h more",
+                "{why}; running on the validation of {} for {}h more",
                 clock::iso8601(at),
                 (left / 3600.0).floor() as i64
             ));
         }
         Some(at) => {
             out.message = Some(format!(
-                "backend unreachable ({why}) and the last validation ({}) is older than the grace period ({}s)",
+                "{why}; and the last validation ({}) is older than the grace period ({}s)",
                 clock::iso8601(at),
                 cfg.license.grace_period
             ));
         }
         None => {
-            out.message = Some(format!(
-                "backend unreachable ({why}) and the last validation has no usable time"
-            ));
+            out.message = Some(format!("{why}; and the last validation has no usable time"));
         }
     }
     out
@@ -322,18 +412,37 @@ fn warnings_for(out: &mut Outcome, cfg: &Config) {
             ));
         }
     }
-    if let (Some(u), Some(m)) = (out.usage_count, out.max_usage_count) {
-        if m > 0 && u.saturating_mul(10) >= m.saturating_mul(9) {
-            out.warnings
-                .push(format!("license usage at {u} of {m} validations"));
-        }
+    if let Some(w) = usage_warning(out.usage_count, out.max_usage_count) {
+        out.warnings.push(w);
     }
+}
+
+/// The warning once `usageCount` reaches 90 % of `maxUsageCount`.
+pub fn usage_warning(used: Option<u64>, max: Option<u64>) -> Option<String> {
+    let (u, m) = (used?, max?);
+    (m > 0 && u.saturating_mul(10) >= m.saturating_mul(9)).then(|| {
+        format!(
+            "license validations at {u} of {m} ({}%): when the backend's count reaches its maximum it refuses this license for good; contact CyberSensei to raise maxUsageCount",
+            u.saturating_mul(100) / m
+        )
+    })
 }
 
 /// Applies a backend decision to the cache; returns the outcome.
 pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
+    decide_for(decision, cfg, now, None)
+}
+
+/// `decide`, recording which key (`key_id`) a valid answer was for.
+pub fn decide_for(
+    decision: Decision,
+    cfg: &Config,
+    now: f64,
+    key_id: Option<&str>,
+) -> Result<Outcome> {
     let state_dir = &cfg.state_dir;
     let previous = load_cache(state_dir);
+    let fault = decision.fault();
     let refuse = |state: LicenseState, msg: String| -> Result<Outcome> {
         if let Some(mut c) = previous.clone() {
             c.last_decision = state;
@@ -345,16 +454,20 @@ pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
             tenant_id: previous.as_ref().map(|c| c.tenant_id.clone()),
             tenant_name: previous.as_ref().and_then(|c| c.tenant_name.clone()),
             expires_at: previous.as_ref().and_then(|c| c.expires_at.clone()),
-            days_left: None,
             message: Some(msg),
-            usage_count: None,
-            max_usage_count: None,
-            warnings: vec![],
+            usage_count: previous.as_ref().and_then(|c| c.usage_count),
+            max_usage_count: previous.as_ref().and_then(|c| c.max_usage_count),
+            ..Outcome::default()
         })
     };
     let mut out = match decision {
         Decision::Valid(r) => {
             let tenant_id = r.tenant_id.clone().unwrap_or_default();
+            let mut recent = previous
+                .as_ref()
+                .map(|c| budget::window(&c.recent, now))
+                .unwrap_or_default();
+            recent.push(now);
             let cache = Cached {
                 tenant_id: tenant_id.clone(),
                 tenant_name: r.tenant_name.clone(),
@@ -364,6 +477,8 @@ pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
                 validated_at: clock_is_sane(now).then_some(now),
                 last_decision: LicenseState::Valid,
                 message: None,
+                key_id: key_id.map(str::to_string),
+                recent,
             };
             fsutil::ensure_dir(state_dir, 0o755)?;
             fsutil::atomic_write_json(&cache_path(state_dir), &cache, 0o600)?;
@@ -373,10 +488,9 @@ pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
                 tenant_name: r.tenant_name,
                 expires_at: r.expires_at.clone(),
                 days_left: days_left(r.expires_at.as_deref(), now),
-                message: None,
                 usage_count: r.usage_count,
                 max_usage_count: r.max_usage_count,
-                warnings: vec![],
+                ..Outcome::default()
             };
             if !clock_is_sane(now) {
                 o.warnings
@@ -396,7 +510,10 @@ pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
             LicenseState::Invalid,
             format!("{m}: check the license key, then contact CyberSensei support"),
         )?,
-        Decision::Unreachable(why) => offline_state(previous.as_ref(), cfg, now, &why),
+        Decision::Unreachable(_) | Decision::NotProtocol(_) | Decision::Throttled { .. } => {
+            let fault = fault.unwrap_or_else(|| Fault::Unreachable(String::new()));
+            offline_state(previous.as_ref(), cfg, now, &fault)
+        }
     };
     warnings_for(&mut out, cfg);
     Ok(out)
@@ -422,13 +539,15 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
         match ctx.transport.get(ctx.clock, &path) {
             Ok(reply) => classify(&reply),
             Err(Error::Interrupted) => return Err(Error::Interrupted),
-            // The message says "unreachable" itself: not twice.
-            Err(Error::Unreachable(m)) => Decision::Unreachable(m),
-            Err(e) => Decision::Unreachable(e.to_string()),
+            Err(e) => match Fault::of(e) {
+                Fault::Unreachable(m) => Decision::Unreachable(m),
+                Fault::NotProtocol(m) => Decision::NotProtocol(m),
+                Fault::Throttled { what, retry_after } => Decision::Throttled { what, retry_after },
+            },
         }
     };
     let now = ctx.now();
-    let out = decide(decision, &ctx.cfg, now)?;
+    let out = decide_for(decision, &ctx.cfg, now, Some(&key_id(&key)))?;
     for w in &out.warnings {
         log::warn!("{w}");
     }
@@ -438,8 +557,9 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
             out.tenant_name.as_deref().unwrap_or("?"),
             out.expires_at.as_deref().unwrap_or("?")
         ),
-        // The daemon says "clock not set" once; not again on every retry.
-        s if clock_unset => log::debug!(
+        // The daemon says "clock not set" once; not again on every retry. A command
+        // run by hand prints the outcome itself: not twice.
+        s if clock_unset || ctx.interactive => log::debug!(
             "license {}: {}",
             s.as_str(),
             out.message.as_deref().unwrap_or("")
@@ -452,6 +572,25 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
     }
     record(&ctx.cfg.state_dir, &out, now)?;
     Ok(out)
+}
+
+/// The outcome the cache stands for, as if the backend had just said it again (the
+/// daemon starting on a reused validation: see `budget`). None without a cache.
+pub fn cached_outcome(cfg: &Config, now: f64) -> Option<Outcome> {
+    let c = load_cache(&cfg.state_dir)?;
+    let mut out = Outcome {
+        state: c.last_decision,
+        tenant_id: Some(c.tenant_id.clone()),
+        tenant_name: c.tenant_name.clone(),
+        expires_at: c.expires_at.clone(),
+        days_left: days_left(c.expires_at.as_deref(), now),
+        message: c.message.clone(),
+        usage_count: c.usage_count,
+        max_usage_count: c.max_usage_count,
+        ..Outcome::default()
+    };
+    warnings_for(&mut out, cfg);
+    Some(out)
 }
 
 /// Reports an outcome in status.json.

@@ -89,6 +89,21 @@ pub struct UpdateStatus {
     pub downloaded_bytes: Option<u64>,
     #[serde(default)]
     pub last_installed_at: Option<String>,
+    /// The real backend: lowest node version the latest update installs on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_node_version: Option<String>,
+    /// The real backend: the latest update breaks compatibility (absent = no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaking: Option<bool>,
+    /// The real backend: the latest update is a security fix (absent = no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_update: Option<bool>,
+    /// The backend's sentence about the last check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// An update exists but this node is older than its `requiredNodeVersion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_too_old: Option<bool>,
 }
 
 /// The `telemetry` object.

@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::config::Backend;
 use crate::error::{Error, Result};
 use crate::redact;
+use std::cell::Cell;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,14 @@ pub const MAX_JSON_BODY: u64 = 1 << 20;
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Wait after a 429 that names no `Retry-After`: the real throttler's window.
+pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(60);
+/// Longest silence a 429 can impose on the daemon, so a confused server cannot
+/// mute a box for days.
+pub const MAX_THROTTLE: Duration = Duration::from_secs(3600);
+/// A command run by hand waits out a 429 this long at most (saying so); longer,
+/// it stops and says when to try again.
+pub const INTERACTIVE_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The User-Agent every request carries.
 pub fn user_agent() -> String {
@@ -30,6 +39,19 @@ pub struct Reply {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The message of a backend error body (NestJS: `message` as a string or an
+    /// array, else `error`), bounded and cleaned for logs; None when the body is not
+    /// one (a proxy's or a portal's page).
+    pub fn error_message(&self) -> Option<String> {
+        let e: crate::protocol::ErrorBody = serde_json::from_slice(&self.body).ok()?;
+        e.message
+            .map(|m| m.text())
+            .or(e.error)
+            .map(|m| redact::server_text(m.trim()))
+    }
 }
 
 /// An answer whose body is still to be streamed (downloads).
@@ -63,12 +85,34 @@ pub struct Transport {
     /// The proxy the backend is reached through, for error messages.
     via: Option<String>,
     secrets: std::cell::RefCell<Vec<String>>,
+    /// A person runs the command: a short 429 wait is announced and waited out.
+    interactive: bool,
+    /// Monotonic time before which no request goes out (a 429's `Retry-After`,
+    /// for every route: the throttler counts per client address).
+    blocked_until: Cell<Option<Duration>>,
+    /// The throttler's `X-RateLimit-Remaining` / `-Limit` of the last answer.
+    rate: Cell<Option<RateBudget>>,
+}
+
+/// What the backend's throttler said is left of its window (`X-RateLimit-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateBudget {
+    /// Requests left in the window for this client address and route.
+    pub remaining: u64,
+    /// Requests allowed per window.
+    pub limit: u64,
+    /// Seconds until the window resets, when given.
+    pub reset: Option<u64>,
 }
 
 enum Outcome {
     Done(Response<Body>),
     Retry {
         why: String,
+        after: Option<Duration>,
+    },
+    /// 429: the backend asks every request from this address to wait.
+    Throttled {
         after: Option<Duration>,
     },
 }
@@ -160,7 +204,33 @@ impl Transport {
             timeout,
             via,
             secrets: std::cell::RefCell::new(Vec::new()),
+            interactive: false,
+            blocked_until: Cell::new(None),
+            rate: Cell::new(None),
         })
+    }
+
+    /// Marks the transport as driven by a person (see `INTERACTIVE_MAX_WAIT`).
+    pub fn set_interactive(&mut self, interactive: bool) {
+        self.interactive = interactive;
+    }
+
+    /// How long the backend still asked us to wait (a 429), if it did.
+    pub fn throttled(&self, clock: &dyn Clock) -> Option<Duration> {
+        let until = self.blocked_until.get()?;
+        let now = clock.monotonic();
+        (until > now).then(|| until - now)
+    }
+
+    /// Honours a wait decided elsewhere (the daemon carries it across a reload).
+    pub fn block_until(&self, until: Duration) {
+        let keep = self.blocked_until.get().map_or(until, |u| u.max(until));
+        self.blocked_until.set(Some(keep));
+    }
+
+    /// The throttler's budget as of the last answer, when it sent `X-RateLimit-*`.
+    pub fn rate_budget(&self) -> Option<RateBudget> {
+        self.rate.get()
     }
 
     /// Registers a secret (the license key) that must never reach a log or message.
@@ -276,8 +346,15 @@ impl Transport {
             if crate::signals::stop_requested() {
                 return Err(Error::Interrupted);
             }
+            if let Some(left) = self.throttled(clock) {
+                // A 429 earlier in this cycle: not one more request before it passes.
+                return Err(Error::Throttled {
+                    what: format!("{method} {shown}"),
+                    retry_after: left,
+                });
+            }
             let started = clock.monotonic();
-            let outcome = self.once(method, &url, body, headers, streaming);
+            let outcome = self.once(clock, method, &url, body, headers, streaming);
             let ms = clock.monotonic().saturating_sub(started).as_millis();
             let (why, after) = match outcome {
                 Outcome::Done(resp) => {
@@ -289,6 +366,28 @@ impl Transport {
                     return Ok(resp);
                 }
                 Outcome::Retry { why, after } => (self.scrub(&why), after),
+                Outcome::Throttled { after } => {
+                    let wait = after.unwrap_or(DEFAULT_THROTTLE).min(MAX_THROTTLE);
+                    log::warn!(
+                        "{method} {shown} -> 429 Too Many Requests in {ms} ms (attempt {attempt}/{}); Retry-After {}",
+                        self.attempts,
+                        crate::error::human_duration(wait)
+                    );
+                    if self.interactive && wait <= INTERACTIVE_MAX_WAIT && attempt < self.attempts {
+                        eprintln!(
+                            "The backend is busy (429 Too Many Requests): waiting {} as it asks, then retrying.",
+                            crate::error::human_duration(wait)
+                        );
+                        clock.sleep(wait);
+                        last = "HTTP 429 Too Many Requests".into();
+                        continue;
+                    }
+                    self.block_until(clock.monotonic() + wait);
+                    return Err(Error::Throttled {
+                        what: format!("{method} {shown}"),
+                        retry_after: wait,
+                    });
+                }
             };
             log::warn!(
                 "{method} {shown} -> {why} in {ms} ms (attempt {attempt}/{})",
@@ -320,6 +419,7 @@ impl Transport {
 
     fn once(
         &self,
+        clock: &dyn Clock,
         method: &str,
         url: &str,
         body: Option<&[u8]>,
@@ -356,15 +456,31 @@ impl Transport {
         match result {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                if status == 429 || (500..600).contains(&status) {
-                    let after = resp
-                        .headers()
-                        .get("retry-after")
+                let header = |name: &str| {
+                    resp.headers()
+                        .get(name)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|s| parse_retry_after(s, std::time::SystemTime::now()));
+                        .map(str::trim)
+                };
+                let num = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
+                if let (Some(remaining), Some(limit)) =
+                    (num("x-ratelimit-remaining"), num("x-ratelimit-limit"))
+                {
+                    self.rate.set(Some(RateBudget {
+                        remaining,
+                        limit,
+                        reset: num("x-ratelimit-reset"),
+                    }));
+                }
+                let wall =
+                    std::time::UNIX_EPOCH + Duration::from_secs_f64(clock.now_unix().max(0.0));
+                let after = header("retry-after").and_then(|s| parse_retry_after(s, wall));
+                if status == 429 {
+                    Outcome::Throttled { after }
+                } else if (500..600).contains(&status) {
                     Outcome::Retry {
                         why: format!("HTTP {status}"),
-                        after,
+                        after: after.map(|d| d.min(MAX_RETRY_AFTER)),
                     }
                 } else {
                     Outcome::Done(resp)
@@ -407,18 +523,16 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
-/// Parses `Retry-After`: delta-seconds or an HTTP date (relative to `now`).
+/// Parses `Retry-After`: delta-seconds or an HTTP date (relative to `now`), at
+/// most a day (callers bound it further for what they do).
 pub fn parse_retry_after(s: &str, now: std::time::SystemTime) -> Option<Duration> {
+    const DAY: Duration = Duration::from_secs(86_400);
     let s = s.trim();
     if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n).min(MAX_RETRY_AFTER));
+        return Some(Duration::from_secs(n).min(DAY));
     }
     let when = httpdate::parse_http_date(s).ok()?;
-    Some(
-        when.duration_since(now)
-            .unwrap_or(Duration::ZERO)
-            .min(MAX_RETRY_AFTER),
-    )
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(DAY))
 }
 
 /// Percent-encodes a query value (RFC 3986 unreserved characters pass as they are).
@@ -443,7 +557,10 @@ mod tests {
     fn retry_after_forms() {
         let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("99999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("99999", now),
+            Some(Duration::from_secs(86_400))
+        );
         assert_eq!(
             parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
             Some(Duration::from_secs(10))

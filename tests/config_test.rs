@@ -27,7 +27,7 @@ fn guide_file_is_valid_verbatim_with_defaults() {
     assert_eq!(c.telemetry.interval, 300);
     assert_eq!(c.updates.check_interval, 3600);
     assert!(!c.updates.auto_install);
-    // Defaults of INTERFACE.md for everything the guide does not say.
+    // The README's defaults ("Configuration") for everything the guide does not say.
     assert_eq!(
         c.license.key_file.to_str(),
         Some("/etc/cybersensei/license.key")

@@ -203,14 +203,15 @@ fn license_expiring_mid_run_stops_services_and_valid_again_restarts_them() {
     sim.set_license(KEY, cybersensei_sim::LicenseOutcome::Expired);
     let expired_at = sim.count("/api/license/validate");
     wait_for("services stopped", Duration::from_secs(15), || {
-        log() == "start\nstop\n"
+        log() == "start\nstop\n" && node.status()["services"]["running"] == false
     });
     assert_eq!(node.status()["license"]["state"], "expired");
     assert_eq!(node.status()["services"]["running"], false);
 
     sim.valid_license(KEY);
+    // The start command runs before the agent records it: wait for both.
     wait_for("services started again", Duration::from_secs(15), || {
-        log() == "start\nstop\nstart\n"
+        log() == "start\nstop\nstart\n" && node.status()["services"]["running"] == true
     });
     let st = node.status();
     assert_eq!(st["license"]["state"], "valid");
@@ -242,6 +243,9 @@ fn sigterm_during_a_slow_download_exits_0_and_the_next_update_resumes() {
             .compression_method(zip::CompressionMethod::Stored);
         w.start_file("VERSION", o).unwrap();
         w.write_all(b"2.0.0\n").unwrap();
+        w.start_file("version.json", o).unwrap();
+        w.write_all(cybersensei_sim::version_json("2.0.0", "- slow", "0.0.0").as_bytes())
+            .unwrap();
         w.start_file("blob.bin", o).unwrap();
         w.write_all(&blob).unwrap();
         w.finish().unwrap().into_inner()
@@ -306,6 +310,10 @@ fn an_update_carrying_an_agent_is_handed_to_it_and_committed_by_it() {
         w.start_file("VERSION", SimpleFileOptions::default())
             .unwrap();
         w.write_all(b"9.9.9\n").unwrap();
+        w.start_file("version.json", SimpleFileOptions::default())
+            .unwrap();
+        w.write_all(cybersensei_sim::version_json("9.9.9", "- new agent", "0.0.0").as_bytes())
+            .unwrap();
         w.start_file(
             "bin/cybersensei-agent",
             SimpleFileOptions::default().unix_permissions(0o755),

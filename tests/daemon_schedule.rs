@@ -24,7 +24,7 @@ fn wall_now() -> f64 {
         .as_secs_f64()
 }
 
-/// A node with the INTERFACE.md defaults for every interval (the harness only sets
+/// A node with the default of every interval (README, "Configuration") (the harness only sets
 /// paths, the backend and fast retries).
 fn default_node(sim: &Sim) -> Node {
     sim.valid_license(KEY);
@@ -37,9 +37,11 @@ fn default_node(sim: &Sim) -> Node {
     n
 }
 
-/// Ticks the daemon until the fake monotonic clock reaches `until`.
-fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
+/// Ticks the daemon until the fake monotonic clock reaches `until`; the simulator's
+/// clock follows the fake wall clock (the central profile's rate limit counts time).
+fn run_until(sim: &Sim, d: &mut Daemon, clock: &FakeClock, until: Duration) {
     while clock.monotonic() < until {
+        sim.set_now_ms((clock.now_unix() * 1000.0) as u64);
         assert!(d.tick(), "the loop stopped");
     }
 }
@@ -60,7 +62,7 @@ fn a_day_at_the_defaults_is_288_posts_24_checks_1_validation_no_retries() {
     let clock = FakeClock::new(wall_now());
     let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
     d.start().unwrap();
-    run_until(&mut d, &clock, 24 * HOUR);
+    run_until(&sim, &mut d, &clock, 24 * HOUR);
     let (v, t, c) = counts(&sim);
     println!("24 h at the defaults: {v} validations, {t} telemetry posts, {c} update checks");
     // The boot validation; the next is due 24 h ± jitter later, so it may or may
@@ -92,7 +94,7 @@ fn wall_clock_jumps_neither_fire_every_timer_nor_stall_them() {
     let clock = FakeClock::new(wall_now());
     let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
     d.start().unwrap();
-    run_until(&mut d, &clock, 2 * HOUR);
+    run_until(&sim, &mut d, &clock, 2 * HOUR);
 
     for (label, jump) in [
         ("3 years forward", 3.0 * 365.0 * 86400.0),
@@ -109,7 +111,7 @@ fn wall_clock_jumps_neither_fire_every_timer_nor_stall_them() {
             clock.monotonic() > t0 || after_one.1 - before.1 <= 1,
             "{label}: a tick without sleeping fired {after_one:?} vs {before:?}"
         );
-        run_until(&mut d, &clock, start + HOUR);
+        run_until(&sim, &mut d, &clock, start + HOUR);
         let after = counts(&sim);
         let (v, t, c) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
         println!(
@@ -133,7 +135,7 @@ fn boot_in_1970_then_ntp_validates_within_a_minute_never_refused() {
     let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
     d.start().unwrap();
     assert_eq!(d.license_state(), LicenseState::Unknown);
-    run_until(&mut d, &clock, Duration::from_secs(10 * 60));
+    run_until(&sim, &mut d, &clock, Duration::from_secs(10 * 60));
     // Ten minutes in 1970: no validation can reach the backend over TLS, and the
     // state is never a refusal.
     assert_eq!(sim.count(VALIDATE), 0);
@@ -153,6 +155,6 @@ fn boot_in_1970_then_ntp_validates_within_a_minute_never_refused() {
     assert_eq!(d.license_state(), LicenseState::Valid);
     assert_eq!(n.status()["license"]["state"], "valid");
     // And the slow schedule resumes: no validation storm in the next hour.
-    run_until(&mut d, &clock, set_at + HOUR);
+    run_until(&sim, &mut d, &clock, set_at + HOUR);
     assert_eq!(sim.count(VALIDATE), 1);
 }

@@ -215,7 +215,16 @@ fn validate_survives_every_hostile_answer_with_exit_14() {
         let r = run_measured(n.command(&["validate"]), n.dir.path());
         // A hostile answer is never a license refusal: 14 (unreachable, no cache).
         assert_eq!(r.code, 14, "{case}: {}", r.out);
-        assert!(r.out.contains("unreachable"), "{case}: {}", r.out);
+        // Said for what it is: a network failure, or an answer that is not the protocol.
+        assert!(
+            r.out.contains("unreachable")
+                || r.out.contains("not the license JSON")
+                || r.out.contains("not understood")
+                || r.out.contains("unusable tenantId")
+                || r.out.contains("without a backend error body"),
+            "{case}: {}",
+            r.out
+        );
         check_run(case, &r, budget());
         assert_eq!(n.status()["license"]["state"], "unknown", "{case}");
         assert!(!n.state_dir.join("license.json").exists(), "{case}");
@@ -250,8 +259,9 @@ fn hostile_answers_leave_the_license_cache_intact() {
         assert!(state == "valid" || state == "grace", "{case}: {state}");
         sim.set_sticky_fault("/update/check", Some(fault.clone()));
         let r = run_measured(n.command(&["check-update"]), n.dir.path());
-        // A 4xx is an answer (exit 1, its message shown); anything else is 14.
-        let want = if case.contains("error body") { 1 } else { 14 };
+        // A 4xx with a readable error body is an answer (exit 1, its message shown);
+        // anything else (an error body too deep to read included) is 14.
+        let want = 14;
         assert_eq!(r.code, want, "check-update / {case}: {}", r.out);
         check_run(case, &r, budget());
         assert_eq!(

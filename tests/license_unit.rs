@@ -68,22 +68,22 @@ fn impostors_are_not_decisions() {
         content_type: Some("text/html".into()),
         body: b"<html><body>Welcome to the hotel wifi</body></html>".to_vec(),
     };
-    assert!(matches!(classify(&html), Decision::Unreachable(_)));
+    assert!(matches!(classify(&html), Decision::NotProtocol(_)));
     assert!(matches!(
         classify(&reply(200, r#"{"hello": 1}"#)),
-        Decision::Unreachable(_)
+        Decision::NotProtocol(_)
     ));
     assert!(matches!(
         classify(&reply(200, r#"{"valid": "yes"}"#)),
-        Decision::Unreachable(_)
+        Decision::NotProtocol(_)
     ));
     assert!(matches!(
         classify(&reply(404, "<h1>Not Found</h1>")),
-        Decision::Unreachable(_)
+        Decision::NotProtocol(_)
     ));
     assert!(matches!(
         classify(&reply(302, "")),
-        Decision::Unreachable(_)
+        Decision::NotProtocol(_)
     ));
     assert!(matches!(
         classify(&reply(401, "{}")),

@@ -1,11 +1,15 @@
 //! The download half of `update` through the real binary against the simulator over
 //! TLS: resume after a truncated body (same run and next run), a server without Range
 //! support, kill -9 inside the download, lying fileSize / checksums, the package size
-//! limit and the free-space check (exit codes of INTERFACE.md: 21, 22, 14).
+//! limit and the free-space check (exit codes of the README: 21, 22, 14).
+//!
+//! Under the central profile (`CYBERSENSEI_SIM_PROFILE=central`) the server has no
+//! Range support: where the guide's server resumes (206), the real backend sends the
+//! whole file again (200) and the agent must start over; the same tests assert that.
 
 mod update_support;
 
-use cybersensei_sim::{ChecksumStyle, Fault, Sim, SimOptions};
+use cybersensei_sim::{ChecksumStyle, Fault, Profile, Sim, SimOptions};
 use std::path::PathBuf;
 use update_support::*;
 
@@ -60,6 +64,19 @@ fn cut_once(sim: &Sim, n: u64) {
     sim.push_fault(DL, Fault::Truncate { after_bytes: n });
 }
 
+/// How the server answered the last download, which asked to resume: the guide's
+/// server (started with Range support) sends the rest, 206; the central one has no
+/// Range support and sends the whole file, 200, which the agent takes from zero.
+fn assert_resume_answered(sim: &Sim) {
+    let last = sim.requests_to(DL).pop().expect("a download request");
+    assert!(last.header("range").is_some(), "the agent asked to resume");
+    let want = match sim.profile() {
+        Profile::Guide => 206,
+        Profile::Central => 200,
+    };
+    assert_eq!(last.status, want, "{:?}", sim.profile());
+}
+
 fn part(rig: &Rig) -> PathBuf {
     rig.state.join("update/download.part")
 }
@@ -95,6 +112,7 @@ fn truncated_download_resumes_with_range_in_the_same_run() {
     assert_eq!(ranges[0], None);
     let n = range_start(&ranges[1]).unwrap_or_else(|| panic!("{ranges:?}"));
     assert!(n > 0 && n <= 300_000, "{ranges:?}");
+    assert_resume_answered(&sim);
     assert_on_v2(&rig, &v2);
 }
 
@@ -119,6 +137,7 @@ fn truncated_download_then_next_update_resumes_with_range() {
     let ranges = sim.download_ranges();
     assert_eq!(ranges.len(), 1, "{ranges:?}");
     assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
+    assert_resume_answered(&sim);
     assert_on_v2(&rig, &v2);
 }
 
@@ -141,6 +160,7 @@ fn server_without_range_support_restarts_from_zero() {
         "{}",
         text(&o)
     );
+    assert_eq!(sim.requests_to(DL)[1].status, 200);
     assert_on_v2(&rig, &v2);
 }
 
@@ -165,6 +185,7 @@ fn kill_inside_download_then_restart_resumes() {
     let ranges = sim.download_ranges();
     assert_eq!(ranges.len(), 1, "{ranges:?}");
     assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
+    assert_resume_answered(&sim);
     assert_on_v2(&rig, &v2);
     assert_eq!(tree(&rig.slot("a")), expected_tree(&v1), "old slot intact");
 }
@@ -269,6 +290,9 @@ fn wrong_checksum_in_the_header_is_refused_after_a_resume() {
     assert_eq!(code(&o), 21, "{}", text(&o));
     assert!(text(&o).contains("checksum"), "{}", text(&o));
     assert_eq!(sim.download_ranges(), vec![Some(format!("bytes={kept}-"))]);
+    // Guide: the resumed rest fails the digest; central: the whole file sent again
+    // fails it (the override lies about it).
+    assert_resume_answered(&sim);
     assert_on_v1(&rig, &v1);
     assert_eq!(part_len(&rig), None, "the bad partial file is gone");
 
@@ -372,6 +396,7 @@ fn truncated_plain_http_body_is_resumed_not_refused() {
     let ranges = sim.download_ranges();
     assert_eq!(ranges.len(), 2, "{ranges:?}");
     assert!(range_start(&ranges[1]).is_some_and(|n| n > 0), "{ranges:?}");
+    assert_resume_answered(&sim);
     assert_eq!(rig.current().as_deref(), Some("slots/a"));
     assert_eq!(tree(&rig.slot("a")), expected_tree(&v2));
 }

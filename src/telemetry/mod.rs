@@ -1,10 +1,13 @@
-//! Telemetry (PROTOCOL.md §4): measure the box (`collect`), send (`send`), and keep
+//! Telemetry (docs/protocol.md §4): measure the box (`collect`), send (`send`), and keep
 //! what could not be sent in a bounded on-disk queue (`queue`).
 //!
-//! One cycle (`send_once`): measure; send the queued samples oldest first (at most
-//! `queue::FLUSH_BATCH`), stopping at the first failure; then send the fresh sample
-//! if the queue is empty, else append it to the queue so samples reach the backend
-//! in the order they were measured.
+//! One cycle (`send_cycle`): measure; send the queued samples oldest first (at most
+//! `max_flush`), stopping at the first failure; then send the fresh sample if the
+//! queue is empty, else append it to the queue so samples reach the backend in the
+//! order they were measured. A person's `telemetry --once` flushes up to
+//! `queue::FLUSH_BATCH`; the daemon flushes one per cycle and drains the rest with
+//! `drain`, one sample per gap, the gap adapted to the backend's throttler
+//! (`next_drain_gap`): the boxes of a site share one address and one budget.
 
 pub mod collect;
 pub mod queue;
@@ -40,6 +43,37 @@ pub fn no_tenant_error() -> Error {
          validate`); telemetry needs the tenantId the backend returns, so nothing was sent"
             .into(),
     )
+}
+
+/// The daemon's fastest pace when draining a backlog: one queued sample per gap.
+pub const DRAIN_GAP: Duration = Duration::from_secs(5);
+/// The gap a drain starts at (slow start: a site's boxes all come back together
+/// after an outage, and speed up only while the throttler has room).
+pub const DRAIN_START_GAP: Duration = Duration::from_secs(60);
+/// Its slowest pace (a site with many boxes behind one address).
+pub const MAX_DRAIN_GAP: Duration = Duration::from_secs(600);
+/// Queued samples the daemon sends in a regular cycle (the rest drain paced).
+pub const CYCLE_FLUSH: usize = 1;
+
+/// The next gap of the paced drain, adapted to what the backend's throttler says
+/// (`X-RateLimit-Remaining` of the last answer, shared by every box behind the
+/// address; a 429): the site's boxes together settle near three quarters of the
+/// throttler's budget, leaving the rest to fresh samples, without knowing how many
+/// they are. Slow down fast (x2 when less than an eighth is left or on a 429, x1.25
+/// under a quarter), speed up gently (-1/8) otherwise.
+pub fn next_drain_gap(
+    gap: Duration,
+    budget: Option<crate::transport::RateBudget>,
+    throttled: bool,
+) -> Duration {
+    let g = gap.as_secs_f64();
+    let g = match budget {
+        _ if throttled => g * 2.0,
+        Some(b) if b.remaining.saturating_mul(8) < b.limit => g * 2.0,
+        Some(b) if b.remaining.saturating_mul(4) < b.limit => g * 1.25,
+        _ => g * 7.0 / 8.0,
+    };
+    Duration::from_secs_f64(g.clamp(DRAIN_GAP.as_secs_f64(), MAX_DRAIN_GAP.as_secs_f64()))
 }
 
 /// How old the application's metrics file may be: two telemetry intervals.
@@ -103,8 +137,38 @@ struct Cycle {
     failure: Option<String>,
 }
 
-/// One cycle: flush the queue (oldest first), then send a fresh sample (queued on failure).
+/// One cycle as a person runs it: flush up to `queue::FLUSH_BATCH` queued samples
+/// (oldest first), then send a fresh sample (queued on failure).
 pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
+    send_cycle(ctx, collector, queue::FLUSH_BATCH)
+}
+
+/// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
+/// drain); stops at the first failure.
+pub fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
+    let state_dir = &ctx.cfg.state_dir;
+    let mut c = Cycle::default();
+    let q = match Queue::open(state_dir, ctx.cfg.telemetry.queue_max) {
+        Ok(q) => q,
+        Err(e) => {
+            c.failure = Some(e.to_string());
+            record(ctx, None, &c);
+            return Err(e);
+        }
+    };
+    let result = flush(ctx, &q, &mut c, max);
+    let queued = q.len().ok();
+    c.report.queued = queued.unwrap_or(0);
+    if let Err(e) = &result {
+        c.failure = Some(e.to_string());
+    }
+    record(ctx, queued, &c);
+    result.map(|()| c.report)
+}
+
+/// One cycle: flush up to `max_flush` queued samples (oldest first), then send a
+/// fresh sample (queued on failure, or when older samples still wait).
+pub fn send_cycle(ctx: &Ctx, collector: &mut Collector, max_flush: usize) -> Result<SendReport> {
     let state_dir = &ctx.cfg.state_dir;
     let Some(tenant) = crate::license::cached_tenant_id(state_dir) else {
         let e = no_tenant_error();
@@ -128,7 +192,7 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
             return Err(e);
         }
     };
-    let result = cycle(ctx, &mut q, fresh, &mut c);
+    let result = cycle(ctx, &mut q, fresh, &mut c, max_flush);
     let queued = q.len().ok();
     c.report.queued = queued.unwrap_or(0);
     if let Err(e) = &result {
@@ -138,8 +202,14 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
     result.map(|()| c.report)
 }
 
-fn cycle(ctx: &Ctx, q: &mut Queue, fresh: TelemetryPayload, c: &mut Cycle) -> Result<()> {
-    match flush(ctx, q, c) {
+fn cycle(
+    ctx: &Ctx,
+    q: &mut Queue,
+    fresh: TelemetryPayload,
+    c: &mut Cycle,
+    max_flush: usize,
+) -> Result<()> {
+    match flush(ctx, q, c, max_flush) {
         Ok(()) => {}
         Err(e) => {
             // Stopped (signal) or local I/O trouble: keep the fresh sample anyway.
@@ -169,9 +239,10 @@ fn cycle(ctx: &Ctx, q: &mut Queue, fresh: TelemetryPayload, c: &mut Cycle) -> Re
     Ok(())
 }
 
-/// Sends up to `FLUSH_BATCH` queued samples, oldest first, until the first failure.
-fn flush(ctx: &Ctx, q: &Queue, c: &mut Cycle) -> Result<()> {
-    for seq in q.oldest()? {
+/// Sends up to `max` (at most `FLUSH_BATCH`) queued samples, oldest first, until
+/// the first failure.
+fn flush(ctx: &Ctx, q: &Queue, c: &mut Cycle, max: usize) -> Result<()> {
+    for seq in q.oldest()?.into_iter().take(max) {
         let p = match q.read(seq) {
             Ok(p) => p,
             Err(why) => {
@@ -250,5 +321,30 @@ fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
     });
     if let Err(e) = r {
         log::warn!("telemetry: cannot update status.json: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::RateBudget;
+
+    fn b(remaining: u64) -> Option<RateBudget> {
+        Some(RateBudget {
+            remaining,
+            limit: 60,
+            reset: Some(60),
+        })
+    }
+
+    #[test]
+    fn the_drain_slows_down_fast_and_speeds_up_gently() {
+        let g = Duration::from_secs(40);
+        assert_eq!(next_drain_gap(g, b(50), false), Duration::from_secs(35));
+        assert_eq!(next_drain_gap(g, b(10), false), Duration::from_secs(50));
+        assert_eq!(next_drain_gap(g, b(3), false), Duration::from_secs(80));
+        assert_eq!(next_drain_gap(g, b(50), true), Duration::from_secs(80));
+        assert_eq!(next_drain_gap(DRAIN_GAP, None, false), DRAIN_GAP);
+        assert_eq!(next_drain_gap(MAX_DRAIN_GAP, b(0), false), MAX_DRAIN_GAP);
     }
 }

@@ -1,11 +1,11 @@
-//! `POST /telemetry` (PROTOCOL.md §4): any 2xx is success; the transport retries
+//! `POST /telemetry` (docs/protocol.md §4): any 2xx is success; the transport retries
 //! network errors, 5xx and 429; other answers are classified for the queue.
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::{ErrorBody, TelemetryPayload};
 
-/// The telemetry route (no `/api` prefix, as PROTOCOL.md says).
+/// The telemetry route (no `/api` prefix, as docs/protocol.md says).
 pub const PATH: &str = "/telemetry";
 
 /// What became of one sample.

@@ -1,11 +1,58 @@
-//! `GET /update/check?tenantId=&version=` (PROTOCOL.md §2) and what it promises
-//! about the package (size, digest).
+//! `GET /update/check?tenantId=&version=` (docs/protocol.md §2) in both dialects, what
+//! its errors mean, and what it promises about the package (size, digest, version),
+//! checked against the download's headers.
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::protocol::{ErrorBody, UpdateCheck};
+use crate::license::normalize;
+use crate::protocol::UpdateCheck;
 use crate::redact;
-use crate::transport::percent_encode;
+use crate::status::Status;
+use crate::transport::{percent_encode, Reply};
+use std::cmp::Ordering;
+
+/// The real backend's extra facts about an update, as `check-update` and status.json
+/// show them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details {
+    /// Lowest node version the latest update installs on.
+    pub required_node_version: Option<String>,
+    /// The update breaks compatibility.
+    pub breaking: bool,
+    /// The update fixes a security problem.
+    pub security_update: bool,
+    /// The backend's sentence (`Le node est à jour`, `... nécessite une version ...`).
+    pub message: Option<String>,
+    /// An update exists, but this node's version is below `required_node_version`.
+    pub node_too_old: bool,
+}
+
+impl Details {
+    /// The details of an answer for a node at `current`.
+    pub fn of(c: &UpdateCheck, current: &str) -> Details {
+        let node_too_old = !c.update_available
+            && c.required_node_version
+                .as_deref()
+                .is_some_and(|r| compare_versions(current, r) == Ordering::Less);
+        Details {
+            required_node_version: c.required_node_version.clone(),
+            breaking: c.breaking.unwrap_or(false),
+            security_update: c.security_update.unwrap_or(false),
+            message: c.message.clone(),
+            node_too_old,
+        }
+    }
+
+    /// Why a node too old gets no update, for people.
+    pub fn too_old_text(&self, current: &str, latest: Option<&str>) -> String {
+        format!(
+            "version {} exists but needs this node at version {} or later (it runs {current}); \
+             update the node first (install a newer base image or package by hand)",
+            latest.unwrap_or("?"),
+            self.required_node_version.as_deref().unwrap_or("?")
+        )
+    }
+}
 
 /// Asks the backend whether an update exists for `version`.
 pub fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
@@ -16,36 +63,156 @@ pub fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
     );
     let reply = ctx.transport.get(ctx.clock, &path)?;
     if reply.status != 200 {
-        let message = serde_json::from_slice::<ErrorBody>(&reply.body)
-            .ok()
-            .and_then(|b| b.message.map(|m| m.text()))
-            .unwrap_or_else(|| String::from_utf8_lossy(&reply.body).into_owned());
-        let message = redact::server_text(&message);
-        return Err(Error::Http {
-            status: reply.status,
-            message,
-        });
+        return Err(refusal(&reply));
     }
-    let mut c: UpdateCheck = serde_json::from_slice(&reply.body).map_err(|e| {
-        Error::Unreachable(format!(
-            "/update/check: answer is not the expected JSON: {e}"
-        ))
-    })?;
+    let mut c = parse(&reply.body)?;
     // Shown to the operator and kept in status.json: bounded, no escapes.
-    c.latest_version = c.latest_version.map(|v| redact::server_text(&v));
-    c.current_version = c.current_version.map(|v| redact::server_text(&v));
+    let text = |v: Option<String>| v.map(|v| redact::server_text(&v));
+    c.latest_version = text(c.latest_version);
+    c.current_version = text(c.current_version);
+    c.required_node_version = text(c.required_node_version);
+    c.message = text(c.message);
+    c.created_at = text(c.created_at);
     c.changelog = c.changelog.map(|t| redact::server_lines(&t));
     if c.update_available {
         match c.update_id.as_deref() {
             Some(id) if valid_id(id) => {}
             _ => {
-                return Err(Error::Unreachable(
-                    "/update/check: update available but no usable updateId".into(),
+                return Err(Error::protocol(
+                    "GET /update/check: update available but no usable updateId",
+                    None,
                 ))
             }
         }
+        // Both forms of the digest, when both are given, must name the same file.
+        expected_digest(&c)?;
     }
+    record(ctx, &c, version);
     Ok(c)
+}
+
+/// Decodes a 200 answer of either dialect.
+pub fn parse(body: &[u8]) -> Result<UpdateCheck> {
+    serde_json::from_slice(body).map_err(|e| {
+        Error::protocol(
+            "GET /update/check: the answer is not the update-check JSON",
+            Some(Box::new(e) as crate::error::Source),
+        )
+    })
+}
+
+/// What a non-200 answer of the check means (the real backend's messages, compared
+/// case- and accent-insensitively like the license's).
+pub fn refusal(reply: &Reply) -> Error {
+    let status = reply.status;
+    let Some(msg) = reply.error_message() else {
+        return Error::protocol(
+            format!("GET /update/check answered {status} without a backend error body"),
+            None,
+        );
+    };
+    let n = normalize(&msg);
+    let from_check = |m: &str| format!("{m} (answer of /update/check)");
+    match status {
+        404 if n.contains("tenant") => Error::LicenseRefused(from_check(&format!(
+            "{msg}: the backend does not know this box's tenant; validate the license again, then contact CyberSensei support"
+        ))),
+        400 if n.contains("inactif") || n.contains("inactive") => Error::TenantInactive(
+            from_check(&format!("{msg}: the tenant is disabled, contact CyberSensei support")),
+        ),
+        400 if n.contains("aucune licence active") || n.contains("no active license") => {
+            Error::LicenseRefused(from_check(&format!(
+                "{msg}: the tenant has no active license (revoked or replaced), contact CyberSensei support"
+            )))
+        }
+        400 if n.contains("expir") => Error::LicenseExpired(from_check(&format!(
+            "{msg}: contact CyberSensei to renew the license"
+        ))),
+        // A ValidationPipe refusal (`tenantId must be a UUID`, `version should not be
+        // empty`) or NestJS's 404 for a route it lacks: the request or the URL is
+        // wrong, not the network and not the license.
+        400 if n.contains("must be") || n.contains("should not be empty") => Error::protocol(
+            format!("GET /update/check was refused as malformed ({status}: {msg}); this agent and the backend disagree on the protocol"),
+            None,
+        ),
+        404 if n.starts_with("cannot get") => Error::protocol(
+            format!("the server has no /update/check route ({status}: {msg})"),
+            None,
+        ),
+        _ => Error::Http {
+            status,
+            message: format!("GET /update/check: {msg}"),
+        },
+    }
+}
+
+/// What a refused download means (`GET /update/download/{id}` answered `status`
+/// with `body`): withdrawn or gone updates are said as such.
+pub fn download_refusal(status: u16, url_path: &str, body: &[u8]) -> Error {
+    let reply = Reply {
+        status,
+        content_type: None,
+        body: body.to_vec(),
+    };
+    let msg = reply.error_message();
+    let n = msg.as_deref().map(normalize).unwrap_or_default();
+    let what = format!("GET {url_path}");
+    match (status, msg) {
+        (400, Some(m)) if n.contains("plus active") || n.contains("no longer active") => {
+            Error::Other(format!(
+                "{what}: {m}: the backend withdrew this update after announcing it; the next check will say what to install"
+            ))
+        }
+        (404, Some(m)) => Error::Other(format!(
+            "{what}: {m}: the update is no longer on the backend; the next check will say what to install"
+        )),
+        (_, Some(m)) => Error::Http {
+            status,
+            message: format!("{what}: {m}"),
+        },
+        (_, None) => Error::Http {
+            status,
+            message: what,
+        },
+    }
+}
+
+/// Keeps the real backend's extra facts in status.json (the rest is the update
+/// module's report).
+fn record(ctx: &Ctx, c: &UpdateCheck, version: &str) {
+    let d = Details::of(c, version);
+    let r = Status::modify(&ctx.cfg.state_dir, ctx.now(), |s| {
+        let u = &mut s.update;
+        u.required_node_version = d.required_node_version.clone();
+        u.breaking = d.breaking.then_some(true);
+        u.security_update = d.security_update.then_some(true);
+        u.message = d.message.clone();
+        u.node_too_old = d.node_too_old.then_some(true);
+    });
+    if let Err(e) = r {
+        log::warn!("status.json: {e}");
+    }
+    if d.node_too_old {
+        log::warn!(
+            "update: {}",
+            d.too_old_text(version, c.latest_version.as_deref())
+        );
+    }
+}
+
+/// Compares versions as the real backend does: the numeric `major.minor.patch`,
+/// pre-release tags ignored, missing or non-numeric parts as 0.
+pub fn compare_versions(a: &str, b: &str) -> Ordering {
+    let parts = |v: &str| -> [u64; 3] {
+        let core = v.trim().trim_start_matches('v');
+        let core = core.split(['-', '+']).next().unwrap_or("");
+        let mut out = [0; 3];
+        for (slot, p) in out.iter_mut().zip(core.split('.')) {
+            *slot = p.parse().unwrap_or(0);
+        }
+        out
+    };
+    parts(a).cmp(&parts(b))
 }
 
 /// An update id we are willing to put in a URL path and a file.
@@ -59,26 +226,75 @@ fn valid_id(id: &str) -> bool {
         && id != ".."
 }
 
-/// The SHA-256 the check body promises (`checksum: "sha256:<hex>"` or `sha256`),
-/// lowercase; a malformed value is an error rather than silently ignored.
+/// A digest in either form (`sha256:<hex>` or bare hex), lowercase; another
+/// algorithm or a malformed value is an error rather than silently ignored.
+fn digest_of(what: &str, s: &str) -> Result<String> {
+    let s = s.trim();
+    match s.split_once(':') {
+        Some((alg, hex)) if alg.eq_ignore_ascii_case("sha256") => parse_hex_digest(hex),
+        Some((alg, _)) => Err(Error::PackageRejected(format!(
+            "{what}: checksum algorithm {alg:?} not supported (sha256 only)"
+        ))),
+        None => parse_hex_digest(s),
+    }
+}
+
+/// The SHA-256 the check body promises (`checksum: "sha256:<hex>"` and/or `sha256`),
+/// lowercase. When both are given they must agree.
 pub fn expected_digest(c: &UpdateCheck) -> Result<Option<String>> {
-    let raw = match (&c.checksum, &c.sha256) {
-        (Some(s), _) => {
-            let s = s.trim();
-            match s.split_once(':') {
-                Some((alg, hex)) if alg.eq_ignore_ascii_case("sha256") => Some(hex.to_string()),
-                Some((alg, _)) => {
-                    return Err(Error::PackageRejected(format!(
-                        "checksum algorithm {alg:?} not supported (sha256 only)"
-                    )))
-                }
-                None => Some(s.to_string()),
+    let mut found: Option<String> = None;
+    for (what, v) in [("checksum", &c.checksum), ("sha256", &c.sha256)] {
+        let Some(v) = v else { continue };
+        let h = digest_of(what, v)?;
+        if let Some(f) = &found {
+            if *f != h {
+                return Err(Error::PackageRejected(format!(
+                    "the check's checksum {f} and sha256 {h} disagree"
+                )));
             }
         }
-        (None, Some(h)) => Some(h.trim().to_string()),
-        (None, None) => None,
-    };
-    raw.map(|h| parse_hex_digest(&h)).transpose()
+        found = Some(h);
+    }
+    Ok(found)
+}
+
+/// Checks a download's `X-Checksum` / `X-Checksum-SHA256` (each in either form) and
+/// `X-Update-Version` against each other and against the check's promises; returns
+/// the digest the headers name, if any.
+pub fn check_download_headers(
+    want_sha256: Option<&str>,
+    want_version: Option<&str>,
+    header: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>> {
+    let mut found: Option<(String, &str)> = None;
+    for name in ["X-Checksum", "X-Checksum-SHA256"] {
+        let Some(v) = header(name) else { continue };
+        let h = digest_of(name, &v)?;
+        if let Some((f, other)) = &found {
+            if *f != h {
+                return Err(Error::PackageRejected(format!(
+                    "{other} {f} and {name} {h} disagree"
+                )));
+            }
+        }
+        if let Some(w) = want_sha256 {
+            if w != h {
+                return Err(Error::PackageRejected(format!(
+                    "{name} {h} disagrees with the check's checksum {w}"
+                )));
+            }
+        }
+        found = Some((h, name));
+    }
+    if let (Some(v), Some(w)) = (header("X-Update-Version"), want_version) {
+        if v.trim() != w.trim() {
+            return Err(Error::PackageRejected(format!(
+                "the download is version {} but the check announced {w}",
+                redact::server_text(&v)
+            )));
+        }
+    }
+    Ok(found.map(|(h, _)| h))
 }
 
 /// Validates a SHA-256 hex digest, returning it lowercase.
@@ -88,7 +304,8 @@ pub fn parse_hex_digest(h: &str) -> Result<String> {
         Ok(h)
     } else {
         Err(Error::PackageRejected(format!(
-            "checksum {h:?} is not a SHA-256 hex digest"
+            "checksum {:?} is not a SHA-256 hex digest",
+            redact::server_text(&h)
         )))
     }
 }
@@ -100,13 +317,10 @@ mod tests {
     fn c(checksum: Option<&str>, sha: Option<&str>) -> UpdateCheck {
         UpdateCheck {
             update_available: true,
-            current_version: None,
-            latest_version: None,
             update_id: Some("x".into()),
-            changelog: None,
-            file_size: None,
             checksum: checksum.map(String::from),
             sha256: sha.map(String::from),
+            ..Default::default()
         }
     }
 
@@ -119,9 +333,92 @@ mod tests {
             want
         );
         assert_eq!(expected_digest(&c(None, Some(&h))).unwrap(), want);
+        assert_eq!(
+            expected_digest(&c(Some(&format!("sha256:{h}")), Some(&h))).unwrap(),
+            want
+        );
+        assert!(expected_digest(&c(Some(&format!("sha256:{h}")), Some(&"cd".repeat(32)))).is_err());
         assert_eq!(expected_digest(&c(None, None)).unwrap(), None);
         assert!(expected_digest(&c(Some("md5:abc"), None)).is_err());
         assert!(expected_digest(&c(None, Some("xyz"))).is_err());
+    }
+
+    #[test]
+    fn both_dialects_and_string_numbers() {
+        let real = br#"{"available":true,"updateId":"7c9e","currentVersion":"1.0.0",
+            "latestVersion":"1.2.0","changelog":"x","fileSize":"712",
+            "checksum":"sha256:abc","requiredNodeVersion":null,"breaking":false,
+            "securityUpdate":true,"createdAt":"2026-01-01T00:00:00.000Z"}"#;
+        let r = parse(real).unwrap();
+        assert!(r.update_available);
+        assert_eq!(r.file_size, Some(712));
+        assert_eq!(r.security_update, Some(true));
+        let guide = br#"{"updateAvailable":false,"currentVersion":"1.0.0"}"#;
+        assert!(!parse(guide).unwrap().update_available);
+        let e = parse(br#"{"currentVersion":"1.0.0"}"#).unwrap_err();
+        assert!(matches!(e, Error::Protocol { .. }), "{e}");
+        let e = parse(br#"{"available":true,"updateAvailable":false}"#).unwrap_err();
+        assert!(e.to_string().contains("disagree"), "{e}");
+        assert!(parse(br#"{"available":true,"fileSize":"-3"}"#).is_err());
+    }
+
+    #[test]
+    fn node_too_old() {
+        let body = br#"{"available":false,"message":"n\u00e9cessite","currentVersion":"0.0.0",
+            "latestVersion":"2.0.0","requiredNodeVersion":"1.0.0"}"#;
+        let d = Details::of(&parse(body).unwrap(), "0.0.0");
+        assert!(d.node_too_old);
+        let d = Details::of(&parse(body).unwrap(), "1.0.0");
+        assert!(!d.node_too_old);
+    }
+
+    #[test]
+    fn versions_compare_like_the_backend() {
+        assert_eq!(compare_versions("1.2.0", "1.10.0"), Ordering::Less);
+        assert_eq!(compare_versions("1.2.0-rc1", "1.2.0"), Ordering::Equal);
+        assert_eq!(compare_versions("2.0.0", "1.9.9"), Ordering::Greater);
+    }
+
+    #[test]
+    fn download_headers_must_agree() {
+        let a = "ab".repeat(32);
+        let b = "cd".repeat(32);
+        let hdr = |pairs: Vec<(&'static str, String)>| {
+            move |n: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                    .map(|(_, v)| v.clone())
+            }
+        };
+        let ok = check_download_headers(
+            Some(&a),
+            Some("1.2.0"),
+            hdr(vec![
+                ("X-Checksum", format!("sha256:{a}")),
+                ("X-Checksum-SHA256", a.clone()),
+                ("X-Update-Version", "1.2.0".into()),
+            ]),
+        );
+        assert_eq!(ok.unwrap(), Some(a.clone()));
+        let e = check_download_headers(
+            None,
+            None,
+            hdr(vec![
+                ("X-Checksum", format!("sha256:{a}")),
+                ("X-Checksum-SHA256", b.clone()),
+            ]),
+        );
+        assert!(e.is_err());
+        assert!(
+            check_download_headers(Some(&b), None, hdr(vec![("X-Checksum", a.clone())])).is_err()
+        );
+        let e = check_download_headers(
+            None,
+            Some("1.2.0"),
+            hdr(vec![("X-Update-Version", "1.3.0".into())]),
+        );
+        assert!(e.unwrap_err().to_string().contains("1.3.0"));
     }
 
     #[test]

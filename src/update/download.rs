@@ -1,11 +1,10 @@
-//! `GET /update/download/{updateId}` (PROTOCOL.md §3): streamed through one fixed
+//! `GET /update/download/{updateId}` (docs/protocol.md §3): streamed through one fixed
 //! buffer into `state_dir/update/download.part`, SHA-256 computed on the way,
 //! resumed with `Range` after an interruption, renamed to `package.zip` when whole.
 //!
 //! `download.json` says which update the partial file belongs to, so a resume never
 //! glues two different packages together.
 
-use super::check::parse_hex_digest;
 use super::journal;
 use super::verify::hex;
 use crate::context::Ctx;
@@ -129,7 +128,7 @@ pub fn check_space(state_dir: &Path, state_need: u64, root: &Path, root_need: u6
         return Ok(());
     };
     let short = |what: String, need: u64, avail: u64| {
-        Error::NoSpace(format!(
+        Error::no_space(format!(
             "{what}: {} MiB needed, {} MiB free",
             need.div_ceil(1 << 20),
             avail / (1 << 20)
@@ -346,25 +345,24 @@ fn attempt(
             return Ok(None);
         }
         s => {
-            let e = Error::Http {
-                status: s,
-                message: format!("GET {url_path}"),
-            };
+            // The backend's reason (`Cette mise à jour n'est plus active`), bounded.
+            let mut body = Vec::new();
+            let _ = resp.into_reader().take(16 * 1024).read_to_end(&mut body);
+            let e = super::check::download_refusal(s, url_path, &body);
             return Err(Failure::Fatal(e));
         }
     }
-    if let Some(h) = resp.header("x-checksum-sha256") {
-        let h = h.strip_prefix("sha256:").unwrap_or(&h);
-        let h = parse_hex_digest(h)?;
-        if let Some(w) = &want.sha256 {
-            if *w != h {
-                return Err(reject_and_discard(
-                    dir,
-                    format!("X-Checksum-SHA256 {h} disagrees with the check's checksum {w}"),
-                ));
-            }
-        }
-        *header_digest = Some(h);
+    // X-Checksum (the real backend), X-Checksum-SHA256, X-Update-Version: checked
+    // against each other and the check before a byte is written.
+    match super::check::check_download_headers(
+        want.sha256.as_deref(),
+        want.version.as_deref(),
+        |name| resp.header(name),
+    ) {
+        Ok(Some(h)) => *header_digest = Some(h),
+        Ok(None) => {}
+        Err(Error::PackageRejected(m)) => return Err(reject_and_discard(dir, m)),
+        Err(e) => return Err(Failure::Fatal(e)),
     }
     if let Some(len) = resp
         .header("content-length")
@@ -405,13 +403,8 @@ fn attempt(
                 },
             ));
         }
-        file.write_all(&buf[..k]).map_err(|e| {
-            if e.raw_os_error() == Some(libc::ENOSPC) {
-                Error::NoSpace(format!("writing {}: {e}", part.display()))
-            } else {
-                Error::io(format!("writing {}", part.display()), e)
-            }
-        })?;
+        file.write_all(&buf[..k])
+            .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
         hasher.update(&buf[..k]);
         have += k as u64;
         if have - queued >= WRITEBACK_EVERY {

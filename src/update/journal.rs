@@ -85,7 +85,7 @@ pub fn load(dir: &Path) -> Result<Option<Journal>> {
     match fsutil::read_bounded(&p, MAX_JOURNAL) {
         Ok(data) => serde_json::from_slice(&data)
             .map(Some)
-            .map_err(|e| Error::Io(format!("{}: unreadable journal: {e}", p.display()))),
+            .map_err(|e| Error::Other(format!("{}: unreadable journal: {e}", p.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
     }

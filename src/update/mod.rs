@@ -1,4 +1,4 @@
-//! A/B updates (PROTOCOL.md §2–3, INTERFACE.md "Files on disk"): check, download,
+//! A/B updates (docs/protocol.md §2–3, README "Files on disk"): check, download,
 //! verify, stage into the inactive slot, switch, health-check, commit or roll back,
 //! and recovery of an update a crash interrupted. Design: docs/updates.md.
 //!
@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod download;
+pub mod factory;
 pub mod journal;
 pub mod slots;
 pub mod verify;
@@ -42,6 +43,8 @@ pub struct CheckReport {
     pub update_id: Option<String>,
     pub changelog: Option<String>,
     pub file_size: Option<u64>,
+    /// The real backend's extra facts (required node version, flags, message).
+    pub details: check::Details,
 }
 
 /// What an install did.
@@ -67,7 +70,8 @@ fn dir(cfg: &Config) -> PathBuf {
     cfg.state_dir.join("update")
 }
 
-/// The active slot ("a"/"b", None on a fresh box) and its installed version ("0.0.0" if none).
+/// The active slot ("a"/"b", None on a fresh box) and its installed version (on a
+/// fresh box, the factory version: `factory`).
 pub fn active(cfg: &Config) -> (Option<String>, String) {
     let l = Layout::new(&cfg.install.root);
     match l.active() {
@@ -75,7 +79,7 @@ pub fn active(cfg: &Config) -> (Option<String>, String) {
             let v = l.version(&s);
             (Some(s), v)
         }
-        None => (None, "0.0.0".into()),
+        None => (None, factory::version(&cfg.install.root)),
     }
 }
 
@@ -234,6 +238,7 @@ fn check_inner(ctx: &Ctx) -> Result<(CheckReport, crate::protocol::UpdateCheck)>
             return Err(e);
         }
     };
+    let details = check::Details::of(&c, &version);
     let r = CheckReport {
         available: c.update_available,
         current_version: version,
@@ -241,6 +246,7 @@ fn check_inner(ctx: &Ctx) -> Result<(CheckReport, crate::protocol::UpdateCheck)>
         update_id: c.update_id.clone(),
         changelog: c.changelog.clone(),
         file_size: c.file_size,
+        details,
     };
     let now = crate::clock::iso8601(ctx.now());
     let rr = r.clone();
@@ -280,6 +286,13 @@ fn tenant(ctx: &Ctx) -> Result<String> {
 /// Check, download, verify and install now.
 pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
     let (r, c) = check_inner(ctx)?;
+    if r.details.node_too_old {
+        return Err(Error::Other(format!(
+            "no update installed: {}",
+            r.details
+                .too_old_text(&r.current_version, r.latest_version.as_deref())
+        )));
+    }
     if !r.available {
         let (slot, version) = active(&ctx.cfg);
         return Ok(UpdateReport {

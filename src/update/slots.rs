@@ -298,11 +298,7 @@ fn mkdirs(p: &Path) -> Result<()> {
 }
 
 fn io_err(p: &Path, what: &str, e: std::io::Error) -> Error {
-    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
-        Error::NoSpace(format!("{what} {}: {e}", p.display()))
-    } else {
-        Error::io(format!("{what} {}", p.display()), e)
-    }
+    Error::io(format!("{what} {}", p.display()), e)
 }
 
 /// Makes the whole extracted tree durable: one syncfs(2) of the slot's filesystem

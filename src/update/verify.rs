@@ -12,7 +12,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use zip::{CompressionMethod, ZipArchive};
 
-/// Manifest at the package root (extension of PROTOCOL.md §3).
+/// Manifest at the package root (extension of docs/protocol.md §3).
 pub const MANIFEST: &str = "manifest.json";
 /// Detached signature of the manifest's exact bytes.
 pub const SIGNATURE: &str = "manifest.sig";

@@ -69,10 +69,18 @@ pub fn app(version: &str) -> Vec<E> {
         E::Dir("bin/".into()),
         E::File("bin/run".into(), b"#!/bin/sh\nexit 0\n".to_vec(), 0o755),
         file("VERSION", format!("{version}\n").as_bytes()),
+        // What the real backend requires at a package's root (docs/protocol.md).
+        file("version.json", &version_json(version)),
         file("app/config.txt", format!("app {version}\n").as_bytes()),
         E::Deflated("app/data.txt".into(), version.repeat(5000).into_bytes()),
         E::Link("app/current-config".into(), "config.txt".into()),
     ]
+}
+
+/// `version.json` for `version`, as the real backend's upload requires it; no
+/// minimum node version, so that any test box may install it.
+pub fn version_json(version: &str) -> Vec<u8> {
+    cybersensei_sim::version_json(version, "- tests", "0.0.0").into_bytes()
 }
 
 /// A fresh Ed25519 key pair and its public key in base64.

@@ -1,8 +1,13 @@
 //! Development-only simulator of the CyberSensei central backend
-//! (`/work/shared/PROTOCOL.md`): a small synchronous HTTP/1.1 server, plain or
+//! (docs/protocol.md): a small synchronous HTTP/1.1 server, plain or
 //! HTTPS with a throwaway CA generated at start, with scriptable faults and a
 //! record of every request. Never shipped; used by the agent's integration tests
 //! (in-process) and by the demo / qemu scripts (the `cybersensei-sim` binary).
+//!
+//! Two profiles ([`Profile`]): `guide`, the integration guide's backend, and
+//! `central`, the real backend's code (sidi30/CyberSensei `platform/api`, modelled in
+//! `central.rs` and `throttle.rs` with file:line references). [`SimOptions::default`]
+//! takes it from `CYBERSENSEI_SIM_PROFILE`, so a whole test suite switches at once.
 //!
 //! ```no_run
 //! use cybersensei_sim::{Fault, LicenseOutcome, Sim, SimOptions};
@@ -23,7 +28,8 @@
 //! // dropping `sim` stops the server (hanging connections are released quickly)
 //! ```
 //!
-//! Routes (exact paths, strict): `GET /api/license/validate?key=`,
+//! Routes (exact paths, strict; the guide profile's answers below, the central
+//! profile's in docs/protocol.md): `GET /api/license/validate?key=`,
 //! `GET /update/check?tenantId=&version=`, `GET /update/download/{id}`,
 //! `POST /telemetry`; anything else is a NestJS-style 404.
 //!
@@ -36,10 +42,14 @@
 //! Every request is recorded *before* its response is written, so once a client has
 //! an answer (or a timeout) the record is there.
 
+mod central;
 mod http;
+mod throttle;
 mod tls;
 
-pub use http::{iso_now, parse_query, percent_decode};
+pub use central::{compare_versions, parse_iso_ms, telemetry_errors};
+pub use http::{iso_now, iso_time, parse_query, percent_decode};
+pub use throttle::{system_ms, ManualClock, SimClock, Throttler, Verdict};
 
 use http::{Body, Conn, Delivery, RawRequest, ReadError, Response};
 use serde_json::{json, Value};
@@ -61,6 +71,51 @@ pub const DEFAULT_EXPIRES_AT: &str = "2099-12-31T23:59:59.000Z";
 
 /// Telemetry bodies larger than this are answered 413.
 pub const MAX_TELEMETRY_BODY: usize = 1024 * 1024;
+
+/// Which backend the simulator behaves as (docs/protocol.md has the differences).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// The French integration guide (`updateAvailable`, Range resume, static usage
+    /// counter, no rate limit).
+    #[default]
+    Guide,
+    /// The real backend's code (sidi30/CyberSensei `platform/api`): `available`,
+    /// `fileSize` as a string, no Range, counted validations, ValidationPipe on
+    /// telemetry, 60 requests/min per client address and route.
+    Central,
+}
+
+/// The variable that picks the default profile of [`SimOptions::default`].
+pub const PROFILE_ENV: &str = "CYBERSENSEI_SIM_PROFILE";
+
+impl Profile {
+    /// `guide` or `central` (case-insensitive).
+    pub fn parse(s: &str) -> Option<Profile> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "guide" => Some(Profile::Guide),
+            "central" => Some(Profile::Central),
+            _ => None,
+        }
+    }
+
+    /// From `CYBERSENSEI_SIM_PROFILE` (unset or empty: guide). Panics on another
+    /// value, so that a typo never runs a suite against the wrong backend silently.
+    pub fn from_env() -> Profile {
+        match std::env::var(PROFILE_ENV) {
+            Ok(v) if !v.trim().is_empty() => Profile::parse(&v)
+                .unwrap_or_else(|| panic!("{PROFILE_ENV}={v:?}: expected guide or central")),
+            _ => Profile::Guide,
+        }
+    }
+
+    /// The profile's name as the CLI spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Guide => "guide",
+            Profile::Central => "central",
+        }
+    }
+}
 
 /// Which certificate the HTTPS server presents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -111,6 +166,10 @@ pub struct SimOptions {
     pub extra_sans: Vec<String>,
     /// Log one line per request on stderr.
     pub log_requests: bool,
+    /// Which backend to behave as; default from `CYBERSENSEI_SIM_PROFILE`.
+    pub profile: Profile,
+    /// Time of the throttler, license expiry and stamps (default: the system clock).
+    pub clock: SimClock,
 }
 
 impl Default for SimOptions {
@@ -126,6 +185,8 @@ impl Default for SimOptions {
             packages_dir: None,
             extra_sans: Vec::new(),
             log_requests: false,
+            profile: Profile::from_env(),
+            clock: SimClock::Real,
         }
     }
 }
@@ -145,6 +206,8 @@ pub enum LicenseOutcome {
     Expired,
     /// 400 `Tenant inactif`
     Inactive,
+    /// 400 `Licence révoquée` (status REVOKED)
+    Revoked,
     /// 404 `Clé de licence invalide` (also what unknown keys get)
     Invalid,
     /// 200 `{"valid": false}`
@@ -252,12 +315,56 @@ impl Request {
 struct Package {
     bytes: Arc<Vec<u8>>,
     sha256: String,
+    /// The version the package declares (central: `X-Update-Version`).
+    version: Option<String>,
+}
+
+impl Package {
+    fn new(bytes: Vec<u8>, version: Option<String>) -> Package {
+        let sha256 = sha256_hex(&bytes);
+        Package {
+            bytes: Arc::new(bytes),
+            sha256,
+            version,
+        }
+    }
+    /// Name in `Content-Disposition` (the backend's generator: `cybersensei-update-<v>.zip`).
+    fn filename(&self, id: &str) -> String {
+        match &self.version {
+            Some(v) => format!("cybersensei-update-{v}.zip"),
+            None => format!("update-{id}.zip"),
+        }
+    }
 }
 
 struct Published {
     version: String,
     id: String,
     changelog: String,
+    meta: central::UpdateMeta,
+}
+
+/// What the simulator counted since it started (see [`Sim::counters`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Requests answered, by route (`/api/license/validate`, `/update/check`,
+    /// `/update/download`, `/telemetry`, `other`).
+    pub requests: std::collections::BTreeMap<String, u64>,
+    /// 429 answers, by route (the throttler's and injected ones).
+    pub throttled: std::collections::BTreeMap<String, u64>,
+    /// Successful validations (central: each one incremented a `usageCount`).
+    pub validations: u64,
+}
+
+impl Counters {
+    /// All 429 answers.
+    pub fn throttled_total(&self) -> u64 {
+        self.throttled.values().sum()
+    }
+    /// All requests.
+    pub fn requests_total(&self) -> u64 {
+        self.requests.values().sum()
+    }
 }
 
 struct State {
@@ -272,6 +379,15 @@ struct State {
     sticky: Vec<(String, Fault)>,
     requests: Vec<Request>,
     telemetry: Vec<Value>,
+    /// Ingestion time of each `telemetry` entry (ISO-8601, the simulator's clock).
+    telemetry_at: Vec<String>,
+    /// Normalised ids of disabled tenants.
+    inactive_tenants: HashSet<String>,
+    /// Ids of deactivated updates.
+    inactive_updates: HashSet<String>,
+    throttler: Throttler,
+    validations: u64,
+    counters: Counters,
 }
 
 struct Shared {
@@ -288,11 +404,17 @@ struct Shared {
     log_requests: bool,
     handshake_failures: AtomicUsize,
     connections: AtomicUsize,
+    profile: Profile,
+    clock: Mutex<SimClock>,
 }
 
 impl Shared {
     fn st(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn now_ms(&self) -> u64 {
+        let c = self.clock.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        c.now_ms()
     }
     fn stopping(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
@@ -343,6 +465,19 @@ fn version_key(v: &str) -> Vec<u64> {
         .collect()
 }
 
+/// A `version.json` as the real backend requires at a package's root
+/// (update.controller.ts:55-77): for tests and scripts building packages.
+pub fn version_json(version: &str, changelog: &str, required_node_version: &str) -> String {
+    json!({
+        "version": version,
+        "changelog": changelog,
+        "requiredNodeVersion": required_node_version,
+        "breaking": false,
+        "securityUpdate": false,
+    })
+    .to_string()
+}
+
 fn nest_error(status: u16, message: Value) -> Response {
     Response::json_fields(
         status,
@@ -378,6 +513,12 @@ impl Sim {
                 sticky: Vec::new(),
                 requests: Vec::new(),
                 telemetry: Vec::new(),
+                telemetry_at: Vec::new(),
+                inactive_tenants: HashSet::new(),
+                inactive_updates: HashSet::new(),
+                throttler: Throttler::default(),
+                validations: 0,
+                counters: Counters::default(),
             }),
             down: AtomicBool::new(false),
             shutdown: AtomicBool::new(false),
@@ -391,6 +532,8 @@ impl Sim {
             log_requests: opts.log_requests,
             handshake_failures: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            profile: opts.profile,
+            clock: Mutex::new(opts.clock.clone()),
         });
         let sh = shared.clone();
         let accept = thread::Builder::new()
@@ -483,29 +626,148 @@ impl Sim {
         self.shared.st().tenants.insert(tenant_id.to_string());
     }
 
-    /// Registers a package downloadable at `/update/download/{id}` without announcing it.
+    /// Registers a package downloadable at `/update/download/{id}` without announcing it
+    /// (central: its `version.json`, when readable, gives `X-Update-Version`).
     pub fn add_package(&self, id: &str, zip: Vec<u8>) {
-        let sha256 = sha256_hex(&zip);
-        self.shared.st().packages.insert(
-            id.to_string(),
-            Arc::new(Package {
-                bytes: Arc::new(zip),
-                sha256,
-            }),
-        );
+        let version = match self.shared.profile {
+            Profile::Central => central::read_version_json(&zip).ok().map(|v| v.0),
+            Profile::Guide => None,
+        };
+        self.shared
+            .st()
+            .packages
+            .insert(id.to_string(), Arc::new(Package::new(zip, version)));
     }
 
-    /// Announces `version` (to clients whose version differs) and serves `zip` at
-    /// `/update/download/{id}`; returns the id (UUID-shaped, derived from the content).
+    /// Announces `version` and serves `zip` at `/update/download/{id}`; returns the id
+    /// (UUID-shaped, derived from the content). Guide: announced to clients whose
+    /// version differs. Central: the upload's rules (update.service.ts:51-107): the ZIP
+    /// must hold a valid `version.json` (see [`version_json`]) declaring `version`;
+    /// its `changelog`, `requiredNodeVersion`, `breaking`, `securityUpdate` are what
+    /// `/update/check` announces (the `changelog` argument is then unused), and only
+    /// to clients with an older version. Panics when the backend would refuse the
+    /// upload (a test's mistake); [`Sim::try_publish_update`] returns the refusal.
     pub fn publish_update(&self, version: &str, zip: Vec<u8>, changelog: &str) -> String {
+        self.try_publish_update(version, zip, changelog)
+            .unwrap_or_else(|e| panic!("the central backend refuses this package: {e}"))
+    }
+
+    /// [`Sim::publish_update`], with the backend's refusal (in French) as the error.
+    pub fn try_publish_update(
+        &self,
+        version: &str,
+        zip: Vec<u8>,
+        changelog: &str,
+    ) -> Result<String, String> {
+        let (changelog, meta) = match self.shared.profile {
+            Profile::Guide => (changelog.to_string(), central::UpdateMeta::default()),
+            Profile::Central => {
+                let (v, c, mut meta) = central::read_version_json(&zip)?;
+                if v != version {
+                    return Err(format!(
+                        "version.json declares {v}, the test publishes {version}"
+                    ));
+                }
+                meta.created_at =
+                    iso_time(std::time::UNIX_EPOCH + Duration::from_millis(self.shared.now_ms()));
+                (c, meta)
+            }
+        };
         let id = derive_update_id(version, &zip);
-        self.add_package(&id, zip);
+        self.shared.st().packages.insert(
+            id.clone(),
+            Arc::new(Package::new(zip, Some(version.to_string()))),
+        );
         self.shared.st().update = Some(Published {
             version: version.to_string(),
             id: id.clone(),
-            changelog: changelog.to_string(),
+            changelog,
+            meta,
         });
-        id
+        Ok(id)
+    }
+
+    /// The profile this simulator runs.
+    pub fn profile(&self) -> Profile {
+        self.shared.profile
+    }
+
+    /// Disables (false) or re-enables a tenant: central answers 400 `Tenant inactif`
+    /// to its validations, checks and telemetry.
+    pub fn set_tenant_active(&self, tenant_id: &str, active: bool) {
+        let n = central::uuid_norm(tenant_id);
+        let mut st = self.shared.st();
+        if active {
+            st.inactive_tenants.remove(&n);
+        } else {
+            st.inactive_tenants.insert(n);
+        }
+    }
+
+    /// Deactivates (false) an update: central stops announcing it and answers its
+    /// download 400 `Cette mise à jour n'est plus active`.
+    pub fn set_update_active(&self, update_id: &str, active: bool) {
+        let mut st = self.shared.st();
+        if active {
+            st.inactive_updates.remove(update_id);
+        } else {
+            st.inactive_updates.insert(update_id.to_string());
+        }
+    }
+
+    /// `(usageCount, maxUsageCount)` of a valid license (central counts every success).
+    pub fn license_usage(&self, key: &str) -> Option<(u64, u64)> {
+        match self.shared.st().licenses.get(key) {
+            Some(LicenseOutcome::Valid {
+                usage_count,
+                max_usage_count,
+                ..
+            }) => Some((*usage_count, *max_usage_count)),
+            _ => None,
+        }
+    }
+
+    /// Requests, 429s and successful validations so far.
+    pub fn counters(&self) -> Counters {
+        let st = self.shared.st();
+        let mut c = st.counters.clone();
+        c.validations = st.validations;
+        c
+    }
+
+    /// Replaces the clock (e.g. a [`ManualClock`] for an accelerated fleet).
+    pub fn set_clock(&self, clock: SimClock) {
+        *self.shared.clock.lock().unwrap_or_else(|e| e.into_inner()) = clock;
+    }
+
+    /// Sets the simulator's time (ms since the epoch), switching to a manual clock if
+    /// it ran on another: for tests whose agent runs on a fake clock.
+    pub fn set_now_ms(&self, ms: u64) {
+        let mut c = self.shared.clock.lock().unwrap_or_else(|e| e.into_inner());
+        match &*c {
+            SimClock::Manual(m) => m.set_ms(ms),
+            _ => {
+                let m = ManualClock::new(std::time::UNIX_EPOCH);
+                m.set_ms(ms);
+                *c = SimClock::Manual(m);
+            }
+        }
+    }
+
+    /// The simulator's time, ms since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.shared.now_ms()
+    }
+
+    /// Central rate limit: `limit` requests per `window` per client and route (the
+    /// real one: 60 per minute); forgets the current counts.
+    pub fn set_rate_limit(&self, limit: u32, window: Duration) {
+        self.shared.st().throttler = Throttler::new(limit, window.as_millis() as u64);
+    }
+
+    /// Ingestion time (ISO-8601) of each accepted telemetry body, as [`Sim::telemetry`].
+    pub fn telemetry_received_at(&self) -> Vec<String> {
+        self.shared.st().telemetry_at.clone()
     }
 
     /// No update announced any more (packages stay downloadable).
@@ -627,7 +889,9 @@ impl Sim {
     }
 
     pub fn clear_telemetry(&self) {
-        self.shared.st().telemetry.clear();
+        let mut st = self.shared.st();
+        st.telemetry.clear();
+        st.telemetry_at.clear();
     }
 
     /// TLS handshakes that failed (e.g. the client rejected the certificate).
@@ -700,6 +964,11 @@ enum Action {
 }
 
 fn serve_conn(sh: Arc<Shared>, tcp: TcpStream) {
+    // The throttler's tracker: Express' `req.ip` without `trust proxy`.
+    let peer = tcp
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
     let _ = tcp.set_nodelay(true);
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(30)));
     let _ = tcp.set_write_timeout(Some(Duration::from_secs(30)));
@@ -735,8 +1004,8 @@ fn serve_conn(sh: Arc<Shared>, tcp: TcpStream) {
     let path = req.target.split('?').next().unwrap_or("").to_string();
     let fault = take_fault(&sh, &path);
     let action = match &fault {
-        None => Action::Send(route(&sh, &req), Delivery::Normal),
-        Some(f) => fault_action(&sh, &req, f.clone()),
+        None => Action::Send(route(&sh, &req, &peer), Delivery::Normal),
+        Some(f) => fault_action(&sh, &req, &peer, f.clone()),
     };
     let status = match &action {
         Action::Send(r, _) => r.status,
@@ -788,7 +1057,7 @@ fn take_fault(sh: &Shared, path: &str) -> Option<Fault> {
         .map(|(_, f)| f.clone())
 }
 
-fn fault_action(sh: &Shared, req: &RawRequest, f: Fault) -> Action {
+fn fault_action(sh: &Shared, req: &RawRequest, peer: &str, f: Fault) -> Action {
     match f {
         Fault::Status(code, body) => Action::Send(
             Response::new(code, "application/json; charset=utf-8", body.into_bytes()),
@@ -801,15 +1070,16 @@ fn fault_action(sh: &Shared, req: &RawRequest, f: Fault) -> Action {
         ),
         Fault::Hang => Action::Hang,
         Fault::SlowBody { chunk, delay_ms } => Action::Send(
-            route(sh, req),
+            route(sh, req, peer),
             Delivery::Slow {
                 chunk: chunk.max(1),
                 delay_ms,
             },
         ),
-        Fault::Truncate { after_bytes } => {
-            Action::Send(route(sh, req), Delivery::Truncate { after: after_bytes })
-        }
+        Fault::Truncate { after_bytes } => Action::Send(
+            route(sh, req, peer),
+            Delivery::Truncate { after: after_bytes },
+        ),
         Fault::Oversized {
             bytes,
             content_length,
@@ -879,6 +1149,14 @@ fn record(sh: &Shared, req: &RawRequest, status: u16, fault: Option<&Fault>) {
                 .unwrap_or_default()
         );
     }
+    {
+        let route = central::route_of(&req.method, &path).unwrap_or("other");
+        let mut st = sh.st();
+        *st.counters.requests.entry(route.to_string()).or_default() += 1;
+        if status == 429 {
+            *st.counters.throttled.entry(route.to_string()).or_default() += 1;
+        }
+    }
     let r = Request {
         method: req.method.clone(),
         params: http::parse_query(&query),
@@ -896,7 +1174,10 @@ fn record(sh: &Shared, req: &RawRequest, status: u16, fault: Option<&Fault>) {
 
 // ---------------------------------------------------------------- routes
 
-fn route(sh: &Shared, req: &RawRequest) -> Response {
+fn route(sh: &Shared, req: &RawRequest, peer: &str) -> Response {
+    if sh.profile == Profile::Central {
+        return central::route(sh, req, peer);
+    }
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
     let params = http::parse_query(query);
     let param = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
@@ -926,7 +1207,16 @@ fn license(sh: &Shared, key: Option<&str>) -> Response {
         }
     };
     let outcome = sh.st().licenses.get(key).cloned();
-    match outcome.unwrap_or(LicenseOutcome::Invalid) {
+    let outcome = outcome.unwrap_or(LicenseOutcome::Invalid);
+    if matches!(outcome, LicenseOutcome::Valid { .. }) {
+        sh.st().validations += 1;
+    }
+    guide_license_answer(outcome)
+}
+
+/// The guide profile's answer for an outcome (the central one shares its knobs).
+fn guide_license_answer(outcome: LicenseOutcome) -> Response {
+    match outcome {
         LicenseOutcome::Valid {
             tenant_id,
             tenant_name,
@@ -948,6 +1238,7 @@ fn license(sh: &Shared, key: Option<&str>) -> Response {
         LicenseOutcome::ExpiredMessageArray => nest_error(400, json!(["Licence expirée"])),
         LicenseOutcome::ExpiredUpperUnaccented => nest_error(400, json!("LICENCE EXPIREE")),
         LicenseOutcome::Inactive => nest_error(400, json!("Tenant inactif")),
+        LicenseOutcome::Revoked => nest_error(400, json!("Licence révoquée")),
         LicenseOutcome::Invalid => nest_error(404, json!("Clé de licence invalide")),
         LicenseOutcome::ValidFalse => Response::json(200, &json!({"valid": false})),
         LicenseOutcome::Custom { status, body } => {
@@ -978,19 +1269,34 @@ fn scan_packages_dir(sh: &Shared) {
         return;
     };
     let id = derive_update_id(&version, &zip);
-    let sha256 = sha256_hex(&zip);
+    let (changelog, meta) = match sh.profile {
+        Profile::Guide => (String::new(), central::UpdateMeta::default()),
+        Profile::Central => match central::read_version_json(&zip) {
+            Ok((v, c, mut meta)) if v == version => {
+                meta.created_at =
+                    iso_time(std::time::UNIX_EPOCH + Duration::from_millis(sh.now_ms()));
+                (c, meta)
+            }
+            Ok((v, _, _)) => {
+                eprintln!("cybersensei-sim: {}: version.json says {v}", path.display());
+                return;
+            }
+            Err(e) => {
+                eprintln!("cybersensei-sim: {}: refused: {e}", path.display());
+                return;
+            }
+        },
+    };
     let mut st = sh.st();
     st.packages.insert(
         id.clone(),
-        Arc::new(Package {
-            bytes: Arc::new(zip),
-            sha256,
-        }),
+        Arc::new(Package::new(zip, Some(version.clone()))),
     );
     st.update = Some(Published {
         version,
         id,
-        changelog: String::new(),
+        changelog,
+        meta,
     });
 }
 
@@ -1076,11 +1382,7 @@ fn find_package(sh: &Shared, id: &str) -> Option<Arc<Package>> {
     }
     for name in [id.to_string(), format!("{id}.zip")] {
         if let Ok(bytes) = std::fs::read(dir.join(&name)) {
-            let sha256 = sha256_hex(&bytes);
-            return Some(Arc::new(Package {
-                bytes: Arc::new(bytes),
-                sha256,
-            }));
+            return Some(Arc::new(Package::new(bytes, None)));
         }
     }
     None
@@ -1225,6 +1527,20 @@ fn telemetry(sh: &Shared, req: &RawRequest) -> Response {
     if !errors.is_empty() {
         return nest_error(400, json!(errors));
     }
+    let stamp = http::iso_now();
+    store_telemetry(sh, v, &stamp);
+    Response::json_fields(
+        201,
+        &[
+            ("success", json!(true)),
+            ("message", json!("Télémétrie enregistrée avec succès")),
+            ("timestamp", json!(stamp)),
+        ],
+    )
+}
+
+/// Records an accepted telemetry body (and appends it to the log file, if any).
+fn store_telemetry(sh: &Shared, v: Value, stamp: &str) {
     if let Some(path) = &sh.telemetry_log {
         let _g = sh.log_lock.lock().unwrap_or_else(|e| e.into_inner());
         let line = format!("{}\n", serde_json::to_string(&v).unwrap_or_default());
@@ -1237,15 +1553,9 @@ fn telemetry(sh: &Shared, req: &RawRequest) -> Response {
             eprintln!("cybersensei-sim: telemetry log {}: {e}", path.display());
         }
     }
-    sh.st().telemetry.push(v);
-    Response::json_fields(
-        201,
-        &[
-            ("success", json!(true)),
-            ("message", json!("Télémétrie enregistrée avec succès")),
-            ("timestamp", json!(http::iso_now())),
-        ],
-    )
+    let mut st = sh.st();
+    st.telemetry.push(v);
+    st.telemetry_at.push(stamp.to_string());
 }
 
 // ---------------------------------------------------------------- delivery

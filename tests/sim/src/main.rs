@@ -11,6 +11,9 @@ use std::time::Duration;
 
 const USAGE: &str = "\
 usage: cybersensei-sim [options]
+  --profile P                guide | central (default: $CYBERSENSEI_SIM_PROFILE, else
+                             guide); central = the real backend (docs/protocol.md)
+  --rate-limit N/SECONDS     central throttler (default 60/60, the real one)
   --tls                      serve HTTPS with a throwaway CA (see --ca-out)
   --tls-variant V            good | wrong-host | expired | untrusted-ca
   --san NAME                 extra SAN for the server certificate (repeatable)
@@ -21,15 +24,17 @@ usage: cybersensei-sim [options]
                              --update, announce the highest DIR/<version>.zip
   --telemetry-log FILE       append each accepted telemetry body as a JSON line
   --license KEY[=OUTCOME]    OUTCOME: valid (default) | expired | inactive | invalid |
-                             validfalse | expired-array | expired-upper
+                             revoked | validfalse | expired-array | expired-upper
                              (split at the last '='; keys may contain '=')
   --license-key KEY          KEY (taken whole) is valid
   --tenant-id ID             tenant of valid licenses (default 550e8400-e29b-41d4-a716-446655440000)
   --tenant-name NAME         (default Acme Corporation)
   --expires-at ISO           (default 2099-12-31T23:59:59.000Z)
-  --usage-count N / --max-usage-count N   (default 42 / 1000)
+  --usage-count N / --max-usage-count N   (default 42 / 1000; central counts every
+                             validation and refuses at the max; 0 = no max)
   --tenant ID                another tenant accepted by /update/check (repeatable)
-  --update VERSION=ZIPPATH   announce VERSION with that package
+  --update VERSION=ZIPPATH   announce VERSION with that package (central: the ZIP needs
+                             a valid version.json, as the real upload does)
   --changelog TEXT           changelog of --update
   --no-range                 ignore Range requests
   --no-checksum              no checksum in /update/check
@@ -72,6 +77,7 @@ fn outcome_of(word: &str) -> Option<&'static str> {
         "expired",
         "inactive",
         "invalid",
+        "revoked",
         "validfalse",
         "expired-array",
         "expired-upper",
@@ -98,6 +104,7 @@ fn run() -> Result<(), String> {
     let mut update: Option<(String, PathBuf)> = None;
     let mut changelog = "- Correctifs de sécurité\n- Améliorations".to_string();
     let mut checksum_style = cybersensei_sim::ChecksumStyle::Prefixed;
+    let mut rate_limit: Option<(u32, u64)> = None;
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -106,6 +113,18 @@ fn run() -> Result<(), String> {
                 return Ok(());
             }
             "--tls" => opts.tls = true,
+            "--profile" => {
+                let v = val(&a)?;
+                opts.profile = cybersensei_sim::Profile::parse(&v)
+                    .ok_or(format!("unknown --profile {v} (guide | central)"))?;
+            }
+            "--rate-limit" => {
+                let v = val(&a)?;
+                let parsed = v
+                    .split_once('/')
+                    .and_then(|(n, s)| Some((n.parse().ok()?, s.parse().ok()?)));
+                rate_limit = Some(parsed.ok_or("--rate-limit wants N/SECONDS")?);
+            }
             "--tls-variant" => {
                 opts.tls_variant = match val(&a)?.as_str() {
                     "good" => TlsVariant::Good,
@@ -170,6 +189,10 @@ fn run() -> Result<(), String> {
             .map_err(|e| format!("--ca-out {}: {e}", p.display()))?;
     }
     sim.set_checksum_style(checksum_style);
+    if let Some((n, secs)) = rate_limit {
+        sim.set_rate_limit(n, Duration::from_secs(secs));
+    }
+    eprintln!("cybersensei-sim: profile {}", sim.profile().name());
     sim.add_tenant(&tenant_id);
     for t in &tenants {
         sim.add_tenant(t);
@@ -186,6 +209,7 @@ fn run() -> Result<(), String> {
             "expired" => LicenseOutcome::Expired,
             "inactive" => LicenseOutcome::Inactive,
             "invalid" => LicenseOutcome::Invalid,
+            "revoked" => LicenseOutcome::Revoked,
             "validfalse" => LicenseOutcome::ValidFalse,
             "expired-array" => LicenseOutcome::ExpiredMessageArray,
             _ => LicenseOutcome::ExpiredUpperUnaccented,
@@ -194,7 +218,9 @@ fn run() -> Result<(), String> {
     }
     if let Some((ver, path)) = update {
         let zip = std::fs::read(&path).map_err(|e| format!("--update {}: {e}", path.display()))?;
-        let id = sim.publish_update(&ver, zip, &changelog);
+        let id = sim
+            .try_publish_update(&ver, zip, &changelog)
+            .map_err(|e| format!("--update {}: refused: {e}", path.display()))?;
         eprintln!("cybersensei-sim: update {ver} published as {id}");
     }
     install_signals();

@@ -1,7 +1,8 @@
 //! Checks of the simulator itself with a minimal raw HTTP client (plain TCP, and
 //! rustls trusting the generated CA).
+//! These tests pin the guide profile; tests/central.rs covers the central one.
 
-use cybersensei_sim::{Fault, LicenseOutcome, Sim, SimOptions, TlsVariant};
+use cybersensei_sim::{Fault, LicenseOutcome, Profile, Sim, SimOptions, TlsVariant};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
@@ -65,7 +66,11 @@ fn get(sim: &Sim, target: &str) -> Resp {
 }
 
 fn plain() -> Sim {
-    Sim::start(SimOptions::default()).unwrap()
+    Sim::start(SimOptions {
+        profile: Profile::Guide,
+        ..Default::default()
+    })
+    .unwrap()
 }
 
 const KEY: &str = "A1B2C3D4-E5F6+G7H8/I9J0=K1L2";
@@ -238,6 +243,7 @@ fn telemetry_is_recorded_and_validated() {
     let _ = std::fs::remove_file(&log);
     let sim = Sim::start(SimOptions {
         telemetry_log: Some(log.clone()),
+        profile: Profile::Guide,
         ..Default::default()
     })
     .unwrap();
@@ -437,6 +443,7 @@ fn tls_get(sim: &Sim, ca_pem: &str, host: &str) -> Result<Resp, String> {
 fn tls_good_and_hostile_certificates() {
     let sim = Sim::start(SimOptions {
         tls: true,
+        profile: Profile::Guide,
         ..Default::default()
     })
     .unwrap();
@@ -457,6 +464,7 @@ fn tls_good_and_hostile_certificates() {
         let bad = Sim::start(SimOptions {
             tls: true,
             tls_variant: variant,
+            profile: Profile::Guide,
             ..Default::default()
         })
         .unwrap();
@@ -492,7 +500,15 @@ fn binary_prints_url_serves_and_exits_0_on_sigterm() {
     let dir = std::env::temp_dir().join(format!("sim-bin-{}", std::process::id()));
     let ca = dir.join("ca.pem");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cybersensei-sim"))
-        .args(["--tls", "--port", "0", "--quiet", "--ca-out"])
+        .args([
+            "--profile",
+            "guide",
+            "--tls",
+            "--port",
+            "0",
+            "--quiet",
+            "--ca-out",
+        ])
         .arg(&ca)
         .args([
             "--license",

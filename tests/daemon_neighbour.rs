@@ -1,0 +1,119 @@
+//! The daemon as a good neighbour and a careful spender, on a `FakeClock` against the
+//! simulator: a 429 from one route silences every route for its `Retry-After`;
+//! restarts through a day cost one validation; a revalidation interval set too short
+//! cannot spend more than the daily budget.
+
+mod harness;
+
+use cybersensei_agent::budget;
+use cybersensei_agent::clock::{Clock, FakeClock};
+use cybersensei_agent::config::Config;
+use cybersensei_agent::daemon::Daemon;
+use cybersensei_sim::{Fault, Sim};
+use harness::{Node, KEY};
+use serde_json::json;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn wall_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
+    while clock.monotonic() < until {
+        assert!(d.tick(), "the loop stopped");
+    }
+}
+
+fn node(sim: &Sim) -> Node {
+    sim.valid_license(KEY);
+    Node::new(sim)
+}
+
+#[test]
+fn a_429_on_telemetry_silences_every_route_for_its_retry_after() {
+    let sim = harness::sim();
+    let mut n = node(&sim);
+    n.set("telemetry", "interval", json!(60));
+    n.set("updates", "check_interval", json!(120));
+    n.set("schedule", "splay", json!(false));
+    let cfg = Config::load(&n.config).unwrap();
+    let clock = FakeClock::new(wall_now());
+    let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
+    d.start().unwrap();
+    assert_eq!(sim.count("/api/license/validate"), 1);
+    // The first telemetry post meets a 429 asking for 10 minutes; the update check
+    // is due in the same tick.
+    sim.push_fault(
+        "/telemetry",
+        Fault::TooMany {
+            retry_after: "600".into(),
+        },
+    );
+    let t0 = clock.monotonic();
+    assert!(d.tick());
+    let after_429 = sim.requests().len();
+    assert_eq!(sim.count("/telemetry"), 1);
+    assert_eq!(sim.count("/update/check"), 0, "the check waited too");
+    // Every step (telemetry every 60 s, checks every 120 s) now waits past the 600 s.
+    let silence = t0 + Duration::from_secs(600);
+    assert!(d.next_due() >= silence, "{:?}", d.next_due() - t0);
+    while sim.requests().len() == after_429 {
+        assert!(d.tick());
+        assert!(clock.monotonic() < t0 + Duration::from_secs(3600));
+    }
+    assert!(
+        clock.monotonic() >= silence,
+        "a request {:?} after the 429",
+        clock.monotonic() - t0
+    );
+    run_until(&mut d, &clock, t0 + Duration::from_secs(900));
+    assert!(sim.count("/telemetry") >= 2, "telemetry resumed");
+    assert!(sim.count("/update/check") >= 1, "checks resumed");
+    assert!(d.counters.throttled >= 1);
+    // The sample the 429 refused was queued, then delivered in order.
+    assert_eq!(n.status()["telemetry"]["queued"], 0);
+}
+
+#[test]
+fn restarts_every_hour_for_a_day_cost_one_validation() {
+    let sim = harness::sim();
+    let n = node(&sim);
+    let clock = FakeClock::new(wall_now());
+    for hour in 0..24u64 {
+        let cfg = Config::load(&n.config).unwrap();
+        let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
+        d.start().unwrap();
+        let end = clock.monotonic() + Duration::from_secs(3600);
+        run_until(&mut d, &clock, end);
+        assert_eq!(n.status()["license"]["state"], "valid", "hour {hour}");
+    }
+    let v = sim.count("/api/license/validate");
+    println!("24 restarts in 24 h at the defaults: {v} validation(s)");
+    assert!((1..=2).contains(&v), "{v} validations");
+}
+
+#[test]
+fn a_short_revalidate_interval_cannot_exceed_the_daily_budget() {
+    let sim = harness::sim();
+    let mut n = node(&sim);
+    n.set("license", "revalidate_interval", json!(600));
+    let cfg = Config::load(&n.config).unwrap();
+    let clock = FakeClock::new(wall_now());
+    let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
+    d.start().unwrap();
+    // Every step due within the 24 h that started with the boot validation.
+    let day = clock.monotonic() + Duration::from_secs(24 * 3600 - 1);
+    while d.next_due() < day {
+        assert!(d.tick());
+    }
+    let v = sim.count("/api/license/validate");
+    println!(
+        "a day with revalidate_interval 600: {v} validations (budget {})",
+        budget::DAILY
+    );
+    assert_eq!(v, budget::DAILY, "{v} validations");
+    assert_eq!(n.status()["license"]["state"], "valid");
+}
