@@ -22,8 +22,9 @@ mkdir -p "$work/pkg/app" "$work/pkg/bin"
 echo "CyberSensei application 1.2.0" > "$work/pkg/app/README"
 printf '#!/bin/sh\necho healthy\n' > "$work/pkg/bin/health"; chmod +x "$work/pkg/bin/health"
 echo "1.2.0" > "$work/pkg/VERSION"
-# The real backend refuses packages without version.json (docs/protocol.md §3).
-printf '{"version": "1.2.0", "changelog": "- Correctifs de sécurité", "requiredNodeVersion": "0.0.0"}\n' \
+# The real backend refuses packages without version.json (docs/protocol.md §3); a
+# complete installation says `kind: full` (without it, it would be a content package).
+printf '{"version": "1.2.0", "kind": "full", "changelog": "- Correctifs de sécurité", "requiredNodeVersion": "0.0.0"}\n' \
   > "$work/pkg/version.json"
 (cd "$work/pkg" && python3 - <<'PY'
 import zipfile, os

@@ -57,6 +57,12 @@ pub struct Updates {
     pub max_entries: u64,
     /// Boots in an uncommitted slot before the agent rolls back by itself.
     pub max_boot_attempts: u32,
+    /// Local-time window `HH:MM-HH:MM` for automatic installs (None = any time).
+    pub install_window: Option<String>,
+    /// A package marked `securityUpdate` installs automatically outside the window.
+    pub security_outside_window: bool,
+    /// Seconds a package's install hook may run before it is killed (and fails).
+    pub hook_timeout: u64,
 }
 
 /// `install` section.
@@ -137,6 +143,9 @@ impl Default for Config {
                 max_unpacked_size: 4 << 30,
                 max_entries: 100_000,
                 max_boot_attempts: 3,
+                install_window: None,
+                security_outside_window: false,
+                hook_timeout: 300,
             },
             install: Install {
                 root: "/opt/cybersensei".into(),
@@ -323,6 +332,9 @@ impl Config {
                     "max_unpacked_size",
                     "max_entries",
                     "max_boot_attempts",
+                    "install_window",
+                    "security_outside_window",
+                    "hook_timeout",
                 ],
             )?;
             let u = &mut c.updates;
@@ -368,6 +380,26 @@ impl Config {
             let mut m = u.max_boot_attempts as u64;
             set_u64(o, "updates", "max_boot_attempts", &mut m, 1, 100, false)?;
             u.max_boot_attempts = m as u32;
+            set_opt_string(o, "updates", "install_window", &mut u.install_window)?;
+            if let Some(w) = &u.install_window {
+                crate::update::window::Window::parse(w)
+                    .map_err(|e| Error::Config(format!("updates.install_window: {e}")))?;
+            }
+            set_bool(
+                o,
+                "updates",
+                "security_outside_window",
+                &mut u.security_outside_window,
+            )?;
+            set_u64(
+                o,
+                "updates",
+                "hook_timeout",
+                &mut u.hook_timeout,
+                1,
+                86400,
+                false,
+            )?;
         }
         if let Some(v) = obj.get("install") {
             let o = as_object(v, "install")?;

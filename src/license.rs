@@ -85,11 +85,10 @@ impl Fault {
         match e {
             Error::Unreachable(m) => Fault::Unreachable(m),
             Error::Throttled { what, retry_after } => Fault::Throttled { what, retry_after },
-            e @ Error::Protocol { .. } => Fault::NotProtocol(
-                e.to_string()
-                    .trim_start_matches("backend answer not understood: ")
-                    .to_string(),
-            ),
+            Error::Protocol { message, source } => Fault::NotProtocol(match source {
+                Some(s) => format!("{message} ({s})"),
+                None => message,
+            }),
             other => Fault::Unreachable(other.to_string()),
         }
     }

@@ -92,10 +92,11 @@ pub struct UpdateStatus {
     /// The real backend: lowest node version the latest update installs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub required_node_version: Option<String>,
-    /// The real backend: the latest update breaks compatibility (absent = no).
+    /// The latest update breaks compatibility (the check's answer, or the package's
+    /// `version.json`; absent = not said). Never installed automatically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaking: Option<bool>,
-    /// The real backend: the latest update is a security fix (absent = no).
+    /// The latest update is a security fix (the check's answer or `version.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_update: Option<bool>,
     /// The backend's sentence about the last check.
@@ -104,6 +105,10 @@ pub struct UpdateStatus {
     /// An update exists but this node is older than its `requiredNodeVersion`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_too_old: Option<bool>,
+    /// Why a downloaded, verified package waits instead of installing automatically
+    /// (auto_install off, breaking, outside `updates.install_window`).
+    #[serde(default)]
+    pub deferred: Option<String>,
 }
 
 /// The `telemetry` object.

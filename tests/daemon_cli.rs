@@ -205,13 +205,19 @@ fn license_expiring_mid_run_stops_services_and_valid_again_restarts_them() {
     wait_for("services stopped", Duration::from_secs(15), || {
         log() == "start\nstop\n" && node.status()["services"]["running"] == false
     });
+    // status.json is written once the stop command has returned: wait for it too.
+    wait_for("status says stopped", Duration::from_secs(5), || {
+        node.status()["services"]["running"] == false
+    });
     assert_eq!(node.status()["license"]["state"], "expired");
-    assert_eq!(node.status()["services"]["running"], false);
 
     sim.valid_license(KEY);
     // The start command runs before the agent records it: wait for both.
     wait_for("services started again", Duration::from_secs(15), || {
         log() == "start\nstop\nstart\n" && node.status()["services"]["running"] == true
+    });
+    wait_for("status says running", Duration::from_secs(5), || {
+        node.status()["services"]["running"] == true
     });
     let st = node.status();
     assert_eq!(st["license"]["state"], "valid");

@@ -19,9 +19,8 @@ use cybersensei_sim::{Fault, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use update_support::*;
 
 const KEY: &str = "TEST-KEY-1234";
@@ -41,7 +40,7 @@ fn package(version: &str, unhealthy: bool) -> Vec<E> {
         E::Dir("bin/".into()),
         E::File("bin/run".into(), b"#!/bin/sh\nexit 0\n".to_vec(), 0o755),
         file("VERSION", format!("{version}\n").as_bytes()),
-        file("version.json", &update_support::version_json(version)),
+        file("version.json", &update_support::full_version_json(version)),
         E::Dir("data/".into()),
     ];
     for i in 0..16 {
@@ -108,63 +107,6 @@ fn points(pkg_len: u64, entries: usize) -> Vec<Point> {
         v.push(p(format!("extract:{n}"), Expect::Old, false, false));
     }
     v
-}
-
-/// Restart as the init script does: `run` in the background; its start recovers the
-/// journal before its license step: a boot validation, or (validations are counted by
-/// the real backend) the reuse of the recent cached one, which it logs. Once either
-/// happened the recovery is over. Then SIGTERM, which must end it with 0.
-fn restart(rig: &Rig, sim: &Sim) -> Result<(), String> {
-    let before = sim.count("/api/license/validate");
-    let log = rig.dir.path().join("agent.log");
-    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
-    let mut child = rig
-        .cmd(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("spawn run: {e}"))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let seen = loop {
-        let reused = std::fs::read_to_string(&log)
-            .ok()
-            .and_then(|t| t.get(log_before..).map(|new| new.contains("reused")))
-            .unwrap_or(false);
-        if reused || sim.count("/api/license/validate") > before {
-            break true;
-        }
-        if Instant::now() > deadline {
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            return Err("run did not stop on SIGTERM".into());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    if let Some(mut s) = child.stderr.take() {
-        use std::io::Read;
-        let _ = s.read_to_string(&mut err);
-    }
-    if !seen {
-        return Err(format!("run never reached its license step: {err}"));
-    }
-    if status.code() != Some(0) {
-        return Err(format!("run exited {status}: {err}"));
-    }
-    Ok(())
 }
 
 /// `current` → a recorded slot holding exactly one of `pkgs`, its files matching the
@@ -326,7 +268,7 @@ fn run_point(pt: &Point, v1: &[E], v2: &[E], v2_bad: &[E]) -> Row {
         let had_part = part_size(&rig).unwrap_or(0);
         sim.clear_faults();
 
-        restart(&rig, &sim)?;
+        restart_run(&rig, &sim)?;
         let pkgs: [(&str, &[E]); 2] = [("1.0.0", v1), ("2.0.0", first)];
         let (slot, version) = check_current(&rig, &pkgs)?;
         let state = check_status_and_journal(&rig)?;

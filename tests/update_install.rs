@@ -347,7 +347,8 @@ fn signed_package_installs_with_its_manifest_version() {
     let (kp, pk) = keypair();
     let mut rig = Rig::offline();
     rig.set("updates", "public_key", json!(pk));
-    let entries = signed("3.1.4", &app("ignored"), &kp);
+    // The tree's own VERSION says otherwise: the signed manifest's version wins.
+    let entries = signed("3.1.4", &without(app("ignored"), "version.json"), &kp);
     let o = rig.install(&zip(&entries));
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(rig.status()["version"], "3.1.4");
@@ -356,7 +357,11 @@ fn signed_package_installs_with_its_manifest_version() {
     let kf = rig.dir.path().join("update.pub");
     std::fs::write(&kf, format!("{pk}\n")).unwrap();
     rig.set("updates", "public_key", json!(kf.to_str().unwrap()));
-    let o = rig.install(&zip(&signed("3.1.5", &app("x"), &kp)));
+    let o = rig.install(&zip(&signed(
+        "3.1.5",
+        &without(app("x"), "version.json"),
+        &kp,
+    )));
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_eq!(rig.status()["version"], "3.1.5");
 }

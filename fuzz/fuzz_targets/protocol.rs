@@ -26,10 +26,13 @@ fuzz_target!(|data: &[u8]| {
         let _ = e.message.map(|m| m.text());
     }
     let _ = update::verify::parse_manifest(body);
+    let _ = update::version_json::parse(body);
     let _ = telemetry::collect::parse_app_metrics(body);
     if let Ok(s) = std::str::from_utf8(body) {
         let _ = update::check::parse_hex_digest(s);
         let _ = update::verify::check_version(s, "fuzz");
+        let _ = update::version_json::Semver::parse(s);
+        let _ = update::window::Window::parse(s);
         let _ = update::verify::parse_public_key(s);
     }
 });

@@ -1,4 +1,4 @@
-//! ZIP verification, then extraction of what passed into a fresh temp dir: a
+//! ZIP inspection, then the one-pass extraction (data checked as written) of what passed into a fresh temp dir: a
 //! rejection or a complete slot, never a panic and never a write outside the dir.
 #![no_main]
 use cybersensei_agent::update::{slots, verify};
@@ -17,17 +17,18 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&pkg_path, data).is_err() {
         return;
     }
-    let Ok(pkg) = verify::verify(&pkg_path, &LIMITS, None) else {
+    let Ok(f) = std::fs::File::open(&pkg_path) else {
         return;
     };
-    let Ok(mut zip) = verify::open(&pkg_path) else {
+    // One descriptor for both, as the agent does.
+    let Ok((mut zip, pkg)) = verify::inspect(&f, &LIMITS, None) else {
         return;
     };
     let slot = tmp.path().join("slot");
     if std::fs::create_dir(&slot).is_err() {
         return;
     }
-    let _ = slots::extract(&mut zip, &pkg, &slot, LIMITS.max_unpacked);
+    let _ = slots::extract(&mut zip, &pkg, &slot, LIMITS.max_unpacked, false);
     // Whatever happened, nothing may appear beside the slot.
     let mut names: Vec<_> = std::fs::read_dir(tmp.path())
         .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())

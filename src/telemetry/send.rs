@@ -3,7 +3,7 @@
 
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::protocol::{ErrorBody, TelemetryPayload};
+use crate::protocol::TelemetryPayload;
 
 /// The telemetry route (no `/api` prefix, as docs/protocol.md says).
 pub const PATH: &str = "/telemetry";
@@ -34,23 +34,20 @@ pub fn post(ctx: &Ctx, payload: &TelemetryPayload) -> Result<Delivery> {
         200..=299 => Delivery::Delivered(status),
         400..=499 if status != 429 => Delivery::Rejected {
             status,
-            message: message_of(ctx, &reply.body),
+            message: message_of(ctx, &reply),
         },
         _ => Delivery::Failed(format!(
             "POST {PATH}: backend answered {status}: {}",
-            message_of(ctx, &reply.body)
+            message_of(ctx, &reply)
         )),
     })
 }
 
-/// The `message` of a NestJS error body, or a short prefix of whatever came back.
-fn message_of(ctx: &Ctx, body: &[u8]) -> String {
-    let text = match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(ErrorBody {
-            message: Some(m), ..
-        }) => m.text(),
-        _ => String::from_utf8_lossy(body).into_owned(),
-    };
-    ctx.transport
-        .scrub(crate::redact::server_text(text.trim()).trim())
+/// The `message` of a NestJS error body (`Reply::error_message`), or a short prefix
+/// of whatever came back.
+fn message_of(ctx: &Ctx, reply: &crate::transport::Reply) -> String {
+    let text = reply
+        .error_message()
+        .unwrap_or_else(|| crate::redact::server_text(String::from_utf8_lossy(&reply.body).trim()));
+    ctx.transport.scrub(text.trim())
 }

@@ -5,7 +5,9 @@
 //! Also the fault hooks the kill tests use: only in builds with the `test-seams`
 //! feature (the tests enable it; a box's binary, debug or release, never has it), the environment
 //! variable `CYBERSENSEI_TEST_CRASH_AT` names a point where the process SIGKILLs
-//! itself (`journal:<step>`, `switch:renamed`, `download:<bytes>`, `extract:<entries>`).
+//! itself (`journal:<step>`, `switch:renamed`, `download:<bytes>`, `extract:<entries>`,
+//! `copy:<files>` while a content package copies the active slot, `hook:<name>` after
+//! an install hook succeeded).
 
 use crate::error::{Error, Result};
 use crate::fsutil;

@@ -7,24 +7,30 @@
 
 pub mod check;
 pub mod download;
+pub mod driver;
 pub mod factory;
+pub mod hooks;
 pub mod journal;
+pub mod machine;
+pub mod manifest;
 pub mod slots;
 pub mod verify;
+pub mod version_json;
+pub mod window;
 
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
-use crate::services;
 use crate::status::{Status, UpdateState, UpdateStatus};
+use driver::{Driver, Outcome};
 use journal::{Journal, Kind, Step};
-use slots::{Layout, Record};
+use machine::Event;
+use manifest::PackageKind;
+use slots::Layout;
 use std::cell::Cell;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// How long the staged agent gets to answer `--version`.
-const AGENT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The agent binary a package may carry (self-update).
 pub const AGENT_IN_SLOT: &str = "bin/cybersensei-agent";
 /// status.json is rewritten every this many downloaded bytes...
@@ -111,16 +117,28 @@ fn fail(ctx: &Ctx, state: UpdateState, e: &Error) {
 }
 
 /// Completes or undoes an interrupted update; run before anything else at every start.
+/// What each journal step means at start-up is in `machine.rs`.
 pub fn recover(ctx: &Ctx) -> Result<()> {
     let layout = Layout::new(&ctx.cfg.install.root);
     layout.tidy();
     let d = dir(&ctx.cfg);
-    let mut j = match journal::load(&d) {
-        Ok(Some(j)) => j,
-        Ok(None) => {
-            settle_stale_state(ctx);
-            return Ok(());
+    let (j, step) = match journal::load(&d) {
+        Ok(Some(j)) => {
+            log::warn!(
+                "recovering an interrupted {} at step {} (slot {} -> {})",
+                if j.kind == Kind::Update {
+                    "update"
+                } else {
+                    "rollback"
+                },
+                j.step.as_str(),
+                j.from.as_deref().unwrap_or("none"),
+                j.target
+            );
+            let step = j.step;
+            (j, Some(step))
         }
+        Ok(None) => (nothing_in_flight(ctx), None),
         Err(e) => {
             // Atomic writes make this unreachable short of disk corruption; `current`
             // still names a slot that was complete when it was switched to.
@@ -130,66 +148,31 @@ pub fn recover(ctx: &Ctx) -> Result<()> {
             return Ok(());
         }
     };
-    log::warn!(
-        "recovering an interrupted {} at step {} (slot {} -> {})",
-        if j.kind == Kind::Update {
-            "update"
-        } else {
-            "rollback"
-        },
-        j.step.as_str(),
-        j.from.as_deref().unwrap_or("none"),
-        j.target
-    );
-    let outcome = match j.step {
-        Step::Staging => {
-            // The target slot is incomplete and was never active: discard it.
-            if let Err(e) = layout.clear(&j.target) {
-                log::warn!("clearing slot {}: {e}", j.target);
-            }
-            journal::clear(&d)?;
-            let e = Error::Other(format!(
-                "update to {} interrupted while staging slot {}; the active slot was not touched",
-                j.version, j.target
-            ));
-            fail(ctx, UpdateState::Failed, &e);
-            Ok(())
-        }
-        Step::Switching => {
-            // `current` may name either slot and services may be stopped: go back.
-            roll_back(ctx, &mut j, "interrupted during the switch".into(), false)
-        }
-        Step::Switched => {
-            j.attempts += 1;
-            if j.attempts > ctx.cfg.updates.max_boot_attempts {
-                let why = format!(
-                    "version {} not healthy after {} starts (updates.max_boot_attempts)",
-                    j.version, ctx.cfg.updates.max_boot_attempts
-                );
-                roll_back(ctx, &mut j, why, true)
-            } else {
-                journal::save(&d, &j)?;
-                set_state(ctx, UpdateState::HealthCheck);
-                health_and_commit(ctx, &mut j)
-            }
-        }
-        Step::RollingBack => {
-            let why = j
-                .reason
-                .clone()
-                .unwrap_or_else(|| "interrupted rollback".into());
-            roll_back(ctx, &mut j, why, true)
-        }
-        Step::Committed => commit(ctx, &j),
-    };
-    match outcome {
+    let max_boot_attempts = ctx.cfg.updates.max_boot_attempts;
+    match Driver::new(ctx, j, step).drive(Event::Restart { max_boot_attempts })? {
         // The box is back on a good slot: that is a recovery, not a failure of the
         // command that triggered it.
-        Err(Error::RolledBack(m)) => {
+        Outcome::RolledBack(m) => {
             log::warn!("recovery rolled back: {m}");
             Ok(())
         }
-        other => other,
+        Outcome::Failed(_) => Ok(()),
+        o => o.into_result(),
+    }
+}
+
+/// The journal stand-in when none is on disk (only `SettleStatus` reads it).
+fn nothing_in_flight(ctx: &Ctx) -> Journal {
+    Journal {
+        step: Step::Staging,
+        kind: Kind::Update,
+        from: None,
+        target: String::new(),
+        version: String::new(),
+        update_id: None,
+        attempts: 0,
+        reason: None,
+        started_at: crate::clock::iso8601(ctx.now()),
     }
 }
 
@@ -197,7 +180,7 @@ pub fn recover(ctx: &Ctx) -> Result<()> {
 /// downloading/verifying state left by a process that died (power cut, kill -9 in the
 /// middle of a download) is stale: reset it, or status.json would claim a download
 /// forever. The partial download stays and is resumed by the next update.
-fn settle_stale_state(ctx: &Ctx) {
+pub(crate) fn settle_stale_state(ctx: &Ctx) {
     let u = Status::load(&ctx.cfg.state_dir).update;
     if !matches!(
         u.state,
@@ -257,6 +240,12 @@ fn check_inner(ctx: &Ctx) -> Result<(CheckReport, crate::protocol::UpdateCheck)>
         u.update_id = rr.update_id;
         u.file_size = rr.file_size;
         u.last_checked_at = Some(now);
+        if !rr.available {
+            // Nothing waits any more: what described the waiting package goes.
+            u.deferred = None;
+            u.breaking = None;
+            u.security_update = None;
+        }
         // A failed or rolled-back update stays visible until the next attempt.
         if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !rr.available {
             u.state = if rr.available {
@@ -283,7 +272,8 @@ fn tenant(ctx: &Ctx) -> Result<String> {
         .ok_or_else(|| Error::Other("no tenantId: the license was never validated".into()))
 }
 
-/// Check, download, verify and install now.
+/// Check, download, verify and install now (an operator's `update`: whatever
+/// `auto_*`, the install window or `breaking` say).
 pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
     let (r, c) = check_inner(ctx)?;
     if r.details.node_too_old {
@@ -294,24 +284,17 @@ pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
         )));
     }
     if !r.available {
-        let (slot, version) = active(&ctx.cfg);
-        return Ok(UpdateReport {
-            version,
-            slot: slot.unwrap_or_default(),
-            installed: false,
-        });
+        return Ok(report_now(ctx, false));
     }
     let pkg = fetch(ctx, &c)?;
-    install_package(
-        ctx,
-        &pkg.path,
-        Source {
-            update_id: c.update_id.clone(),
-            latest_version: c.latest_version.clone(),
-            sha256: Some(pkg.sha256.clone()),
-        },
-        false,
-    )
+    let file = open_package(ctx, &pkg.path)?;
+    let src = Source {
+        update_id: c.update_id.clone(),
+        latest_version: c.latest_version.clone(),
+        sha256: Some(pkg.sha256.clone()),
+    };
+    let (zip, p) = inspect(ctx, &file, &src)?;
+    install(ctx, zip, p, src, false)
 }
 
 /// Downloads the package a check announced (or finds it already downloaded).
@@ -364,20 +347,56 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
     }
 }
 
-/// Installs a local package file through the same verification and A/B path.
+/// Installs a local package file through the same verification and A/B path. The
+/// file is first copied into `state_dir` (a file only the agent can write, unlinked
+/// at once so nothing is left behind): verification and extraction then read that
+/// one descriptor, so the file cannot be swapped between the two.
 pub fn install_file(ctx: &Ctx, zip: &Path) -> Result<UpdateReport> {
-    let meta = std::fs::metadata(zip).map_err(|e| Error::io(format!("{}", zip.display()), e))?;
+    let owned = own_copy(ctx, zip).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?;
+    let src = Source::default();
+    let (z, p) = inspect(ctx, &owned, &src)?;
+    install(ctx, z, p, src, false)
+}
+
+fn own_copy(ctx: &Ctx, zip: &Path) -> Result<File> {
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = zip.display();
+    let mut from = File::open(zip).map_err(|e| Error::io(format!("opening {shown}"), e))?;
     let max = ctx.cfg.updates.max_package_size;
-    if meta.len() > max {
-        let e = Error::PackageRejected(format!(
-            "{}: {} bytes exceeds updates.max_package_size ({max})",
-            zip.display(),
-            meta.len()
-        ));
-        fail(ctx, UpdateState::Failed, &e);
-        return Err(e);
+    let len = from
+        .metadata()
+        .map_err(|e| Error::io(format!("reading {shown}"), e))?
+        .len();
+    if len > max {
+        return Err(Error::PackageRejected(format!(
+            "{shown}: {len} bytes exceeds updates.max_package_size ({max})"
+        )));
     }
-    install_package(ctx, zip, Source::default(), false)
+    let d = dir(&ctx.cfg);
+    crate::fsutil::ensure_dir(&d, 0o700)?;
+    download::check_space(&ctx.cfg.state_dir, len, &ctx.cfg.install.root, 0)?;
+    let tmp = d.join(format!("install-{}.zip", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut own = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+    let _ = std::fs::remove_file(&tmp);
+    let n = std::io::copy(&mut (&mut from).take(max + 1), &mut own)
+        .map_err(|e| Error::io(format!("copying {shown} into {}", d.display()), e))?;
+    if n > max {
+        return Err(Error::PackageRejected(format!(
+            "{shown}: more than updates.max_package_size ({max}) bytes"
+        )));
+    }
+    own.rewind()
+        .map_err(|e| Error::io(format!("copying {shown}"), e))?;
+    Ok(own)
 }
 
 /// Switches back to the other slot if it holds a complete installation.
@@ -392,7 +411,7 @@ pub fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
             "slot {target} holds no complete installation; nothing to roll back to"
         )));
     }
-    let mut j = Journal {
+    let j = Journal {
         step: Step::Switching,
         kind: Kind::Rollback,
         from: Some(from),
@@ -403,10 +422,16 @@ pub fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
     };
-    switch(ctx, &mut j, false)
+    Driver::new(ctx, j, None)
+        .drive(Event::BeginRollback)?
+        .into_result()?;
+    Ok(report_now(ctx, true))
 }
 
-/// The daemon's hourly step: check, then download/install as `auto_*` allow.
+/// The daemon's hourly step: check, then download/install as `auto_*` allow. An
+/// automatic install also waits for an operator when the package is `breaking`,
+/// and for `updates.install_window` (a `securityUpdate` may skip the window when
+/// `updates.security_outside_window` says so); meanwhile the package waits verified.
 pub fn daemon_step(ctx: &Ctx) -> Result<()> {
     let u = &ctx.cfg.updates;
     let (r, c) = check_inner(ctx)?;
@@ -419,25 +444,49 @@ pub fn daemon_step(ctx: &Ctx) -> Result<()> {
         return Ok(());
     }
     let pkg = fetch(ctx, &c)?;
+    let file = open_package(ctx, &pkg.path)?;
     let src = Source {
         update_id: c.update_id.clone(),
         latest_version: c.latest_version.clone(),
         sha256: Some(pkg.sha256.clone()),
     };
-    if !u.auto_install {
-        // Verified now, so a bad package is known before someone runs `update`.
-        set_state(ctx, UpdateState::Verifying);
-        let v = verify_package(ctx, &pkg.path);
-        match v {
-            Ok(_) => {
-                log::info!("update {id} downloaded and verified; waiting for `update`");
-                set_state(ctx, UpdateState::Available);
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
+    let (mut zip, p) = inspect(ctx, &file, &src)?;
+    let info = p.info.as_ref();
+    let wait = if !u.auto_install {
+        Some("auto_install is off: waiting for `update`".to_string())
+    } else if info.is_some_and(|i| i.breaking) {
+        Some("breaking update: installed only by an operator's `update`".to_string())
     } else {
-        install_package(ctx, &pkg.path, src, true).map(|_| ())
+        outside_window(ctx, info.is_some_and(|i| i.security_update))
+    };
+    let Some(why) = wait else {
+        return install(ctx, zip, p, src, true).map(|_| ());
+    };
+    // Verified now (every entry's data), so a bad package is known before it is due.
+    verify::scan_data(&mut zip, &p).inspect_err(|e| rejected(ctx, e))?;
+    log::info!("update {id} downloaded and verified; {why}");
+    report(ctx, |u| {
+        u.state = UpdateState::Available;
+        u.deferred = Some(why);
+    });
+    Ok(())
+}
+
+/// Why an automatic install must wait for `updates.install_window`, if it must.
+fn outside_window(ctx: &Ctx, security: bool) -> Option<String> {
+    let u = &ctx.cfg.updates;
+    let w = u.install_window.as_deref()?;
+    let win = window::Window::parse(w).ok()?;
+    if security && u.security_outside_window {
+        return None;
+    }
+    let minute = window::local_minute(ctx.now());
+    if win.contains(minute) {
+        None
+    } else {
+        Some(format!(
+            "outside updates.install_window ({w}, local time): installs inside it"
+        ))
     }
 }
 
@@ -446,266 +495,147 @@ fn failed_id(cfg: &Config) -> Option<String> {
     Some(String::from_utf8_lossy(&data).trim().to_string())
 }
 
-fn verify_package(ctx: &Ctx, path: &Path) -> Result<verify::Package> {
+fn open_package(ctx: &Ctx, path: &Path) -> Result<File> {
+    File::open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+        .inspect_err(|e| fail(ctx, UpdateState::Failed, e))
+}
+
+/// A refused package: reported, and a refused download is useless (fetched anew).
+fn rejected(ctx: &Ctx, e: &Error) {
+    if matches!(e, Error::PackageRejected(_)) {
+        download::discard(&dir(&ctx.cfg));
+    }
+    fail(ctx, UpdateState::Failed, e);
+}
+
+/// Everything but the files' data (checked while extracted, or by `scan_data`),
+/// then what `version.json` demands of this box. status.json shows `breaking` and
+/// `securityUpdate` from then on.
+fn inspect<'f>(
+    ctx: &Ctx,
+    file: &'f File,
+    src: &Source,
+) -> Result<(verify::Zip<'f>, verify::Package)> {
     let key = match &ctx.cfg.updates.public_key {
-        Some(k) => Some(verify::parse_public_key(k)?),
+        Some(k) => Some(verify::parse_public_key(k).inspect_err(|e| rejected(ctx, e))?),
         None => None,
     };
     let limits = verify::Limits {
         max_entries: ctx.cfg.updates.max_entries,
         max_unpacked: ctx.cfg.updates.max_unpacked_size,
     };
-    verify::verify(path, &limits, key.as_ref()).inspect_err(|e| {
-        if matches!(e, Error::PackageRejected(_)) {
-            // A refused download is useless: fetch it anew next time.
-            download::discard(&dir(&ctx.cfg));
+    let (zip, p) =
+        verify::inspect(file, &limits, key.as_ref()).inspect_err(|e| rejected(ctx, e))?;
+    // One status write for both (each rewrite fsyncs): the inspection reads only the
+    // central directory and a few small entries.
+    let flags = p.info.as_ref().map(|i| (i.breaking, i.security_update));
+    report(ctx, |u| {
+        u.state = UpdateState::Verifying;
+        if let Some((b, s)) = flags {
+            u.breaking = Some(b);
+            u.security_update = Some(s);
         }
-        fail(ctx, UpdateState::Failed, e);
-    })
+    });
+    if let Some(info) = &p.info {
+        let (_, installed) = active(&ctx.cfg);
+        let facts = version_json::Facts {
+            arch: version_json::box_arch(),
+            installed: &installed,
+            latest: src.latest_version.as_deref(),
+            manifest: p.manifest_version.as_deref(),
+        };
+        version_json::check(info, &facts).inspect_err(|e| rejected(ctx, e))?;
+    }
+    Ok((zip, p))
 }
 
-/// Verify, stage into the inactive slot, then switch.
-/// `hand_over`: the caller (the daemon) will exec a new agent the package brings, and
-/// that agent finishes the update (see `switch`).
-fn install_package(ctx: &Ctx, path: &Path, src: Source, hand_over: bool) -> Result<UpdateReport> {
-    set_state(ctx, UpdateState::Verifying);
-    let pkg = verify_package(ctx, path)?;
-    let version = pkg
-        .manifest_version
+/// The version a package installs: its manifest's, else its `version.json`'s, else
+/// the check's `latestVersion`, else its `VERSION` file's.
+fn package_version(p: &verify::Package, src: &Source) -> String {
+    p.manifest_version
         .clone()
+        .or_else(|| {
+            p.info
+                .as_ref()
+                .and_then(|i| manifest::check_version(&i.version, "version.json").ok())
+        })
         .or_else(|| {
             src.latest_version
                 .as_deref()
-                .and_then(|v| verify::check_version(v, "latestVersion").ok())
+                .and_then(|v| manifest::check_version(v, "latestVersion").ok())
         })
-        .or_else(|| pkg.version_file.clone())
-        .unwrap_or_else(|| "unknown".into());
-    let layout = Layout::new(&ctx.cfg.install.root);
-    let staged = stage(ctx, &layout, path, &pkg, &version, &src).inspect_err(|e| {
-        fail(ctx, UpdateState::Failed, e);
-    })?;
-    let mut j = staged;
-    switch(ctx, &mut j, hand_over)
+        .or_else(|| p.version_file.clone())
+        .unwrap_or_else(|| "unknown".into())
 }
 
-/// Stages a verified package into the inactive slot; returns the journal, at the
-/// step where the slot is complete.
-fn stage(
+/// Stages an inspected package into the inactive slot, then switches (the state
+/// machine's `Begin`). `hand_over`: the caller (the daemon) will exec a new agent
+/// the package brings, and that agent finishes the update.
+fn install(
     ctx: &Ctx,
-    layout: &Layout,
-    path: &Path,
-    pkg: &verify::Package,
-    version: &str,
-    src: &Source,
-) -> Result<Journal> {
-    layout.ensure()?;
+    zip: verify::Zip,
+    p: verify::Package,
+    src: Source,
+    hand_over: bool,
+) -> Result<UpdateReport> {
+    let version = package_version(&p, &src);
+    let layout = Layout::new(&ctx.cfg.install.root);
     let from = layout.active();
-    let target = from.as_deref().map(slots::other).unwrap_or("a").to_string();
-    // Declared sizes plus a block per entry for metadata; the slot being replaced is
-    // freed first.
-    let need = pkg
-        .total
-        .saturating_add(pkg.entries.len() as u64 * 4096)
-        .saturating_sub(layout.usage(&target));
-    download::check_space(&ctx.cfg.state_dir, 0, layout.root(), need)?;
-    set_state(ctx, UpdateState::Installing);
-    let d = dir(&ctx.cfg);
-    let mut j = Journal {
+    let prepared = (|| {
+        layout.ensure()?;
+        if p.kind == PackageKind::Content && from.is_none() {
+            return Err(Error::PackageRejected(
+                "a content package applies on top of an installation, and this box has none".into(),
+            ));
+        }
+        let target = from.as_deref().map(slots::other).unwrap_or("a").to_string();
+        // Declared sizes plus a block per entry for metadata (plus the copy of the
+        // active slot for a content package); the slot being replaced is freed first.
+        let copy = match (&from, p.kind) {
+            (Some(f), PackageKind::Content) => layout.usage(f),
+            _ => 0,
+        };
+        let need = p
+            .total
+            .saturating_add(p.entries.len() as u64 * 4096)
+            .saturating_add(copy)
+            .saturating_sub(layout.usage(&target));
+        download::check_space(&ctx.cfg.state_dir, 0, layout.root(), need)?;
+        Ok(target)
+    })();
+    let target = prepared.inspect_err(|e| rejected(ctx, e))?;
+    let j = Journal {
         step: Step::Staging,
         kind: Kind::Update,
-        from: from.clone(),
-        target: target.clone(),
-        version: version.to_string(),
+        from,
+        target,
+        version,
         update_id: src.update_id.clone(),
         attempts: 0,
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
     };
-    journal::save(&d, &j)?;
-    let result = (|| {
-        layout.clear(&target)?;
-        let slot_dir = layout.slot_dir(&target);
-        let mut zip = verify::open(path)?;
-        let (files, bytes) =
-            slots::extract(&mut zip, pkg, &slot_dir, ctx.cfg.updates.max_unpacked_size)?;
-        probe_agent(ctx, &slot_dir)?;
-        layout.write_record(
-            &target,
-            &Record {
-                version: version.to_string(),
-                installed_at: crate::clock::iso8601(ctx.now()),
-                update_id: src.update_id.clone(),
-                package_sha256: src.sha256.clone(),
-                files,
-                bytes,
-            },
-        )
-    })();
-    match result {
-        Ok(()) => {
-            log::info!("staged version {version} in slot {target}");
-            j.step = Step::Switching;
-            Ok(j)
-        }
-        Err(Error::Interrupted) => {
-            // Left as `staging`: the next start clears the slot.
-            Err(Error::Interrupted)
-        }
-        Err(e) => {
-            if let Err(x) = layout.clear(&target) {
-                log::warn!("clearing slot {target}: {x}");
-            }
-            journal::clear(&d)?;
-            Err(e)
-        }
+    let staging = driver::Staging {
+        zip,
+        pkg: p,
+        package_sha256: src.sha256.clone(),
+    };
+    let outcome = Driver::new(ctx, j, None)
+        .with_staging(staging, hand_over)
+        .drive(Event::Begin)?;
+    if let Outcome::Failed(Error::PackageRejected(_)) = &outcome {
+        download::discard(&dir(&ctx.cfg));
     }
+    outcome.into_result()?;
+    Ok(report_now(ctx, true))
 }
 
-/// Self-update guard: a package carrying the agent must carry one that runs here.
-fn probe_agent(ctx: &Ctx, slot_dir: &Path) -> Result<()> {
-    let bin = slot_dir.join(AGENT_IN_SLOT);
-    if std::fs::symlink_metadata(&bin).is_err() {
-        return Ok(());
-    }
-    let child = std::process::Command::new(&bin)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            Error::PackageRejected(format!(
-                "{AGENT_IN_SLOT} in the package cannot run here: {e}"
-            ))
-        })?;
-    match services::wait_bounded(child, ctx.clock, AGENT_PROBE_TIMEOUT) {
-        Ok(st) if st.success() => Ok(()),
-        Ok(st) => Err(Error::PackageRejected(format!(
-            "{AGENT_IN_SLOT} in the package fails `--version` ({st})"
-        ))),
-        Err(e) => Err(Error::PackageRejected(format!(
-            "{AGENT_IN_SLOT} in the package: `--version` {e}"
-        ))),
-    }
-}
-
-/// Stop, switch `current`, start, health-check; from a journal at `Switching`.
-/// With `hand_over`, an update whose slot carries an agent stops at `Switched`: the
-/// daemon execs that agent, whose start-up recovery runs the health check and commits
-/// (or rolls back after `max_boot_attempts` starts), so a new agent that cannot keep
-/// running is never committed.
-fn switch(ctx: &Ctx, j: &mut Journal, hand_over: bool) -> Result<UpdateReport> {
-    let d = dir(&ctx.cfg);
-    let layout = Layout::new(&ctx.cfg.install.root);
-    j.step = Step::Switching;
-    journal::save(&d, j)?;
-    set_state(ctx, UpdateState::Installing);
-    let from_dir = j.from.as_deref().map(|s| layout.slot_dir(s));
-    if let Err(e) = services::stop_in(&ctx.cfg.services, from_dir.as_deref(), ctx.clock) {
-        log::warn!("stopping services: {e}; switching anyway");
-    }
-    if let Err(e) = layout.switch_to(Some(&j.target)) {
-        roll_back(ctx, j, format!("switching current: {e}"), false)?;
-    }
-    j.step = Step::Switched;
-    j.attempts = 1;
-    journal::save(&d, j)?;
-    set_state(ctx, UpdateState::HealthCheck);
-    if hand_over
-        && j.kind == Kind::Update
-        && layout.slot_dir(&j.target).join(AGENT_IN_SLOT).is_file()
-    {
-        log::info!(
-            "version {} brings a new agent: it health-checks and commits after the restart",
-            j.version
-        );
-    } else {
-        health_and_commit(ctx, j)?;
-    }
+fn report_now(ctx: &Ctx, installed: bool) -> UpdateReport {
     let (slot, version) = active(&ctx.cfg);
-    Ok(UpdateReport {
+    UpdateReport {
         version,
         slot: slot.unwrap_or_default(),
-        installed: true,
-    })
-}
-
-/// Starts the target slot's services and checks them: commit or roll back.
-fn health_and_commit(ctx: &Ctx, j: &mut Journal) -> Result<()> {
-    let layout = Layout::new(&ctx.cfg.install.root);
-    let slot_dir = layout.slot_dir(&j.target);
-    let s = &ctx.cfg.services;
-    let r = services::start_in(s, Some(&slot_dir), ctx.clock)
-        .and_then(|_| services::health_in(s, Some(&slot_dir), ctx.clock));
-    match r {
-        Ok(()) => commit(ctx, j),
-        // Still `switched`: the next start runs the health check again.
-        Err(Error::Interrupted) => Err(Error::Interrupted),
-        Err(e) => roll_back(ctx, j, format!("version {}: {e}", j.version), true),
+        installed,
     }
-}
-
-fn commit(ctx: &Ctx, j: &Journal) -> Result<()> {
-    let d = dir(&ctx.cfg);
-    let mut j = j.clone();
-    j.step = Step::Committed;
-    journal::save(&d, &j)?;
-    let now = crate::clock::iso8601(ctx.now());
-    let kind = j.kind;
-    report(ctx, |u| {
-        u.state = UpdateState::Idle;
-        u.last_error = None;
-        if kind == Kind::Update {
-            u.available = false;
-            u.downloaded_bytes = None;
-            u.last_installed_at = Some(now);
-        }
-    });
-    if kind == Kind::Update {
-        download::discard(&d);
-        let _ = std::fs::remove_file(d.join("failed-id"));
-    }
-    journal::clear(&d)?;
-    log::info!("version {} committed in slot {}", j.version, j.target);
-    Ok(())
-}
-
-/// Back to `from`: stop the new services, switch back (or remove `current` on a box
-/// that had nothing), start the old services. `bad` marks the target slot
-/// incomplete so that neither `rollback` nor a retry lands on it again. Always
-/// returns `Error::RolledBack`.
-fn roll_back(ctx: &Ctx, j: &mut Journal, why: String, bad: bool) -> Result<()> {
-    let d = dir(&ctx.cfg);
-    let layout = Layout::new(&ctx.cfg.install.root);
-    j.step = Step::RollingBack;
-    j.reason = Some(why.clone());
-    journal::save(&d, j)?;
-    log::error!(
-        "rolling back to slot {}: {why}",
-        j.from.as_deref().unwrap_or("(none)")
-    );
-    let s = &ctx.cfg.services;
-    let target_dir = layout.slot_dir(&j.target);
-    if let Err(e) = services::stop_in(s, Some(&target_dir), ctx.clock) {
-        log::warn!("stopping the new services: {e}");
-    }
-    layout.switch_to(j.from.as_deref())?;
-    if bad {
-        if let Err(e) = layout.invalidate(&j.target) {
-            log::warn!("marking slot {} bad: {e}", j.target);
-        }
-        if let Some(id) = &j.update_id {
-            let _ = crate::fsutil::atomic_write(&d.join("failed-id"), id.as_bytes(), 0o600);
-        }
-    }
-    if let Some(from) = &j.from {
-        let from_dir = layout.slot_dir(from);
-        if let Err(e) = services::start_in(s, Some(&from_dir), ctx.clock) {
-            log::error!("restarting the services of slot {from}: {e}");
-        }
-    }
-    journal::clear(&d)?;
-    let e = Error::RolledBack(why);
-    fail(ctx, UpdateState::RolledBack, &e);
-    Err(e)
 }

@@ -8,10 +8,12 @@
 //! ```
 
 use super::journal;
-use super::verify::{self, Kind, Package, BUF};
+use super::verify::{self, Kind, Package, Zip, BUF};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use ring::digest;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -34,6 +36,9 @@ pub struct Record {
     pub files: u64,
     #[serde(default)]
     pub bytes: u64,
+    /// `full` or `content` (absent in records of earlier releases: full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
 }
 
 /// Paths of an install root.
@@ -111,7 +116,7 @@ impl Layout {
     fn version_in_tree(&self, slot: &str) -> Option<String> {
         let dir = self.slot_dir(slot);
         if let Ok(data) = fsutil::read_bounded(&dir.join(verify::MANIFEST), 4 << 20) {
-            if let Ok(m) = verify::parse_manifest(&data) {
+            if let Ok(m) = super::manifest::parse(&data) {
                 return Some(m.version);
             }
         }
@@ -207,20 +212,27 @@ impl Layout {
     }
 }
 
-/// Extracts a verified package into an empty slot directory, enforcing again what
-/// the headers declared (they were checked, but the data is read anew), keeping
-/// permission bits (never setuid/setgid), and syncing everything to disk.
-/// Returns (files, bytes).
+/// Extracts an inspected package into a slot directory in one pass over its one
+/// open descriptor: every file is written, hashed while written, and held to what
+/// the headers and the manifest declare (size, SHA-256; the ZIP reader checks the
+/// CRC at each entry's end) before the next one starts. Permission bits kept (never
+/// setuid/setgid); links created last; everything synced to disk at the end.
+/// `over`: the slot already holds a copy of the active slot (content package): an
+/// entry replaces what is at its path, and a parent that is a file or link there is
+/// replaced by a directory (nothing is ever written through a link).
+/// Returns (files, bytes) written.
 pub fn extract(
-    zip: &mut zip::ZipArchive<File>,
+    zip: &mut Zip,
     pkg: &Package,
     dir: &Path,
     max_unpacked: u64,
+    over: bool,
 ) -> Result<(u64, u64)> {
     let mut buf = vec![0u8; BUF];
     let mut total: u64 = 0;
     let mut files: u64 = 0;
     let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
+    let mut made: HashSet<PathBuf> = HashSet::new();
     // Links last: no file is ever written through a link the package made.
     let mut links = Vec::new();
     for (count, e) in pkg.entries.iter().enumerate() {
@@ -230,13 +242,14 @@ pub fn extract(
         let dest = dir.join(&e.path);
         match &e.kind {
             Kind::Dir => {
-                mkdirs(&dest)?;
+                parents(dir, &e.path, true, &mut made)?;
                 dirs.push((dest, e.mode));
             }
-            Kind::Symlink(t) => links.push((dest, t.clone())),
+            Kind::Symlink(t) => links.push((e, t.clone())),
             Kind::File => {
-                if let Some(p) = dest.parent() {
-                    mkdirs(p)?;
+                parents(dir, &e.path, false, &mut made)?;
+                if over {
+                    remove_any(&dest)?;
                 }
                 let mut out = OpenOptions::new()
                     .write(true)
@@ -248,6 +261,10 @@ pub fn extract(
                 let mut r = zip
                     .by_index(e.index)
                     .map_err(|x| Error::PackageRejected(format!("{}: {x}", e.path)))?;
+                let mut hash = e
+                    .sha256
+                    .as_ref()
+                    .map(|_| digest::Context::new(&digest::SHA256));
                 let mut n: u64 = 0;
                 loop {
                     let k = r.read(&mut buf).map_err(|x| {
@@ -264,8 +281,26 @@ pub fn extract(
                             e.path
                         )));
                     }
+                    if let Some(h) = hash.as_mut() {
+                        h.update(&buf[..k]);
+                    }
                     out.write_all(&buf[..k])
                         .map_err(|x| io_err(&dest, "writing", x))?;
+                }
+                if n != e.size {
+                    return Err(Error::PackageRejected(format!(
+                        "{}: {n} bytes, header declares {}",
+                        e.path, e.size
+                    )));
+                }
+                if let (Some(h), Some(want)) = (hash, &e.sha256) {
+                    if verify::hex(h.finish().as_ref()) != *want {
+                        return Err(Error::PackageRejected(format!(
+                            "{}: SHA-256 does not match {}",
+                            e.path,
+                            verify::MANIFEST
+                        )));
+                    }
                 }
                 fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode & 0o777))
                     .map_err(|x| io_err(&dest, "setting mode of", x))?;
@@ -274,9 +309,19 @@ pub fn extract(
         }
         journal::crash_after("extract", count as u64 + 1);
     }
-    for (dest, target) in links {
-        if let Some(p) = dest.parent() {
-            mkdirs(p)?;
+    for (e, target) in links {
+        if let Some(want) = &e.sha256 {
+            if verify::hex(digest::digest(&digest::SHA256, target.as_bytes()).as_ref()) != *want {
+                return Err(Error::PackageRejected(format!(
+                    "{}: link target digest mismatch",
+                    e.path
+                )));
+            }
+        }
+        parents(dir, &e.path, false, &mut made)?;
+        let dest = dir.join(&e.path);
+        if over {
+            remove_any(&dest)?;
         }
         std::os::unix::fs::symlink(&target, &dest).map_err(|x| io_err(&dest, "linking", x))?;
     }
@@ -288,13 +333,155 @@ pub fn extract(
     Ok((files, total))
 }
 
-fn mkdirs(p: &Path) -> Result<()> {
+/// Makes every parent of `rel` (and `rel` itself when `itself`) a real directory
+/// under `dir`: created when missing; a file or link found there (in a copied slot)
+/// is removed first, so nothing is written through a link.
+fn parents(dir: &Path, rel: &str, itself: bool, made: &mut HashSet<PathBuf>) -> Result<()> {
+    let comps: Vec<&str> = rel.split('/').collect();
+    let upto = if itself { comps.len() } else { comps.len() - 1 };
+    let mut p = dir.to_path_buf();
+    for c in &comps[..upto] {
+        p.push(c);
+        if made.contains(&p) {
+            continue;
+        }
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                fs::remove_file(&p).map_err(|x| io_err(&p, "replacing", x))?;
+                mkdir(&p)?;
+            }
+            Err(x) if x.kind() == std::io::ErrorKind::NotFound => mkdir(&p)?,
+            Err(x) => return Err(io_err(&p, "reading", x)),
+        }
+        made.insert(p.clone());
+    }
+    Ok(())
+}
+
+fn mkdir(p: &Path) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     fs::DirBuilder::new()
-        .recursive(true)
         .mode(0o755)
         .create(p)
         .map_err(|e| io_err(p, "creating directory", e))
+}
+
+/// Removes whatever is at `p` (file, link, or directory tree); nothing there is fine.
+fn remove_any(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+    .map_err(|e| io_err(p, "removing", e))
+}
+
+/// Removes the paths a content package deletes from the copied slot. A path whose
+/// parent is not a real directory (a link, a file) is not followed: it names nothing
+/// in the copy, so there is nothing to delete.
+pub fn delete_paths(dir: &Path, paths: &[String]) -> Result<u64> {
+    let mut n = 0;
+    'next: for rel in paths {
+        let mut p = dir.to_path_buf();
+        let comps: Vec<&str> = rel.split('/').collect();
+        for c in &comps[..comps.len() - 1] {
+            p.push(c);
+            match fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => {}
+                _ => continue 'next,
+            }
+        }
+        p.push(comps[comps.len() - 1]);
+        if fs::symlink_metadata(&p).is_ok() {
+            remove_any(&p)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Copies the active slot's tree into the (empty) target slot for a content
+/// package: directories, links and files with their modes; files are cloned
+/// (`FICLONE`: shared extents, no data copied) where the filesystem can, else copied
+/// in the kernel (`copy_file_range`). `skip` top-level names are left out (the old
+/// package's `hooks/`: hooks come only from the package being installed). Not synced
+/// here: the extraction's `syncfs` makes the whole slot durable at once.
+pub fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(u64, u64)> {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut stack = vec![(from.to_path_buf(), to.to_path_buf(), 0usize)];
+    let mut modes = Vec::new();
+    while let Some((src, dst, depth)) = stack.pop() {
+        let rd = fs::read_dir(&src).map_err(|e| io_err(&src, "reading", e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| io_err(&src, "reading", e))?;
+            let name = ent.file_name();
+            if depth == 0 && skip.iter().any(|s| name == std::ffi::OsStr::new(s)) {
+                continue;
+            }
+            if crate::signals::stop_requested() {
+                return Err(Error::Interrupted);
+            }
+            let s = ent.path();
+            let d = dst.join(&name);
+            let m = fs::symlink_metadata(&s).map_err(|e| io_err(&s, "reading", e))?;
+            let ft = m.file_type();
+            if ft.is_dir() {
+                mkdir(&d)?;
+                modes.push((d.clone(), m.permissions().mode() & 0o777));
+                stack.push((s, d, depth + 1));
+            } else if ft.is_symlink() {
+                let t = fs::read_link(&s).map_err(|e| io_err(&s, "reading link", e))?;
+                std::os::unix::fs::symlink(&t, &d).map_err(|e| io_err(&d, "linking", e))?;
+            } else if ft.is_file() {
+                bytes += clone_file(&s, &d, m.permissions().mode() & 0o777)?;
+                files += 1;
+                journal::crash_after("copy", files);
+            }
+            // Anything else (a socket an application left) is not part of an
+            // installation: not copied.
+        }
+    }
+    for (d, mode) in modes {
+        fs::set_permissions(&d, fs::Permissions::from_mode(mode | 0o700))
+            .map_err(|e| io_err(&d, "setting mode of", e))?;
+    }
+    Ok((files, bytes))
+}
+
+fn clone_file(src: &Path, dst: &Path, mode: u32) -> Result<u64> {
+    use std::os::unix::io::AsRawFd;
+    let mut i = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(src)
+        .map_err(|e| io_err(src, "opening", e))?;
+    let mut o = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(dst)
+        .map_err(|e| io_err(dst, "creating", e))?;
+    let len = i.metadata().map_err(|e| io_err(src, "reading", e))?.len();
+    // SAFETY: FICLONE takes the source descriptor as its argument; both are open.
+    let cloned = unsafe { libc::ioctl(o.as_raw_fd(), libc::FICLONE as _, i.as_raw_fd()) } == 0;
+    if !cloned {
+        // std uses copy_file_range between two files (no user-space buffer).
+        std::io::copy(&mut i, &mut o).map_err(|e| io_err(dst, "copying to", e))?;
+        // Start writing the copy to disk now, without waiting: the disk works while
+        // the next files are copied, so the final syncfs finds little left (a hint;
+        // the syncfs decides).
+        // SAFETY: sync_file_range reads its scalar arguments; the fd is open.
+        unsafe {
+            libc::sync_file_range(o.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    fs::set_permissions(dst, fs::Permissions::from_mode(mode))
+        .map_err(|e| io_err(dst, "setting mode of", e))?;
+    Ok(len)
 }
 
 fn io_err(p: &Path, what: &str, e: std::io::Error) -> Error {
@@ -353,6 +540,7 @@ mod tests {
             package_sha256: None,
             files: 1,
             bytes: 1,
+            kind: None,
         };
         l.write_record("b", &rec).unwrap();
         assert!(l.is_complete("b"));

@@ -3,17 +3,27 @@
 //! SHA-256 where a manifest lists it), and with `updates.public_key` the Ed25519
 //! signature of `manifest.json`. Every refusal is `Error::PackageRejected`.
 
+use super::manifest::{self, FileType, Manifest, PackageKind};
+use super::version_json::{self, VersionInfo, VERSION_JSON};
 use crate::error::{Error, Result};
 use base64::Engine;
 use ring::digest;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use zip::{CompressionMethod, ZipArchive};
 
-/// Manifest at the package root (extension of docs/protocol.md §3).
-pub const MANIFEST: &str = "manifest.json";
+pub use super::manifest::{check_version, MANIFEST};
+
+/// The archive over the one open descriptor of a package (verified and extracted
+/// through the same `File`: nothing is reopened by path).
+pub type Zip<'a> = ZipArchive<&'a File>;
+/// Install hooks a package may carry (run with the new slot's path, no shell).
+pub const HOOK_POST_INSTALL: &str = "hooks/post-install";
+/// Run after the switch, before the new services start (see docs/updates.md).
+pub const HOOK_POST_SWITCH: &str = "hooks/post-switch";
 /// Detached signature of the manifest's exact bytes.
 pub const SIGNATURE: &str = "manifest.sig";
 /// Plain version file, for `install` of packages without a manifest.
@@ -24,7 +34,7 @@ const MAX_MANIFEST: u64 = 4 << 20;
 const MAX_SIG: u64 = 1024;
 const MAX_LINK: u64 = 4096;
 const MAX_NAME: usize = 1024;
-const MAX_VERSION: usize = 64;
+const MAX_VERSION_JSON: u64 = 1 << 20;
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFDIR: u32 = 0o040000;
@@ -57,6 +67,8 @@ pub struct Entry {
     pub mode: u32,
     /// Declared uncompressed size.
     pub size: u64,
+    /// SHA-256 the manifest lists for it (of the target string for a link).
+    pub sha256: Option<String>,
 }
 
 /// A package that passed verification.
@@ -69,6 +81,42 @@ pub struct Package {
     pub version_file: Option<String>,
     /// The manifest signature was checked against the configured key.
     pub signed: bool,
+    /// The parsed manifest (v2 or older), when the package has one.
+    pub manifest: Option<Manifest>,
+    /// `version.json`, when the package has one (the backend's packages do).
+    pub info: Option<VersionInfo>,
+    /// Full or content (see [`resolve_kind`]).
+    pub kind: PackageKind,
+}
+
+impl Package {
+    /// Paths a content package removes from the copy of the active slot.
+    pub fn deletions(&self) -> &[String] {
+        self.manifest.as_ref().map_or(&[], |m| &m.delete)
+    }
+    /// Whether the package carries an entry at this path (the agent).
+    pub fn has_path(&self, path: &str) -> bool {
+        self.entries.iter().any(|e| e.path == path)
+    }
+}
+
+/// How a package says which kind it is: `kind` in `manifest.json` and/or
+/// `version.json` (they must agree). Said nowhere: a package with `version.json` is
+/// *content* (what the real backend generates: `version.json` + `exercises.json`,
+/// applied on top of the node's files), any other is *full* (this agent's own
+/// packages: a complete installation, as before kinds existed).
+pub fn resolve_kind(m: Option<&Manifest>, v: Option<&VersionInfo>) -> Result<PackageKind> {
+    let (a, b) = (m.and_then(|m| m.kind), v.and_then(|v| v.kind));
+    match (a, b) {
+        (Some(x), Some(y)) if x != y => Err(reject(format!(
+            "{MANIFEST} says kind {} but {VERSION_JSON} says {}",
+            x.as_str(),
+            y.as_str()
+        ))),
+        (Some(x), _) | (None, Some(x)) => Ok(x),
+        (None, None) if v.is_some() => Ok(PackageKind::Content),
+        (None, None) => Ok(PackageKind::Full),
+    }
 }
 
 fn reject(msg: impl Into<String>) -> Error {
@@ -127,19 +175,26 @@ fn key_from_text(text: &str) -> Option<[u8; 32]> {
     Some(k)
 }
 
-/// Opens a package file as a ZIP archive (structure errors are a rejection).
-pub fn open(path: &Path) -> Result<ZipArchive<File>> {
-    let f = File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    ZipArchive::new(f).map_err(|e| reject(format!("not a valid ZIP archive: {e}")))
+/// Verifies a package completely (structure, then every entry's data); nothing is
+/// written anywhere. Used when a package waits for `update` or its window; an
+/// install checks the data while extracting instead (`slots::extract`).
+pub fn verify(f: &File, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Package> {
+    let (mut zip, pkg) = inspect(f, limits, key)?;
+    scan_data(&mut zip, &pkg)?;
+    Ok(pkg)
 }
 
-/// Verifies a package file completely; nothing is written anywhere.
-pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Package> {
-    let mut f =
-        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+/// Everything but the data of the files: the ZIP's structure, names, types, limits,
+/// links, the manifest and its signature, `version.json`, `VERSION`. Returns the
+/// archive (over the same descriptor) for the extraction.
+pub fn inspect<'a>(
+    f: &'a File,
+    limits: &Limits,
+    key: Option<&[u8; 32]>,
+) -> Result<(Zip<'a>, Package)> {
     // The archive reader keeps every central-directory record in memory: refuse an
     // absurd count before it is parsed.
-    if let Some(n) = declared_entry_count(&mut f) {
+    if let Some(n) = declared_entry_count(f) {
         if n > limits.max_entries {
             return Err(reject(format!(
                 "{n} entries, more than updates.max_entries ({})",
@@ -166,17 +221,18 @@ pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Pa
         manifest_version: None,
         version_file: None,
         signed: false,
+        manifest: None,
+        info: None,
+        kind: PackageKind::Full,
     };
     let mut seen = HashSet::new();
-    let mut headers =
-        File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     for i in 0..zip.len() {
         let e = zip
             .by_index_data(i)
             .map_err(|e| reject(format!("entry {i}: {e}")))?;
         let raw = e.name_raw();
         let name = check_name(raw)?;
-        if unix_extra_links(&mut headers, e.header_start(), e.central_header_start()) {
+        if unix_extra_links(f, e.header_start(), e.central_header_start()) {
             return Err(reject(format!(
                 "{name}: hard link or device node (PKWARE Unix extra field) refused: only files, directories and links"
             )));
@@ -235,6 +291,7 @@ pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Pa
             kind,
             mode,
             size,
+            sha256: None,
         });
     }
     check_tree(&pkg.entries)?;
@@ -253,7 +310,27 @@ pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Pa
     pkg.signed = key.is_some();
     if let Some(m) = &manifest {
         pkg.manifest_version = Some(m.version.clone());
+        apply_manifest(&mut pkg.entries, m)?;
     }
+    if let Some(e) = pkg
+        .entries
+        .iter()
+        .find(|e| e.path == VERSION_JSON && e.kind == Kind::File)
+    {
+        let data = read_small(&mut zip, e.index, MAX_VERSION_JSON, VERSION_JSON)?;
+        pkg.info = Some(version_json::parse(&data)?);
+    }
+    pkg.kind = resolve_kind(manifest.as_ref(), pkg.info.as_ref())?;
+    for hook in [HOOK_POST_INSTALL, HOOK_POST_SWITCH] {
+        if let Some(e) = pkg.entries.iter().find(|e| e.path == hook) {
+            if e.kind != Kind::File || e.mode & 0o100 == 0 {
+                return Err(reject(format!(
+                    "{hook}: an install hook must be a regular file, executable by its owner"
+                )));
+            }
+        }
+    }
+    pkg.manifest = manifest;
     if let Some(e) = pkg
         .entries
         .iter()
@@ -268,15 +345,80 @@ pub fn verify(path: &Path, limits: &Limits, key: Option<&[u8; 32]>) -> Result<Pa
             .to_string();
         pkg.version_file = Some(check_version(&v, VERSION_FILE)?);
     }
-    scan_data(&mut zip, &pkg, manifest.as_ref())?;
-    Ok(pkg)
+    Ok((zip, pkg))
+}
+
+/// What a v2 manifest says about an entry must be what the archive holds: its type,
+/// size and link target; its `mode` (signed, unlike the ZIP's attributes) is the
+/// mode the entry gets (setuid, setgid and sticky still stripped). Listed
+/// directories must exist in the package.
+fn apply_manifest(entries: &mut [Entry], m: &Manifest) -> Result<()> {
+    let Some(files) = &m.files else {
+        return Ok(());
+    };
+    for e in entries.iter_mut() {
+        let Some(it) = files.get(&e.path) else {
+            continue;
+        };
+        let actual = match e.kind {
+            Kind::Dir => FileType::Dir,
+            Kind::File => FileType::File,
+            Kind::Symlink(_) => FileType::Symlink,
+        };
+        if it.ftype.is_some_and(|t| t != actual) {
+            return Err(reject(format!(
+                "{}: {MANIFEST} says {:?}, the package holds a {actual:?}",
+                e.path,
+                it.ftype.unwrap_or(actual)
+            )));
+        }
+        if let (Some(size), Kind::File) = (it.size, &e.kind) {
+            if size != e.size {
+                return Err(reject(format!(
+                    "{}: {MANIFEST} says {size} bytes, the archive {}",
+                    e.path, e.size
+                )));
+            }
+        }
+        if let (Some(t), Kind::Symlink(target)) = (&it.target, &e.kind) {
+            if t != target {
+                return Err(reject(format!(
+                    "{}: {MANIFEST} says link to {t:?}, the archive to {target:?}",
+                    e.path
+                )));
+            }
+        }
+        if let Some(mode) = it.mode {
+            if !matches!(e.kind, Kind::Symlink(_)) {
+                e.mode = mode & 0o777;
+                if e.kind == Kind::Dir {
+                    e.mode |= 0o700;
+                }
+            }
+        }
+        e.sha256 = it.sha256.clone();
+    }
+    for (p, it) in files {
+        if it.ftype == Some(FileType::Dir) {
+            let prefix = format!("{p}/");
+            if !entries
+                .iter()
+                .any(|e| e.path == *p || e.path.starts_with(&prefix))
+            {
+                return Err(reject(format!(
+                    "{MANIFEST} lists {p}/, absent from the package"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether the local or central header of an entry carries PKWARE's Unix extra
 /// field (APPNOTE 4.5.7, id 0x000d) with its variable part: the "linked to" name of
 /// a hard link (or a symlink) or a device's numbers. The zip crate ignores that
 /// field, so such an entry would silently become a plain (often empty) file.
-fn unix_extra_links(f: &mut File, local: u64, central: u64) -> bool {
+fn unix_extra_links(f: &File, local: u64, central: u64) -> bool {
     // (offset, signature, offset of the name length, offset of the fixed part's end)
     [
         (local, *b"PK\x03\x04", 26, 30),
@@ -285,7 +427,7 @@ fn unix_extra_links(f: &mut File, local: u64, central: u64) -> bool {
     .iter()
     .any(|&(at, sig, lens, fixed)| {
         let mut head = [0u8; 46];
-        if f.seek(SeekFrom::Start(at)).is_err() || f.read_exact(&mut head[..fixed]).is_err() {
+        if f.read_exact_at(&mut head[..fixed], at).is_err() {
             return false;
         }
         if head[..4] != sig {
@@ -294,9 +436,8 @@ fn unix_extra_links(f: &mut File, local: u64, central: u64) -> bool {
         let name_len = u16::from_le_bytes([head[lens], head[lens + 1]]) as u64;
         let extra_len = u16::from_le_bytes([head[lens + 2], head[lens + 3]]) as usize;
         let mut extra = vec![0u8; extra_len];
-        if f.seek(SeekFrom::Start(at + fixed as u64 + name_len))
+        if f.read_exact_at(&mut extra, at + fixed as u64 + name_len)
             .is_err()
-            || f.read_exact(&mut extra).is_err()
         {
             return false;
         }
@@ -317,12 +458,11 @@ fn unix_extra_links(f: &mut File, local: u64, central: u64) -> bool {
 
 /// Number of entries the end-of-central-directory record declares, when it is a
 /// plain (non-zip64) record.
-fn declared_entry_count(f: &mut File) -> Option<u64> {
-    let len = f.seek(SeekFrom::End(0)).ok()?;
+fn declared_entry_count(f: &File) -> Option<u64> {
+    let len = f.metadata().ok()?.len();
     let tail = len.min(22 + 65535);
-    f.seek(SeekFrom::Start(len - tail)).ok()?;
     let mut buf = vec![0u8; tail as usize];
-    f.read_exact(&mut buf).ok()?;
+    f.read_exact_at(&mut buf, len - tail).ok()?;
     let pos = buf
         .windows(4)
         .rposition(|w| w == [0x50, 0x4b, 0x05, 0x06])?;
@@ -432,7 +572,7 @@ fn check_links(entries: &[Entry]) -> Result<()> {
 }
 
 /// Reads one entry's whole data, refusing more than `limit` bytes.
-fn read_small(zip: &mut ZipArchive<File>, index: usize, limit: u64, what: &str) -> Result<Vec<u8>> {
+fn read_small(zip: &mut Zip, index: usize, limit: u64, what: &str) -> Result<Vec<u8>> {
     let f = zip
         .by_index(index)
         .map_err(|e| reject(format!("{what}: {e}")))?;
@@ -446,89 +586,9 @@ fn read_small(zip: &mut ZipArchive<File>, index: usize, limit: u64, what: &str) 
     Ok(out)
 }
 
-/// A version string fit for status.json and a directory record.
-pub fn check_version(v: &str, what: &str) -> Result<String> {
-    let ok = !v.is_empty()
-        && v.len() <= MAX_VERSION
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_'));
-    if ok {
-        Ok(v.to_string())
-    } else {
-        Err(reject(format!(
-            "{what}: version {v:?} is not a plain version string"
-        )))
-    }
-}
-
-/// The parsed manifest: version and the file digests it lists.
-#[derive(Debug)]
-pub struct Manifest {
-    pub version: String,
-    /// Path → expected SHA-256 (lowercase hex); None when the manifest lists none.
-    pub files: Option<BTreeMap<String, String>>,
-}
-
-/// Parses manifest bytes: `{"version": .., "files": {path: hex} | [{path, sha256}]}`.
+/// Parses manifest bytes (see `manifest::parse`).
 pub fn parse_manifest(data: &[u8]) -> Result<Manifest> {
-    let v: serde_json::Value = serde_json::from_slice(data)
-        .map_err(|e| reject(format!("{MANIFEST}: invalid JSON: {e}")))?;
-    let version = v
-        .get("version")
-        .and_then(|x| x.as_str())
-        .ok_or_else(|| reject(format!("{MANIFEST}: no \"version\" string")))?;
-    let version = check_version(version, MANIFEST)?;
-    let mut files = BTreeMap::new();
-    let add = |files: &mut BTreeMap<String, String>, p: &str, h: &str| -> Result<()> {
-        let p = p.strip_prefix("./").unwrap_or(p).to_string();
-        let h = h.to_ascii_lowercase();
-        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(reject(format!("{MANIFEST}: {p}: not a SHA-256 hex digest")));
-        }
-        if files.insert(p.clone(), h).is_some() {
-            return Err(reject(format!("{MANIFEST}: {p} listed twice")));
-        }
-        Ok(())
-    };
-    match v.get("files") {
-        None | Some(serde_json::Value::Null) => {
-            return Ok(Manifest {
-                version,
-                files: None,
-            })
-        }
-        Some(serde_json::Value::Object(o)) => {
-            for (p, h) in o {
-                let h = h
-                    .as_str()
-                    .ok_or_else(|| reject(format!("{MANIFEST}: {p}: digest is not a string")))?;
-                add(&mut files, p, h)?;
-            }
-        }
-        Some(serde_json::Value::Array(a)) => {
-            for item in a {
-                let p = item.get("path").and_then(|x| x.as_str());
-                let h = item.get("sha256").and_then(|x| x.as_str());
-                match (p, h) {
-                    (Some(p), Some(h)) => add(&mut files, p, h)?,
-                    _ => {
-                        return Err(reject(format!(
-                            "{MANIFEST}: file items need \"path\" and \"sha256\" strings"
-                        )))
-                    }
-                }
-            }
-        }
-        Some(_) => {
-            return Err(reject(format!(
-                "{MANIFEST}: \"files\" must be an object or array"
-            )))
-        }
-    }
-    Ok(Manifest {
-        version,
-        files: Some(files),
-    })
+    manifest::parse(data)
 }
 
 /// Decodes `manifest.sig`: raw 64 bytes, or base64 of them.
@@ -546,11 +606,7 @@ fn decode_signature(data: &[u8]) -> Option<Vec<u8>> {
 
 /// Reads, checks the signature of, and parses the manifest. With a key, manifest,
 /// signature and a complete file list are required.
-fn read_manifest(
-    zip: &mut ZipArchive<File>,
-    pkg: &Package,
-    key: Option<&[u8; 32]>,
-) -> Result<Option<Manifest>> {
+fn read_manifest(zip: &mut Zip, pkg: &Package, key: Option<&[u8; 32]>) -> Result<Option<Manifest>> {
     let find = |name: &str| {
         pkg.entries
             .iter()
@@ -588,7 +644,11 @@ fn read_manifest(
                 .filter(|e| e.kind != Kind::Dir)
                 .map(|e| e.path.as_str())
                 .collect();
-            if let Some(p) = files.keys().find(|p| !present.contains(p.as_str())) {
+            if let Some(p) = files
+                .iter()
+                .find(|(p, it)| it.ftype != Some(FileType::Dir) && !present.contains(p.as_str()))
+                .map(|(p, _)| p)
+            {
                 return Err(reject(format!(
                     "{MANIFEST} lists {p}, absent from the package"
                 )));
@@ -621,11 +681,10 @@ fn read_manifest(
 
 /// Reads every file's data once: the ZIP CRC is checked by the reader at the end of
 /// each entry, sizes are held to what the headers declare, and listed digests match.
-fn scan_data(zip: &mut ZipArchive<File>, pkg: &Package, manifest: Option<&Manifest>) -> Result<()> {
-    let files = manifest.and_then(|m| m.files.as_ref());
+pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
     let mut buf = vec![0u8; BUF];
     for e in &pkg.entries {
-        let expected = files.and_then(|f| f.get(&e.path));
+        let expected = e.sha256.as_ref();
         match &e.kind {
             Kind::Dir => continue,
             Kind::Symlink(t) => {

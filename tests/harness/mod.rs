@@ -30,7 +30,8 @@ pub struct Node {
     pub cfg: Value,
 }
 
-/// A TLS simulator with defaults.
+/// A TLS simulator with defaults; its profile (guide or central) comes from
+/// `CYBERSENSEI_SIM_PROFILE`, so `scripts/test.sh` runs these tests under both.
 pub fn sim() -> Sim {
     Sim::start(SimOptions {
         tls: true,

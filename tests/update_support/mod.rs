@@ -70,16 +70,17 @@ pub fn app(version: &str) -> Vec<E> {
         E::File("bin/run".into(), b"#!/bin/sh\nexit 0\n".to_vec(), 0o755),
         file("VERSION", format!("{version}\n").as_bytes()),
         // What the real backend requires at a package's root (docs/protocol.md).
-        file("version.json", &version_json(version)),
+        file("version.json", &full_version_json(version)),
         file("app/config.txt", format!("app {version}\n").as_bytes()),
         E::Deflated("app/data.txt".into(), version.repeat(5000).into_bytes()),
         E::Link("app/current-config".into(), "config.txt".into()),
     ]
 }
 
-/// `version.json` for `version`, as the real backend's upload requires it; no
-/// minimum node version, so that any test box may install it.
-pub fn version_json(version: &str) -> Vec<u8> {
+/// `version.json` for `version`, as the real backend's upload requires it, of a full
+/// installation (`kind: full`); no minimum node version, so that any test box may
+/// install it.
+pub fn full_version_json(version: &str) -> Vec<u8> {
     cybersensei_sim::version_json(version, "- tests", "0.0.0").into_bytes()
 }
 
@@ -384,7 +385,8 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-/// The simulator over TLS, with `TEST-KEY-1234` (the rigs' key) valid.
+/// The simulator over TLS, with `TEST-KEY-1234` (the rigs' key) valid; profile from
+/// `CYBERSENSEI_SIM_PROFILE` like every simulator of the tests.
 pub fn tls_sim() -> cybersensei_sim::Sim {
     let sim = cybersensei_sim::Sim::start(cybersensei_sim::SimOptions {
         tls: true,
@@ -393,4 +395,107 @@ pub fn tls_sim() -> cybersensei_sim::Sim {
     .unwrap();
     sim.valid_license("TEST-KEY-1234");
     sim
+}
+
+/// An executable (mode 0755): hooks, scripts.
+pub fn exe(name: &str, body: &str) -> E {
+    E::File(name.into(), body.as_bytes().to_vec(), 0o755)
+}
+
+/// `version.json` as the real backend writes it (pretty JSON), from `v`.
+pub fn version_json(v: Value) -> E {
+    file("version.json", &serde_json::to_vec_pretty(&v).unwrap())
+}
+
+/// A manifest v2 listing every file and link of `entries` with type, size and mode,
+/// plus `kind` and `delete` when given.
+pub fn manifest_v2(version: &str, kind: Option<&str>, entries: &[E], delete: &[&str]) -> Vec<u8> {
+    let mut files = Vec::new();
+    for e in entries {
+        match e {
+            E::File(n, d, m) | E::Raw(n, d, m) => files.push(json!({"path": n, "type": "file",
+                "size": d.len(), "mode": format!("{:04o}", m & 0o7777), "sha256": sha256(d)})),
+            E::Deflated(n, d) => files.push(json!({"path": n, "type": "file",
+                "size": d.len(), "sha256": sha256(d)})),
+            E::Link(n, t) => files.push(json!({"path": n, "type": "symlink", "target": t,
+                "sha256": sha256(t.as_bytes())})),
+            E::Dir(n) => {
+                files.push(json!({"path": n.trim_end_matches('/'), "type": "dir", "mode": "0755"}))
+            }
+        }
+    }
+    let mut m = json!({"version": version, "files": files});
+    if let Some(k) = kind {
+        m["kind"] = json!(k);
+    }
+    if !delete.is_empty() {
+        m["delete"] = json!(delete);
+    }
+    serde_json::to_vec_pretty(&m).unwrap()
+}
+
+/// Restart as the init script does: `run` in the background; its start recovers the
+/// journal before its license step: a boot validation, or (validations are counted by
+/// the real backend) the reuse of the recent cached one, which it logs. Once either
+/// happened the recovery is over. Then SIGTERM, which must end it with 0.
+pub fn restart_run(rig: &Rig, sim: &cybersensei_sim::Sim) -> Result<(), String> {
+    let before = sim.count("/api/license/validate");
+    let log = rig.dir.path().join("agent.log");
+    let log_before = std::fs::read_to_string(&log).unwrap_or_default().len();
+    let mut child = rig
+        .cmd(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn run: {e}"))?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let seen = loop {
+        let reused = std::fs::read_to_string(&log)
+            .ok()
+            .and_then(|t| t.get(log_before..).map(|new| new.contains("reused")))
+            .unwrap_or(false);
+        if reused || sim.count("/api/license/validate") > before {
+            break true;
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("run did not stop on SIGTERM".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    if let Some(mut s) = child.stderr.take() {
+        use std::io::Read;
+        let _ = s.read_to_string(&mut err);
+    }
+    if !seen {
+        return Err(format!("run never reached its license step: {err}"));
+    }
+    if status.code() != Some(0) {
+        return Err(format!("run exited {status}: {err}"));
+    }
+    Ok(())
+}
+
+/// `entries` without the one named `name` (to replace what `app()` carries).
+pub fn without(mut entries: Vec<E>, name: &str) -> Vec<E> {
+    entries.retain(|e| match e {
+        E::File(n, ..) | E::Raw(n, ..) | E::Deflated(n, _) | E::Link(n, _) => n != name,
+        _ => true,
+    });
+    entries
 }

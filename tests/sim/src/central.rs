@@ -53,6 +53,18 @@ fn internal_error() -> Response {
     )
 }
 
+/// The throttler's 429 body (`ThrottlerException`, an HttpException built from a
+/// string: no `error` field); the caller adds `Retry-After`.
+pub(crate) fn too_many() -> Response {
+    Response::json_fields(
+        429,
+        &[
+            ("statusCode", json!(429)),
+            ("message", json!("ThrottlerException: Too Many Requests")),
+        ],
+    )
+}
+
 /// Query parameters as Express (`qs`) decodes them: `+` is a space.
 fn query_params(q: &str) -> Vec<(String, String)> {
     q.split('&')
@@ -98,14 +110,7 @@ pub(crate) fn route(sh: &Shared, req: &RawRequest, peer: &str) -> Response {
     let verdict = sh.st().throttler.hit(route, peer, now);
     let (limit, remaining, reset) = match verdict {
         Verdict::Blocked { retry_after_s } => {
-            return Response::json_fields(
-                429,
-                &[
-                    ("statusCode", json!(429)),
-                    ("message", json!("ThrottlerException: Too Many Requests")),
-                ],
-            )
-            .with("Retry-After", &retry_after_s.to_string());
+            return too_many().with("Retry-After", &retry_after_s.to_string());
         }
         Verdict::Allowed {
             limit,

@@ -468,8 +468,11 @@ fn version_key(v: &str) -> Vec<u64> {
 /// A `version.json` as the real backend requires at a package's root
 /// (update.controller.ts:55-77): for tests and scripts building packages.
 pub fn version_json(version: &str, changelog: &str, required_node_version: &str) -> String {
+    // `kind: full`: the tests' packages are complete installations, and a package with
+    // version.json that names no kind is a content package (docs/updates.md).
     json!({
         "version": version,
+        "kind": "full",
         "changelog": changelog,
         "requiredNodeVersion": required_node_version,
         "breaking": false,
@@ -1064,8 +1067,11 @@ fn fault_action(sh: &Shared, req: &RawRequest, peer: &str, f: Fault) -> Action {
             Delivery::Normal,
         ),
         Fault::TooMany { retry_after } => Action::Send(
-            nest_error(429, json!("ThrottlerException: Too Many Requests"))
-                .with("Retry-After", &retry_after),
+            match sh.profile {
+                Profile::Guide => nest_error(429, json!("ThrottlerException: Too Many Requests")),
+                Profile::Central => central::too_many(),
+            }
+            .with("Retry-After", &retry_after),
             Delivery::Normal,
         ),
         Fault::Hang => Action::Hang,

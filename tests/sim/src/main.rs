@@ -87,6 +87,15 @@ fn outcome_of(word: &str) -> Option<&'static str> {
 }
 
 fn run() -> Result<(), String> {
+    // SimOptions::default() reads the profile variable and panics on a bad one.
+    if let Ok(v) = std::env::var(cybersensei_sim::PROFILE_ENV) {
+        if !v.trim().is_empty() && cybersensei_sim::Profile::parse(&v).is_none() {
+            return Err(format!(
+                "{}={v:?}: expected guide or central",
+                cybersensei_sim::PROFILE_ENV
+            ));
+        }
+    }
     let mut args = std::env::args().skip(1);
     let mut opts = SimOptions {
         log_requests: true,
