@@ -9,6 +9,7 @@ use crate::clock::{iso8601, Clock};
 use crate::config::Config;
 use crate::error::exit;
 use crate::transport::Transport;
+use crate::update::manifest::FileType;
 use crate::update::slots::Layout;
 use crate::update::verify;
 use crate::{license, redact};
@@ -582,19 +583,37 @@ fn slots(cfg: &Config) -> Outcome {
         Ok(m) => m.files.unwrap_or_default(),
         Err(e) => return Outcome::Fail(format!("slot {slot}: {e}")),
     };
-    for (rel, want) in &files {
+    for (rel, item) in &files {
         let p = dir.join(rel);
-        let got = match std::fs::symlink_metadata(&p) {
+        let meta = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) => return Outcome::Fail(format!("slot {slot}: {rel}: {e}")),
+        };
+        let is_type = match item.ftype {
+            Some(FileType::Dir) => meta.is_dir(),
+            Some(FileType::Symlink) => meta.file_type().is_symlink(),
+            Some(FileType::File) => meta.is_file(),
+            None => true,
+        };
+        if !is_type {
+            return Outcome::Fail(format!(
+                "slot {slot}: {rel} is not the {:?} manifest.json lists",
+                item.ftype.unwrap_or(FileType::File)
+            ));
+        }
+        let Some(want) = &item.sha256 else { continue };
+        let got = if meta.file_type().is_symlink() {
             // A link's digest is the digest of its target string (manifest v2).
-            Ok(m) if m.file_type().is_symlink() => std::fs::read_link(&p).map(|t| {
+            std::fs::read_link(&p).map(|t| {
                 use std::os::unix::ffi::OsStrExt;
                 verify::hex(
                     ring::digest::digest(&ring::digest::SHA256, t.as_os_str().as_bytes()).as_ref(),
                 )
-            }),
-            Ok(m) if m.is_dir() => continue,
-            Ok(_) => sha256_file(&p),
-            Err(e) => Err(e),
+            })
+        } else if meta.is_dir() {
+            continue;
+        } else {
+            sha256_file(&p)
         };
         match got {
             Ok(h) if &h == want => {}

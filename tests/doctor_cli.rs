@@ -263,3 +263,57 @@ fn clock_in_1970_fails_clock() {
     assert!(line(&out, "clock").contains("1970"), "{out}");
     assert!(stderr(&o).contains("first failure: clock"), "{}", text(&o));
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn manifest_v2_dirs_files_and_links_are_checked() {
+    let sim = harness::sim();
+    let node = box_for(&sim);
+    let slot = node.root.join("slots/b");
+    std::fs::create_dir_all(slot.join("app")).unwrap();
+    std::fs::write(slot.join("app/main.js"), b"run()\n").unwrap();
+    std::os::unix::fs::symlink("main.js", slot.join("app/link")).unwrap();
+    let manifest = serde_json::json!({
+        "version": "1.3.0", "kind": "full",
+        "files": [
+            {"path": "app", "type": "dir", "mode": "0755"},
+            {"path": "app/main.js", "type": "file", "sha256": sha256_hex(b"run()\n")},
+            {"path": "app/link", "type": "symlink", "target": "main.js",
+             "sha256": sha256_hex(b"main.js")}
+        ]
+    });
+    std::fs::write(slot.join("manifest.json"), manifest.to_string()).unwrap();
+    std::os::unix::fs::symlink("slots/b", node.root.join("current")).unwrap();
+    let o = node.run(&["doctor"]);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        line(&out, "slots").contains("slot b, version 1.3.0, 3 file(s)"),
+        "{out}"
+    );
+    // The link now points elsewhere: named.
+    std::fs::remove_file(slot.join("app/link")).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", slot.join("app/link")).unwrap();
+    let o = node.run(&["doctor"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        line(&stdout(&o), "slots").contains("app/link"),
+        "{}",
+        text(&o)
+    );
+    // A listed directory replaced by a file: named too.
+    std::fs::remove_file(slot.join("app/link")).unwrap();
+    std::os::unix::fs::symlink("main.js", slot.join("app/link")).unwrap();
+    std::fs::remove_dir_all(slot.join("app")).unwrap();
+    std::fs::write(slot.join("app"), b"x").unwrap();
+    let o = node.run(&["doctor"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(line(&stdout(&o), "slots").contains("app"), "{}", text(&o));
+}
