@@ -116,15 +116,22 @@ fn unknown_certificate_authority_fails_tls_and_names_ca_file() {
 }
 
 #[test]
-fn server_that_closes_at_once_fails_tls() {
+fn server_that_closes_at_once_fails_tcp_or_tls() {
     let sim = harness::sim();
     sim.set_down(true);
     let node = box_for(&sim);
     let o = node.run(&["doctor"]);
     let out = stdout(&o);
     assert_eq!(code(&o), 14, "{}", text(&o));
-    assert_eq!(word(&out, "tcp"), "ok", "{out}");
-    assert_eq!(word(&out, "tls"), "FAIL", "{out}");
+    // The server accepts, then resets: whether connect() or the handshake sees the
+    // reset first is the kernel's timing; either way that layer is named, not http.
+    let e = stderr(&o);
+    assert!(
+        e.contains("first failure: tcp") || e.contains("first failure: tls"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(word(&out, "http"), "skip", "{out}");
 }
 
 #[test]
