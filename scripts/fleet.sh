@@ -4,7 +4,7 @@
 # injected clock shared with the simulator's central profile (examples/fleet.rs).
 # Prints, for each N, the 429s and posts of 2 h of steady state, then after a 24 h
 # outage (every queue full) the 429s and the time until every backlog is delivered.
-#   scripts/fleet.sh            N = 10 and 50 (about 8 min on 2 cores, debug build)
+#   scripts/fleet.sh            N = 10 and 50 (4-8 min on 2 shared cores, debug build)
 #   scripts/fleet.sh 5 20 100   other sizes
 # State goes to $FLEET_DIR (default /dev/shm when present: thousands of fsyncs).
 set -euo pipefail

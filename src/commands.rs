@@ -362,6 +362,17 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     if u.available {
         println!("  latest:  {}", o(&u.latest_version));
     }
+    if u.node_too_old == Some(true) {
+        println!(
+            "  blocked: {} needs this node at {} or later (it runs {})",
+            o(&u.latest_version),
+            o(&u.required_node_version),
+            s.version
+        );
+    }
+    if let Some(m) = &u.message {
+        println!("  backend: {m}");
+    }
     println!(
         "  checked: {}",
         u.last_checked_at.as_deref().unwrap_or("never")

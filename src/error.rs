@@ -31,7 +31,12 @@ pub enum Error {
     /// Bad command line or configuration; the message names the field or argument.
     Config(String),
     /// The backend could not be reached (network, TLS, 5xx) after the retries.
-    Unreachable(String),
+    Unreachable {
+        /// What was asked, what went wrong, how many attempts.
+        message: String,
+        /// The HTTP client's error of the last attempt, when there was one.
+        source: Option<Source>,
+    },
     /// The backend answered, but not in the protocol: a body the agent cannot read,
     /// a missing field, a header that contradicts the body. Not a network problem.
     Protocol {
@@ -89,7 +94,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) => exit::USAGE,
-            Error::Unreachable(_) | Error::Protocol { .. } | Error::Throttled { .. } => {
+            Error::Unreachable { .. } | Error::Protocol { .. } | Error::Throttled { .. } => {
                 exit::UNREACHABLE
             }
             Error::LicenseRefused(_) => exit::LICENSE_REFUSED,
@@ -120,6 +125,14 @@ impl Error {
         }
     }
 
+    /// The backend could not be reached; no cause kept beyond the words.
+    pub fn unreachable(message: impl Into<String>) -> Error {
+        Error::Unreachable {
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// Not enough space, predicted before writing (no kernel error behind it).
     pub fn no_space(message: impl Into<String>) -> Error {
         Error::NoSpace {
@@ -141,7 +154,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(m) => write!(f, "configuration error: {m}"),
-            Error::Unreachable(m) => write!(f, "backend unreachable: {m}"),
+            Error::Unreachable { message, .. } => write!(f, "backend unreachable: {message}"),
             Error::Protocol { message, source } => {
                 write!(f, "backend answer not understood: {message}")?;
                 if let Some(s) = source {
@@ -178,6 +191,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Protocol {
+                source: Some(s), ..
+            }
+            | Error::Unreachable {
                 source: Some(s), ..
             } => Some(s.as_ref()),
             Error::NoSpace {

@@ -138,6 +138,18 @@ pub fn verdict(s: &Status, f: &Facts) -> Verdict {
             "see `cybersensei-agent help update` for the cause's exit code; `cybersensei-agent update` retries",
         );
     }
+    if u.node_too_old == Some(true) {
+        return v(
+            Level::Attention,
+            format!(
+                "update {} is blocked: it needs this box at version {} or later (it runs {})",
+                u.latest_version.as_deref().unwrap_or("?"),
+                u.required_node_version.as_deref().unwrap_or("?"),
+                s.version
+            ),
+            "bring the box to that version first (a full package: `cybersensei-agent install ZIP`), or ask CyberSensei",
+        );
+    }
     if l.state == LicenseState::Grace {
         return v(
             Level::Attention,
@@ -253,6 +265,10 @@ mod tests {
         s.telemetry.queued = 4;
         s.telemetry.last_error = Some("timed out".into());
         assert!(verdict(&s, &facts()).why.contains("4 queued"));
+        let mut s = valid();
+        s.update.node_too_old = Some(true);
+        s.update.required_node_version = Some("2.0.0".into());
+        assert!(verdict(&s, &facts()).why.contains("2.0.0"));
         let mut s = valid();
         s.license.days_left = Some(10);
         assert!(verdict(&s, &facts()).why.contains("expires in 10 days"));

@@ -71,7 +71,7 @@ impl Fault {
     /// The error a one-shot command exits with (14 for all three; words differ).
     pub fn to_error(&self) -> Error {
         match self {
-            Fault::Unreachable(m) => Error::Unreachable(m.clone()),
+            Fault::Unreachable(m) => Error::unreachable(m.clone()),
             Fault::NotProtocol(m) => Error::protocol(m.clone(), None),
             Fault::Throttled { what, retry_after } => Error::Throttled {
                 what: what.clone(),
@@ -83,7 +83,7 @@ impl Fault {
     /// The fault behind a transport error.
     pub fn of(e: Error) -> Fault {
         match e {
-            Error::Unreachable(m) => Fault::Unreachable(m),
+            Error::Unreachable { message, .. } => Fault::Unreachable(message),
             Error::Throttled { what, retry_after } => Fault::Throttled { what, retry_after },
             Error::Protocol { message, source } => Fault::NotProtocol(match source {
                 Some(s) => format!("{message} ({s})"),
@@ -128,7 +128,7 @@ impl Outcome {
             LicenseState::Invalid => Some(Error::LicenseRefused(m)),
             LicenseState::Unknown => Some(match &self.fault {
                 Some(f) => f.to_error(),
-                None => Error::Unreachable(m),
+                None => Error::unreachable(m),
             }),
         }
     }

@@ -110,6 +110,9 @@ enum Outcome {
     Retry {
         why: String,
         after: Option<Duration>,
+        /// The operating system's error behind a network failure (kept as the
+        /// source; other ureq errors may carry the URL, hence the key: words only).
+        cause: Option<std::io::Error>,
     },
     /// 429: the backend asks every request from this address to wait.
     Throttled {
@@ -304,9 +307,11 @@ impl Transport {
         let what = redact::query(&self.scrub(path));
         if let Some(n) = declared {
             if n > MAX_JSON_BODY {
-                return Err(Error::Unreachable(format!(
-                    "{what}: answer of {n} bytes refused (limit {MAX_JSON_BODY})"
-                )));
+                // No JSON answer of the protocol is that large: not a network fault.
+                return Err(Error::protocol(
+                    format!("{what}: answer of {n} bytes refused (limit {MAX_JSON_BODY})"),
+                    None,
+                ));
             }
         }
         let body = resp
@@ -315,13 +320,20 @@ impl Transport {
             .limit(MAX_JSON_BODY)
             .read_to_vec()
             .map_err(|e| match e {
-                ureq::Error::BodyExceedsLimit(_) => Error::Unreachable(format!(
-                    "{what}: answer larger than {MAX_JSON_BODY} bytes refused"
-                )),
-                other => Error::Unreachable(format!(
-                    "{what}: reading the answer: {}",
-                    self.scrub(&describe(&other))
-                )),
+                ureq::Error::BodyExceedsLimit(_) => Error::protocol(
+                    format!("{what}: answer larger than {MAX_JSON_BODY} bytes refused"),
+                    None,
+                ),
+                other => Error::Unreachable {
+                    message: format!(
+                        "{what}: reading the answer: {}",
+                        self.scrub(&describe(&other))
+                    ),
+                    source: match other {
+                        ureq::Error::Io(io) => Some(Box::new(io) as crate::error::Source),
+                        _ => None,
+                    },
+                },
             })?;
         Ok(Reply {
             status,
@@ -342,6 +354,7 @@ impl Transport {
         let url = format!("{}{}", self.base, path);
         let shown = redact::query(&self.scrub(path));
         let mut last = String::new();
+        let mut last_cause: Option<std::io::Error> = None;
         for attempt in 1..=self.attempts {
             if crate::signals::stop_requested() {
                 return Err(Error::Interrupted);
@@ -365,7 +378,10 @@ impl Transport {
                     );
                     return Ok(resp);
                 }
-                Outcome::Retry { why, after } => (self.scrub(&why), after),
+                Outcome::Retry { why, after, cause } => {
+                    last_cause = cause;
+                    (self.scrub(&why), after)
+                }
                 Outcome::Throttled { after } => {
                     let wait = after.unwrap_or(DEFAULT_THROTTLE).min(MAX_THROTTLE);
                     log::warn!(
@@ -380,6 +396,7 @@ impl Transport {
                         );
                         clock.sleep(wait);
                         last = "HTTP 429 Too Many Requests".into();
+                        last_cause = None;
                         continue;
                     }
                     self.block_until(clock.monotonic() + wait);
@@ -404,10 +421,13 @@ impl Transport {
                 }
             }
         }
-        Err(Error::Unreachable(format!(
-            "{method} {shown}: {last} (after {} attempts)",
-            self.attempts
-        )))
+        Err(Error::Unreachable {
+            message: format!(
+                "{method} {shown}: {last} (after {} attempts)",
+                self.attempts
+            ),
+            source: last_cause.map(|e| Box::new(e) as crate::error::Source),
+        })
     }
 
     /// Exponential backoff from `retry_delay`, times a random factor in [0.5, 1.5).
@@ -481,6 +501,7 @@ impl Transport {
                     Outcome::Retry {
                         why: format!("HTTP {status}"),
                         after: after.map(|d| d.min(MAX_RETRY_AFTER)),
+                        cause: None,
                     }
                 } else {
                     Outcome::Done(resp)
@@ -492,6 +513,10 @@ impl Transport {
                     None => describe(&e),
                 },
                 after: None,
+                cause: match e {
+                    ureq::Error::Io(io) => Some(io),
+                    _ => None,
+                },
             },
         }
     }
@@ -571,6 +596,33 @@ mod tests {
         );
         assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
         assert_eq!(parse_retry_after("-3", now), None);
+    }
+
+    #[test]
+    fn unreachable_keeps_the_os_error_and_not_the_key() {
+        use std::error::Error as _;
+        // A port nothing listens on (bound then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let mut cfg = crate::config::Config::default().backend;
+        cfg.url = format!("http://127.0.0.1:{port}");
+        cfg.allow_http = true;
+        cfg.retry_attempts = 1;
+        let t = Transport::new(&cfg).unwrap();
+        t.add_secret("SECRET-KEY");
+        let clock = crate::clock::SystemClock::new();
+        let e = t
+            .get(&clock, "/api/license/validate?key=SECRET-KEY")
+            .unwrap_err();
+        assert!(matches!(e, Error::Unreachable { .. }), "{e}");
+        let io = e
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the io::Error is the source");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(!e.to_string().contains("SECRET-KEY"), "{e}");
     }
 
     #[test]

@@ -98,6 +98,12 @@ fn a_node_too_old_is_said_as_such_not_up_to_date() {
     assert_eq!(st["update"]["nodeTooOld"], true, "{st}");
     assert_eq!(st["update"]["available"], false);
     assert_eq!(st["update"]["requiredNodeVersion"], "1.0.0");
+    let o = n.run(&["status"]);
+    assert!(
+        text(&o).contains("blocked: 2.0.0 needs this node at 1.0.0 or later (it runs 0.0.0)"),
+        "{}",
+        text(&o)
+    );
     let o = n.run(&["update"]);
     assert_eq!(code(&o), 1, "{}", text(&o));
     assert!(

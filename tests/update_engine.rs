@@ -407,9 +407,15 @@ fn version_json_not_the_checks_latest_version_is_refused_on_update() {
     let v1 = base(&log_path(&rig));
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let pkg = vec![
-        version_json(json!({"version": "1.4.0"})),
+        version_json(json!({"version": "1.4.0", "changelog": "- mislabelled"})),
         file("exercises.json", b"{}"),
     ];
+    if sim.profile() == cybersensei_sim::Profile::Central {
+        // The real upload takes the version from version.json: a mislabelled package
+        // cannot be announced there (the guide's backend can, tested below).
+        assert!(sim.try_publish_update("1.5.0", zip(&pkg), "-").is_err());
+        return;
+    }
     sim.publish_update("1.5.0", zip(&pkg), "- mislabelled");
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 21, "{}", text(&o));

@@ -213,7 +213,7 @@ pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> R
                 log::warn!("download interrupted: {why}; resuming");
                 if fails_without_progress >= ctx.cfg.backend.retry_attempts.max(1) {
                     progress.finish();
-                    return Err(Error::Unreachable(format!(
+                    return Err(Error::unreachable(format!(
                         "download of {}: {why} (partial file kept; the next run resumes)",
                         want.update_id
                     )));
@@ -228,7 +228,7 @@ pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> R
         }
     }
     progress.finish();
-    Err(Error::Unreachable(format!(
+    Err(Error::unreachable(format!(
         "download of {}: gave up after {MAX_RESUMES} resumes",
         want.update_id
     )))
@@ -312,7 +312,7 @@ fn attempt(
     }
     let resp = match ctx.transport.get_streaming(ctx.clock, url_path, &headers) {
         Ok(r) => r,
-        Err(Error::Unreachable(m)) => return Err(Failure::Retry(m, false)),
+        Err(Error::Unreachable { message, .. }) => return Err(Failure::Retry(message, false)),
         Err(e) => return Err(e.into()),
     };
     match resp.status {
