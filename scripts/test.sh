@@ -53,6 +53,10 @@ missing_for() {
         m+=("dpkg-arch-arm64")
       fi
       ;;
+    board/power-cut.sh)
+      m=($(missing_for board/qemu-boot.sh))
+      have e2fsck || m+=(e2fsck)
+      ;;
   esac
   echo "${m[*]}"
 }
@@ -84,7 +88,7 @@ fi
 # Decided before the long host run: under CI a missing tool fails at once.
 steps=()
 if [ "${SKIP_BOARD:-0}" != 1 ]; then
-  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh; do
+  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh board/power-cut.sh; do
     [ -x "$t" ] || continue
     if ready "$t"; then steps+=("$t"); fi
   done

@@ -149,6 +149,7 @@ fn dispatch(cmd: &Command, cfg: Config, clock: &dyn Clock) -> Result<u8> {
             let _lock = StateLock::acquire(&cfg.state_dir, lock_wait())?;
             let ctx = Ctx::new(cfg, clock, true)?;
             update::recover(&ctx)?;
+            crate::leftovers::sweep(&ctx.cfg);
             locked(cmd, &ctx)
         }
     }

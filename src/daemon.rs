@@ -192,6 +192,7 @@ impl<'a> Daemon<'a> {
                 // the license and telemetry must keep working so the box stays reachable.
                 log::error!("update recovery: {e}");
             }
+            crate::leftovers::sweep(&self.ctx.cfg);
             // Up and recovered: the init script's count of failed starts is reset.
             update::boot::confirm_start(&self.ctx.cfg, before.as_deref());
             // Under the lock: status.json is rewritten by whoever holds it.

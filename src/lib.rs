@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod health;
 pub mod help;
 pub mod hex;
+pub mod leftovers;
 pub mod license;
 pub mod logging;
 pub mod protocol;

@@ -42,6 +42,7 @@
 //! Every request is recorded *before* its response is written, so once a client has
 //! an answer (or a timeout) the record is there.
 
+pub mod boxcheck;
 mod central;
 mod http;
 mod throttle;

@@ -41,6 +41,11 @@ usage: cybersensei-sim [options]
   --checksum-style S         prefixed | sha256 | both
   --no-checksum-header       no X-Checksum-SHA256 on downloads
   --quiet                    do not log requests on stderr
+  --fail PATH=N              answer the first N requests to PATH (prefix) with 503
+usage: cybersensei-sim check-box [--sums-required] STATE_DIR INSTALL_ROOT
+  checks a box after a power cut (board/power-cut.sh): prints `BOX ok ...` and exits
+  0, or `BOX FAIL ... :: problems` and exits 1; --sums-required: every recorded slot
+  must carry SHA256SUMS or manifest.json
 ";
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -87,6 +92,19 @@ fn outcome_of(word: &str) -> Option<&'static str> {
 }
 
 fn run() -> Result<(), String> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("check-box") {
+        let sums = argv.get(1).map(String::as_str) == Some("--sums-required");
+        let [state, root] = &argv[1 + usize::from(sums)..] else {
+            return Err(format!("check-box wants STATE_DIR INSTALL_ROOT\n{USAGE}"));
+        };
+        let r = cybersensei_sim::boxcheck::check_box(state.as_ref(), root.as_ref(), sums);
+        println!("{}", r.line());
+        if r.problems.is_empty() {
+            return Ok(());
+        }
+        std::process::exit(1);
+    }
     // SimOptions::default() reads the profile variable and panics on a bad one.
     if let Ok(v) = std::env::var(cybersensei_sim::PROFILE_ENV) {
         if !v.trim().is_empty() && cybersensei_sim::Profile::parse(&v).is_none() {
@@ -96,7 +114,7 @@ fn run() -> Result<(), String> {
             ));
         }
     }
-    let mut args = std::env::args().skip(1);
+    let mut args = argv.into_iter();
     let mut opts = SimOptions {
         log_requests: true,
         ..Default::default()
@@ -113,6 +131,7 @@ fn run() -> Result<(), String> {
     let mut update: Option<(String, PathBuf)> = None;
     let mut changelog = "- Correctifs de sécurité\n- Améliorations".to_string();
     let mut checksum_style = cybersensei_sim::ChecksumStyle::Prefixed;
+    let mut fails: Vec<(String, usize)> = Vec::new();
     let mut rate_limit: Option<(u32, u64)> = None;
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -184,6 +203,12 @@ fn run() -> Result<(), String> {
             }
             "--no-checksum-header" => opts.checksum_header = false,
             "--quiet" => opts.log_requests = false,
+            "--fail" => {
+                let v = val(&a)?;
+                let (path, n) = v.rsplit_once('=').ok_or("--fail wants PATH=N")?;
+                let n = n.parse().map_err(|e| format!("{a}: {e}"))?;
+                fails.push((path.to_string(), n));
+            }
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
@@ -231,6 +256,11 @@ fn run() -> Result<(), String> {
             .try_publish_update(&ver, zip, &changelog)
             .map_err(|e| format!("--update {}: refused: {e}", path.display()))?;
         eprintln!("cybersensei-sim: update {ver} published as {id}");
+    }
+    for (path, n) in fails {
+        for _ in 0..n {
+            sim.push_fault(&path, cybersensei_sim::Fault::Status(503, "{}".into()));
+        }
     }
     install_signals();
     {

@@ -1,0 +1,177 @@
+#!/usr/bin/env bash
+# Power cuts on a real kernel: boots the arm64 guest of the boot test (qemu-system,
+# Debian's kernel, BusyBox, the static aarch64 agent and simulator, the SysV init
+# script) N times on one persistent ext4 disk image, lets the agent install an update
+# (download, verify, extract, sync, switch, self-update exec, health check, commit;
+# telemetry queued then flushed; license cache rewritten) and cuts the power (SIGKILL
+# of qemu) at a seeded random instant, aimed at the agent's journal steps and the
+# disk's flushes as often as at a plain time. After each cut: the image copy is
+# checked from the host (e2fsck journal replay + check-box), the guest boots again,
+# checks the box before the agent starts, lets the agent finish or undo the update,
+# installs a further one, shuts down cleanly, and the image passes `e2fsck -fn`.
+#
+# The disk is served to qemu by board/power-cut.py over NBD with a volatile write
+# cache: what the guest did not flush is lost at the cut (docs/board.md, "Power cuts").
+#
+#   board/power-cut.sh [N]        N cuts (default 5, what CI runs)
+# Env: POWER_CUT_SEED (default: random, printed), POWER_CUT_WORKDIR (default
+#      target/power-cut), POWER_CUT_TIMEOUT (seconds per boot, default 300),
+#      POWER_CUT_VERBOSE=1 (echo the console), POWER_CUT_STOP=1 (stop at the first
+#      failure), POWER_CUT_REPLAY=0 (skip the replay of every flush boundary),
+#      POWER_CUT_AGENT (another aarch64 agent binary, e.g. a mutant that skips a
+#      sync, to see the test fail), BOOT_SKIP_BUILD=1 (reuse target/board binaries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+N=${1:-5}
+T=aarch64-unknown-linux-musl
+W=${POWER_CUT_WORKDIR:-$ROOT/target/power-cut}
+CACHE=$ROOT/target/boot-cache
+KEY='POWER-CUT-KEY-0001+x/y='
+log() { echo "power-cut: $*"; }
+
+# 1. The static guest binaries, and the host checker (cybersensei-sim check-box).
+if [ "${BOOT_SKIP_BUILD:-0}" != 1 ] || [ ! -x target/board/$T/cybersensei-sim ]; then
+  board/build.sh $T --sim >/dev/null
+fi
+cargo build -q -p cybersensei-sim
+AGENT=${POWER_CUT_AGENT:-$ROOT/target/board/$T/cybersensei-agent}
+SIM=$ROOT/target/board/$T/cybersensei-sim
+source "$ROOT/scripts/cargo-target-dir.sh"
+HOST_SIM=$(cargo_target_dir)/debug/cybersensei-sim
+
+# 2. Debian's arm64 kernel and busybox-static (shared cache with board/qemu-boot.sh).
+mkdir -p "$CACHE"
+if ! ls "$CACHE"/k/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -x "$CACHE/bb/bin/busybox" ]; then
+  dpkg --print-foreign-architectures | grep -qx arm64 || { log "needs 'dpkg --add-architecture arm64 && apt-get update' (board/ci-setup.sh does it)"; exit 1; }
+  kpkg=$(apt-cache depends linux-image-cloud-arm64 | awk '/Depends: linux-image/{print $2; exit}')
+  (cd "$CACHE" && rm -f ./*.deb && apt-get download "$kpkg" busybox-static:arm64 2>/dev/null)
+  rm -rf "$CACHE/k" "$CACHE/bb"
+  dpkg-deb -x "$CACHE"/linux-image-*.deb "$CACHE/k"
+  dpkg-deb -x "$CACHE"/busybox-static_*.deb "$CACHE/bb"
+fi
+KERNEL=$(ls "$CACHE"/k/boot/vmlinuz-* | head -1)
+KVER=${KERNEL##*/vmlinuz-}
+MODDIR=$CACHE/k/lib/modules/$KVER/kernel/drivers
+
+# 3. The initramfs: the box as board/install.sh lays it out.
+rm -rf "$W"
+I=$W/initramfs
+mkdir -p "$I"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,data,srv,lib/modules,var/log}
+cp "$CACHE/bb/bin/busybox" "$I/bin/busybox"
+for m in virtio/virtio_ring virtio/virtio virtio/virtio_mmio block/virtio_blk; do
+  cp "$MODDIR/$m.ko" "$I/lib/modules/"
+done
+cp "$SIM" "$I/usr/bin/cybersensei-sim"
+printf '%s\n' "$KEY" >"$W/key"
+DESTDIR=$I AGENT_BIN=$AGENT INIT=sysv LICENSE_KEY_FILE=$W/key bash board/install.sh >/dev/null
+python3 - "$I/etc/cybersensei/agent.json" <<'PY'
+import json, sys
+p = sys.argv[1]
+c = json.load(open(p))
+c["backend"].update({"url": "https://127.0.0.1:8443", "ca_file": "/run/sim-ca.pem",
+                     "retry_delay": 1, "timeout": 20})
+c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True,
+                   "public_key": None})  # the test packages are unsigned
+c["telemetry"]["interval"] = 3
+c["log"] = {"level": "debug"}
+c["services"] = {"health": [["/bin/sh", "-c", "test -x \"$CYBERSENSEI_SLOT_DIR/bin/cybersensei-agent\""]],
+                 "health_timeout": 60}
+c["schedule"] = {"splay": False}
+json.dump(c, open(p, "w"), indent=2)
+PY
+# Two packages (versions alternate between them): the agent itself (self-update),
+# 40 small files, a 256 KiB blob, and SHA256SUMS of every file, which check-box
+# verifies in the slot. No manifest.json (a manifest must carry a version) and no
+# VERSION: the version is the check's latestVersion, so one package serves any.
+python3 - "$I/srv" "$AGENT" <<'PY'
+import hashlib, random, sys, zipfile
+out, agent = sys.argv[1], sys.argv[2]
+for variant in (0, 1):
+    rng = random.Random(variant)
+    files = [("bin/cybersensei-agent", open(agent, "rb").read(), 0o755)]
+    for i in range(40):
+        files.append((f"app/part-{i:02d}.txt", f"variant {variant} part {i}\n".encode() * (i + 1), 0o644))
+    files.append(("app/blob.bin", bytes(rng.getrandbits(8) for _ in range(256 * 1024)), 0o644))
+    sums = "".join(f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d, _ in files)
+    with zipfile.ZipFile(f"{out}/pkg-{variant}.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for n, d, mode in files + [("SHA256SUMS", sums.encode(), 0o644)]:
+            zi = zipfile.ZipInfo(n, (2025, 1, 1, 0, 0, 0))
+            zi.external_attr = (0o100000 | mode) << 16
+            zi.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(zi, d)
+PY
+
+cat >"$I/init" <<EOF_INIT
+#!/bin/busybox sh
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+mount -t tmpfs run /run; mount -t tmpfs tmp /tmp
+# One writer on the console: the agent's stderr and the GUEST markers go through a
+# FIFO (each line one atomic write) to a single reader, so lines never interleave.
+mkfifo /run/console.fifo
+( while IFS= read -r l; do echo "\$l"; done <>/run/console.fifo >/dev/console 2>&1 ) &
+say() { echo "GUEST: \$*" >/run/console.fifo; }
+fail() { say "FAIL \$*"; sleep 1; sync; poweroff -f; sleep 60; }
+for w in \$(cat /proc/cmdline); do case "\$w" in pcmode=*) mode=\${w#pcmode=} ;; pcver=*) ver=\${w#pcver=} ;; esac; done
+for m in virtio_ring virtio virtio_mmio virtio_blk; do insmod /lib/modules/\$m.ko || fail "insmod \$m"; done
+i=0; while [ ! -b /dev/vda ] && [ \$i -lt 50 ]; do sleep 0.1; i=\$((i+1)); done
+mount -t ext4 /dev/vda /data || fail "mount /dev/vda"
+dmesg | grep 'EXT4-fs (vda)' | sed 's/^\[[ 0-9.]*\] /GUEST: dmesg: /' >/run/console.fifo
+say "boot: \$mode, offering \$ver"
+mkdir -p /data/state /data/opt /var/lib/cybersensei-agent
+mount --bind /data/state /var/lib/cybersensei-agent
+mount --bind /data/opt /opt/cybersensei
+box() { cybersensei-sim check-box --sums-required /data/state /data/opt; }
+if [ "\$mode" = setup ]; then
+  # The factory image: slot a holds version 1.0.0 (no agent of its own).
+  mkdir -p /opt/cybersensei/slots/a/app /opt/cybersensei/slots/b
+  echo 1.0.0 > /opt/cybersensei/slots/a/VERSION
+  ln -s slots/a /opt/cybersensei/current
+  sync
+fi
+if [ "\$mode" = check ]; then say "PRE \$(box)"; fi
+ifconfig lo 127.0.0.1 up
+fails=; [ "\$mode" = work ] && fails="--fail /telemetry=2"
+cybersensei-sim --tls --port 8443 --ca-out /run/sim-ca.pem --license-key '$KEY' --quiet \$fails \
+  --update \$ver=/srv/pkg-\$(( \${ver##*.} % 2 )).zip >/run/sim.out 2>/run/sim.err &
+i=0; while ! grep -q '^URL' /run/sim.out 2>/dev/null; do sleep 0.2; i=\$((i+1)); [ \$i -lt 150 ] || fail "simulator did not start"; done
+say "AGENT-START"
+STDERR_LOG=/run/console.fifo START_CHECK=1 /etc/init.d/cybersensei-agent start >/dev/null || fail "init script start"
+S=/data/state/status.json
+# Done = no journal, status idle on the offered version.
+updated() { [ ! -e /data/state/update/journal.json ] && grep -q "\"version\": \"\$ver\"" \$S 2>/dev/null && grep -q '"state": "idle"' \$S; }
+if [ "\$mode" = check ]; then
+  # The agent's start-up recovery finishes or undoes the interrupted update.
+  i=0; while [ -e /data/state/update/journal.json ] || [ ! -e \$S ]; do sleep 0.5; i=\$((i+1)); [ \$i -lt 240 ] || fail "journal still there 120 s after start: \$(box)"; done
+  say "RECOVERED \$(box)"
+fi
+i=0; until updated; do sleep 1; i=\$((i+1)); [ \$i -lt 240 ] || fail "update \$ver not installed in 240 s: \$(box)"; done
+say "WORK-DONE"
+if [ "\$mode" = work ]; then
+  sleep 3600   # the host cuts the power
+fi
+[ "\$mode" = check ] && say "UPDATED \$(box)"
+/etc/init.d/cybersensei-agent stop >/dev/null || fail "stop"
+post=\$(box); say "POST \$post"
+case "\$post" in "BOX ok"*) ;; *) fail "post check" ;; esac
+[ "\$mode" = check ] && say "CHECK-PASS" || say "SETUP-PASS"
+sleep 0.5   # the console reader echoes the last lines
+sync; umount /var/lib/cybersensei-agent /opt/cybersensei; umount /data
+poweroff -f
+EOF_INIT
+chmod 755 "$I/init"
+(cd "$I" && find . | cpio -o -H newc --quiet | gzip -1 >"$W/initramfs.cpio.gz")
+truncate -s 64M "$W/disk.img"
+mke2fs -q -t ext4 -b 4096 -F "$W/disk.img"
+log "kernel $KVER, initramfs $(stat -c %s "$W/initramfs.cpio.gz") bytes, $N cut(s)"
+
+cp "$HOST_SIM" "$W/host-check-box"   # a rebuild during a long run does not change it
+args=(--workdir "$W" --kernel "$KERNEL" --initrd "$W/initramfs.cpio.gz" --sim "$W/host-check-box"
+      --cuts "$N" --boot-timeout "${POWER_CUT_TIMEOUT:-300}")
+[ -n "${POWER_CUT_SEED:-}" ] && args+=(--seed "$POWER_CUT_SEED")
+[ "${POWER_CUT_VERBOSE:-0}" = 1 ] && args+=(--verbose)
+[ "${POWER_CUT_STOP:-0}" = 1 ] && args+=(--stop-on-failure)
+[ "${POWER_CUT_REPLAY:-1}" = 1 ] && args+=(--replay)
+exec python3 board/power-cut.py "${args[@]}"
