@@ -32,6 +32,16 @@ if [ -z "${SOURCE_DATE_EPOCH:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; t
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
   export SOURCE_DATE_EPOCH
 fi
+# `--version` names the commit (and the build date above); `-dirty` when the tree had
+# uncommitted changes. Same mechanism: read by the agent at compile time.
+if [ -z "${CYBERSENSEI_COMMIT:-}" ] && git rev-parse --git-dir >/dev/null 2>&1; then
+  CYBERSENSEI_COMMIT=$(git rev-parse --short=12 HEAD)
+  git diff --quiet HEAD -- 2>/dev/null || CYBERSENSEI_COMMIT=$CYBERSENSEI_COMMIT-dirty
+  export CYBERSENSEI_COMMIT
+fi
+# Where cargo writes (CARGO_TARGET_DIR, .cargo/config.toml): asked, not assumed.
+source scripts/cargo-target-dir.sh
+TARGET_DIR=$(cargo_target_dir)
 
 usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -57,9 +67,10 @@ case "$TARGET" in
   *) echo "build.sh: unsupported target $TARGET" >&2; exit 2 ;;
 esac
 
-# cargo-zigbuild and zig come from PyPI (board/ci-setup.sh); make their shims visible.
+# cargo-zigbuild and zig come from PyPI (board/ci-setup.sh: a venv); make them visible
+# (the venv's python3 first, so that cargo-zigbuild finds its `python3 -m ziglang`).
 if ! command -v cargo-zigbuild >/dev/null 2>&1; then
-  for d in "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
+  for d in "${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}/bin" "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
     [ -x "$d/cargo-zigbuild" ] && PATH="$d:$PATH"
   done
 fi
@@ -115,6 +126,15 @@ if [ "$BUILD_STD" = 1 ] && [ "${cmd[1]}" != "+$NIGHTLY" ]; then
   cmd=(cargo "+$NIGHTLY" "${cmd[@]:1}" -Zbuild-std=std,panic_abort)
   case "$TARGET" in *-musl*) BOARD_RUSTFLAGS="-C link-self-contained=no ${BOARD_RUSTFLAGS:-}" ;; esac
 fi
+if [ "$BUILD_STD" = 1 ]; then
+  # std is rebuilt from source, so the nightly sysroot has no lib/ for this target
+  # (no rust-std installed, none exists for armv7 musl); rustc still passes it to the
+  # linker with -L, and every link printed "warning: linker stderr: unable to open
+  # library directory …/rustlib/$TARGET/lib: FileNotFound". The empty directories
+  # (what `rustup target add` would create, without a std in them) answer it.
+  sysroot=$(rustc "+$NIGHTLY" --print sysroot)
+  mkdir -p "$sysroot/lib/rustlib/$TARGET/lib/self-contained" 2>/dev/null || true
+fi
 [ -n "${BOARD_RUSTFLAGS:-}" ] && export "CARGO_TARGET_${upper}_RUSTFLAGS=$BOARD_RUSTFLAGS"
 [ -n "${BOARD_CARGO_ARGS:-}" ] && cmd+=($BOARD_CARGO_ARGS)
 echo "build.sh: ${cmd[*]} --release --locked --target $cargo_target ${pkgs[*]}" >&2
@@ -125,7 +145,7 @@ mkdir -p "$OUT"
 for bin in cybersensei-agent cybersensei-sim; do
   if [ "$bin" = cybersensei-agent ] && [ "$AGENT" = 0 ]; then continue; fi
   if [ "$bin" = cybersensei-sim ] && [ "$SIM" = 0 ]; then continue; fi
-  cp "${CARGO_TARGET_DIR:-target}/$TARGET/release/$bin" "$OUT/$bin.tmp"
+  cp "$TARGET_DIR/$TARGET/release/$bin" "$OUT/$bin.tmp"
   mv "$OUT/$bin.tmp" "$OUT/$bin"
   echo "$OUT/$bin $(stat -c %s "$OUT/$bin") bytes"
 done

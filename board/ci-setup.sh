@@ -1,9 +1,21 @@
 #!/usr/bin/env bash
-# Installs, idempotently, what the board scripts need on a fresh Debian 12 machine:
-# rustup targets (+ nightly rust-src for armv7 musl), zig and cargo-zigbuild (PyPI),
-# Debian cross gcc (alternative linker, sysroots for qemu-user -L), qemu-user,
-# qemu-system-arm, busybox, cpio, e2fsprogs (boot test), systemd (systemd-analyze).
-# BOARD_SETUP_MINIMAL=1 skips the boot-test packages.
+# Installs, idempotently, what the tests and board scripts need on a fresh Debian 12
+# machine (README "Prerequisites" lists what this changes on the machine):
+#   apt:    faketime, strace (host tests); Debian cross gcc (alternative linker,
+#           sysroots for qemu-user -L), qemu-user, busybox-static, systemd
+#           (systemd-analyze), file; for the boot test also qemu-system-arm, cpio,
+#           e2fsprogs, python3 and the arm64 dpkg architecture (its kernel deb).
+#           Measured on Debian 12: 67 packages, 110 MB downloaded, 458 MB on disk.
+#   rustup: targets armv7-unknown-linux-gnueabihf, aarch64-unknown-linux-gnu,
+#           aarch64-unknown-linux-musl; a minimal nightly with rust-src (armv7 musl
+#           has no prebuilt std; the board builds rebuild std).
+#   PyPI:   cargo-zigbuild and ziglang into a virtualenv ($BOARD_TOOLS_VENV, default
+#           ~/.local/share/cybersensei-board/venv): no pip into the system or as root
+#           outside a venv. The board scripts add its bin/ to PATH.
+# apt never removes a package here: a package whose install would remove another
+# (e.g. Debian's qemu-system-arm next to a newer qemu-utils from backports: the two
+# qemu versions conflict) is left out with the reason, and the rest is installed.
+# BOARD_SETUP_MINIMAL=1 skips the boot-test packages and the arm64 architecture.
 set -euo pipefail
 
 need_apt=()
@@ -27,13 +39,41 @@ fi
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 # The boot test downloads Debian's arm64 kernel and busybox-static:arm64 debs.
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ] && ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  echo "ci-setup: adding the arm64 dpkg architecture (for the boot test's kernel deb)"
   $SUDO dpkg --add-architecture arm64
   need_update=1
 fi
+
+# What installing these packages would remove (a simulation: needs no root).
+removals() {
+  apt-get install -s -q --no-install-recommends "$@" 2>/dev/null | awk '/^Remv /{print $2}' | sort -u | tr '\n' ' '
+}
+
 if [ ${#need_apt[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
-  [ ${#need_apt[@]} -eq 0 ] || $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+  if [ ${#need_apt[@]} -gt 0 ]; then
+    mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
+    if [ -n "$(removals "${need_apt[@]}")" ]; then
+      keep=()
+      for p in "${need_apt[@]}"; do
+        r=$(removals "$p")
+        if [ -n "$r" ]; then
+          echo "ci-setup: NOT installing $p: it would remove $r" >&2
+          case "$p" in qemu-*)
+            echo "ci-setup:   installed qemu packages: $(dpkg-query -W -f '${Package} ${Version}, ' 'qemu-*' 2>/dev/null)" >&2
+            echo "ci-setup:   install $p at the same version (e.g. apt-get install -t <their release> $p), then rerun" >&2 ;;
+          esac
+        else
+          keep+=("$p")
+        fi
+      done
+      need_apt=("${keep[@]}")
+    fi
+    # --no-remove: should the simulation have missed something, apt stops instead.
+    [ ${#need_apt[@]} -eq 0 ] ||
+      $SUDO apt-get install -y -q --no-install-recommends --no-remove "${need_apt[@]}"
+  fi
 fi
 
 installed=$(rustup target list --installed)
@@ -45,14 +85,17 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
   rustup component add rust-src --toolchain nightly
 
-if ! command -v cargo-zigbuild >/dev/null 2>&1 || ! python3 -m ziglang version >/dev/null 2>&1; then
-  python3 -m pip --version >/dev/null 2>&1 || $SUDO apt-get install -y -q python3-pip
-  # Debian's own python refuses system-wide pip installs (PEP 668): user install then.
-  python3 -m pip install --quiet cargo-zigbuild ziglang ||
-    python3 -m pip install --quiet --user --break-system-packages cargo-zigbuild ziglang
+# cargo-zigbuild + zig: already usable (PATH, ~/.local/bin, pyenv, the venv)? Else a venv.
+VENV=${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}
+for d in "$VENV/bin" "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
+  [ -x "$d/cargo-zigbuild" ] && PATH="$d:$PATH"
+done
+if ! have cargo-zigbuild || ! { have zig || python3 -m ziglang version >/dev/null 2>&1; }; then
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    $SUDO apt-get install -y -q --no-install-recommends --no-remove python3-venv
+  fi
+  python3 -m venv "$VENV"
+  "$VENV/bin/python3" -m pip install --quiet cargo-zigbuild ziglang
+  echo "ci-setup: cargo-zigbuild and zig installed in $VENV (board scripts add $VENV/bin to PATH)"
 fi
-command -v cargo-zigbuild >/dev/null 2>&1 || {
-  # pip may have put the scripts in ~/.local/bin (user install) off PATH
-  for d in "$HOME/.local/bin" "$HOME/.pyenv/shims"; do [ -x "$d/cargo-zigbuild" ] && echo "ci-setup: cargo-zigbuild in $d (board scripts add it to PATH)"; done
-}
 echo "ci-setup: board tools ready"

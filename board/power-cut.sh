@@ -37,7 +37,8 @@ fi
 cargo build -q -p cybersensei-sim
 AGENT=${POWER_CUT_AGENT:-$ROOT/target/board/$T/cybersensei-agent}
 SIM=$ROOT/target/board/$T/cybersensei-sim
-HOST_SIM=${CARGO_TARGET_DIR:-$ROOT/target}/debug/cybersensei-sim
+source "$ROOT/scripts/cargo-target-dir.sh"
+HOST_SIM=$(cargo_target_dir)/debug/cybersensei-sim
 
 # 2. Debian's arm64 kernel and busybox-static (shared cache with board/qemu-boot.sh).
 mkdir -p "$CACHE"

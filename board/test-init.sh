@@ -17,9 +17,11 @@ KEY='A1B2C3D4-E5F6+G7H8/I9J0=K1L2'
 
 if [ -z "${AGENT_BIN:-}" ] || [ -z "${SIM_BIN:-}" ] || [ -z "${PACK_BIN:-}" ]; then
   cargo build --locked -q -p cybersensei-agent --features cybersensei-agent/test-seams -p cybersensei-sim -p cybersensei-pack
-  AGENT_BIN=${AGENT_BIN:-$ROOT/target/debug/cybersensei-agent}
-  SIM_BIN=${SIM_BIN:-$ROOT/target/debug/cybersensei-sim}
-  PACK_BIN=${PACK_BIN:-$ROOT/target/debug/cybersensei-pack}
+  source "$ROOT/scripts/cargo-target-dir.sh"
+  TARGET_DIR=$(cargo_target_dir)
+  AGENT_BIN=${AGENT_BIN:-$TARGET_DIR/debug/cybersensei-agent}
+  SIM_BIN=${SIM_BIN:-$TARGET_DIR/debug/cybersensei-sim}
+  PACK_BIN=${PACK_BIN:-$TARGET_DIR/debug/cybersensei-pack}
 fi
 
 T=$(mktemp -d)

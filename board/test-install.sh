@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${AGENT_BIN:-}" ]; then
   cargo build --locked -q -p cybersensei-agent
-  AGENT_BIN=$PWD/target/debug/cybersensei-agent
+  source scripts/cargo-target-dir.sh
+  AGENT_BIN=$(cargo_target_dir)/debug/cybersensei-agent
 fi
 export AGENT_BIN
 T=$(mktemp -d)

@@ -12,7 +12,8 @@ if [ ! -x /usr/bin/time ]; then
 fi
 
 cargo build --release --quiet -p cybersensei-agent
-AGENT=$PWD/target/release/cybersensei-agent
+source scripts/cargo-target-dir.sh
+AGENT=$(cargo_target_dir)/release/cybersensei-agent
 
 work=$(mktemp -d)
 sim_pid=

@@ -22,8 +22,10 @@ SIZES=("$@")
 [ $# -eq 0 ] && SIZES=(5 50)
 RUNS=${RUNS:-3}
 cargo build --release -q -p cybersensei-agent -p cybersensei-sim
-BIN=$PWD/target/release/cybersensei-agent
-SIMBIN=$PWD/target/release/cybersensei-sim
+source scripts/cargo-target-dir.sh
+TARGET_DIR=$(cargo_target_dir)
+BIN=$TARGET_DIR/release/cybersensei-agent
+SIMBIN=$TARGET_DIR/release/cybersensei-sim
 W=$(mktemp -d)
 SRV=
 stop_sim() { if [ -n "$SRV" ]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; SRV=; fi; }

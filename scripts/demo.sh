@@ -6,8 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q -p cybersensei-agent -p cybersensei-sim
-AGENT=$PWD/target/debug/cybersensei-agent
-SIM=$PWD/target/debug/cybersensei-sim
+# Ask cargo where the binaries are (CARGO_TARGET_DIR, .cargo/config.toml).
+source scripts/cargo-target-dir.sh
+TARGET_DIR=$(cargo_target_dir)
+AGENT=$TARGET_DIR/debug/cybersensei-agent
+SIM=$TARGET_DIR/debug/cybersensei-sim
 work=$(mktemp -d)
 sim_pid=
 cleanup() { [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }

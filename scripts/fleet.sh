@@ -16,5 +16,6 @@ if [ -z "${FLEET_DIR:-}" ]; then
 fi
 export FLEET_DIR
 cargo build --locked -q --example fleet
+source scripts/cargo-target-dir.sh
 echo "fleet: simulated time; throttler 60/min per address and route; telemetry every 300 s"
-target/debug/examples/fleet "${sizes[@]}"
+"$(cargo_target_dir)/debug/examples/fleet" "${sizes[@]}"

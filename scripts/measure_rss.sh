@@ -10,9 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q -p cybersensei-agent -p cybersensei-sim
 cargo build --release -q --example soak
-BIN=$PWD/target/release/cybersensei-agent
-SIM_BIN=$PWD/target/release/cybersensei-sim
-SOAK=$PWD/target/release/examples/soak
+source scripts/cargo-target-dir.sh
+TARGET_DIR=$(cargo_target_dir)
+BIN=$TARGET_DIR/release/cybersensei-agent
+SIM_BIN=$TARGET_DIR/release/cybersensei-sim
+SOAK=$TARGET_DIR/release/examples/soak
 W=$(mktemp -d)
 SIM=
 AGENT=

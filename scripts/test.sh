@@ -1,13 +1,98 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: host tests, then (when the tools are there)
-# the init scripts, the install layout, the ARM subset under qemu-user, and the
-# arm64 boot test under qemu-system (SKIP_BOARD=1: host tests only).
+# The whole test suite, as CI runs it: host tests, then the init scripts, the install
+# layout, the ARM subset under qemu-user, and the arm64 boot test under qemu-system
+# (SKIP_BOARD=1: host tests only).
 # The host tests run once per simulator profile (docs/protocol.md §7): the whole suite
 # against the first (default: the guide's backend), then every test file that talks to
 # the simulator against the others (default: the real backend, `central`); the other
 # files do not depend on the profile. SIM_PROFILES="central" runs one profile only.
+# A step whose tools are missing is skipped with their names and how to get them
+# (board/ci-setup.sh); under CI=true a missing tool fails the run instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+in_ci() { [ "${CI:-}" = true ]; }
+have() { command -v "$1" >/dev/null 2>&1; }
+# cargo-zigbuild and zig come from PyPI (board/ci-setup.sh) and may sit off PATH.
+for d in "${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}/bin" "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
+  [ -x "$d/cargo-zigbuild" ] && PATH="$d:$PATH"
+done
+export PATH
+
+# The tools a step needs that this machine lacks, space-separated.
+missing_for() {
+  local m=()
+  case "$1" in
+    host)
+      have faketime || m+=(faketime)
+      have strace || m+=(strace)
+      ;;
+    board/test-init.sh)
+      have start-stop-daemon || m+=(start-stop-daemon)
+      ;;
+    board/test-install.sh) ;;
+    board/test-arm.sh)
+      have cargo-zigbuild || m+=(cargo-zigbuild)
+      have zig || python3 -m ziglang version >/dev/null 2>&1 || m+=(zig)
+      have qemu-arm || m+=(qemu-arm)
+      have qemu-aarch64 || m+=(qemu-aarch64)
+      have file || m+=(file)
+      rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' ||
+        m+=("nightly+rust-src")
+      ;;
+    board/qemu-boot.sh)
+      m=($(missing_for board/test-arm.sh))
+      have qemu-system-aarch64 || m+=(qemu-system-aarch64)
+      have cpio || m+=(cpio)
+      have mke2fs || m+=(mke2fs)
+      have dpkg-deb || m+=(dpkg-deb)
+      have python3 || m+=(python3)
+      # The kernel deb is downloaded once into target/boot-cache.
+      if ! ls target/boot-cache/k/boot/vmlinuz-* >/dev/null 2>&1 &&
+        ! dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64; then
+        m+=("dpkg-arch-arm64")
+      fi
+      ;;
+    board/power-cut.sh)
+      m=($(missing_for board/qemu-boot.sh))
+      have e2fsck || m+=(e2fsck)
+      ;;
+  esac
+  echo "${m[*]}"
+}
+
+skipped=()
+# True when the step can run; else skips it (outside CI) or fails (CI=true).
+ready() {
+  local miss
+  miss=$(missing_for "$1")
+  [ -z "$miss" ] && return 0
+  if in_ci; then
+    echo "test.sh: $1 needs: $miss (CI=true, so this fails; bash board/ci-setup.sh installs them)" >&2
+    exit 1
+  fi
+  echo "== $1: SKIPPED, missing: $miss"
+  echo "   (bash board/ci-setup.sh installs them; README \"Prerequisites\"; SKIP_BOARD=1 runs the host tests only)"
+  skipped+=("$1 ($miss)")
+  return 1
+}
+
+miss=$(missing_for host)
+if [ -n "$miss" ] && in_ci; then
+  echo "test.sh: the host tests need: $miss (CI=true, so this fails; bash board/ci-setup.sh installs them)" >&2
+  exit 1
+elif [ -n "$miss" ]; then
+  # The tests that need them say SKIPPED themselves.
+  echo "== host tests: missing $miss: the clock and fsync-audit tests will be skipped (bash board/ci-setup.sh)"
+fi
+# Decided before the long host run: under CI a missing tool fails at once.
+steps=()
+if [ "${SKIP_BOARD:-0}" != 1 ]; then
+  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh board/power-cut.sh; do
+    [ -x "$t" ] || continue
+    if ready "$t"; then steps+=("$t"); fi
+  done
+fi
 first=1
 for profile in ${SIM_PROFILES:-guide central}; do
   if [ "$first" = 1 ]; then
@@ -25,11 +110,12 @@ for profile in ${SIM_PROFILES:-guide central}; do
   echo "== host tests that use the simulator, profile $profile"
   CYBERSENSEI_SIM_PROFILE=$profile cargo test -p cybersensei-agent --locked "${targets[@]}" "$@"
 done
-if [ "${SKIP_BOARD:-0}" != 1 ]; then
-  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh board/power-cut.sh; do
-    if [ -x "$t" ]; then
-      echo "== $t"
-      bash "$t"
-    fi
-  done
+for t in "${steps[@]}"; do
+  echo "== $t"
+  bash "$t"
+done
+if [ ${#skipped[@]} -gt 0 ]; then
+  echo "test.sh: passed, but skipped for missing tools: ${skipped[*]}"
+else
+  echo "test.sh: all passed"
 fi

@@ -23,8 +23,46 @@ pub enum Command {
     },
     ConfigCheck,
     SetKey,
-    Help,
+    /// Checks the box step by step (config, key, clock, disk, network, slots).
+    Doctor,
+    /// The global usage, or one command's (`help CMD`, `CMD --help`).
+    Help(Option<String>),
     Version,
+}
+
+/// A command line that cannot be run: one line saying why, and where help is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageError {
+    /// The command it concerns, when one was recognised.
+    pub command: Option<String>,
+    /// What is wrong, naming the argument.
+    pub message: String,
+}
+
+impl UsageError {
+    fn new(command: Option<&str>, message: impl Into<String>) -> UsageError {
+        UsageError {
+            command: command.map(String::from),
+            message: message.into(),
+        }
+    }
+
+    /// The line after the error: where the usage of this command is.
+    pub fn hint(&self) -> String {
+        match &self.command {
+            Some(c) => format!(
+                "usage: {}  (more: cybersensei-agent help {c})",
+                crate::help::synopsis(c).unwrap_or(c)
+            ),
+            None => "see `cybersensei-agent --help` for the commands".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// The whole command line.
@@ -52,16 +90,19 @@ commands:
   status [--json]     print the node's state
   config check        validate the config and print the effective one
   set-key             read a license key from stdin and store it (mode 0600)
+  doctor              check config, key, clock, disk, network and slots; name
+                      the first failure
+  help [COMMAND]      this text, or one command's
 
 options:
   -c, --config PATH   config file (default $CYBERSENSEI_AGENT_CONFIG, then
                       /etc/cybersensei/agent.json)
-  -h, --help          this text
+  -h, --help          this text (after a command: that command's)
   -V, --version       the agent's version
 ";
 
 /// Parses arguments (without the program name). Errors name the bad argument.
-pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, String> {
+pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, UsageError> {
     let mut config = None;
     let mut words: Vec<String> = Vec::new();
     let mut it = args.into_iter();
@@ -70,9 +111,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
     while let Some(a) = it.next() {
         match a.as_str() {
             "-c" | "--config" => {
-                let p = it
-                    .next()
-                    .ok_or_else(|| format!("{a}: expected a path after it"))?;
+                let p = it.next().ok_or_else(|| {
+                    UsageError::new(None, format!("{a}: expected a path after it"))
+                })?;
                 config = Some(PathBuf::from(p));
             }
             s if s.starts_with("--config=") => {
@@ -84,9 +125,14 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
         }
     }
     if help {
+        // `update --help`: that command's help; a word that is no command: the global.
+        let topic = words
+            .first()
+            .filter(|w| crate::help::synopsis(w).is_some())
+            .cloned();
         return Ok(Invocation {
             config,
-            command: Command::Help,
+            command: Command::Help(topic),
         });
     }
     if version {
@@ -96,12 +142,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
         });
     }
     let Some((cmd, rest)) = words.split_first() else {
-        return Err("missing command (try --help)".into());
+        return Err(UsageError::new(None, "missing command"));
     };
-    let flags = |allowed: &[&str]| -> Result<Vec<String>, String> {
+    let err = |m: &str| UsageError::new(Some(cmd), format!("{cmd}: {m}"));
+    let flags = |allowed: &[&str]| -> Result<Vec<String>, UsageError> {
         for r in rest {
             if !allowed.contains(&r.as_str()) {
-                return Err(format!("{cmd}: unexpected argument {r:?}"));
+                return Err(err(&format!("unexpected argument {r:?}")));
             }
         }
         Ok(rest.to_vec())
@@ -132,7 +179,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
                     allow_downgrade,
                 },
                 _ => {
-                    return Err("install: expected exactly one argument, the ZIP file (and optionally --allow-downgrade)".into())
+                    return Err(err(
+                        "expected exactly one argument, the ZIP file (and optionally --allow-downgrade)",
+                    ))
                 }
             }
         }
@@ -145,7 +194,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
             let print = f.iter().any(|x| x == "--print");
             let once = f.iter().any(|x| x == "--once");
             if print == once {
-                return Err("telemetry: expected exactly one of --once or --print".into());
+                return Err(err("expected exactly one of --once or --print"));
             }
             Command::Telemetry { print }
         }
@@ -157,13 +206,28 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Stri
         }
         "config" => match rest {
             [c] if c == "check" => Command::ConfigCheck,
-            _ => return Err("config: expected `config check`".into()),
+            _ => return Err(err("expected `config check`")),
         },
         "set-key" => {
             flags(&[])?;
             Command::SetKey
         }
-        other => return Err(format!("unknown command {other:?} (try --help)")),
+        "doctor" => {
+            flags(&[])?;
+            Command::Doctor
+        }
+        "help" => match rest {
+            [] => Command::Help(None),
+            [c] if crate::help::synopsis(c).is_some() => Command::Help(Some(c.clone())),
+            [c] => {
+                return Err(UsageError::new(
+                    None,
+                    format!("help: unknown command {c:?}"),
+                ))
+            }
+            _ => return Err(err("expected at most one command name")),
+        },
+        other => return Err(UsageError::new(None, format!("unknown command {other:?}"))),
     };
     Ok(Invocation { config, command })
 }
@@ -173,7 +237,7 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Result<Invocation, String> {
-        parse(s.split_whitespace().map(String::from))
+        parse(s.split_whitespace().map(String::from)).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -198,7 +262,28 @@ mod tests {
             }
         );
         assert_eq!(p("config check").unwrap().command, Command::ConfigCheck);
-        assert_eq!(p("update --help").unwrap().command, Command::Help);
+        assert_eq!(
+            p("update --help").unwrap().command,
+            Command::Help(Some("update".into()))
+        );
+        assert_eq!(
+            p("help update").unwrap().command,
+            Command::Help(Some("update".into()))
+        );
+        assert_eq!(p("--help").unwrap().command, Command::Help(None));
+        assert_eq!(p("help").unwrap().command, Command::Help(None));
+        assert_eq!(p("doctor").unwrap().command, Command::Doctor);
+    }
+
+    #[test]
+    fn usage_errors_point_at_the_command_help() {
+        let e = parse(["validate".into(), "--bogus".into()]).unwrap_err();
+        assert_eq!(e.command.as_deref(), Some("validate"));
+        assert!(e.hint().contains("help validate"), "{}", e.hint());
+        assert!(!e.hint().contains('\n'));
+        let e = parse(["frobnicate".to_string()]).unwrap_err();
+        assert!(e.hint().contains("--help"), "{}", e.hint());
+        assert!(p("help frobnicate").unwrap_err().contains("frobnicate"));
     }
 
     #[test]

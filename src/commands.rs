@@ -24,25 +24,57 @@ pub fn lock_wait() -> Duration {
 /// Runs a parsed invocation; returns the process exit code.
 pub fn run(inv: Invocation) -> u8 {
     match inv.command {
-        Command::Help => {
-            print!("{USAGE}");
+        Command::Help(topic) => {
+            match topic.as_deref().and_then(crate::help::text) {
+                Some(t) => print!("{t}"),
+                None => print!("{USAGE}"),
+            }
             return exit::OK;
         }
         Command::Version => {
-            println!("cybersensei-agent {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", crate::build_info::version_line());
             return exit::OK;
         }
         _ => {}
     }
     let path = config::resolve_path(inv.config.as_deref());
+    // No config file: commands that only read (status, doctor, config check, telemetry
+    // --print) go on with the defaults and say so; the others stop with what to do.
+    let missing = match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(missing_config(&inv, &path)),
+        _ => None,
+    };
     // Errors before the config is known go to stderr through eprintln; the logger
     // is installed once, with the config's file, so one-shot commands log there too.
-    let cfg = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return e.exit_code();
+    let cfg = match (&missing, &inv.command) {
+        (
+            Some(_),
+            Command::Status { .. }
+            | Command::Doctor
+            | Command::ConfigCheck
+            | Command::Telemetry { print: true },
+        ) => Config::default(),
+        (Some(m), _) => {
+            eprintln!("error: {m}");
+            eprintln!("{MISSING_CONFIG_HINT}");
+            return exit::USAGE;
         }
+        (None, _) => match Config::load(&path) {
+            Ok(c) => c,
+            // doctor names a broken config as its first failure and checks the rest
+            // with the defaults.
+            Err(e) if inv.command == Command::Doctor => {
+                return crate::doctor::run(
+                    Some(&e.to_string()),
+                    Config::default(),
+                    &SystemClock::new(),
+                );
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return e.exit_code();
+            }
+        },
     };
     let level = if inv.command == Command::Run {
         cfg.log.level.clone()
@@ -59,7 +91,23 @@ pub fn run(inv: Invocation) -> u8 {
         return crate::daemon::main(cfg, path);
     }
     let clock = SystemClock::new();
-    match dispatch(&inv.command, cfg, &clock) {
+    if let Some(m) = &missing {
+        match inv.command {
+            Command::Doctor => return crate::doctor::run(Some(m), cfg, &clock),
+            Command::Status { json: false } => {}
+            Command::ConfigCheck => {}
+            _ => eprintln!("note: {m}; using the built-in defaults"),
+        }
+    }
+    if inv.command == Command::Doctor {
+        return crate::doctor::run(None, cfg, &clock);
+    }
+    let result = match (&inv.command, &missing) {
+        (Command::Status { json }, _) => status(&cfg, *json, missing.as_deref()),
+        (Command::ConfigCheck, m) => config_check(&cfg, m.as_deref()),
+        _ => dispatch(&inv.command, cfg, &clock),
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -68,10 +116,25 @@ pub fn run(inv: Invocation) -> u8 {
     }
 }
 
+/// What to do when there is no config file (second line of the error).
+const MISSING_CONFIG_HINT: &str = "hint: name the file with -c PATH (or $CYBERSENSEI_AGENT_CONFIG); \
+board/install.sh installs the default one on a box; `cybersensei-agent config check` prints the defaults";
+
+/// "no config file at P (where P came from)".
+fn missing_config(inv: &Invocation, path: &std::path::Path) -> String {
+    let source = if inv.config.is_some() {
+        "given with -c"
+    } else if std::env::var_os("CYBERSENSEI_AGENT_CONFIG").is_some_and(|v| !v.is_empty()) {
+        "from $CYBERSENSEI_AGENT_CONFIG"
+    } else {
+        "the default path"
+    };
+    format!("no config file at {} ({source})", path.display())
+}
+
 fn dispatch(cmd: &Command, cfg: Config, clock: &dyn Clock) -> Result<u8> {
     match cmd {
-        Command::ConfigCheck => config_check(&cfg),
-        Command::Status { json } => status(&cfg, *json),
+        Command::ConfigCheck => config_check(&cfg, None),
         Command::Telemetry { print: true } => {
             let ctx = Ctx::new(cfg, clock, true)?;
             let mut col = telemetry::Collector::new();
@@ -208,7 +271,7 @@ fn print_license(out: &license::Outcome) {
     }
 }
 
-fn config_check(cfg: &Config) -> Result<u8> {
+fn config_check(cfg: &Config, missing: Option<&str>) -> Result<u8> {
     // Proxy credentials are a secret too: shown as `***`.
     let mut shown = cfg.clone();
     shown.backend.proxy = shown.backend.proxy.as_deref().map(redact::url_credentials);
@@ -232,11 +295,18 @@ fn config_check(cfg: &Config) -> Result<u8> {
     for w in crate::security::summary(cfg).warnings {
         println!("WARNING: {w}");
     }
+    if let Some(m) = missing {
+        // The defaults are worth seeing, but a box without a config is not "OK":
+        // the init script would refuse to start the daemon.
+        return Err(Error::Config(format!(
+            "{m}: the built-in defaults are shown above\n{MISSING_CONFIG_HINT}"
+        )));
+    }
     println!("config OK");
     Ok(exit::OK)
 }
 
-fn status(cfg: &Config, json: bool) -> Result<u8> {
+fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> {
     let mut s = Status::load(&cfg.state_dir);
     let (slot, version) = update::active(cfg);
     s.slot = slot;
@@ -248,16 +318,36 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
         println!("{text}");
         return Ok(exit::OK);
     }
+    // The first three lines answer "is this box healthy, and if not what do I do".
+    let facts = crate::health::Facts {
+        missing_config: missing_config.map(String::from),
+        key_available: license::read_key(cfg).is_ok(),
+        expiry_warning_days: cfg.license.expiry_warning_days,
+    };
+    let v = crate::health::verdict(&s, &facts);
+    println!("Health:    {}", v.level.as_str());
+    println!("Why:       {}", v.why);
+    println!("To do:     {}", v.todo);
+    println!();
     let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!("Version:   {} (slot {})", s.version, o(&s.slot));
+    match &s.slot {
+        Some(slot) => println!("Version:   {} (slot {slot})", s.version),
+        None => println!("Version:   {} (no slot installed yet)", s.version),
+    }
     let l = &s.license;
     println!("License:   {}", l.state.as_str());
-    println!("  tenant:  {} ({})", o(&l.tenant_name), o(&l.tenant_id));
-    match l.days_left {
-        Some(d) => println!("  expires: {} ({d} days left)", o(&l.expires_at)),
-        None => println!("  expires: {}", o(&l.expires_at)),
+    if l.tenant_name.is_some() || l.tenant_id.is_some() {
+        println!("  tenant:  {} ({})", o(&l.tenant_name), o(&l.tenant_id));
     }
-    println!("  checked: {}", o(&l.last_validated_at));
+    match (l.days_left, &l.expires_at) {
+        (Some(d), _) => println!("  expires: {} ({d} days left)", o(&l.expires_at)),
+        (None, Some(e)) => println!("  expires: {e}"),
+        (None, None) => {}
+    }
+    match &l.last_validated_at {
+        Some(t) => println!("  checked: {t}"),
+        None => println!("  checked: never (`cybersensei-agent validate`)"),
+    }
     if let Some(u) = l.usage_count {
         // The backend counts every validation and refuses the license at the maximum.
         match l.max_usage_count.filter(|m| *m > 0) {
@@ -291,14 +381,17 @@ fn status(cfg: &Config, json: bool) -> Result<u8> {
     if let Some(m) = &u.message {
         println!("  backend: {m}");
     }
-    println!("  checked: {}", o(&u.last_checked_at));
+    println!(
+        "  checked: {}",
+        u.last_checked_at.as_deref().unwrap_or("never")
+    );
     if let Some(e) = &u.last_error {
         println!("  error:   {e}");
     }
     let t = &s.telemetry;
     println!(
         "Telemetry: last sent {}, {} queued",
-        o(&t.last_sent_at),
+        t.last_sent_at.as_deref().unwrap_or("never"),
         t.queued
     );
     if let Some(e) = &t.last_error {

@@ -2,14 +2,19 @@
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
 pub mod budget;
+pub mod build_info;
+pub mod child_output;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod doctor;
 pub mod error;
 pub mod fsutil;
+pub mod health;
+pub mod help;
 pub mod hex;
 pub mod leftovers;
 pub mod license;

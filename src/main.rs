@@ -12,9 +12,10 @@ fn main() -> ExitCode {
             }
             ExitCode::from(cybersensei_agent::commands::run(inv))
         }
-        Err(msg) => {
-            eprintln!("error: {msg}");
-            eprintln!("{}", cybersensei_agent::cli::USAGE);
+        Err(e) => {
+            // One line of why, one of where the usage is: not the whole usage text.
+            eprintln!("error: {e}");
+            eprintln!("{}", e.hint());
             ExitCode::from(cybersensei_agent::error::exit::USAGE)
         }
     }

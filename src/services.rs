@@ -168,16 +168,29 @@ pub fn run_one(
         Some(dir) => cmd.env(SLOT_ENV, dir),
         None => cmd.env_remove(SLOT_ENV),
     };
-    let child = cmd
+    // A health check's output is shown labelled (an operator watching `update` must
+    // know whose words they are); stop/start commands keep our stdout/stderr, since
+    // the daemons they launch may hold their output for good.
+    let labelled = what == "health";
+    if labelled {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd
         .spawn()
         .map_err(|e| Error::Other(format!("{what} command `{shown}`: cannot run: {e}")))?;
+    let forwarders =
+        labelled.then(|| crate::child_output::forward(&mut child, &format!("{what} `{shown}`")));
     // A health command is only a probe: dropped at once on SIGTERM.
     let grace = if what == "health" {
         Duration::ZERO
     } else {
         STOP_GRACE
     };
-    let status = match wait_child(child, clock, budget, grace) {
+    let waited = wait_child(child, clock, budget, grace);
+    if let Some(f) = forwarders {
+        f.finish(Duration::from_millis(500));
+    }
+    let status = match waited {
         Ok(st) => st,
         Err(Gave::Stop) => {
             log::warn!("{what} command `{shown}`: killed, the agent is stopping");

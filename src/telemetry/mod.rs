@@ -117,7 +117,11 @@ pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload>
     let tenant = match crate::license::cached_tenant_id(&ctx.cfg.state_dir) {
         Some(t) => t,
         None => {
-            log::warn!("{}", no_tenant_error());
+            // `--print` never sends: say what the empty tenantId means, not "nothing sent".
+            log::warn!(
+                "no tenantId yet: the license has never been validated (run \
+                 `cybersensei-agent validate`); the payload below has an empty tenantId"
+            );
             String::new()
         }
     };

@@ -1197,6 +1197,8 @@ fn route(sh: &Shared, req: &RawRequest, peer: &str) -> Response {
             req,
         ),
         ("POST", "/telemetry") => telemetry(sh, req),
+        // The real backend's public HealthController (platform/api/src/modules/health).
+        ("GET", "/health") => Response::json(200, &json!({"status": "ok"})),
         (m, p) => nest_error(404, json!(format!("Cannot {m} {p}"))),
     }
 }

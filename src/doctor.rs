@@ -1,0 +1,653 @@
+//! `doctor`: checks a box step by step, one line per check, and exits with the code of
+//! the first failure, named. Changes nothing: no lock, no state written, no license
+//! validation (the backend counts those), no update or telemetry sent.
+//!
+//! Order: config, key, clock, disk, then the backend one layer at a time (dns, tcp,
+//! tls, http: the first layer that fails is the one to fix), then the active slot.
+
+use crate::clock::{iso8601, Clock};
+use crate::config::Config;
+use crate::error::exit;
+use crate::transport::Transport;
+use crate::update::manifest::FileType;
+use crate::update::slots::Layout;
+use crate::update::verify;
+use crate::{license, redact};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Free space below which `disk` fails: a status write or a small update needs more.
+pub const MIN_FREE_BYTES: u64 = 16 << 20;
+/// Free inodes below which `disk` fails.
+pub const MIN_FREE_INODES: u64 = 64;
+/// Largest file hashed when checking a slot against its manifest: bounded work.
+const MAX_HASHED_BYTES: u64 = 4 << 30;
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Ok(String),
+    Fail(String),
+    Skip(String),
+}
+
+/// One named check and its outcome.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+}
+
+/// The exit code a failure of this check maps to (INTERFACE.md's table).
+pub fn exit_code(name: &str) -> u8 {
+    match name {
+        "config" | "key" => exit::USAGE,
+        "dns" | "tcp" | "tls" | "http" => exit::UNREACHABLE,
+        _ => exit::FAILURE,
+    }
+}
+
+/// Runs every check, printing each line as it completes; returns the exit code.
+/// `config_problem`: why the config file could not be used (the defaults are then
+/// checked instead).
+pub fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) -> u8 {
+    let mut first: Option<Check> = None;
+    let mut n = 0;
+    let mut out = std::io::stdout();
+    check_all(config_problem, &cfg, clock, &mut |c: Check| {
+        n += 1;
+        let (word, text) = match &c.outcome {
+            Outcome::Ok(t) => ("ok  ", t),
+            Outcome::Fail(t) => ("FAIL", t),
+            Outcome::Skip(t) => ("skip", t),
+        };
+        // A closed stdout must not stop the checks' exit code from reaching the caller.
+        let _ = writeln!(out, "{word}  {:<7} {text}", c.name);
+        let _ = out.flush();
+        if matches!(c.outcome, Outcome::Fail(_)) && first.is_none() {
+            first = Some(c);
+        }
+    });
+    match first {
+        None => {
+            println!("doctor: all {n} checks passed");
+            exit::OK
+        }
+        Some(c) => {
+            let why = match &c.outcome {
+                Outcome::Fail(t) => t.as_str(),
+                _ => "",
+            };
+            eprintln!("doctor: first failure: {}: {why}", c.name);
+            exit_code(c.name)
+        }
+    }
+}
+
+/// Runs the checks in order, handing each to `report` as soon as it is known.
+pub fn check_all(
+    config_problem: Option<&str>,
+    cfg: &Config,
+    clock: &dyn Clock,
+    report: &mut dyn FnMut(Check),
+) {
+    let mut emit = |name, outcome| report(Check { name, outcome });
+    emit(
+        "config",
+        match config_problem {
+            Some(p) => Outcome::Fail(format!("{p} (the checks below use the defaults)")),
+            None => Outcome::Ok("loaded and valid".into()),
+        },
+    );
+    emit("key", key(cfg));
+    emit("clock", clock_check(clock.now_unix()));
+    emit("disk", disk(cfg));
+    for c in network(cfg, clock) {
+        emit(c.name, c.outcome);
+    }
+    emit("slots", slots(cfg));
+}
+
+fn key(cfg: &Config) -> Outcome {
+    let k = match license::read_key(cfg) {
+        Ok(k) => k,
+        Err(e) if e.to_string().contains("set-key") => return Outcome::Fail(e.to_string()),
+        Err(e) => {
+            return Outcome::Fail(format!(
+                "{e}; store it with: echo KEY | cybersensei-agent set-key"
+            ))
+        }
+    };
+    let from_env = std::env::var("CYBERSENSEI_LICENSE_KEY")
+        .map(|v| !v.trim().is_empty())
+        .unwrap_or(false);
+    if from_env {
+        return Outcome::Ok(format!("{} from $CYBERSENSEI_LICENSE_KEY", redact::key(&k)));
+    }
+    let path = &cfg.license.key_file;
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o004 != 0 => Outcome::Fail(format!(
+            "{} is world-readable (mode {:o}): chmod 600 it",
+            path.display(),
+            m.permissions().mode() & 0o777
+        )),
+        Ok(m) => Outcome::Ok(format!(
+            "{} in {} (mode {:o})",
+            redact::key(&k),
+            path.display(),
+            m.permissions().mode() & 0o777
+        )),
+        Err(e) => Outcome::Fail(format!("{}: {e}", path.display())),
+    }
+}
+
+fn clock_check(now: f64) -> Outcome {
+    if license::clock_is_sane(now) {
+        Outcome::Ok(format!("{} (UTC)", iso8601(now)))
+    } else {
+        Outcome::Fail(format!(
+            "system clock not set: reads {}, before this agent's build date {}; no TLS \
+             certificate can be checked until NTP sets it",
+            iso8601(now),
+            iso8601(license::clock_floor())
+        ))
+    }
+}
+
+/// Free bytes and free inodes of the filesystem holding `path` (its nearest
+/// existing ancestor), and that ancestor.
+fn statvfs(path: &Path) -> Option<(u64, u64, PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut p = path.to_path_buf();
+    while std::fs::symlink_metadata(&p).is_err() {
+        p = p.parent()?.to_path_buf();
+    }
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some((
+        (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
+        s.f_favail as u64,
+        p,
+    ))
+}
+
+fn writable(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access() reads a NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+fn disk(cfg: &Config) -> Outcome {
+    let mut parts = Vec::new();
+    for (label, dir) in [
+        ("state_dir", &cfg.state_dir),
+        ("install.root", &cfg.install.root),
+    ] {
+        let Some((free, inodes, existing)) = statvfs(dir) else {
+            return Outcome::Fail(format!("{label} {}: cannot statvfs", dir.display()));
+        };
+        if !writable(&existing) {
+            return Outcome::Fail(format!(
+                "{label} {}: {} is not writable by this user (uid {}); the agent runs as root on a box",
+                dir.display(),
+                existing.display(),
+                // SAFETY: getuid cannot fail.
+                unsafe { libc::getuid() }
+            ));
+        }
+        if free < MIN_FREE_BYTES || inodes < MIN_FREE_INODES {
+            return Outcome::Fail(format!(
+                "{label} {}: {} MiB and {inodes} inodes free (needs at least {} MiB, {MIN_FREE_INODES} inodes)",
+                dir.display(),
+                free >> 20,
+                MIN_FREE_BYTES >> 20
+            ));
+        }
+        let created = if existing.as_path() == dir.as_path() {
+            ""
+        } else {
+            " (to be created)"
+        };
+        parts.push(format!(
+            "{label} {}{created}: {} MiB free",
+            dir.display(),
+            free >> 20
+        ));
+    }
+    Outcome::Ok(parts.join("; "))
+}
+
+/// Where the TCP connection goes: the backend itself, or the proxy that applies.
+struct Target {
+    host: String,
+    port: u16,
+    https: bool,
+    via_proxy: Option<String>,
+}
+
+fn target(cfg: &Config) -> Result<Target, String> {
+    let uri: ureq::http::Uri = cfg
+        .backend
+        .url
+        .parse()
+        .map_err(|e| format!("backend.url {:?}: {e}", cfg.backend.url))?;
+    let https = uri.scheme_str() == Some("https");
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("backend.url {:?}: no host", cfg.backend.url))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let proxy = match &cfg.backend.proxy {
+        Some(p) => Some(
+            ureq::Proxy::new(p)
+                .map_err(|e| format!("backend.proxy {}: {e}", redact::url_credentials(p)))?,
+        ),
+        None => ureq::Proxy::try_from_env(),
+    };
+    match proxy.filter(|p| !p.is_no_proxy(&uri)) {
+        Some(p) => Ok(Target {
+            host: p.host().to_string(),
+            port: p.port(),
+            https,
+            via_proxy: Some(format!("{}:{}", p.host(), p.port())),
+        }),
+        None => Ok(Target {
+            host,
+            port,
+            https,
+            via_proxy: None,
+        }),
+    }
+}
+
+/// getaddrinfo has no timeout of its own: it runs on a thread that is abandoned
+/// (and ends with the process) past `timeout`.
+fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, String> {
+    let h = host.to_string();
+    let lookup = std::thread::spawn(move || {
+        (h.as_str(), port)
+            .to_socket_addrs()
+            .map(|a| a.collect::<Vec<_>>())
+    });
+    let deadline = Instant::now() + timeout;
+    while !lookup.is_finished() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "{host}: no answer from the resolver within {}s",
+                timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    match lookup.join() {
+        Ok(Ok(a)) if !a.is_empty() => Ok(a),
+        Ok(Ok(_)) => Err(format!("{host}: no address")),
+        Ok(Err(e)) => Err(format!("{host}: host not found ({e})")),
+        Err(_) => Err(format!("{host}: the lookup failed")),
+    }
+}
+
+fn network(cfg: &Config, clock: &dyn Clock) -> Vec<Check> {
+    let mut out = Vec::new();
+    let timeout = Duration::from_secs(cfg.backend.timeout.max(1));
+    let skip = |why: &str| Outcome::Skip(why.to_string());
+    let t = match target(cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            out.push(Check {
+                name: "dns",
+                outcome: Outcome::Fail(e),
+            });
+            for name in ["tcp", "tls", "http"] {
+                out.push(Check {
+                    name,
+                    outcome: skip("(needs a usable backend.url)"),
+                });
+            }
+            return out;
+        }
+    };
+    let via = t
+        .via_proxy
+        .as_ref()
+        .map(|p| format!(" (proxy {p})"))
+        .unwrap_or_default();
+    let started = Instant::now();
+    let addrs = match resolve(&t.host, t.port, timeout) {
+        Ok(a) => {
+            let shown: Vec<String> = a.iter().take(3).map(|x| x.ip().to_string()).collect();
+            out.push(Check {
+                name: "dns",
+                outcome: Outcome::Ok(format!("{}{via} -> {}", t.host, shown.join(", "))),
+            });
+            a
+        }
+        Err(e) => {
+            out.push(Check {
+                name: "dns",
+                outcome: Outcome::Fail(format!("{e}{via}")),
+            });
+            for name in ["tcp", "tls", "http"] {
+                out.push(Check {
+                    name,
+                    outcome: skip("(needs dns)"),
+                });
+            }
+            return out;
+        }
+    };
+    let mut last = String::new();
+    let mut stream = None;
+    for a in addrs.iter().take(4) {
+        let t0 = Instant::now();
+        match TcpStream::connect_timeout(a, timeout) {
+            Ok(s) => {
+                out.push(Check {
+                    name: "tcp",
+                    outcome: Outcome::Ok(format!(
+                        "connected to {a}{via} in {} ms",
+                        t0.elapsed().as_millis()
+                    )),
+                });
+                stream = Some(s);
+                break;
+            }
+            Err(e) => last = format!("{a}{via}: {e}"),
+        }
+    }
+    let Some(stream) = stream else {
+        out.push(Check {
+            name: "tcp",
+            outcome: Outcome::Fail(format!("{last} (firewall, or the port is closed)")),
+        });
+        for name in ["tls", "http"] {
+            out.push(Check {
+                name,
+                outcome: skip("(needs tcp)"),
+            });
+        }
+        return out;
+    };
+    let tls_ok = if !t.https {
+        out.push(Check {
+            name: "tls",
+            outcome: skip("(plain http: backend.allow_http)"),
+        });
+        true
+    } else if t.via_proxy.is_some() {
+        drop(stream);
+        out.push(Check {
+            name: "tls",
+            outcome: skip("(through the proxy: checked by http)"),
+        });
+        true
+    } else {
+        match tls_handshake(cfg, &t.host, stream, timeout) {
+            Ok(m) => {
+                out.push(Check {
+                    name: "tls",
+                    outcome: Outcome::Ok(m),
+                });
+                true
+            }
+            Err(e) => {
+                out.push(Check {
+                    name: "tls",
+                    outcome: Outcome::Fail(e),
+                });
+                false
+            }
+        }
+    };
+    if !tls_ok {
+        out.push(Check {
+            name: "http",
+            outcome: skip("(needs tls)"),
+        });
+        return out;
+    }
+    out.push(Check {
+        name: "http",
+        outcome: http(cfg, clock),
+    });
+    log::debug!("doctor: network checks in {:?}", started.elapsed());
+    out
+}
+
+fn root_store(cfg: &Config) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
+    if let Some(path) = &cfg.backend.ca_file {
+        let pem = crate::fsutil::read_bounded(path, 1 << 20)
+            .map_err(|e| format!("backend.ca_file {}: {e}", path.display()))?;
+        for item in ureq::tls::parse_pem(&pem) {
+            if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+                roots
+                    .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
+                    .map_err(|e| format!("backend.ca_file {}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(roots)
+}
+
+/// A TLS handshake with the backend, with the trust anchors the agent uses.
+fn tls_handshake(
+    cfg: &Config,
+    host: &str,
+    mut tcp: TcpStream,
+    timeout: Duration,
+) -> Result<String, String> {
+    let roots = root_store(cfg)?;
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS setup: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host}: not a TLS server name: {e}"))?;
+    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)
+        .map_err(|e| format!("TLS setup: {e}"))?;
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout));
+    let deadline = Instant::now() + timeout;
+    while conn.is_handshaking() {
+        if Instant::now() > deadline {
+            return Err(format!("handshake not done within {}s", timeout.as_secs()));
+        }
+        match conn.complete_io(&mut tcp) {
+            Ok(_) => {}
+            Err(e) => {
+                let hint = if e.to_string().contains("UnknownIssuer") {
+                    " (a TLS-inspecting proxy, or a private CA: backend.ca_file)"
+                } else if e.to_string().contains("NotValidYet") || e.to_string().contains("Expired")
+                {
+                    " (check the clock, then the backend's certificate)"
+                } else {
+                    ""
+                };
+                return Err(format!("{host}: {e}{hint}"));
+            }
+        }
+    }
+    // Nothing more to say to this server: a close_notify, best effort.
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut tcp);
+    let mut sink = [0u8; 1];
+    let _ = conn.reader().read(&mut sink);
+    let version = conn
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_else(|| "?".into());
+    Ok(format!("{version}, certificate of {host} verified"))
+}
+
+/// GET /health (the backend's public health route), once, no retries.
+fn http(cfg: &Config, clock: &dyn Clock) -> Outcome {
+    let mut b = cfg.backend.clone();
+    b.retry_attempts = 1;
+    let t = match Transport::new(&b) {
+        Ok(t) => t,
+        Err(e) => return Outcome::Fail(e.to_string()),
+    };
+    match t.get(clock, "/health") {
+        Ok(r) => {
+            let json: Option<serde_json::Value> = serde_json::from_slice(&r.body).ok();
+            let is_json = r
+                .content_type
+                .as_deref()
+                .is_some_and(|c| c.contains("json"));
+            match (r.status, json) {
+                (200..=299, Some(v)) if is_json => Outcome::Ok(format!(
+                    "GET /health: HTTP {} {}",
+                    r.status,
+                    crate::redact::server_text(&v.to_string())
+                )),
+                // A NestJS error body: the backend itself answered, it only lacks the route.
+                (400..=499, Some(v)) if is_json && v.get("statusCode").is_some() => {
+                    Outcome::Ok(format!(
+                        "GET /health: HTTP {} from the backend (no health route; it answers)",
+                        r.status
+                    ))
+                }
+                (s, _) => Outcome::Fail(format!(
+                    "GET /health: HTTP {s} ({}): not the backend's answer (captive portal, proxy page or wrong backend.url?)",
+                    r.content_type.as_deref().unwrap_or("no content type")
+                )),
+            }
+        }
+        Err(e) => Outcome::Fail(e.to_string()),
+    }
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?.take(MAX_HASHED_BYTES);
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(verify::hex(ctx.finish().as_ref()))
+}
+
+fn slots(cfg: &Config) -> Outcome {
+    let l = Layout::new(&cfg.install.root);
+    let current = l.current();
+    let Some(slot) = l.active() else {
+        return match std::fs::symlink_metadata(&current) {
+            Err(_) => Outcome::Ok(format!(
+                "no slot installed yet in {} (the factory agent runs)",
+                cfg.install.root.display()
+            )),
+            Ok(_) => Outcome::Fail(format!(
+                "{} is not a link to slots/a or slots/b",
+                current.display()
+            )),
+        };
+    };
+    if !l.is_complete(&slot) {
+        return Outcome::Fail(format!(
+            "slot {slot} is active but incomplete (no record, VERSION or manifest.json)"
+        ));
+    }
+    let dir = l.slot_dir(&slot);
+    let version = l.version(&slot);
+    let data = match crate::fsutil::read_bounded(&dir.join(verify::MANIFEST), 4 << 20) {
+        Ok(d) => d,
+        Err(_) => {
+            return Outcome::Ok(format!(
+                "slot {slot}, version {version} (no manifest.json: file digests not checked)"
+            ))
+        }
+    };
+    let files = match verify::parse_manifest(&data) {
+        Ok(m) => m.files.unwrap_or_default(),
+        Err(e) => return Outcome::Fail(format!("slot {slot}: {e}")),
+    };
+    for (rel, item) in &files {
+        let p = dir.join(rel);
+        let meta = match std::fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) => return Outcome::Fail(format!("slot {slot}: {rel}: {e}")),
+        };
+        let is_type = match item.ftype {
+            Some(FileType::Dir) => meta.is_dir(),
+            Some(FileType::Symlink) => meta.file_type().is_symlink(),
+            Some(FileType::File) => meta.is_file(),
+            None => true,
+        };
+        if !is_type {
+            return Outcome::Fail(format!(
+                "slot {slot}: {rel} is not the {:?} manifest.json lists",
+                item.ftype.unwrap_or(FileType::File)
+            ));
+        }
+        let Some(want) = &item.sha256 else { continue };
+        let got = if meta.file_type().is_symlink() {
+            // A link's digest is the digest of its target string (manifest v2).
+            std::fs::read_link(&p).map(|t| {
+                use std::os::unix::ffi::OsStrExt;
+                verify::hex(
+                    ring::digest::digest(&ring::digest::SHA256, t.as_os_str().as_bytes()).as_ref(),
+                )
+            })
+        } else if meta.is_dir() {
+            continue;
+        } else {
+            sha256_file(&p)
+        };
+        match got {
+            Ok(h) if &h == want => {}
+            Ok(_) => {
+                return Outcome::Fail(format!(
+                    "slot {slot}: {rel} differs from manifest.json (modified on the box?)"
+                ))
+            }
+            Err(e) => return Outcome::Fail(format!("slot {slot}: {rel}: {e}")),
+        }
+    }
+    Outcome::Ok(format!(
+        "slot {slot}, version {version}, {} file(s) match manifest.json",
+        files.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_before_build_date_fails() {
+        assert!(matches!(clock_check(0.0), Outcome::Fail(m) if m.contains("1970")));
+        assert!(matches!(
+            clock_check(license::clock_floor() + 86400.0),
+            Outcome::Ok(_)
+        ));
+    }
+
+    #[test]
+    fn failures_map_to_exit_codes() {
+        assert_eq!(exit_code("config"), exit::USAGE);
+        assert_eq!(exit_code("tls"), exit::UNREACHABLE);
+        assert_eq!(exit_code("slots"), exit::FAILURE);
+    }
+}
