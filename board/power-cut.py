@@ -266,6 +266,9 @@ PHASES = [
     (re.compile(r"version \S+ committed"), "after commit"),
     (re.compile(r"staged version"), "switch"),
     (re.compile(r"handing|exec", re.I), "exec new agent"),
+    (re.compile(r"^installing without a signature"), "verify"),
+    (re.compile(r"^security:"), "start"),
+    (re.compile(r"^Call<"), None),  # ureq's own debug lines: not a step
     (re.compile(r"download", re.I), "download"),
     (re.compile(r"verif", re.I), "verify"),
     (re.compile(r"telemetry", re.I), "telemetry"),
@@ -410,7 +413,7 @@ class Run:
         msg = m.group(2)
         for rx, phase in PHASES:
             if rx.search(msg):
-                seen["phase"] = phase
+                seen["phase"] = phase or seen["phase"]
                 break
         if plan and plan["kind"] == "log" and not plan.get("hit") and seen["agent_start"]:
             if re.search(plan["pattern"], msg):
