@@ -17,7 +17,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Free space below which `disk` fails: a status write or a small update needs more.
@@ -427,23 +426,6 @@ fn network(cfg: &Config, clock: &dyn Clock) -> Vec<Check> {
     out
 }
 
-fn root_store(cfg: &Config) -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
-    if let Some(path) = &cfg.backend.ca_file {
-        let pem = crate::fsutil::read_bounded(path, 1 << 20)
-            .map_err(|e| format!("backend.ca_file {}: {e}", path.display()))?;
-        for item in ureq::tls::parse_pem(&pem) {
-            if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
-                roots
-                    .add(rustls::pki_types::CertificateDer::from(c.der().to_vec()))
-                    .map_err(|e| format!("backend.ca_file {}: {e}", path.display()))?;
-            }
-        }
-    }
-    Ok(roots)
-}
-
 /// A TLS handshake with the backend, with the trust anchors the agent uses.
 fn tls_handshake(
     cfg: &Config,
@@ -451,18 +433,11 @@ fn tls_handshake(
     mut tcp: TcpStream,
     timeout: Duration,
 ) -> Result<String, String> {
-    let roots = root_store(cfg)?;
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS setup: {e}"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config = crate::tls::client_config(&cfg.backend).map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host}: not a TLS server name: {e}"))?;
-    let mut conn = rustls::ClientConnection::new(Arc::new(config), name)
-        .map_err(|e| format!("TLS setup: {e}"))?;
+    let mut conn =
+        rustls::ClientConnection::new(config, name).map_err(|e| format!("TLS setup: {e}"))?;
     let _ = tcp.set_read_timeout(Some(timeout));
     let _ = tcp.set_write_timeout(Some(timeout));
     let deadline = Instant::now() + timeout;

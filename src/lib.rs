@@ -26,5 +26,6 @@ pub mod services;
 pub mod signals;
 pub mod status;
 pub mod telemetry;
+pub mod tls;
 pub mod transport;
 pub mod update;

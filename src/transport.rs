@@ -7,10 +7,10 @@ use crate::error::{Error, Result};
 use crate::redact;
 use std::cell::Cell;
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Duration;
 use ureq::http::Response;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
 use ureq::Body;
 
 /// Largest JSON answer we read: anything bigger is refused, not buffered.
@@ -123,44 +123,7 @@ enum Outcome {
 impl Transport {
     /// Builds the client: trust anchors (built-in roots plus `ca_file`), proxy, timeouts.
     pub fn new(cfg: &Backend) -> Result<Transport> {
-        let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-            .iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        if let Some(path) = &cfg.ca_file {
-            let pem = crate::fsutil::read_bounded(path, 1 << 20).map_err(|e| {
-                Error::Config(format!(
-                    "backend.ca_file: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let mut n = 0;
-            for item in ureq::tls::parse_pem(&pem) {
-                match item {
-                    Ok(PemItem::Certificate(c)) => {
-                        roots.push(c.to_owned());
-                        n += 1;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::Config(format!(
-                            "backend.ca_file: {} is not valid PEM: {e}",
-                            path.display()
-                        )))
-                    }
-                }
-            }
-            if n == 0 {
-                return Err(Error::Config(format!(
-                    "backend.ca_file: {} holds no certificate",
-                    path.display()
-                )));
-            }
-        }
-        let tls = TlsConfig::builder()
-            .root_certs(RootCerts::Specific(Arc::new(roots)))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
+        let tls = crate::tls::client_config(cfg)?;
         let timeout = Duration::from_secs(cfg.timeout.max(1));
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -176,8 +139,7 @@ impl Transport {
             .input_buffer_size(32 * 1024)
             .output_buffer_size(16 * 1024)
             .max_idle_connections(1)
-            .max_idle_connections_per_host(1)
-            .tls_config(tls);
+            .max_idle_connections_per_host(1);
         let proxy = match &cfg.proxy {
             Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
                 Error::Config(format!(
@@ -200,7 +162,14 @@ impl Transport {
         }
         builder = builder.proxy(proxy);
         Ok(Transport {
-            agent: ureq::Agent::new_with_config(builder.build()),
+            agent: ureq::Agent::with_parts(
+                builder.build(),
+                // ureq's default chain (its SOCKS warning aside), with our TLS.
+                ().chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(crate::tls::TlsConnector(tls)),
+                DefaultResolver::default(),
+            ),
             base: cfg.url.trim_end_matches('/').to_string(),
             attempts: cfg.retry_attempts.max(1),
             retry_delay: Duration::from_secs(cfg.retry_delay),
@@ -538,7 +507,6 @@ fn describe(e: &ureq::Error) -> String {
         ureq::Error::HostNotFound => "host not found (DNS)".into(),
         ureq::Error::ConnectionFailed => "connection refused or failed".into(),
         ureq::Error::Tls(m) => format!("TLS error: {m}"),
-        ureq::Error::Rustls(r) => format!("TLS error: {r}"),
         ureq::Error::Io(io) => format!("network error: {io}"),
         ureq::Error::ConnectProxyFailed(r) if r.contains("407") => {
             "proxy answered 407 Proxy Authentication Required (user:pass in backend.proxy or HTTPS_PROXY)".into()
