@@ -17,9 +17,9 @@ pub fn commit() -> Option<&'static str> {
 pub fn build_date() -> Option<String> {
     let secs = option_env!("SOURCE_DATE_EPOCH")?
         .trim()
-        .parse::<f64>()
+        .parse::<u64>()
         .ok()?;
-    let iso = crate::clock::iso8601(secs);
+    let iso = crate::clock::iso8601(secs as f64);
     Some(iso.get(..10).unwrap_or(&iso).to_string())
 }
 

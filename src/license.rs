@@ -23,8 +23,10 @@ pub const MIN_SANE_UNIX: f64 = 1_767_225_600.0;
 /// no box can truly be running before its agent was built.
 pub fn clock_floor() -> f64 {
     option_env!("SOURCE_DATE_EPOCH")
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .map_or(MIN_SANE_UNIX, |built| built.max(MIN_SANE_UNIX))
+        // Whole seconds (reproducible-builds spec), read as an integer: no float
+        // parser in the binary for this.
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(MIN_SANE_UNIX, |built| (built as f64).max(MIN_SANE_UNIX))
 }
 
 /// True when the wall clock can be trusted for expiry arithmetic.

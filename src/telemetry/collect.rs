@@ -320,14 +320,15 @@ pub fn parse_meminfo(text: &str) -> Option<f64> {
     ))
 }
 
-/// Whole seconds since boot from /proc/uptime.
+/// Whole seconds since boot from /proc/uptime (`350735.47 234388.90`): the integer
+/// part, read as an integer (a float parser would cost ~14 kB in the binary).
 pub fn parse_uptime(text: &str) -> Option<u64> {
-    let v: f64 = text.split_whitespace().next()?.parse().ok()?;
-    if v.is_finite() && v >= 0.0 {
-        Some(v as u64)
-    } else {
-        None
-    }
+    let first = text.split_whitespace().next()?;
+    first
+        .split_once('.')
+        .map_or(first, |(whole, _)| whole)
+        .parse()
+        .ok()
 }
 
 /// Used share of a filesystem as `df` computes it: used / (used + available to users).
@@ -408,4 +409,19 @@ pub fn parse_app_metrics(data: &[u8]) -> std::result::Result<AppMetrics, String>
         exercises_completed_today,
         ai_latency,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_uptime;
+
+    #[test]
+    fn uptime_is_the_whole_seconds_of_the_first_field() {
+        assert_eq!(parse_uptime("350735.47 234388.90\n"), Some(350735));
+        assert_eq!(parse_uptime("12 3"), Some(12));
+        assert_eq!(parse_uptime("0.99 0.5"), Some(0));
+        for bad in ["", "-1.5 2", "nan 1", "x.5 1", ".5 1"] {
+            assert_eq!(parse_uptime(bad), None, "{bad}");
+        }
+    }
 }

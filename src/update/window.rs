@@ -46,14 +46,16 @@ impl Window {
 /// /etc/localtime); UTC when the zone cannot be read.
 pub fn local_minute(unix: f64) -> u32 {
     // `as _`: time_t's width differs between targets (and musl versions).
-    let t = unix.floor() as i64 as _;
+    let secs = unix.floor() as i64;
+    let t = secs as _;
     // SAFETY: localtime_r fills a zeroed struct we own from a time_t we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
     if ok {
         (tm.tm_hour as u32) * 60 + tm.tm_min as u32
     } else {
-        ((unix.rem_euclid(86400.0)) / 60.0) as u32
+        // Integer arithmetic: a float remainder would link fmod (4 kB) for this.
+        (secs.rem_euclid(86400) / 60) as u32
     }
 }
 
