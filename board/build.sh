@@ -85,7 +85,7 @@ cargo_target=$TARGET
 cmd=(cargo)
 # Size: by default std is rebuilt (nightly) with the release profile and panics abort
 # immediately (no panic message/formatting machinery): about -280 KiB per binary,
-# what keeps armv7 under 1.5 MiB and aarch64 musl under 1.7 MiB. BOARD_PANIC=abort
+# part of what keeps armv7 under 1.4 MiB and aarch64 musl under 1.55 MiB. BOARD_PANIC=abort
 # builds with stable and the prebuilt std instead (except armv7 musl, see above).
 BOARD_PANIC=${BOARD_PANIC:-immediate-abort}
 BUILD_STD=${BUILD_STD:-0}
@@ -127,6 +127,12 @@ if [ "$BUILD_STD" = 1 ] && [ "${cmd[1]}" != "+$NIGHTLY" ]; then
   case "$TARGET" in *-musl*) BOARD_RUSTFLAGS="-C link-self-contained=no ${BOARD_RUSTFLAGS:-}" ;; esac
 fi
 if [ "$BUILD_STD" = 1 ]; then
+  # Nightly size flags, std rebuilt anyway (numbers in docs/board.md): std's
+  # optimize_for_size algorithms (smaller sort, formatting; -26 KiB on armv7) and
+  # no file:line:column in panic locations (nothing prints them: panics abort at
+  # once; -4 KiB). Both change code size only, not behaviour.
+  cmd+=(-Zbuild-std-features=optimize_for_size)
+  BOARD_RUSTFLAGS="-Zlocation-detail=none ${BOARD_RUSTFLAGS:-}"
   # std is rebuilt from source, so the nightly sysroot has no lib/ for this target
   # (no rust-std installed, none exists for armv7 musl); rustc still passes it to the
   # linker with -L, and every link printed "warning: linker stderr: unable to open
