@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prints the stripped size of the agent for the four board targets against the
-# budgets (armv7 <= 1.5 MiB, aarch64 musl <= 1.7 MiB), the ELF sections of one, and
-# the largest contributors: per crate and per symbol from `nm --size-sort` of an
-# unstripped armv7 musl build (same profile, strip off), plus cargo-bloat's per-crate
+# budgets (board/size-budget.sh: armv7 <= 1.4 MiB, aarch64 musl <= 1.55 MiB), the ELF
+# sections of one, and the largest contributors: per crate and per symbol from
+# `nm --size-sort` of an unstripped armv7 musl build (same profile, strip off), plus cargo-bloat's per-crate
 # table for the host build when cargo-bloat is installed (`cargo install cargo-bloat`).
 # Env: SIZE_SKIP_BUILD=1 reuses target/board/*; SIZE_TARGETS to restrict; SIZE_CONTRIB_TARGET
 #      (default armv7-unknown-linux-musleabihf) for the per-crate table.
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TARGETS=${SIZE_TARGETS:-"armv7-unknown-linux-gnueabihf armv7-unknown-linux-musleabihf aarch64-unknown-linux-gnu aarch64-unknown-linux-musl"}
 MiB=1048576
-budget() { case "$1" in armv7-*) echo $((MiB * 3 / 2)) ;; aarch64-unknown-linux-musl) echo $((MiB * 17 / 10)) ;; *) echo 0 ;; esac; }
+source board/size-budget.sh
 
 echo "== stripped sizes (release profile: $(grep -A8 '^\[profile.release\]' Cargo.toml | tr '\n' ' ' | sed 's/\[profile.release\] *//'))"
 printf '%-34s %10s %9s %10s  %s\n' target bytes MiB budget verdict
@@ -18,7 +18,7 @@ for t in $TARGETS; do
   [ "${SIZE_SKIP_BUILD:-0}" = 1 ] || board/build.sh "$t" >/dev/null 2>&1 || { echo "$t: build failed"; continue; }
   f=target/board/$t/cybersensei-agent
   [ -f "$f" ] || { echo "$t: no binary"; continue; }
-  s=$(stat -c %s "$f"); b=$(budget "$t")
+  s=$(stat -c %s "$f"); b=$(size_budget "$t")
   v="-"; [ "$b" -gt 0 ] && { [ "$s" -le "$b" ] && v=ok || v="OVER by $((s - b))"; }
   printf '%-34s %10s %9s %10s  %s\n' "$t" "$s" "$(awk "BEGIN{printf \"%.2f\", $s/$MiB}")" "$b" "$v"
 done

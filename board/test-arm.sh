@@ -5,9 +5,10 @@
 #   board/test-arm.sh            # ARM_TARGETS, default: both static musl builds
 # Env: ARM_TARGETS (any of the four board targets), ARM_TEST_TIMEOUT (seconds per
 #      target for the test run, default 600), ARM_SKIP_BUILD=1 (reuse target/board).
-# What runs: every test of the integration files that drive the binary (license_cli,
-# telemetry_sim, daemon_cli, board_update, update_install; ARM_FILTERS=names to
-# restrict). Not run: update_kill (needs the crash hook of debug builds; the ARM
+# Each build is also checked against its size budget (board/size-budget.sh); over
+# budget fails the run like a failing test. What runs: every test of the integration
+# files that drive the binary (license_cli, telemetry_sim, daemon_cli, board_update,
+# update_install; ARM_FILTERS=names to restrict). Not run: update_kill (needs the crash hook of debug builds; the ARM
 # builds are release) and the in-process tests (no binary involved).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,9 @@ for t in $ARM_TARGETS; do
     board/build.sh "$t" >/dev/null
   fi
   echo "== $t: $(file -b "$bin" | cut -d, -f1-2), $(stat -c %s "$bin") bytes, runner: $runner"
+  # The size budget (board/size-budget.sh): a change that grows the shipped binary
+  # past it fails here, in CI, not at the next release.
+  board/size-budget.sh "$t" "$bin" || rc=1
   # shellcheck disable=SC2086
   $runner "$bin" --version
   start=$SECONDS
