@@ -127,12 +127,15 @@ if [ "$BUILD_STD" = 1 ] && [ "${cmd[1]}" != "+$NIGHTLY" ]; then
   case "$TARGET" in *-musl*) BOARD_RUSTFLAGS="-C link-self-contained=no ${BOARD_RUSTFLAGS:-}" ;; esac
 fi
 if [ "$BUILD_STD" = 1 ]; then
-  # Nightly size flags, std rebuilt anyway (numbers in docs/board.md): std's
-  # optimize_for_size algorithms (smaller sort, formatting; -26 KiB on armv7) and
+  # Nightly size flags, std rebuilt anyway (bytes in docs/board.md): std's
+  # optimize_for_size algorithms (smaller sort and formatting code, same results);
   # no file:line:column in panic locations (nothing prints them: panics abort at
-  # once; -4 KiB). Both change code size only, not behaviour.
+  # once); and -Zfmt-debug=shallow: a #[derive(Debug)] prints only the type or
+  # variant name. So no message or log line may rely on a derived Debug (`{:?}` of
+  # a str, a path, a number or a Duration is unaffected: hand-written impls); use
+  # Display or format the fields (docs/board.md, "Size mode").
   cmd+=(-Zbuild-std-features=optimize_for_size)
-  BOARD_RUSTFLAGS="-Zlocation-detail=none ${BOARD_RUSTFLAGS:-}"
+  BOARD_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=shallow ${BOARD_RUSTFLAGS:-}"
   # std is rebuilt from source, so the nightly sysroot has no lib/ for this target
   # (no rust-std installed, none exists for armv7 musl); rustc still passes it to the
   # linker with -L, and every link printed "warning: linker stderr: unable to open

@@ -366,7 +366,8 @@ fn attempt(
                         .and_then(|s| s.trim().parse::<u64>().ok())
                 });
             if start != Some(have) {
-                log::warn!("206 for another range ({start:?}, wanted {have}); restarting");
+                let from = start.map_or_else(|| "?".to_string(), |s| s.to_string());
+                log::warn!("206 for another range (from {from}, wanted {have}); restarting");
                 truncate(&file, &part)?;
                 return Ok(None);
             }

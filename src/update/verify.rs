@@ -236,7 +236,7 @@ pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Z
             CompressionMethod::Stored | CompressionMethod::Deflated => {}
             m => {
                 return Err(reject(format!(
-                    "{name}: unsupported compression method {m:?}"
+                    "{name}: unsupported compression method {m}"
                 )))
             }
         }
