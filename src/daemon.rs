@@ -9,6 +9,7 @@ use crate::error::{exit, Error, Result};
 use crate::fsutil::StateLock;
 use crate::license::{self, clock_is_sane};
 use crate::status::{LicenseState, Status};
+use crate::update::slots::Layout;
 use crate::{logging, services, signals, telemetry, update};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -500,13 +501,10 @@ impl<'a> Daemon<'a> {
             return;
         }
         let s = &self.ctx.cfg.services;
+        let current = Layout::new(&self.ctx.cfg.install.root).current();
         let (result, reason) = if allow {
             (
-                services::start_in(
-                    s,
-                    Some(&self.ctx.cfg.install.root.join("current")),
-                    self.ctx.clock,
-                ),
+                services::start_in(s, Some(&current), self.ctx.clock),
                 format!("license {}", outcome.state.as_str()),
             )
         } else {
@@ -516,7 +514,7 @@ impl<'a> Daemon<'a> {
                 outcome.message.as_deref().unwrap_or("")
             );
             (
-                services::stop(s),
+                services::stop(s, self.ctx.clock),
                 format!(
                     "stopped: license {}{}",
                     outcome.state.as_str(),
@@ -633,12 +631,8 @@ impl<'a> Daemon<'a> {
         // before the commit.
         let after = update::active(&self.ctx.cfg).0;
         if after.is_some() && after != before {
-            let agent = self
-                .ctx
-                .cfg
-                .install
-                .root
-                .join("current")
+            let agent = Layout::new(&self.ctx.cfg.install.root)
+                .current()
                 .join(update::AGENT_IN_SLOT);
             if agent.is_file() {
                 self.new_agent = Some(agent);

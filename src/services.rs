@@ -8,7 +8,7 @@
 //! would otherwise live on, holding our stdout). After SIGTERM a health command is
 //! killed at once and any other within `STOP_GRACE`, so the agent stops promptly.
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::Services;
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -61,13 +61,13 @@ impl std::fmt::Display for Gave {
 }
 
 /// Runs every `services.stop` command (without a slot in the environment).
-pub fn stop(s: &Services) -> Result<()> {
-    stop_in(s, None, &SystemClock::new())
+pub fn stop(s: &Services, clock: &dyn Clock) -> Result<()> {
+    stop_in(s, None, clock)
 }
 
 /// Runs every `services.start` command (without a slot in the environment).
-pub fn start(s: &Services) -> Result<()> {
-    start_in(s, None, &SystemClock::new())
+pub fn start(s: &Services, clock: &dyn Clock) -> Result<()> {
+    start_in(s, None, clock)
 }
 
 /// Runs the health commands until all exit 0 or `health_timeout` passes.
@@ -271,7 +271,7 @@ pub fn wait_child(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeClock;
+    use crate::clock::{FakeClock, SystemClock};
 
     fn svc(health: Vec<Vec<String>>, timeout: u64) -> Services {
         Services {
