@@ -362,11 +362,7 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
         println!("  message: {m}");
     }
     let u = &s.update;
-    let state = serde_json::to_value(u.state)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    println!("Update:    {state}");
+    println!("Update:    {}", u.state.as_str());
     if u.available {
         println!("  latest:  {}", o(&u.latest_version));
     }
