@@ -150,17 +150,22 @@ pub fn parse_public_key(value: &str) -> Result<[u8; 32]> {
         })
 }
 
-fn key_from_text(text: &str) -> Option<[u8; 32]> {
-    // PEM armour lines are dropped; what is left is base64.
+/// The bytes of a PEM text (its armour lines dropped) or of bare base64; None if
+/// what is left is not base64. Shared with the vendor tool's key reader.
+pub fn pem_or_base64(text: &str) -> Option<Vec<u8>> {
     let b64: String = text
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .flat_map(|l| l.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    let raw = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
-        .ok()?;
+        .ok()
+}
+
+fn key_from_text(text: &str) -> Option<[u8; 32]> {
+    let raw = pem_or_base64(text)?;
     // DER SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix.
     const SPKI: [u8; 12] = [
         0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,

@@ -60,14 +60,8 @@ pub fn load_private(path: &Path) -> Result<Ed25519KeyPair, Fail> {
     let data = std::fs::read(path).map_err(|e| Fail::new(format!("{}: {e}", path.display())))?;
     let der = match std::str::from_utf8(&data) {
         Ok(text) if text.contains("-----BEGIN") => {
-            let b64: String = text
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .flat_map(|l| l.chars())
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            B64.decode(b64.as_bytes())
-                .map_err(|_| Fail::new(format!("{}: bad PEM", path.display())))?
+            cybersensei_agent::update::verify::pem_or_base64(text)
+                .ok_or_else(|| Fail::new(format!("{}: bad PEM", path.display())))?
         }
         _ => data,
     };
