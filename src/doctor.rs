@@ -546,7 +546,7 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         ctx.update(&buf[..n]);
     }
-    Ok(verify::hex(ctx.finish().as_ref()))
+    Ok(crate::hex::encode(ctx.finish().as_ref()))
 }
 
 fn slots(cfg: &Config) -> Outcome {
@@ -606,7 +606,7 @@ fn slots(cfg: &Config) -> Outcome {
             // A link's digest is the digest of its target string (manifest v2).
             std::fs::read_link(&p).map(|t| {
                 use std::os::unix::ffi::OsStrExt;
-                verify::hex(
+                crate::hex::encode(
                     ring::digest::digest(&ring::digest::SHA256, t.as_os_str().as_bytes()).as_ref(),
                 )
             })

@@ -6,7 +6,6 @@
 //! glues two different packages together.
 
 use super::journal;
-use super::verify::hex;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -678,7 +677,7 @@ fn truncate(file: &File, part: &Path) -> Result<()> {
 /// Digest check, fsync, rename to `package.zip`, record completion.
 fn finish(job: &Job, p: Partial) -> std::result::Result<Downloaded, Failure> {
     let (dir, want) = (job.dir, job.want);
-    let got = hex(p.hasher.finish().as_ref());
+    let got = crate::hex::encode(p.hasher.finish().as_ref());
     for expected in [&want.sha256, &job.header_digest].into_iter().flatten() {
         if *expected != got {
             return Err(reject_and_discard(

@@ -329,7 +329,7 @@ pub fn extract(
                     )));
                 }
                 if let (Some(h), Some(want)) = (hash, &e.sha256) {
-                    if verify::hex(h.finish().as_ref()) != *want {
+                    if crate::hex::encode(h.finish().as_ref()) != *want {
                         return Err(Error::PackageRejected(format!(
                             "{}: SHA-256 does not match {}",
                             e.path,
@@ -346,7 +346,9 @@ pub fn extract(
     }
     for (e, target) in links {
         if let Some(want) = &e.sha256 {
-            if verify::hex(digest::digest(&digest::SHA256, target.as_bytes()).as_ref()) != *want {
+            if crate::hex::encode(digest::digest(&digest::SHA256, target.as_bytes()).as_ref())
+                != *want
+            {
                 return Err(Error::PackageRejected(format!(
                     "{}: link target digest mismatch",
                     e.path

@@ -717,7 +717,9 @@ pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
             Kind::Dir => continue,
             Kind::Symlink(t) => {
                 if let Some(h) = expected {
-                    if hex(digest::digest(&digest::SHA256, t.as_bytes()).as_ref()) != *h {
+                    if crate::hex::encode(digest::digest(&digest::SHA256, t.as_bytes()).as_ref())
+                        != *h
+                    {
                         return Err(reject(format!("{}: link target digest mismatch", e.path)));
                     }
                 }
@@ -755,7 +757,7 @@ pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
             )));
         }
         if let (Some(c), Some(h)) = (ctx, expected) {
-            if hex(c.finish().as_ref()) != *h {
+            if crate::hex::encode(c.finish().as_ref()) != *h {
                 return Err(reject(format!(
                     "{}: SHA-256 does not match {MANIFEST}",
                     e.path
@@ -768,5 +770,3 @@ pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
     }
     Ok(())
 }
-
-pub use crate::hex::encode as hex;

@@ -13,9 +13,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// Short fingerprint of a public key: first 16 hex digits of its SHA-256.
 pub fn key_id(public: &[u8]) -> String {
-    cybersensei_agent::update::verify::hex(
-        ring::digest::digest(&ring::digest::SHA256, public).as_ref(),
-    )[..16]
+    cybersensei_agent::hex::encode(ring::digest::digest(&ring::digest::SHA256, public).as_ref())
+        [..16]
         .to_string()
 }
 
