@@ -12,7 +12,7 @@ use crate::transport::Transport;
 use crate::update::manifest::FileType;
 use crate::update::slots::Layout;
 use crate::update::verify;
-use crate::{license, redact};
+use crate::{fsutil, license, redact};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
@@ -159,19 +159,10 @@ fn clock_check(now: f64) -> Outcome {
 }
 
 /// Free bytes and free inodes of the filesystem holding `path` (its nearest
-/// existing ancestor), and that ancestor.
+/// existing ancestor, as the update's space check measures it), and that ancestor.
 fn statvfs(path: &Path) -> Option<(u64, u64, PathBuf)> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut p = path.to_path_buf();
-    while std::fs::symlink_metadata(&p).is_err() {
-        p = p.parent()?.to_path_buf();
-    }
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
+    let p = fsutil::nearest_existing(path);
+    let s = fsutil::statvfs(&p).ok()?;
     Some((
         (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
         s.f_favail as u64,
