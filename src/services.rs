@@ -177,7 +177,7 @@ pub fn run_one(
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| Error::Other(format!("{what} command `{shown}`: cannot run: {e}")))?;
+        .map_err(|e| Error::io(format!("{what} command `{shown}`: cannot run"), e))?;
     let forwarders =
         labelled.then(|| crate::child_output::forward(&mut child, &format!("{what} `{shown}`")));
     // A health command is only a probe: dropped at once on SIGTERM.
