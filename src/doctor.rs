@@ -291,131 +291,101 @@ fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, 
     }
 }
 
+/// The network checks in their order: each needs the one before it.
+const NETWORK: [&str; 4] = ["dns", "tcp", "tls", "http"];
+
+/// dns, tcp, tls, http; after the first failure the rest are skipped, saying what
+/// they need.
 fn network(cfg: &Config, clock: &dyn Clock) -> Vec<Check> {
     let mut out = Vec::new();
-    let timeout = Duration::from_secs(cfg.backend.timeout.max(1));
-    let skip = |why: &str| Outcome::Skip(why.to_string());
-    let t = match target(cfg) {
-        Ok(t) => t,
-        Err(e) => {
-            out.push(Check {
-                name: "dns",
-                outcome: Outcome::Fail(e),
-            });
-            for name in ["tcp", "tls", "http"] {
+    let started = Instant::now();
+    match network_steps(cfg, clock, &mut out) {
+        Ok(()) => log::debug!("doctor: network checks in {:?}", started.elapsed()),
+        Err(needs) => {
+            for name in &NETWORK[out.len()..] {
                 out.push(Check {
                     name,
-                    outcome: skip("(needs a usable backend.url)"),
+                    outcome: Outcome::Skip(needs.clone()),
                 });
             }
-            return out;
         }
-    };
+    }
+    out
+}
+
+/// Runs the network checks in turn into `out`; Err(what the others need) at the
+/// first that fails.
+fn network_steps(cfg: &Config, clock: &dyn Clock, out: &mut Vec<Check>) -> Result<(), String> {
+    let timeout = Duration::from_secs(cfg.backend.timeout.max(1));
+    let mut push = |name, outcome| out.push(Check { name, outcome });
+    let t = target(cfg).map_err(|e| {
+        push("dns", Outcome::Fail(e));
+        "(needs a usable backend.url)".to_string()
+    })?;
     let via = t
         .via_proxy
         .as_ref()
         .map(|p| format!(" (proxy {p})"))
         .unwrap_or_default();
-    let started = Instant::now();
-    let addrs = match resolve(&t.host, t.port, timeout) {
-        Ok(a) => {
-            let shown: Vec<String> = a.iter().take(3).map(|x| x.ip().to_string()).collect();
-            out.push(Check {
-                name: "dns",
-                outcome: Outcome::Ok(format!("{}{via} -> {}", t.host, shown.join(", "))),
-            });
-            a
-        }
-        Err(e) => {
-            out.push(Check {
-                name: "dns",
-                outcome: Outcome::Fail(format!("{e}{via}")),
-            });
-            for name in ["tcp", "tls", "http"] {
-                out.push(Check {
-                    name,
-                    outcome: skip("(needs dns)"),
-                });
-            }
-            return out;
-        }
-    };
+    let addrs = resolve(&t.host, t.port, timeout).map_err(|e| {
+        push("dns", Outcome::Fail(format!("{e}{via}")));
+        "(needs dns)".to_string()
+    })?;
+    let shown: Vec<String> = addrs.iter().take(3).map(|x| x.ip().to_string()).collect();
+    push(
+        "dns",
+        Outcome::Ok(format!("{}{via} -> {}", t.host, shown.join(", "))),
+    );
+    let (stream, connected) = connect(&addrs, timeout, &via).map_err(|e| {
+        push("tcp", Outcome::Fail(e));
+        "(needs tcp)".to_string()
+    })?;
+    push("tcp", Outcome::Ok(connected));
+    let tls = tls_check(cfg, &t, stream, timeout);
+    let failed = matches!(tls, Outcome::Fail(_));
+    push("tls", tls);
+    if failed {
+        return Err("(needs tls)".into());
+    }
+    push("http", http(cfg, clock));
+    Ok(())
+}
+
+/// The first of (at most four of) `addrs` that accepts a connection, and a line
+/// saying so.
+fn connect(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    via: &str,
+) -> Result<(TcpStream, String), String> {
     let mut last = String::new();
-    let mut stream = None;
     for a in addrs.iter().take(4) {
         let t0 = Instant::now();
         match TcpStream::connect_timeout(a, timeout) {
             Ok(s) => {
-                out.push(Check {
-                    name: "tcp",
-                    outcome: Outcome::Ok(format!(
-                        "connected to {a}{via} in {} ms",
-                        t0.elapsed().as_millis()
-                    )),
-                });
-                stream = Some(s);
-                break;
+                let line = format!("connected to {a}{via} in {} ms", t0.elapsed().as_millis());
+                return Ok((s, line));
             }
             Err(e) => last = format!("{a}{via}: {e}"),
         }
     }
-    let Some(stream) = stream else {
-        out.push(Check {
-            name: "tcp",
-            outcome: Outcome::Fail(format!("{last} (firewall, or the port is closed)")),
-        });
-        for name in ["tls", "http"] {
-            out.push(Check {
-                name,
-                outcome: skip("(needs tcp)"),
-            });
-        }
-        return out;
-    };
-    let tls_ok = if !t.https {
-        out.push(Check {
-            name: "tls",
-            outcome: skip("(plain http: backend.allow_http)"),
-        });
-        true
+    Err(format!("{last} (firewall, or the port is closed)"))
+}
+
+/// The TLS handshake on `stream`, when it is ours to check (not plain http, not
+/// through a proxy).
+fn tls_check(cfg: &Config, t: &Target, stream: TcpStream, timeout: Duration) -> Outcome {
+    if !t.https {
+        Outcome::Skip("(plain http: backend.allow_http)".into())
     } else if t.via_proxy.is_some() {
         drop(stream);
-        out.push(Check {
-            name: "tls",
-            outcome: skip("(through the proxy: checked by http)"),
-        });
-        true
+        Outcome::Skip("(through the proxy: checked by http)".into())
     } else {
         match tls_handshake(cfg, &t.host, stream, timeout) {
-            Ok(m) => {
-                out.push(Check {
-                    name: "tls",
-                    outcome: Outcome::Ok(m),
-                });
-                true
-            }
-            Err(e) => {
-                out.push(Check {
-                    name: "tls",
-                    outcome: Outcome::Fail(e),
-                });
-                false
-            }
+            Ok(m) => Outcome::Ok(m),
+            Err(e) => Outcome::Fail(e),
         }
-    };
-    if !tls_ok {
-        out.push(Check {
-            name: "http",
-            outcome: skip("(needs tls)"),
-        });
-        return out;
     }
-    out.push(Check {
-        name: "http",
-        outcome: http(cfg, clock),
-    });
-    log::debug!("doctor: network checks in {:?}", started.elapsed());
-    out
 }
 
 fn root_store(cfg: &Config) -> Result<rustls::RootCertStore, String> {
