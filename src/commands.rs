@@ -329,12 +329,24 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     println!("Why:       {}", v.why);
     println!("To do:     {}", v.todo);
     println!();
-    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     match &s.slot {
         Some(slot) => println!("Version:   {} (slot {slot})", s.version),
         None => println!("Version:   {} (no slot installed yet)", s.version),
     }
-    let l = &s.license;
+    status_license(&s.license);
+    status_update(&s);
+    status_others(&s);
+    Ok(exit::OK)
+}
+
+/// An optional value for a person: "-" when absent.
+fn or_dash(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+/// The license part of `status`.
+fn status_license(l: &crate::status::LicenseStatus) {
+    let o = or_dash;
     println!("License:   {}", l.state.as_str());
     if l.tenant_name.is_some() || l.tenant_id.is_some() {
         println!("  tenant:  {} ({})", o(&l.tenant_name), o(&l.tenant_id));
@@ -361,6 +373,11 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     if let Some(m) = &l.message {
         println!("  message: {m}");
     }
+}
+
+/// The update part of `status`.
+fn status_update(s: &Status) {
+    let o = or_dash;
     let u = &s.update;
     println!("Update:    {}", u.state.as_str());
     if u.available {
@@ -384,6 +401,10 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     if let Some(e) = &u.last_error {
         println!("  error:   {e}");
     }
+}
+
+/// The telemetry, security and services parts of `status`.
+fn status_others(s: &Status) {
     let t = &s.telemetry;
     println!(
         "Telemetry: last sent {}, {} queued",
@@ -421,7 +442,6 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
                 .unwrap_or_default()
         );
     }
-    Ok(exit::OK)
 }
 
 fn set_key(cfg: Config, clock: &dyn Clock) -> Result<u8> {
