@@ -437,6 +437,7 @@ impl Transport {
         Duration::from_secs_f64(jittered.min(MAX_BACKOFF.as_secs_f64()))
     }
 
+    /// One request, classified: an answer, a failure worth retrying, or a 429.
     fn once(
         &self,
         clock: &dyn Clock,
@@ -446,7 +447,33 @@ impl Transport {
         headers: &[(&str, String)],
         streaming: bool,
     ) -> Outcome {
-        let result = if method == "POST" {
+        match self.send(method, url, body, headers, streaming) {
+            Ok(resp) => self.classify(clock, resp),
+            Err(e) => Outcome::Retry {
+                why: match &self.via {
+                    Some(v) => format!("{} (via proxy {v})", describe(&e)),
+                    None => describe(&e),
+                },
+                after: None,
+                cause: match e {
+                    ureq::Error::Io(io) => Some(io),
+                    _ => None,
+                },
+            },
+        }
+    }
+
+    /// Sends one request: a POST of JSON, a GET of JSON, or a streamed download
+    /// (each read bounded instead of the whole).
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, String)],
+        streaming: bool,
+    ) -> std::result::Result<Response<Body>, ureq::Error> {
+        if method == "POST" {
             let mut req = self
                 .agent
                 .post(url)
@@ -472,52 +499,42 @@ impl Transport {
             } else {
                 req.header("Accept", "application/json").call()
             }
+        }
+    }
+
+    /// What an answer means for the retry loop: 429 throttles, 5xx is retried (after
+    /// its `Retry-After`, bounded), anything else is the answer. The rate-limit
+    /// headers are kept for `rate_budget`.
+    fn classify(&self, clock: &dyn Clock, resp: Response<Body>) -> Outcome {
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
         };
-        match result {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let header = |name: &str| {
-                    resp.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::trim)
-                };
-                let num = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
-                if let (Some(remaining), Some(limit)) =
-                    (num("x-ratelimit-remaining"), num("x-ratelimit-limit"))
-                {
-                    self.rate.set(Some(RateBudget {
-                        remaining,
-                        limit,
-                        reset: num("x-ratelimit-reset"),
-                    }));
-                }
-                let wall =
-                    std::time::UNIX_EPOCH + Duration::from_secs_f64(clock.now_unix().max(0.0));
-                let after = header("retry-after").and_then(|s| parse_retry_after(s, wall));
-                if status == 429 {
-                    Outcome::Throttled { after }
-                } else if (500..600).contains(&status) {
-                    Outcome::Retry {
-                        why: format!("HTTP {status}"),
-                        after: after.map(|d| d.min(MAX_RETRY_AFTER)),
-                        cause: None,
-                    }
-                } else {
-                    Outcome::Done(resp)
-                }
+        let num = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(remaining), Some(limit)) =
+            (num("x-ratelimit-remaining"), num("x-ratelimit-limit"))
+        {
+            self.rate.set(Some(RateBudget {
+                remaining,
+                limit,
+                reset: num("x-ratelimit-reset"),
+            }));
+        }
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs_f64(clock.now_unix().max(0.0));
+        let after = header("retry-after").and_then(|s| parse_retry_after(s, wall));
+        if status == 429 {
+            Outcome::Throttled { after }
+        } else if (500..600).contains(&status) {
+            Outcome::Retry {
+                why: format!("HTTP {status}"),
+                after: after.map(|d| d.min(MAX_RETRY_AFTER)),
+                cause: None,
             }
-            Err(e) => Outcome::Retry {
-                why: match &self.via {
-                    Some(v) => format!("{} (via proxy {v})", describe(&e)),
-                    None => describe(&e),
-                },
-                after: None,
-                cause: match e {
-                    ureq::Error::Io(io) => Some(io),
-                    _ => None,
-                },
-            },
+        } else {
+            Outcome::Done(resp)
         }
     }
 }
