@@ -9,7 +9,7 @@ use crate::clock::{iso8601, Clock};
 use crate::config::Config;
 use crate::error::exit;
 use crate::transport::Transport;
-use crate::update::manifest::FileType;
+use crate::update::manifest::{self, FileType};
 use crate::update::slots::Layout;
 use crate::update::verify;
 use crate::{fsutil, license, redact};
@@ -510,6 +510,48 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(crate::hex::encode(ctx.finish().as_ref()))
 }
 
+/// Whether the slot's `rel` is what its manifest item says: the type, and the
+/// digest of a file's data or a link's target; Err says how it differs.
+fn matches_manifest(dir: &Path, rel: &str, item: &manifest::Item) -> Result<(), String> {
+    let p = dir.join(rel);
+    let meta = std::fs::symlink_metadata(&p).map_err(|e| format!("{rel}: {e}"))?;
+    let is_type = match item.ftype {
+        Some(FileType::Dir) => meta.is_dir(),
+        Some(FileType::Symlink) => meta.file_type().is_symlink(),
+        Some(FileType::File) => meta.is_file(),
+        None => true,
+    };
+    if !is_type {
+        return Err(format!(
+            "{rel} is not the {:?} manifest.json lists",
+            item.ftype.unwrap_or(FileType::File)
+        ));
+    }
+    let Some(want) = &item.sha256 else {
+        return Ok(());
+    };
+    let got = if meta.file_type().is_symlink() {
+        // A link's digest is the digest of its target string (manifest v2).
+        std::fs::read_link(&p).map(|t| {
+            use std::os::unix::ffi::OsStrExt;
+            crate::hex::encode(
+                ring::digest::digest(&ring::digest::SHA256, t.as_os_str().as_bytes()).as_ref(),
+            )
+        })
+    } else if meta.is_dir() {
+        return Ok(());
+    } else {
+        sha256_file(&p)
+    };
+    match got {
+        Ok(h) if &h == want => Ok(()),
+        Ok(_) => Err(format!(
+            "{rel} differs from manifest.json (modified on the box?)"
+        )),
+        Err(e) => Err(format!("{rel}: {e}")),
+    }
+}
+
 fn slots(cfg: &Config) -> Outcome {
     let l = Layout::new(&cfg.install.root);
     let current = l.current();
@@ -545,45 +587,8 @@ fn slots(cfg: &Config) -> Outcome {
         Err(e) => return Outcome::Fail(format!("slot {slot}: {e}")),
     };
     for (rel, item) in &files {
-        let p = dir.join(rel);
-        let meta = match std::fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(e) => return Outcome::Fail(format!("slot {slot}: {rel}: {e}")),
-        };
-        let is_type = match item.ftype {
-            Some(FileType::Dir) => meta.is_dir(),
-            Some(FileType::Symlink) => meta.file_type().is_symlink(),
-            Some(FileType::File) => meta.is_file(),
-            None => true,
-        };
-        if !is_type {
-            return Outcome::Fail(format!(
-                "slot {slot}: {rel} is not the {:?} manifest.json lists",
-                item.ftype.unwrap_or(FileType::File)
-            ));
-        }
-        let Some(want) = &item.sha256 else { continue };
-        let got = if meta.file_type().is_symlink() {
-            // A link's digest is the digest of its target string (manifest v2).
-            std::fs::read_link(&p).map(|t| {
-                use std::os::unix::ffi::OsStrExt;
-                crate::hex::encode(
-                    ring::digest::digest(&ring::digest::SHA256, t.as_os_str().as_bytes()).as_ref(),
-                )
-            })
-        } else if meta.is_dir() {
-            continue;
-        } else {
-            sha256_file(&p)
-        };
-        match got {
-            Ok(h) if &h == want => {}
-            Ok(_) => {
-                return Outcome::Fail(format!(
-                    "slot {slot}: {rel} differs from manifest.json (modified on the box?)"
-                ))
-            }
-            Err(e) => return Outcome::Fail(format!("slot {slot}: {rel}: {e}")),
+        if let Err(e) = matches_manifest(&dir, rel, item) {
+            return Outcome::Fail(format!("slot {slot}: {e}"));
         }
     }
     Outcome::Ok(format!(
