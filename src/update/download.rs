@@ -44,6 +44,18 @@ thread_local! {
     static PARKED: std::cell::RefCell<Option<Parked>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Keeps a paused download's connection for the next attempt (see `Parked`).
+fn park(job: &Job, have: u64, body: Box<dyn Read>) {
+    let p = Parked {
+        update_id: job.want.update_id.clone(),
+        have,
+        header_digest: job.header_digest.clone(),
+        body,
+        at: job.ctx.clock.monotonic(),
+    };
+    PARKED.with(|cell| *cell.borrow_mut() = Some(p));
+}
+
 /// The parked stream of `update_id` at `have` bytes, if one is still fresh.
 fn unpark(update_id: &str, have: u64, now: Duration) -> Option<Parked> {
     PARKED
@@ -493,13 +505,11 @@ fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: boo
             break;
         }
         if p.have + k as u64 > limit {
-            return Err(reject_and_discard(
-                dir,
-                match want.size {
-                    Some(s) => format!("package larger than its announced fileSize ({s} bytes)"),
-                    None => format!("package larger than updates.max_package_size ({max} bytes)"),
-                },
-            ));
+            let why = match want.size {
+                Some(s) => format!("package larger than its announced fileSize ({s} bytes)"),
+                None => format!("package larger than updates.max_package_size ({max} bytes)"),
+            };
+            return Err(reject_and_discard(dir, why));
         }
         p.file
             .write_all(&buf[..k])
@@ -527,16 +537,7 @@ fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: boo
         if let Err(e) = pace.check(ctx, have, &want.update_id) {
             let _ = p.file.sync_data();
             if matches!(e, Error::Interrupted) && !resumable {
-                let at = ctx.clock.monotonic();
-                PARKED.with(|cell| {
-                    *cell.borrow_mut() = Some(Parked {
-                        update_id: want.update_id.clone(),
-                        have,
-                        header_digest: job.header_digest.clone(),
-                        body,
-                        at,
-                    })
-                });
+                park(job, have, body);
             }
             return Err(Failure::Fatal(e));
         }
