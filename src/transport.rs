@@ -383,27 +383,11 @@ impl Transport {
                     (self.scrub(&why), after)
                 }
                 Outcome::Throttled { after } => {
-                    let wait = after.unwrap_or(DEFAULT_THROTTLE).min(MAX_THROTTLE);
-                    log::warn!(
-                        "{method} {shown} -> 429 Too Many Requests in {ms} ms (attempt {attempt}/{}); Retry-After {}",
-                        self.attempts,
-                        crate::error::human_duration(wait)
-                    );
-                    if self.interactive && wait <= INTERACTIVE_MAX_WAIT && attempt < self.attempts {
-                        eprintln!(
-                            "The backend is busy (429 Too Many Requests): waiting {} as it asks, then retrying.",
-                            crate::error::human_duration(wait)
-                        );
-                        clock.sleep(wait);
-                        last = "HTTP 429 Too Many Requests".into();
-                        last_cause = None;
-                        continue;
-                    }
-                    self.block_until(clock.monotonic() + wait);
-                    return Err(Error::Throttled {
-                        what: format!("{method} {shown}"),
-                        retry_after: wait,
-                    });
+                    let what = format!("{method} {shown}");
+                    self.on_429(clock, &what, after, attempt, ms)?;
+                    last = "HTTP 429 Too Many Requests".into();
+                    last_cause = None;
+                    continue;
                 }
             };
             log::warn!(
@@ -427,6 +411,38 @@ impl Transport {
                 self.attempts
             ),
             source: last_cause.map(|e| Box::new(e) as crate::error::Source),
+        })
+    }
+
+    /// A 429 for `what`: a person at the terminal waits a short `Retry-After` and
+    /// the request is tried again (Ok); otherwise nothing more is sent before it has
+    /// passed (Err: throttled).
+    fn on_429(
+        &self,
+        clock: &dyn Clock,
+        what: &str,
+        after: Option<Duration>,
+        attempt: u32,
+        ms: u128,
+    ) -> Result<()> {
+        let wait = after.unwrap_or(DEFAULT_THROTTLE).min(MAX_THROTTLE);
+        log::warn!(
+            "{what} -> 429 Too Many Requests in {ms} ms (attempt {attempt}/{}); Retry-After {}",
+            self.attempts,
+            crate::error::human_duration(wait)
+        );
+        if self.interactive && wait <= INTERACTIVE_MAX_WAIT && attempt < self.attempts {
+            eprintln!(
+                "The backend is busy (429 Too Many Requests): waiting {} as it asks, then retrying.",
+                crate::error::human_duration(wait)
+            );
+            clock.sleep(wait);
+            return Ok(());
+        }
+        self.block_until(clock.monotonic() + wait);
+        Err(Error::Throttled {
+            what: what.to_string(),
+            retry_after: wait,
         })
     }
 
