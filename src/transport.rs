@@ -123,84 +123,19 @@ enum Outcome {
 impl Transport {
     /// Builds the client: trust anchors (built-in roots plus `ca_file`), proxy, timeouts.
     pub fn new(cfg: &Backend) -> Result<Transport> {
-        let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-            .iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        if let Some(path) = &cfg.ca_file {
-            let pem = crate::fsutil::read_bounded(path, 1 << 20).map_err(|e| {
-                Error::Config(format!(
-                    "backend.ca_file: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let mut n = 0;
-            for item in ureq::tls::parse_pem(&pem) {
-                match item {
-                    Ok(PemItem::Certificate(c)) => {
-                        roots.push(c.to_owned());
-                        n += 1;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::Config(format!(
-                            "backend.ca_file: {} is not valid PEM: {e}",
-                            path.display()
-                        )))
-                    }
-                }
-            }
-            if n == 0 {
-                return Err(Error::Config(format!(
-                    "backend.ca_file: {} holds no certificate",
-                    path.display()
-                )));
-            }
-        }
+        let roots = trust_anchors(cfg)?;
         let tls = TlsConfig::builder()
             .root_certs(RootCerts::Specific(Arc::new(roots)))
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build();
         let timeout = Duration::from_secs(cfg.timeout.max(1));
-        let mut builder = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .https_only(!cfg.allow_http)
-            // A redirect is never followed: the key is in the query of the license
-            // call, and a captive portal must not become our backend.
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .user_agent(user_agent())
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout))
-            .max_response_header_size(16 * 1024)
-            .input_buffer_size(32 * 1024)
-            .output_buffer_size(16 * 1024)
-            .max_idle_connections(1)
-            .max_idle_connections_per_host(1)
-            .tls_config(tls);
-        let proxy = match &cfg.proxy {
-            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
-                Error::Config(format!(
-                    "backend.proxy: {}: {e}",
-                    redact::url_credentials(p)
-                ))
-            })?),
-            // ureq reads HTTPS_PROXY/ALL_PROXY/NO_PROXY (either case) itself; we take
-            // its reading so that errors can name the proxy in use.
-            None => ureq::Proxy::try_from_env(),
-        };
-        let via = proxy.as_ref().and_then(|p| proxy_in_use(p, &cfg.url));
-        if let Some(v) = &via {
-            let from = if cfg.proxy.is_some() {
-                "backend.proxy"
-            } else {
-                "environment"
-            };
-            log::debug!("backend reached through proxy {v} (from {from})");
-        }
-        builder = builder.proxy(proxy);
+        let (proxy, via) = proxy(cfg)?;
+        let config = agent_config(cfg, timeout)
+            .tls_config(tls)
+            .proxy(proxy)
+            .build();
         Ok(Transport {
-            agent: ureq::Agent::new_with_config(builder.build()),
+            agent: ureq::Agent::new_with_config(config),
             base: cfg.url.trim_end_matches('/').to_string(),
             attempts: cfg.retry_attempts.max(1),
             retry_delay: Duration::from_secs(cfg.retry_delay),
@@ -553,6 +488,94 @@ impl Transport {
             Outcome::Done(resp)
         }
     }
+}
+
+/// The trust anchors: the built-in roots plus the certificates of `backend.ca_file`.
+fn trust_anchors(cfg: &Backend) -> Result<Vec<Certificate<'static>>> {
+    let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    if let Some(path) = &cfg.ca_file {
+        let pem = crate::fsutil::read_bounded(path, 1 << 20).map_err(|e| {
+            Error::Config(format!(
+                "backend.ca_file: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut n = 0;
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => {
+                    roots.push(c.to_owned());
+                    n += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "backend.ca_file: {} is not valid PEM: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        if n == 0 {
+            return Err(Error::Config(format!(
+                "backend.ca_file: {} holds no certificate",
+                path.display()
+            )));
+        }
+    }
+    Ok(roots)
+}
+
+/// The HTTP client's settings: no redirects, bounded headers and buffers, one idle
+/// connection, `timeout` for the whole of each request and its connect.
+fn agent_config(
+    cfg: &Backend,
+    timeout: Duration,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .https_only(!cfg.allow_http)
+        // A redirect is never followed: the key is in the query of the license
+        // call, and a captive portal must not become our backend.
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .user_agent(user_agent())
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .max_response_header_size(16 * 1024)
+        .input_buffer_size(32 * 1024)
+        .output_buffer_size(16 * 1024)
+        .max_idle_connections(1)
+        .max_idle_connections_per_host(1)
+}
+
+/// The proxy to use (`backend.proxy`, else the environment's) and, when it applies
+/// to the backend, its `host:port` for error messages.
+fn proxy(cfg: &Backend) -> Result<(Option<ureq::Proxy>, Option<String>)> {
+    let proxy = match &cfg.proxy {
+        Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
+            Error::Config(format!(
+                "backend.proxy: {}: {e}",
+                redact::url_credentials(p)
+            ))
+        })?),
+        // ureq reads HTTPS_PROXY/ALL_PROXY/NO_PROXY (either case) itself; we take
+        // its reading so that errors can name the proxy in use.
+        None => ureq::Proxy::try_from_env(),
+    };
+    let via = proxy.as_ref().and_then(|p| proxy_in_use(p, &cfg.url));
+    if let Some(v) = &via {
+        let from = if cfg.proxy.is_some() {
+            "backend.proxy"
+        } else {
+            "environment"
+        };
+        log::debug!("backend reached through proxy {v} (from {from})");
+    }
+    Ok((proxy, via))
 }
 
 /// `host:port` of the proxy (no credentials) when it applies to the backend URL.
