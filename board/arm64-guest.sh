@@ -35,3 +35,25 @@ arm64_initramfs() {
   printf '%s\n' "$key" >"$W/key"
   DESTDIR=$I AGENT_BIN=$agent INIT=sysv LICENSE_KEY_FILE=$W/key bash board/install.sh >/dev/null
 }
+
+# The installed config pointed at the in-guest simulator: updates automatic and
+# checked every few seconds, test packages unsigned, everything else as shipped.
+# $1: telemetry interval (s); $2 (optional): log level.
+arm64_config() {
+  python3 - "$I/etc/cybersensei/agent.json" "$1" "${2:-}" <<'PY'
+import json, sys
+p, interval, level = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+c = json.load(open(p))
+c["backend"].update({"url": "https://127.0.0.1:8443", "ca_file": "/run/sim-ca.pem",
+                     "retry_delay": 1, "timeout": 20})
+c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True,
+                   "public_key": None})  # the test packages are unsigned
+c["telemetry"]["interval"] = interval
+if level:
+    c["log"] = {"level": level}
+c["services"] = {"health": [["/bin/sh", "-c", "test -x \"$CYBERSENSEI_SLOT_DIR/bin/cybersensei-agent\""]],
+                 "health_timeout": 60}
+c["schedule"] = {"splay": False}
+json.dump(c, open(p, "w"), indent=2)
+PY
+}

@@ -48,21 +48,7 @@ arm64_kernel
 rm -rf "$W"
 I=$W/initramfs
 arm64_initramfs "$SIM" "$AGENT" "$KEY"
-python3 - "$I/etc/cybersensei/agent.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["backend"].update({"url": "https://127.0.0.1:8443", "ca_file": "/run/sim-ca.pem",
-                     "retry_delay": 1, "timeout": 20})
-c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True,
-                   "public_key": None})  # the test packages are unsigned
-c["telemetry"]["interval"] = 3
-c["log"] = {"level": "debug"}
-c["services"] = {"health": [["/bin/sh", "-c", "test -x \"$CYBERSENSEI_SLOT_DIR/bin/cybersensei-agent\""]],
-                 "health_timeout": 60}
-c["schedule"] = {"splay": False}
-json.dump(c, open(p, "w"), indent=2)
-PY
+arm64_config 3 debug
 # Two packages (versions alternate between them): the agent itself (self-update),
 # 40 small files, a 256 KiB blob, and SHA256SUMS of every file, which check-box
 # verifies in the slot. No manifest.json (a manifest must carry a version) and no

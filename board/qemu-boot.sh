@@ -39,22 +39,8 @@ log "kernel $KVER; virtio_blk is $(grep '^CONFIG_VIRTIO_BLK=' "$CACHE/k/boot/con
 rm -rf "$W"
 I=$W/initramfs
 arm64_initramfs "$SIM" "$AGENT" "$KEY"
-# The installed default config, pointed at the in-guest simulator, updates automatic
-# and checked every few seconds (everything else as shipped).
-python3 - "$I/etc/cybersensei/agent.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["backend"].update({"url": "https://127.0.0.1:8443", "ca_file": "/run/sim-ca.pem",
-                     "retry_delay": 1, "timeout": 20})
-c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True,
-                   "public_key": None})  # the test package below is unsigned
-c["telemetry"]["interval"] = 30
-c["services"] = {"health": [["/bin/sh", "-c", "test -x \"$CYBERSENSEI_SLOT_DIR/bin/cybersensei-agent\""]],
-                 "health_timeout": 60}
-c["schedule"] = {"splay": False}
-json.dump(c, open(p, "w"), indent=2)
-PY
+# The installed default config, pointed at the in-guest simulator (telemetry every 30 s).
+arm64_config 30
 # The update package: the same static agent as bin/cybersensei-agent (self-update
 # path), a VERSION and an app file.
 python3 - "$W/update-1.1.0.zip" "$AGENT" <<'PY'
