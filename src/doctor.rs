@@ -302,7 +302,7 @@ fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, 
 
 fn network(cfg: &Config, clock: &dyn Clock) -> Vec<Check> {
     let mut out = Vec::new();
-    let timeout = Duration::from_secs(cfg.backend.timeout.max(1));
+    let timeout = cfg.backend.timeout.max(Duration::from_secs(1));
     let skip = |why: &str| Outcome::Skip(why.to_string());
     let t = match target(cfg) {
         Ok(t) => t,

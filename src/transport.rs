@@ -161,7 +161,7 @@ impl Transport {
             .root_certs(RootCerts::Specific(Arc::new(roots)))
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build();
-        let timeout = Duration::from_secs(cfg.timeout.max(1));
+        let timeout = cfg.timeout.max(Duration::from_secs(1));
         let mut builder = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .https_only(!cfg.allow_http)
@@ -203,7 +203,7 @@ impl Transport {
             agent: ureq::Agent::new_with_config(builder.build()),
             base: cfg.url.trim_end_matches('/').to_string(),
             attempts: cfg.retry_attempts.max(1),
-            retry_delay: Duration::from_secs(cfg.retry_delay),
+            retry_delay: cfg.retry_delay,
             timeout,
             via,
             secrets: std::cell::RefCell::new(Vec::new()),

@@ -218,7 +218,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                     self.slot(Which::From).as_deref(),
                     &self.j.version,
                     ctx.clock,
-                    Duration::from_secs(ctx.cfg.updates.hook_timeout),
+                    ctx.cfg.updates.hook_timeout,
                 );
                 if let Err(e) = r {
                     return Ok(Some(Event::Unhealthy(format!(
@@ -368,7 +368,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             old.as_deref(),
             &self.j.version,
             ctx.clock,
-            Duration::from_secs(ctx.cfg.updates.hook_timeout),
+            ctx.cfg.updates.hook_timeout,
         )
         .map_err(|e| match e {
             Error::Interrupted => e,
