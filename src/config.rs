@@ -32,9 +32,18 @@ macro_rules! config {
         }
     )*) => {$(
         $(#[$smeta])*
-        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[derive(Debug, Clone, PartialEq)]
         pub struct $name {
-            $( $(#[$fmeta])* #[serde(serialize_with = "shown")] pub $field: $ty, )*
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct(stringify!($name), Self::KEYS.len())?;
+                $( st.serialize_field(stringify!($field), &Shown(&self.$field))?; )*
+                st.end()
+            }
         }
 
         impl Default for $name {
@@ -290,20 +299,25 @@ trait Section {
 
 /// Reads the object `v` (named `path` in errors) into `out`, refusing unknown keys.
 fn read_object<T: Section>(v: &Value, path: &str, out: &mut T) -> Result<()> {
+    out.load(object(v, path, T::KEYS)?, path)
+}
+
+/// `v` as an object whose keys are all `known` (not generic: one copy of the errors).
+fn object<'a>(v: &'a Value, path: &str, known: &[&str]) -> Result<&'a Obj> {
     let o = v.as_object().ok_or_else(|| {
         let name = if path.is_empty() { "config" } else { path };
         Error::Config(format!("{name}: expected an object, got {}", type_name(v)))
     })?;
     for k in o.keys() {
-        if !T::KEYS.contains(&k.as_str()) {
+        if !known.contains(&k.as_str()) {
             return Err(Error::Config(format!(
                 "{}: unknown key (known keys here: {})",
                 field(path, k),
-                T::KEYS.join(", ")
+                known.join(", ")
             )));
         }
     }
-    out.load(o, path)
+    Ok(o)
 }
 
 /// How a value appears in `config check`: durations as whole seconds (as in the file),
@@ -340,9 +354,13 @@ show_as_serde!(
     Vec<Vec<String>>
 );
 
-/// `serialize_with` of every config field.
-fn shown<T: Show, S: Serializer>(v: &T, s: S) -> std::result::Result<S::Ok, S::Error> {
-    v.show(s)
+/// A config field as `config check` shows it.
+struct Shown<'a, T>(&'a T);
+
+impl<T: Show> Serialize for Shown<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.show(s)
+    }
 }
 
 /// How a JSON value is quoted in an error: `"abc"`, `-5`, `an array`.
