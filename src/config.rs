@@ -394,15 +394,11 @@ mod rule {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    /// A nested section.
-    pub(super) fn section<T: Section>(
-        o: &Obj,
-        section: &str,
-        key: &str,
-        out: &mut T,
-    ) -> Result<()> {
+    /// A section: only at the root, so its key is its path.
+    pub(super) fn section<T: Section>(o: &Obj, root: &str, key: &str, out: &mut T) -> Result<()> {
+        debug_assert!(root.is_empty(), "sections nest one level only");
         match o.get(key) {
-            Some(v) => read_object(v, &field(section, key), out),
+            Some(v) => read_object(v, key, out),
             None => Ok(()),
         }
     }
