@@ -4,6 +4,8 @@
 //! error can say `backend.timeout: expected a number of seconds, got "abc"` and
 //! unknown keys are refused by name. Every key is one line of the `config!` table
 //! below: its field, type, default and the rule that reads it (and so its range).
+//! Adding a key is adding its line (and a case to `tests::CASES`, which checks that
+//! every key has one); a check across keys goes in `Config::validate`.
 
 use crate::error::{Error, Result};
 use serde::{Serialize, Serializer};
@@ -21,9 +23,10 @@ type Obj = Map<String, Value>;
 
 /// Declares the config structs from one table. A field line is
 /// `name: Type = default => rule(arg)`, `rule` a reader of the `rule` module below
-/// (called with the object, the struct's path, the key and the field). For each struct
-/// it generates the struct, its `Default`, its list of known keys and `load`, which
-/// reads the keys in table order (so the first error is always the same one).
+/// (called with the object, the struct's path, the key, the field and `arg`). For each
+/// struct it generates the struct, its `Default`, its `Serialize` (what `config check`
+/// prints), its list of known keys and `load`, which reads the keys in table order (so
+/// the first error named does not depend on the file's order).
 macro_rules! config {
     ($(
         $(#[$smeta:meta])*
