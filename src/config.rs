@@ -447,8 +447,8 @@ mod rule {
         Ok(())
     }
 
-    /// A count or a size in `range` (which must fit `T`).
-    pub(super) fn whole<T: TryFrom<u64>>(
+    /// A count or a size in `range`.
+    pub(super) fn whole<T: Whole>(
         o: &Obj,
         section: &str,
         key: &str,
@@ -456,10 +456,27 @@ mod rule {
         range: RangeInclusive<u64>,
     ) -> Result<()> {
         if let Some(n) = number(o, section, key, range, "a whole number")? {
-            *out = T::try_from(n)
-                .map_err(|_| Error::Config(format!("{}: {n} is too large", field(section, key))))?;
+            *out = T::from_u64(n);
         }
         Ok(())
+    }
+
+    /// The integer types of whole-number keys.
+    pub(super) trait Whole {
+        /// `n`, which its key's range keeps within the type (saturated otherwise).
+        fn from_u64(n: u64) -> Self;
+    }
+
+    impl Whole for u64 {
+        fn from_u64(n: u64) -> u64 {
+            n
+        }
+    }
+
+    impl Whole for u32 {
+        fn from_u64(n: u64) -> u32 {
+            u32::try_from(n).unwrap_or(u32::MAX)
+        }
     }
 
     /// `true` or `false`.
