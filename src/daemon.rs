@@ -229,7 +229,7 @@ impl<'a> Daemon<'a> {
             return false;
         };
         let wall = self.ctx.now();
-        let interval = Duration::from_secs(cfg.license.revalidate_interval);
+        let interval = cfg.license.revalidate_interval;
         let cache = license::load_cache(&cfg.state_dir);
         let Some(age) = crate::budget::reusable_at_start(
             cache.as_ref(),
@@ -261,8 +261,8 @@ impl<'a> Daemon<'a> {
         true
     }
 
-    fn splay(&self, interval: u64) -> Duration {
-        Duration::from_secs_f64(interval as f64 * self.ctx.clock.random())
+    fn splay(&self, interval: Duration) -> Duration {
+        interval.mul_f64(self.ctx.clock.random())
     }
 
     fn jittered(&self, interval: Duration) -> Duration {
@@ -390,15 +390,11 @@ impl<'a> Daemon<'a> {
                     let now = self.ctx.clock.monotonic();
                     let cfg = &self.ctx.cfg;
                     // A shorter interval applies now; a longer one from the next step.
-                    self.next_telemetry = self
-                        .next_telemetry
-                        .min(now + Duration::from_secs(cfg.telemetry.interval));
-                    self.next_check = self
-                        .next_check
-                        .min(now + Duration::from_secs(cfg.updates.check_interval));
+                    self.next_telemetry = self.next_telemetry.min(now + cfg.telemetry.interval);
+                    self.next_check = self.next_check.min(now + cfg.updates.check_interval);
                     self.next_validate = self
                         .next_validate
-                        .min(now + Duration::from_secs(cfg.license.revalidate_interval));
+                        .min(now + cfg.license.revalidate_interval);
                     if old.cfg.services != cfg.services {
                         log::info!("services commands changed");
                     }
@@ -440,7 +436,7 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.validations += 1;
-        let interval = Duration::from_secs(self.ctx.cfg.license.revalidate_interval);
+        let interval = self.ctx.cfg.license.revalidate_interval;
         let wall = self.ctx.now();
         let outcome = match license::validate(&self.ctx) {
             Ok(o) => o,
@@ -546,7 +542,7 @@ impl<'a> Daemon<'a> {
 
     fn step_telemetry(&mut self) {
         let now = self.ctx.clock.monotonic();
-        let interval = Duration::from_secs(self.ctx.cfg.telemetry.interval);
+        let interval = self.ctx.cfg.telemetry.interval;
         let Some(_lock) = self.lock() else {
             self.next_telemetry = now + LOCK_RETRY;
             return;
@@ -601,7 +597,7 @@ impl<'a> Daemon<'a> {
 
     fn step_check(&mut self) {
         let now = self.ctx.clock.monotonic();
-        let interval = Duration::from_secs(self.ctx.cfg.updates.check_interval);
+        let interval = self.ctx.cfg.updates.check_interval;
         if !self.license.allows_services() {
             // Updates are part of the licensed service; try again next interval.
             self.next_check = now + self.jittered(interval);

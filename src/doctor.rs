@@ -316,7 +316,7 @@ fn network(cfg: &Config, clock: &dyn Clock) -> Vec<Check> {
 /// Runs the network checks in turn into `out`; Err(what the others need) at the
 /// first that fails.
 fn network_steps(cfg: &Config, clock: &dyn Clock, out: &mut Vec<Check>) -> Result<(), String> {
-    let timeout = Duration::from_secs(cfg.backend.timeout.max(1));
+    let timeout = cfg.backend.timeout.max(Duration::from_secs(1));
     let mut push = |name, outcome| out.push(Check { name, outcome });
     let t = target(cfg).map_err(|e| {
         push("dns", Outcome::Fail(e));

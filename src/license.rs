@@ -396,8 +396,8 @@ pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, fault: &Fau
         }
     }
     match c.validated_at {
-        Some(at) if now - at <= cfg.license.grace_period as f64 && now >= at - 300.0 => {
-            let left = cfg.license.grace_period as f64 - (now - at);
+        Some(at) if now - at <= cfg.license.grace_period.as_secs_f64() && now >= at - 300.0 => {
+            let left = cfg.license.grace_period.as_secs_f64() - (now - at);
             out.state = LicenseState::Grace;
             out.message = Some(format!(
                 "{why}; running on the validation of {} for {}h more",
@@ -409,7 +409,7 @@ pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, fault: &Fau
             out.message = Some(format!(
                 "{why}; and the last validation ({}) is older than the grace period ({}s)",
                 clock::iso8601(at),
-                cfg.license.grace_period
+                cfg.license.grace_period.as_secs()
             ));
         }
         None => {

@@ -77,24 +77,12 @@ pub fn health(s: &Services, clock: &dyn Clock) -> Result<()> {
 
 /// Runs every `services.stop` command for the services of `slot`.
 pub fn stop_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
-    run_all(
-        "stop",
-        &s.stop,
-        slot,
-        clock,
-        Duration::from_secs(s.health_timeout),
-    )
+    run_all("stop", &s.stop, slot, clock, s.health_timeout)
 }
 
 /// Runs every `services.start` command with the services pointed at `slot`.
 pub fn start_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
-    run_all(
-        "start",
-        &s.start,
-        slot,
-        clock,
-        Duration::from_secs(s.health_timeout),
-    )
+    run_all("start", &s.start, slot, clock, s.health_timeout)
 }
 
 /// Health check of the services of `slot`: every `services.health` command must exit
@@ -104,7 +92,7 @@ pub fn health_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result
     if s.health.is_empty() {
         return Ok(());
     }
-    let timeout = Duration::from_secs(s.health_timeout);
+    let timeout = s.health_timeout;
     let start = clock.monotonic();
     let mut round = 0u32;
     loop {
@@ -278,7 +266,7 @@ mod tests {
             stop: vec![],
             start: vec![],
             health,
-            health_timeout: timeout,
+            health_timeout: Duration::from_secs(timeout),
         }
     }
 
@@ -323,7 +311,7 @@ mod tests {
             stop: vec![],
             start: vec![sh(&format!("echo \"${SLOT_ENV}\" > {}", out.display()))],
             health: vec![],
-            health_timeout: 5,
+            health_timeout: Duration::from_secs(5),
         };
         start_in(&s, Some(Path::new("/opt/x/slots/b")), &SystemClock::new()).unwrap();
         assert_eq!(

@@ -128,7 +128,7 @@ impl Transport {
             .root_certs(RootCerts::Specific(Arc::new(roots)))
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build();
-        let timeout = Duration::from_secs(cfg.timeout.max(1));
+        let timeout = cfg.timeout.max(Duration::from_secs(1));
         let (proxy, via) = proxy(cfg)?;
         let config = agent_config(cfg, timeout)
             .tls_config(tls)
@@ -138,7 +138,7 @@ impl Transport {
             agent: ureq::Agent::new_with_config(config),
             base: cfg.url.trim_end_matches('/').to_string(),
             attempts: cfg.retry_attempts.max(1),
-            retry_delay: Duration::from_secs(cfg.retry_delay),
+            retry_delay: cfg.retry_delay,
             timeout,
             via,
             secrets: std::cell::RefCell::new(Vec::new()),

@@ -78,7 +78,7 @@ pub fn next_drain_gap(
 
 /// How old the application's metrics file may be: two telemetry intervals.
 fn app_max_age(ctx: &Ctx) -> Duration {
-    Duration::from_secs(ctx.cfg.telemetry.interval.saturating_mul(2))
+    ctx.cfg.telemetry.interval.saturating_mul(2)
 }
 
 /// Measures a fresh sample for `tenant_id`, stamped with `additionalData.collectedAt`.

@@ -243,7 +243,7 @@ pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> R
                     )));
                 }
                 ctx.clock
-                    .sleep(Duration::from_secs(ctx.cfg.backend.retry_delay.min(30)));
+                    .sleep(ctx.cfg.backend.retry_delay.min(Duration::from_secs(30)));
             }
         }
         if crate::signals::stop_requested() {
@@ -577,8 +577,10 @@ impl Pace {
     fn new(ctx: &Ctx, have: u64) -> Pace {
         let u = &ctx.cfg.updates;
         Pace {
-            window: Duration::from_secs(u.slow_download_window.max(1)),
-            min_bytes: u.min_download_rate.saturating_mul(u.slow_download_window),
+            window: u.slow_download_window.max(Duration::from_secs(1)),
+            min_bytes: u
+                .min_download_rate
+                .saturating_mul(u.slow_download_window.as_secs()),
             window_start: ctx.clock.monotonic(),
             bytes_at_start: have,
             yield_at: ctx.yield_at,

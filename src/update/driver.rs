@@ -273,7 +273,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             self.slot(Which::From).as_deref(),
             &self.j.version,
             ctx.clock,
-            Duration::from_secs(ctx.cfg.updates.hook_timeout),
+            ctx.cfg.updates.hook_timeout,
         );
         r.err().map(|e| self.unhealthy(&e))
     }
@@ -377,7 +377,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             old.as_deref(),
             &self.j.version,
             ctx.clock,
-            Duration::from_secs(ctx.cfg.updates.hook_timeout),
+            ctx.cfg.updates.hook_timeout,
         )
         .map_err(|e| match e {
             Error::Interrupted => e,
