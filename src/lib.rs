@@ -2,28 +2,28 @@
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
 pub mod budget;
-pub mod build_info;
-pub mod child_output;
+pub(crate) mod build_info;
+pub(crate) mod child_output;
 pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod context;
 pub mod daemon;
-pub mod doctor;
+pub(crate) mod doctor;
 pub mod error;
 pub mod fsutil;
-pub mod health;
-pub mod help;
+pub(crate) mod health;
+pub(crate) mod help;
 pub mod hex;
 pub mod leftovers;
 pub mod license;
-pub mod logging;
+pub(crate) mod logging;
 pub mod protocol;
-pub mod redact;
+pub(crate) mod redact;
 pub mod security;
 pub mod services;
-pub mod signals;
+pub(crate) mod signals;
 pub mod status;
 pub mod telemetry;
 pub mod transport;
