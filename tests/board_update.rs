@@ -2,9 +2,7 @@
 //! qemu-user too, see board/test-arm.sh): validate, check, download, verify, install
 //! into slot a; then an update that fails its health check and is rolled back.
 
-mod update_support;
-
-use update_support::*;
+use crate::update_support::*;
 
 #[test]
 fn update_from_backend_then_unhealthy_update_rolls_back() {

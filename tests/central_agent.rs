@@ -4,14 +4,11 @@
 //! node too old is said as such; the factory version is what the check sends;
 //! restarts of `run` do not spend validations; a 429 is said and honoured.
 
-mod harness;
-mod update_support;
-
+use crate::harness::{code, text, Node, KEY};
+use crate::update_support::{app, file, zip, E};
 use cybersensei_sim::{version_json, LicenseOutcome, Profile, Sim, SimOptions};
-use harness::{code, text, Node, KEY};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use update_support::{app, file, zip, E};
 
 fn central() -> Sim {
     Sim::start(SimOptions {

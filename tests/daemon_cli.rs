@@ -1,8 +1,6 @@
 //! The daemon as a process: requests it makes, signals, reload, single instance.
 
-mod harness;
-
-use harness::{code, Node, KEY};
+use crate::harness::{self, code, Node, KEY};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 

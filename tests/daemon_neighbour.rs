@@ -3,14 +3,12 @@
 //! restarts through a day cost one validation; a revalidation interval set too short
 //! cannot spend more than the daily budget.
 
-mod harness;
-
+use crate::harness::{self, Node, KEY};
 use cybersensei_agent::budget;
 use cybersensei_agent::clock::{Clock, FakeClock};
 use cybersensei_agent::config::Config;
 use cybersensei_agent::daemon::Daemon;
 use cybersensei_sim::{Fault, Sim};
-use harness::{Node, KEY};
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -2,14 +2,12 @@
 //! `FakeClock` against the simulator over TLS. Requests are counted where they land
 //! (the simulator), not by the daemon's own counters alone.
 
-mod harness;
-
+use crate::harness::{self, Node, KEY};
 use cybersensei_agent::clock::{Clock, FakeClock};
 use cybersensei_agent::config::Config;
 use cybersensei_agent::daemon::Daemon;
 use cybersensei_agent::status::LicenseState;
 use cybersensei_sim::Sim;
-use harness::{Node, KEY};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const HOUR: Duration = Duration::from_secs(3600);

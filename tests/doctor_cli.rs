@@ -2,10 +2,8 @@
 //! faults over TLS, a closed port, an unresolvable name, a file changed in a slot, a
 //! 1970 clock under libfaketime), each failure named with its exit code.
 
-mod harness;
-
+use crate::harness::{self, code, faketime, text, Node};
 use cybersensei_sim::{Fault, Sim, SimOptions};
-use harness::{code, faketime, text, Node};
 use std::os::unix::fs::PermissionsExt;
 
 /// The line of check `name` in doctor's output.

@@ -14,13 +14,11 @@
 //! Needs strace (board/ci-setup.sh installs it). Without it, or without ptrace, the
 //! test is skipped with a printed reason, except under `CI=true` where it fails.
 
-mod update_support;
-
+use crate::update_support::*;
 use cybersensei_sim::Fault;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use update_support::*;
 
 const TRACE: &str =
     "trace=openat,?open,?rename,renameat,renameat2,fsync,fdatasync,?symlink,symlinkat,syncfs";

@@ -8,14 +8,12 @@
 //! afterwards). Skipped with a printed reason when no tmpfs can be mounted, except
 //! under `CI=true` where that fails.
 
-mod update_support;
-
+use crate::update_support::*;
 use cybersensei_sim::{Fault, Sim};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use update_support::*;
 
 /// A tmpfs held mounted by a child process in its own mount namespace.
 struct SmallFs {

@@ -11,14 +11,12 @@
 //!
 //! `cargo test --test fault_kill_content -- --nocapture` prints the table.
 
-mod update_support;
-
+use crate::update_support::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
-use update_support::*;
 
 fn v1() -> Vec<E> {
     let mut e = vec![

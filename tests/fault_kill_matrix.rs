@@ -13,15 +13,14 @@
 //!
 //! `cargo test --test fault_kill_matrix -- --nocapture` prints the table.
 
-mod update_support;
-
+use crate::update_support;
+use crate::update_support::*;
 use cybersensei_sim::{Fault, Sim, SimOptions};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
-use update_support::*;
 
 const KEY: &str = "TEST-KEY-1234";
 

@@ -5,11 +5,9 @@
 //! refused with exit 21, `current` and the active slot unchanged, nothing written
 //! outside install.root.
 
-mod update_support;
-
+use crate::update_support::*;
 use serde_json::json;
 use std::collections::BTreeMap;
-use update_support::*;
 
 /// One raw entry: name in the local and central headers, data, stored.
 #[derive(Clone)]

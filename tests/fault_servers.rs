@@ -5,11 +5,9 @@
 //! state that still parses, and the key sent nowhere but the configured backend.
 //! (Captive portal, 30x to another host and oversized answers are in license_cli.rs.)
 
-mod harness;
-mod update_support;
-
+use crate::harness::{self, Node, KEY};
+use crate::update_support;
 use cybersensei_sim::{Fault, Sim, SimOptions, TlsVariant};
-use harness::{Node, KEY};
 use std::fs::File;
 use std::path::Path;
 use std::process::Command;

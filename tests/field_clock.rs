@@ -1,9 +1,7 @@
 //! A box whose clock is not set yet (1970, before NTP): the real binary under
 //! libfaketime against the simulator over TLS.
 
-mod harness;
-
-use harness::{code, faketime, text, Node, KEY};
+use crate::harness::{self, code, faketime, text, Node, KEY};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

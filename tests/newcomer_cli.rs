@@ -1,10 +1,8 @@
 //! What a newcomer meets first, through the real binary: help per command, short usage
 //! errors, `--version`, no config file, `status` on a fresh box and after validation.
 
-mod harness;
-mod update_support;
-
-use harness::{agent_command, code, text, Node};
+use crate::harness::{self, agent_command, code, text, Node};
+use crate::update_support;
 use std::process::Output;
 
 fn run_plain(args: &[&str], config_env: Option<&std::path::Path>) -> Output {

@@ -9,12 +9,10 @@
 //! the same start-up path as `run`) must remove the leftovers of dead processes and
 //! nothing else.
 
-mod update_support;
-
+use crate::update_support::*;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
-use update_support::*;
 
 /// A PID that belonged to a process that has exited (reaped: no longer in use).
 fn dead_pid() -> u32 {

@@ -3,12 +3,10 @@
 //! group, and SIGTERM during a health check stops the agent promptly (the update
 //! stays to be health-checked at the next start, not rolled back).
 
-mod update_support;
-
+use crate::update_support::*;
 use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use update_support::*;
 
 const SECRET: &str = "SECRET-LICENSE-KEY-0123456789";
 

@@ -3,13 +3,11 @@
 //! modes, types and directories covered by the signature and capped, and a slot that
 //! failed its health check is no rollback target.
 
-mod update_support;
-
+use crate::update_support::*;
 use base64::Engine;
 use ring::signature::Ed25519KeyPair;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
-use update_support::*;
 
 /// A manifest v2 (types, modes, sizes, digests, directories) of `entries`, signed.
 fn signed_v2(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> (Vec<u8>, String) {

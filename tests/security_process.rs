@@ -3,10 +3,8 @@
 //! readable by others is reported, and a server echoing the key back does not get it
 //! into the world-readable status.json.
 
-mod harness;
-
+use crate::harness::{code, sim, text, Node, KEY};
 use cybersensei_sim::Fault;
-use harness::{code, sim, text, Node, KEY};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::Stdio;

@@ -3,13 +3,11 @@
 //! (modes, types, directories), `verify` agrees with the agent, a tampered package is
 //! refused; key rotation through a package; the loud default without a key.
 
-mod update_support;
-
+use crate::update_support::*;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use update_support::*;
 
 /// The pack tool, beside the agent: another package of the workspace, so cargo
 /// gives its path to its own tests only; built (or found up to date) once here.

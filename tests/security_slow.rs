@@ -3,11 +3,9 @@
 //! retried later (resumed), and while any download runs telemetry keeps its schedule
 //! (the download pauses, keeps its partial file, and resumes after the post).
 
-mod harness;
-mod update_support;
-
+use crate::harness::{self, range_start, Node, KEY};
+use crate::update_support;
 use cybersensei_sim::{Fault, Sim};
-use harness::{range_start, Node, KEY};
 use serde_json::json;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};

@@ -4,13 +4,11 @@
 //! RSS (VmHWM sampled every 2 ms, as tests/fault_servers.rs does). `--nocapture`
 //! prints the table.
 
-mod update_support;
-
+use crate::update_support::*;
 use std::fs::File;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use update_support::*;
 
 const MAX_RSS_KIB: i64 = 16 * 1024;
 

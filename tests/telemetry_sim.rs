@@ -1,14 +1,12 @@
 //! Telemetry against the simulator over real TLS: a day offline with an injected
 //! clock, store-and-forward, corrupt queue entries, refused samples, field names.
 
-mod harness;
-
+use crate::harness::{self, Node, KEY};
 use cybersensei_agent::clock::{iso8601, Clock, FakeClock};
 use cybersensei_agent::config::Config;
 use cybersensei_agent::context::Ctx;
 use cybersensei_agent::telemetry::{self, queue::Queue, Collector};
 use cybersensei_sim::{Fault, Sim};
-use harness::{Node, KEY};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -7,11 +7,9 @@
 //! Range support: where the guide's server resumes (206), the real backend sends the
 //! whole file again (200) and the agent must start over; the same tests assert that.
 
-mod update_support;
-
+use crate::update_support::*;
 use cybersensei_sim::{ChecksumStyle, Fault, Profile, Sim, SimOptions};
 use std::path::PathBuf;
-use update_support::*;
 
 const KEY: &str = "TEST-KEY-1234";
 const DL: &str = "/update/download/";

@@ -3,12 +3,10 @@
 //! (exit 21 with the reason), the one verified pass, and a journal written by the
 //! previous release.
 
-mod update_support;
-
+use crate::update_support::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use update_support::*;
 
 /// A full 1.0.0 installation as the box has it: the app, the content the backend
 /// ships (exercises, templates), a file a later package deletes, and an old hook.

@@ -2,11 +2,9 @@
 //! (no backend needed): happy path, refusals (exit 21), health failure (exit 20),
 //! self-update probe.
 
-mod update_support;
-
+use crate::update_support::*;
 use serde_json::json;
 use std::collections::BTreeMap;
-use update_support::*;
 
 fn files_outside(rig: &Rig) -> BTreeMap<String, String> {
     // Everything in the box's directory except install.root, state_dir and the

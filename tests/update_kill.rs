@@ -3,10 +3,8 @@
 //! named point), then a restart: `current` must resolve to a complete slot whose
 //! files match the package, and the next install must complete.
 
-mod update_support;
-
+use crate::update_support::*;
 use serde_json::json;
-use update_support::*;
 
 #[test]
 fn kill_at_each_step_then_restart_lands_on_a_complete_slot() {

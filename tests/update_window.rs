@@ -2,15 +2,13 @@
 //! `Daemon` loop driven by a `FakeClock` (hours pass in milliseconds) against the
 //! simulator over TLS, on a box installed by the real binary.
 
-mod update_support;
-
+use crate::update_support::*;
 use cybersensei_agent::clock::{Clock, FakeClock};
 use cybersensei_agent::config::Config;
 use cybersensei_agent::daemon::Daemon;
 use cybersensei_agent::update::window::local_minute;
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use update_support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DOWNLOAD: &str = "/update/download/";

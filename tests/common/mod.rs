@@ -4,7 +4,6 @@
 //! `board/build.sh`); `CYBERSENSEI_AGENT_RUNNER` is a command line put in front of it
 //! (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`), split on whitespace.
 //! `board/test-arm.sh` sets both. Same contract as `harness::agent_command`.
-#![allow(dead_code)]
 
 use std::process::Command;
 

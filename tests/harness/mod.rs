@@ -1,6 +1,5 @@
 //! Shared test harness: a node (temp dirs + config) driven through the real binary
 //! against the simulator.
-#![allow(dead_code)]
 
 pub mod proxy;
 
@@ -12,12 +11,7 @@ use std::process::{Command, Output, Stdio};
 /// A key with the characters that break naive URL building.
 pub const KEY: &str = "A1B2C3D4-E5F6+G7H8/I9J0=K1L2";
 
-// Test files that use both harness and update_support load it twice: harmless.
-#[allow(clippy::duplicate_mod)]
-#[path = "../common/mod.rs"]
-mod common;
-#[allow(unused_imports)] // not every test file resumes downloads
-pub use common::{agent_command, range_start};
+pub use crate::common::{agent_command, range_start};
 
 /// One simulated box: its config, state dir, install root and key file.
 pub struct Node {
@@ -144,7 +138,6 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
 /// libfaketime's preload library, or None when it is not installed (CI installs it,
 /// and there a missing one fails the test). Preloaded directly rather than through
 /// the `faketime` wrapper, so that signals reach the agent itself.
-#[allow(dead_code)]
 pub fn faketime() -> Option<PathBuf> {
     if std::env::var_os("CYBERSENSEI_AGENT_RUNNER").is_some() {
         // An emulated agent (qemu-user): the preload would fake the emulator's clock

@@ -1,7 +1,6 @@
 //! Shared by the update tests: ZIP packages built with the `zip` writer, Ed25519
 //! signing with ring, and a box (temp install root, state dir, config, services that
 //! log what they are asked) driven through the real binary.
-#![allow(dead_code)]
 
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde_json::{json, Value};
@@ -131,12 +130,8 @@ pub fn signed(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> Vec<E> {
     out
 }
 
-// Test files that use both harness and update_support load it twice: harmless.
-#[allow(clippy::duplicate_mod)]
-#[path = "../common/mod.rs"]
-mod common;
-#[allow(unused_imports)] // not every test file resumes downloads
-pub use common::range_start;
+use crate::common;
+pub use crate::common::range_start;
 
 /// The agent binary under test (an ARM build under qemu when `board/test-arm.sh` says so).
 pub fn agent() -> Command {
