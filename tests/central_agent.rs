@@ -4,8 +4,8 @@
 //! node too old is said as such; the factory version is what the check sends;
 //! restarts of `run` do not spend validations; a 429 is said and honoured.
 
+use crate::harness::package::{app, file, zip, E};
 use crate::harness::{code, text, Node, KEY};
-use crate::update_support::{app, file, zip, E};
 use cybersensei_sim::{version_json, LicenseOutcome, Profile, Sim, SimOptions};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

@@ -14,7 +14,8 @@
 //! Needs strace (board/ci-setup.sh installs it). Without it, or without ptrace, the
 //! test is skipped with a printed reason, except under `CI=true` where it fails.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use cybersensei_sim::Fault;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -300,11 +301,11 @@ fn every_rename_into_state_and_install_root_is_fsynced_and_so_is_its_directory()
         Err(why) => return skip_or_fail(&why),
     };
     let sim = tls_sim();
-    let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
-    std::fs::create_dir_all(&rig.state).unwrap();
+    let rig = Node::updates(&sim);
+    std::fs::create_dir_all(&rig.state_dir).unwrap();
     std::fs::create_dir_all(&rig.root).unwrap();
     let base = rig.dir.path().to_path_buf();
-    let roots = vec![canon(&rig.state), canon(&rig.root)];
+    let roots = vec![canon(&rig.state_dir), canon(&rig.root)];
     // rename() arguments are printed as given: map the temp dir to its canonical form.
     let given = base.to_string_lossy().into_owned();
     let canonical = canon(&base);
@@ -365,7 +366,7 @@ fn every_rename_into_state_and_install_root_is_fsynced_and_so_is_its_directory()
             _ => {}
         }
         let out = base.join(format!("trace{i}.txt"));
-        let (o, trace) = traced(&strace, &rig.cmd(args), &out);
+        let (o, trace) = traced(&strace, &rig.command(args), &out);
         let want = if i == 3 { 1 } else { 0 };
         assert_eq!(code(&o), want, "{what}: {}", text(&o));
         let trace = trace.lines().map(norm).collect::<Vec<_>>().join("\n");

@@ -11,7 +11,8 @@
 //!
 //! `cargo test --test fault_kill_content -- --nocapture` prints the table.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -106,7 +107,7 @@ fn read_json(p: &Path) -> Result<Value, String> {
 /// unless `unrecorded_ok`: a slot that failed its health check keeps its files
 /// without a record until the next update clears it). Returns the version.
 fn check(
-    rig: &Rig,
+    rig: &Node,
     trees: &[(&str, BTreeMap<String, String>)],
     unrecorded_ok: bool,
 ) -> Result<String, String> {
@@ -121,7 +122,7 @@ fn check(
     if tree(&rig.slot(slot)) != want.1 {
         return Err(format!("slot {slot} is not exactly {version}"));
     }
-    let st = read_json(&rig.state.join("status.json"))?;
+    let st = read_json(&rig.state_dir.join("status.json"))?;
     if st["version"] != version || st["slot"] != slot {
         return Err(format!("status says {} in {}", st["version"], st["slot"]));
     }
@@ -129,7 +130,7 @@ fn check(
     if ["downloading", "verifying", "installing", "health-check"].contains(&state) {
         return Err(format!("state {state} with nothing in flight"));
     }
-    if rig.state.join("update/journal.json").exists() {
+    if rig.state_dir.join("update/journal.json").exists() {
         return Err("journal left".into());
     }
     let other = if slot == "a" { "b" } else { "a" };
@@ -153,7 +154,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
     };
     row.ok = (|| -> Result<(), String> {
         let sim = tls_sim();
-        let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+        let mut rig = Node::updates(&sim);
         rig.set("telemetry", "enabled", json!(false));
         rig.set("updates", "check_interval", json!(86400));
         let log = rig.dir.path().join("hooks.log");
@@ -168,7 +169,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
         if !killed(&o) {
             return Err(format!("not killed (exit {}): {}", code(&o), text(&o)));
         }
-        row.at_kill = read_json(&rig.state.join("update/journal.json"))
+        row.at_kill = read_json(&rig.state_dir.join("update/journal.json"))
             .map(|j| format!("journal {}", j["step"].as_str().unwrap_or("?")))
             .unwrap_or_else(|_| "no journal".into());
         restart_run(&rig, &sim)?;
@@ -177,7 +178,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
             ("2.0.0", applied(&old, &first)),
         ];
         let version = check(&rig, &trees, bad)?;
-        let st = read_json(&rig.state.join("status.json"))?;
+        let st = read_json(&rig.state_dir.join("status.json"))?;
         row.after_restart = format!(
             "{version} {}",
             st["update"]["state"].as_str().unwrap_or("?")
@@ -200,7 +201,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
         if check(&rig, &trees, false)? != "2.0.0" {
             return Err("next update did not land on 2.0.0".into());
         }
-        let left: Vec<String> = tree(&rig.state)
+        let left: Vec<String> = tree(&rig.state_dir)
             .into_keys()
             .chain(tree(&rig.root).into_keys())
             .filter(|k| {

@@ -5,7 +5,8 @@
 //! refused with exit 21, `current` and the active slot unchanged, nothing written
 //! outside install.root.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -105,7 +106,7 @@ fn unix_extra_link(target: &[u8]) -> Vec<u8> {
     v
 }
 
-fn outside(rig: &Rig) -> BTreeMap<String, String> {
+fn outside(rig: &Node) -> BTreeMap<String, String> {
     // The agent's own log excepted: it warns there about unsigned installs.
     tree(rig.dir.path())
         .into_iter()
@@ -228,7 +229,7 @@ fn hostile_packages_are_refused_with_21_and_touch_nothing() {
     println!("|---|---|---|");
     let mut failures = Vec::new();
     for (name, bytes, needs_key) in cases {
-        let mut rig = Rig::offline();
+        let mut rig = Node::offline();
         if needs_key {
             rig.set("updates", "public_key", json!(pk));
         }

@@ -6,7 +6,6 @@
 //! (Captive portal, 30x to another host and oversized answers are in license_cli.rs.)
 
 use crate::harness::{self, Node, KEY};
-use crate::update_support;
 use cybersensei_sim::{Fault, Sim, SimOptions, TlsVariant};
 use std::fs::File;
 use std::path::Path;
@@ -407,35 +406,34 @@ fn bad_certificates_are_refused_before_the_key_is_sent() {
 
 mod downloads {
     use super::*;
-    use update_support::{app, code, expected_tree, text, zip, Rig};
+    use crate::harness::package::{app, expected_tree, file, tree, zip};
+    use crate::harness::{code, text, UPDATE_KEY};
 
-    const RIG_KEY: &str = "TEST-KEY-1234";
-
-    fn rig(sim: &Sim) -> Rig {
-        let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    fn rig(sim: &Sim) -> Node {
+        let mut rig = Node::updates(sim);
         rig.set("backend", "timeout", TIMEOUT.into());
         rig.set("backend", "retry_attempts", ATTEMPTS.into());
         rig
     }
 
     /// A box running 1.0.0 from slot a, 2.0.0 published.
-    fn installed(sim: &Sim) -> Rig {
-        sim.valid_license(RIG_KEY);
+    fn installed(sim: &Sim) -> Node {
+        sim.valid_license(UPDATE_KEY);
         let rig = rig(sim);
         sim.publish_update("1.0.0", zip(&app("1.0.0")), "- first");
         let o = rig.run(&["update"]);
         assert_eq!(code(&o), 0, "{}", text(&o));
         assert_eq!(rig.current().as_deref(), Some("slots/a"));
         let mut v2 = app("2.0.0");
-        v2.push(update_support::file("big", &vec![7u8; 256 * 1024]));
+        v2.push(file("big", &vec![7u8; 256 * 1024]));
         sim.publish_update("2.0.0", zip(&v2), "- second");
         rig
     }
 
-    fn assert_untouched(case: &str, rig: &Rig) {
+    fn assert_untouched(case: &str, rig: &Node) {
         assert_eq!(rig.current().as_deref(), Some("slots/a"), "{case}");
         assert_eq!(
-            update_support::tree(&rig.slot("a")),
+            tree(&rig.slot("a")),
             expected_tree(&app("1.0.0")),
             "{case}: active slot changed"
         );
@@ -454,7 +452,7 @@ mod downloads {
                 after_bytes: 100_000,
             },
         );
-        let r = run_measured(rig.cmd(&["update"]), rig.dir.path());
+        let r = run_measured(rig.command(&["update"]), rig.dir.path());
         assert_eq!(r.code, 0, "{}", r.out);
         check_run("reset mid-download", &r, Duration::from_secs(20));
         let ranges = sim.download_ranges();
@@ -506,7 +504,7 @@ mod downloads {
         ];
         for (case, fault, codes) in cases {
             sim.set_sticky_fault("/update/download/", Some(fault));
-            let r = run_measured(rig.cmd(&["update"]), rig.dir.path());
+            let r = run_measured(rig.command(&["update"]), rig.dir.path());
             assert!(
                 codes.contains(&r.code),
                 "{case}: exit {}: {}",
@@ -519,7 +517,7 @@ mod downloads {
                 Duration::from_secs(TIMEOUT * ATTEMPTS * 2) + MARGIN,
             );
             assert_untouched(case, &rig);
-            assert_key_not_sent(case, RIG_KEY, &[&target]);
+            assert_key_not_sent(case, UPDATE_KEY, &[&target]);
             eprintln!(
                 "update / {case}: exit {} in {:?}, peak RSS {} KiB",
                 r.code, r.took, r.rss_kib

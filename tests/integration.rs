@@ -4,9 +4,7 @@
 //! file. The tests share this process: none may change its environment, working
 //! directory or signal dispositions (values go to the child `Command`s instead).
 
-mod common;
 mod harness;
-mod update_support;
 
 mod board_time;
 mod board_update;

@@ -2,7 +2,6 @@
 //! errors, `--version`, no config file, `status` on a fresh box and after validation.
 
 use crate::harness::{self, agent_command, code, text, Node};
-use crate::update_support;
 use std::process::Output;
 
 fn run_plain(args: &[&str], config_env: Option<&std::path::Path>) -> Output {
@@ -175,8 +174,8 @@ fn telemetry_print_on_a_fresh_box_does_not_talk_of_sending() {
 
 #[test]
 fn health_check_output_is_labelled() {
-    use update_support::{app, zip, Rig};
-    let mut rig = Rig::offline();
+    use crate::harness::package::{app, zip};
+    let mut rig = Node::offline();
     rig.set(
         "services",
         "health",

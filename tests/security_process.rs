@@ -19,8 +19,10 @@ fn status_into_a_closed_pipe_ends_quietly() {
     let n = Node::new(&s);
     assert_eq!(code(&n.run(&["validate"])), 0);
     let mut fds = [0i32; 2];
-    // SAFETY: pipe(2) fills two descriptors.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // Close-on-exec: the other tests of this process spawn children meanwhile, and one
+    // that inherited the read end would keep the pipe readable (no SIGPIPE to test).
+    // SAFETY: pipe2(2) fills two descriptors.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     // SAFETY: the read end is ours to close; the write end goes to the child.
     unsafe { libc::close(fds[0]) };
     let write_end = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };

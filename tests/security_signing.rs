@@ -3,7 +3,8 @@
 //! (modes, types, directories), `verify` agrees with the agent, a tampered package is
 //! refused; key rotation through a package; the loud default without a key.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -107,7 +108,7 @@ fn the_vendor_tool_makes_packages_the_agent_installs_exactly() {
     ]));
     assert!(v.contains("agent: accepted"), "{v}");
 
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "public_key", json!(pubkey.to_str().unwrap()));
     let o = rig.run(&["install", zip_path.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -187,7 +188,7 @@ fn a_new_key_shipped_by_the_old_one_replaces_it() {
     let keys = w.path().join("etc/update-keys");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::copy(w.path().join("k1.pub"), keys.join("factory.pub")).unwrap();
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "public_key", json!(keys.to_str().unwrap()));
     let make = |version: &str, key: &Path, ship: &[&Path]| -> PathBuf {
         let src = w.path().join(format!("src-{version}"));
@@ -227,7 +228,7 @@ fn a_new_key_shipped_by_the_old_one_replaces_it() {
 
 #[test]
 fn without_a_key_the_box_says_so_and_with_a_missing_one_it_refuses_everything() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let o = rig.run(&["status", "--json"]);
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["security"]["signatures"], "off");
@@ -242,7 +243,7 @@ fn without_a_key_the_box_says_so_and_with_a_missing_one_it_refuses_everything() 
         text(&o)
     );
     // Configured, but the key directory was never filled (install.sh without a key).
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     let missing = rig.dir.path().join("etc/update-keys");
     rig.set("updates", "public_key", json!(missing.to_str().unwrap()));
     let o = rig.install(&zip(&app("1.0.0")));

@@ -4,7 +4,6 @@
 //! (the download pauses, keeps its partial file, and resumes after the post).
 
 use crate::harness::{self, range_start, Node, KEY};
-use crate::update_support;
 use cybersensei_sim::{Fault, Sim};
 use serde_json::json;
 use std::process::{Child, Stdio};
@@ -19,13 +18,13 @@ fn node(sim: &Sim) -> Node {
 }
 
 fn package(size: usize) -> Vec<u8> {
-    let mut e = update_support::app("2.0.0");
-    e.push(update_support::E::File(
+    let mut e = harness::package::app("2.0.0");
+    e.push(harness::package::E::File(
         "app/blob.bin".into(),
-        update_support::noise(size, 7),
+        harness::package::noise(size, 7),
         0o644,
     ));
-    update_support::zip(&e)
+    harness::package::zip(&e)
 }
 
 fn start(n: &Node) -> Child {

@@ -4,7 +4,8 @@
 //! RSS (VmHWM sampled every 2 ms, as tests/fault_servers.rs does). `--nocapture`
 //! prints the table.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use std::fs::File;
 use std::path::Path;
 use std::process::Command;
@@ -183,10 +184,12 @@ fn hostile_central_directories_are_refused_within_16_mib() {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (name, bytes, why) in cases {
-        let rig = Rig::offline();
+        let rig = Node::offline();
         let p = rig.package("hostile.zip", &bytes);
-        let (code, out, kib) =
-            run_measured(rig.cmd(&["install", p.to_str().unwrap()]), rig.dir.path());
+        let (code, out, kib) = run_measured(
+            rig.command(&["install", p.to_str().unwrap()]),
+            rig.dir.path(),
+        );
         rows.push(format!(
             "| {name} | {:.1} MB | exit {code} | {:.1} MiB |",
             bytes.len() as f64 / 1e6,

@@ -7,11 +7,11 @@
 //! Range support: where the guide's server resumes (206), the real backend sends the
 //! whole file again (200) and the agent must start over; the same tests assert that.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use cybersensei_sim::{ChecksumStyle, Fault, Profile, Sim, SimOptions};
 use std::path::PathBuf;
 
-const KEY: &str = "TEST-KEY-1234";
 const DL: &str = "/update/download/";
 
 /// A package of `version` big enough to take many reads (about 1 MiB, stored).
@@ -24,20 +24,20 @@ fn big_app(version: &str) -> Vec<E> {
     e
 }
 
-fn setup(range_support: bool) -> (Sim, Rig) {
+fn setup(range_support: bool) -> (Sim, Node) {
     let sim = Sim::start(SimOptions {
         tls: true,
         range_support,
         ..Default::default()
     })
     .unwrap();
-    sim.valid_license(KEY);
-    let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    sim.valid_license(UPDATE_KEY);
+    let rig = Node::updates(&sim);
     (sim, rig)
 }
 
 /// A box already running 1.0.0 from slot a (installed from the backend).
-fn setup_on_v1(range_support: bool) -> (Sim, Rig, Vec<E>) {
+fn setup_on_v1(range_support: bool) -> (Sim, Node, Vec<E>) {
     let (sim, rig) = setup(range_support);
     let v1 = app("1.0.0");
     sim.publish_update("1.0.0", zip(&v1), "- first");
@@ -75,22 +75,22 @@ fn assert_resume_answered(sim: &Sim) {
     assert_eq!(last.status, want, "{:?}", sim.profile());
 }
 
-fn part(rig: &Rig) -> PathBuf {
-    rig.state.join("update/download.part")
+fn part(rig: &Node) -> PathBuf {
+    rig.state_dir.join("update/download.part")
 }
 
-fn part_len(rig: &Rig) -> Option<u64> {
+fn part_len(rig: &Node) -> Option<u64> {
     std::fs::metadata(part(rig)).ok().map(|m| m.len())
 }
 
 /// Still on 1.0.0 in slot a, untouched.
-fn assert_on_v1(rig: &Rig, v1: &[E]) {
+fn assert_on_v1(rig: &Node, v1: &[E]) {
     assert_eq!(rig.current().as_deref(), Some("slots/a"));
     assert_eq!(tree(&rig.slot("a")), expected_tree(v1));
     assert_eq!(rig.status()["version"], "1.0.0");
 }
 
-fn assert_on_v2(rig: &Rig, v2: &[E]) {
+fn assert_on_v2(rig: &Node, v2: &[E]) {
     assert_eq!(rig.current().as_deref(), Some("slots/b"));
     assert_eq!(tree(&rig.slot("b")), expected_tree(v2));
     assert_eq!(rig.status()["version"], "2.0.0");
@@ -172,7 +172,7 @@ fn kill_inside_download_then_restart_resumes() {
     assert_on_v1(&rig, &v1);
     let kept = part_len(&rig).unwrap();
     assert!(kept >= 500_000, "partial file of {kept} bytes");
-    assert!(!rig.state.join("update/journal.json").exists());
+    assert!(!rig.state_dir.join("update/journal.json").exists());
 
     sim.clear_requests();
     let o = rig.run(&["status"]);
@@ -190,13 +190,13 @@ fn kill_inside_download_then_restart_resumes() {
 
 /// Runs `update` expecting 21 with the box untouched and no partial file kept, then
 /// lifts the lie and checks the next download starts from byte 0 and installs.
-fn refused_then_clean_start(sim: &Sim, rig: &Rig, v1: &[E], v2: &[E], lift: impl Fn()) {
+fn refused_then_clean_start(sim: &Sim, rig: &Node, v1: &[E], v2: &[E], lift: impl Fn()) {
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 21, "{}", text(&o));
     assert!(text(&o).contains("rejected"), "{}", text(&o));
     assert_on_v1(rig, v1);
     assert_eq!(part_len(rig), None, "refused bytes are not kept");
-    assert!(!rig.state.join("update/package.zip").exists());
+    assert!(!rig.state_dir.join("update/package.zip").exists());
     assert_eq!(rig.status()["update"]["state"], "failed");
 
     lift();
@@ -213,7 +213,7 @@ fn refused_then_clean_start(sim: &Sim, rig: &Rig, v1: &[E], v2: &[E], lift: impl
 }
 
 /// A partial file of the right update, as a broken earlier run leaves it.
-fn leave_partial(sim: &Sim, rig: &Rig) -> u64 {
+fn leave_partial(sim: &Sim, rig: &Node) -> u64 {
     cut_once(sim, 200_000);
     sim.set_sticky_fault(DL, Some(Fault::Reset));
     let o = rig.run(&["update"]);
@@ -322,7 +322,7 @@ fn free_space_short_is_exit_22_before_downloading() {
     let v2 = big_app("2.0.0");
     sim.publish_update("2.0.0", zip(&v2), "- big");
     // Announce more than the filesystem holds; the size limit allows it.
-    let (free, _) = free_space(&rig.state);
+    let (free, _) = free_space(&rig.state_dir);
     let lie = free + (1 << 30);
     sim.set_file_size_override(Some(lie));
     rig.set("updates", "max_package_size", (lie * 4).into());
@@ -384,8 +384,8 @@ fn truncated_plain_http_body_is_resumed_not_refused() {
     // Without TLS a cut connection has no close_notify to miss: the Content-Length
     // still tells it from a complete body.
     let sim = Sim::start(SimOptions::default()).unwrap();
-    sim.valid_license(KEY);
-    let rig = Rig::new(&sim.url(), None);
+    sim.valid_license(UPDATE_KEY);
+    let rig = Node::updates_at(&sim.url(), None);
     let v2 = big_app("2.0.0");
     sim.publish_update("2.0.0", zip(&v2), "- big");
     cut_once(&sim, 300_000);

@@ -2,11 +2,12 @@
 //! (no backend needed): happy path, refusals (exit 21), health failure (exit 20),
 //! self-update probe.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-fn files_outside(rig: &Rig) -> BTreeMap<String, String> {
+fn files_outside(rig: &Node) -> BTreeMap<String, String> {
     // Everything in the box's directory except install.root, state_dir and the
     // agent's own log (it warns there about unsigned installs).
     tree(rig.dir.path())
@@ -19,7 +20,7 @@ fn files_outside(rig: &Rig) -> BTreeMap<String, String> {
 
 #[test]
 fn install_twice_alternates_slots_and_keeps_the_first() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = app("1.0.0");
     let o = rig.install(&zip(&v1));
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -58,12 +59,12 @@ fn install_twice_alternates_slots_and_keeps_the_first() {
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["version"], "2.0.0");
     assert_eq!(st["slot"], "b");
-    assert!(!rig.state.join("update/journal.json").exists());
+    assert!(!rig.state_dir.join("update/journal.json").exists());
 }
 
 #[test]
 fn rollback_command_returns_to_the_other_slot() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     assert_eq!(code(&rig.install(&zip(&app("1.0.0")))), 0);
     let o = rig.run(&["rollback"]);
     assert_ne!(code(&o), 0, "nothing to roll back to yet: {}", text(&o));
@@ -81,7 +82,7 @@ fn rollback_command_returns_to_the_other_slot() {
 
 #[test]
 fn health_failure_rolls_back_with_20() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = app("1.0.0");
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let mut v2 = app("2.0.0");
@@ -116,7 +117,7 @@ fn health_failure_rolls_back_with_20() {
 
 #[test]
 fn first_install_that_fails_health_leaves_an_empty_box() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let mut v1 = app("1.0.0");
     v1.push(file("unhealthy", b"1"));
     let o = rig.install(&zip(&v1));
@@ -298,7 +299,7 @@ fn bad_packages_are_rejected_before_the_switch() {
         ("file not in manifest", unlisted, true, "not listed"),
     ];
     for (name, bytes, needs_key, why) in cases {
-        let mut rig = Rig::offline();
+        let mut rig = Node::offline();
         rig.set("updates", "max_unpacked_size", json!(10 << 20));
         rig.set("updates", "max_entries", json!(40));
         if needs_key {
@@ -330,7 +331,10 @@ fn bad_packages_are_rejected_before_the_switch() {
         let st = rig.status();
         assert_eq!(st["update"]["state"], "failed", "{name}");
         assert_eq!(st["version"], "1.0.0", "{name}");
-        assert!(!rig.state.join("update/journal.json").exists(), "{name}");
+        assert!(
+            !rig.state_dir.join("update/journal.json").exists(),
+            "{name}"
+        );
         // A good package still installs afterwards.
         let v2 = if needs_key {
             zip(&signed("2.0.0", &good, &kp))
@@ -346,7 +350,7 @@ fn bad_packages_are_rejected_before_the_switch() {
 #[test]
 fn signed_package_installs_with_its_manifest_version() {
     let (kp, pk) = keypair();
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "public_key", json!(pk));
     // The tree's own VERSION says otherwise: the signed manifest's version wins.
     let entries = signed("3.1.4", &without(app("ignored"), "version.json"), &kp);
@@ -369,7 +373,7 @@ fn signed_package_installs_with_its_manifest_version() {
 
 #[test]
 fn self_update_agent_that_cannot_start_is_rejected() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     assert_eq!(code(&rig.install(&zip(&app("1.0.0")))), 0);
     let mut broken = app("2.0.0");
     broken.push(E::File(
@@ -407,7 +411,7 @@ fn self_update_agent_that_cannot_start_is_rejected() {
 
 #[test]
 fn setuid_bits_are_stripped() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let o = rig.install(&zip(&[E::File("bin/tool".into(), b"x".to_vec(), 0o4755)]));
     // unix_permissions() in the writer keeps only 0o777, so craft the attrs raw.
     assert_eq!(code(&o), 0, "{}", text(&o));

@@ -2,7 +2,8 @@
 //! `Daemon` loop driven by a `FakeClock` (hours pass in milliseconds) against the
 //! simulator over TLS, on a box installed by the real binary.
 
-use crate::update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 use cybersensei_agent::clock::{Clock, FakeClock};
 use cybersensei_agent::config::Config;
 use cybersensei_agent::daemon::Daemon;
@@ -26,8 +27,8 @@ fn hhmm(m: u32) -> String {
 
 /// A box on 1.0.0 whose daemon checks every hour on the hour (no splay, no jitter)
 /// and installs automatically.
-fn rig(sim: &cybersensei_sim::Sim) -> Rig {
-    let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+fn rig(sim: &cybersensei_sim::Sim) -> Node {
+    let mut rig = Node::updates(sim);
     assert_eq!(code(&rig.install(&zip(&app("1.0.0")))), 0);
     rig.set("telemetry", "enabled", json!(false));
     rig.set("schedule", "splay", json!(false));
@@ -51,7 +52,7 @@ fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
     }
 }
 
-fn daemon<'a>(rig: &Rig, clock: &'a FakeClock) -> Daemon<'a> {
+fn daemon<'a>(rig: &Node, clock: &'a FakeClock) -> Daemon<'a> {
     let cfg = Config::load(&rig.config).unwrap();
     let mut d = Daemon::new(cfg, rig.config.clone(), clock).unwrap();
     d.start().unwrap();
@@ -178,17 +179,17 @@ fn a_breaking_update_is_never_installed_automatically_only_by_update() {
 
 /// The real binary's daemon (`run`): waits until its update check has downloaded and
 /// verified the package (status `deferred` set), then SIGTERM; exit 0.
-fn run_until_deferred(rig: &Rig) -> serde_json::Value {
+fn run_until_deferred(rig: &Node) -> serde_json::Value {
     use std::process::Stdio;
     let mut child = rig
-        .cmd(&["run"])
+        .command(&["run"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let st = loop {
-        let st: Option<serde_json::Value> = std::fs::read(rig.state.join("status.json"))
+        let st: Option<serde_json::Value> = std::fs::read(rig.state_dir.join("status.json"))
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok());
         if let Some(st) = st.filter(|s| s["update"]["deferred"].is_string()) {
@@ -228,7 +229,7 @@ fn the_real_daemon_defers_breaking_and_out_of_window_installs() {
 
     // A normal package, the window a few hours away (the agent has this process's
     // time zone): downloaded, verified, not installed.
-    std::fs::remove_file(rig.state.join("status.json")).unwrap();
+    std::fs::remove_file(rig.state_dir.join("status.json")).unwrap();
     sim.publish_update("1.1.0", content("1.1.0", json!({})), "- content");
     let m = local_minute(wall_now());
     let w = format!("{}-{}", hhmm((m + 180) % 1440), hhmm((m + 240) % 1440));
