@@ -63,7 +63,10 @@ pub struct Daemon<'a> {
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
 pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
-    signals::install();
+    if let Err(e) = signals::install() {
+        eprintln!("error: {e}");
+        return crate::error::Error::io("signals", e).exit_code();
+    }
     if let Err(e) = crate::fsutil::ensure_dir(&cfg.state_dir, 0o755) {
         eprintln!("error: {e}");
         return e.exit_code();

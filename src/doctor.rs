@@ -161,17 +161,8 @@ fn clock_check(now: f64) -> Outcome {
 /// Free bytes and free inodes of the filesystem holding `path` (its nearest
 /// existing ancestor), and that ancestor.
 fn statvfs(path: &Path) -> Option<(u64, u64, PathBuf)> {
-    use std::os::unix::ffi::OsStrExt;
-    let mut p = path.to_path_buf();
-    while std::fs::symlink_metadata(&p).is_err() {
-        p = p.parent()?.to_path_buf();
-    }
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs fills a zeroed struct for a NUL-terminated path.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
-        return None;
-    }
+    let p = crate::fsutil::nearest_existing(path);
+    let s = crate::fsutil::statvfs(&p).ok()?;
     Some((
         (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
         s.f_favail as u64,

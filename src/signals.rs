@@ -15,29 +15,33 @@ extern "C" fn on_signal(sig: libc::c_int) {
     }
 }
 
-/// Installs the handlers (without SA_RESTART, so blocking sleeps return early).
-pub fn install() {
+/// Installs the handlers (without SA_RESTART, so blocking sleeps return early). An
+/// error names the signal: without its handler the daemon could not stop cleanly.
+pub fn install() -> std::io::Result<()> {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction with a plain handler is valid; the handler only
         // touches atomics.
-        unsafe {
+        let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_signal as *const () as usize;
             libc::sigemptyset(&mut sa.sa_mask);
             sa.sa_flags = 0;
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            libc::sigaction(sig, &sa, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("cannot install the handler of signal {sig}: {e}"),
+            ));
         }
     }
+    Ok(())
 }
 
 /// True once SIGTERM or SIGINT arrived.
 pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
-}
-
-/// Asks the process to stop as if SIGTERM arrived (tests, fatal paths).
-pub fn request_stop() {
-    STOP.store(true, Ordering::SeqCst);
 }
 
 /// True once per SIGHUP: reading it clears it.

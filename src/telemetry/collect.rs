@@ -245,6 +245,7 @@ impl Collector {
 pub fn sysinfo_uptime() -> Option<u64> {
     // SAFETY: sysinfo fills the zeroed struct we own.
     let mut si: libc::sysinfo = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; the return value is checked.
     if unsafe { libc::sysinfo(&mut si) } != 0 {
         return None;
     }

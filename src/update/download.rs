@@ -693,8 +693,7 @@ struct Progress {
 
 impl Progress {
     fn new(ctx: &Ctx, total: Option<u64>) -> Progress {
-        // SAFETY: isatty only inspects a descriptor number.
-        let tty = unsafe { libc::isatty(2) } == 1;
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         Progress {
             enabled: ctx.interactive && tty,
             total,

@@ -49,6 +49,7 @@ pub fn local_minute(unix: f64) -> u32 {
     let t = unix.floor() as i64 as _;
     // SAFETY: localtime_r fills a zeroed struct we own from a time_t we own.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; a null return (failure) is checked.
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
     if ok {
         (tm.tm_hour as u32) * 60 + tm.tm_min as u32
