@@ -5,9 +5,8 @@
 //! restarts of `run` do not spend validations; a 429 is said and honoured.
 
 use crate::harness::package::{app, file, zip, E};
-use crate::harness::{code, text, Node, KEY};
+use crate::harness::{code, signal, text, Node, KEY};
 use cybersensei_sim::{version_json, LicenseOutcome, Profile, Sim, SimOptions};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn central() -> Sim {
@@ -243,12 +242,7 @@ fn a_hundred_restarts_of_run_cost_at_most_two_validations() {
     let n = Node::new(&sim);
     let mut spent = vec![];
     for i in 0..100 {
-        let mut child = n
-            .command(&["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = n.daemon().spawn().unwrap();
         // The start is over once the license state is written for this run.
         let t0 = Instant::now();
         loop {
@@ -264,8 +258,7 @@ fn a_hundred_restarts_of_run_cost_at_most_two_validations() {
         }
         // Half are stopped cleanly, half crash (kill -9).
         if i % 2 == 0 {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            signal(&child, libc::SIGTERM);
         } else {
             child.kill().unwrap();
         }

@@ -13,10 +13,9 @@
 
 use crate::harness::package::*;
 use crate::harness::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 fn v1() -> Vec<E> {
@@ -95,11 +94,6 @@ fn points(entries: usize, copied: usize) -> Vec<(String, &'static str, bool)> {
         v.push((p.to_string(), want, bad));
     }
     v
-}
-
-fn read_json(p: &Path) -> Result<Value, String> {
-    let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// `current` -> a recorded slot holding exactly one of the trees; status agrees;
@@ -226,25 +220,7 @@ fn kill_matrix_content_package_with_hooks() {
     let pkg = v2(&scratch.path().join("x"), false);
     let copied = v1().iter().filter(|e| matches!(e, E::File(..))).count();
     let pts = points(pkg.len(), copied);
-    let next = Mutex::new(0usize);
-    let rows: Mutex<BTreeMap<usize, Row>> = Mutex::new(BTreeMap::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    *n += 1;
-                    *n - 1
-                };
-                let Some((name, want, bad)) = pts.get(i) else {
-                    break;
-                };
-                let row = run_point(name, want, *bad);
-                rows.lock().unwrap().insert(i, row);
-            });
-        }
-    });
-    let rows = rows.into_inner().unwrap();
+    let rows = in_parallel(&pts, 2, |(name, want, bad)| run_point(name, want, *bad));
     println!(
         "\ncontent kill matrix: {} points, {} package entries, {copied} files copied, {:.1} s",
         rows.len(),
@@ -256,7 +232,7 @@ fn kill_matrix_content_package_with_hooks() {
         "kill point", "at kill", "after restart"
     );
     let mut failures = Vec::new();
-    for row in rows.values() {
+    for row in &rows {
         let r = match &row.ok {
             Ok(()) => "ok".to_string(),
             Err(e) => {

@@ -16,10 +16,7 @@
 use crate::harness::package::*;
 use crate::harness::*;
 use cybersensei_sim::{Fault, Sim, SimOptions};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Mutex;
+use serde_json::json;
 use std::time::Instant;
 
 /// A small package: 16 incompressible 4 KiB files (so the download has many chunks
@@ -159,11 +156,6 @@ fn check_slot(rig: &Node, slot: &str, pkgs: &[(&str, &[E])]) -> Result<String, S
         }
     }
     Ok(version.to_string())
-}
-
-fn read_json(p: &Path) -> Result<Value, String> {
-    let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// status.json and the journal parse and agree: recovery left no journal, and no
@@ -334,24 +326,7 @@ fn kill_matrix_every_point_recovers_and_the_next_update_completes() {
     assert!(pts.len() >= 50, "{} points", pts.len());
 
     // Two workers (CI has two cores); each point has its own simulator and box.
-    let next = Mutex::new(0usize);
-    let rows: Mutex<BTreeMap<usize, Row>> = Mutex::new(BTreeMap::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    let i = *n;
-                    *n += 1;
-                    i
-                };
-                let Some(pt) = pts.get(i) else { break };
-                let row = run_point(pt, &v1, &v2, &v2_bad);
-                rows.lock().unwrap().insert(i, row);
-            });
-        }
-    });
-    let rows = rows.into_inner().unwrap();
+    let rows = in_parallel(&pts, 2, |pt| run_point(pt, &v1, &v2, &v2_bad));
     println!(
         "\nkill matrix: {} points, package {pkg_len} bytes, {} entries, {:.1} s",
         rows.len(),
@@ -367,7 +342,7 @@ fn kill_matrix_every_point_recovers_and_the_next_update_completes() {
         "", "", "", "", ""
     );
     let mut failures = Vec::new();
-    for row in rows.values() {
+    for row in &rows {
         let result = match &row.ok {
             Ok(()) => "ok".to_string(),
             Err(e) => {

@@ -5,12 +5,10 @@
 //! state that still parses, and the key sent nowhere but the configured backend.
 //! (Captive portal, 30x to another host and oversized answers are in license_cli.rs.)
 
+use crate::harness::measure::{run_measured, under_emulator, Run};
 use crate::harness::{self, Node, KEY};
 use cybersensei_sim::{Fault, Sim, SimOptions, TlsVariant};
-use std::fs::File;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Peak RSS allowed for the agent under any hostile answer (a debug build validating
 /// a license peaks at a few MiB; an unbounded read of an endless body would not stop).
@@ -21,57 +19,6 @@ const ATTEMPTS: u64 = 2;
 /// Slack over timeout × attempts for process start, TLS and backoff.
 const MARGIN: Duration = Duration::from_secs(3);
 
-/// One finished run of the binary, measured.
-struct Run {
-    code: i32,
-    out: String,
-    took: Duration,
-    rss_kib: i64,
-}
-
-/// Runs `cmd` to completion with its output in a file, sampling the child's
-/// high-water RSS (VmHWM of its own address space) every 2 ms until it exits.
-/// (wait4's ru_maxrss is no use here: Linux carries the spawning test process's
-/// RSS across exec into it.) VmHWM only grows, so an unbounded read is caught while
-/// it grows, whenever the process ends.
-fn run_measured(mut cmd: Command, dir: &Path) -> Run {
-    let out_path = dir.join("run.out");
-    let f = File::create(&out_path).unwrap();
-    cmd.stdout(f.try_clone().unwrap()).stderr(f);
-    let t = Instant::now();
-    let mut child = cmd.spawn().expect("agent starts");
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut rss_kib = 0;
-    let status = loop {
-        if let Some(hwm) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|s| vm_hwm_kib(&s))
-        {
-            rss_kib = rss_kib.max(hwm);
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        out: std::fs::read_to_string(&out_path).unwrap_or_default(),
-        took: t.elapsed(),
-        rss_kib,
-    }
-}
-
-fn vm_hwm_kib(status: &str) -> Option<i64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Under an emulator (ARM runs) the RSS measured is the emulator's: not checked.
-fn rss_checked() -> bool {
-    std::env::var("CYBERSENSEI_AGENT_RUNNER").map_or(true, |r| r.trim().is_empty())
-}
-
 /// Common post-conditions: bounded time and memory, key not echoed.
 fn check_run(case: &str, r: &Run, budget: Duration) {
     assert!(
@@ -80,7 +27,7 @@ fn check_run(case: &str, r: &Run, budget: Duration) {
         r.took,
         r.out
     );
-    if rss_checked() {
+    if !under_emulator() {
         assert!(
             r.rss_kib < MAX_RSS_KIB,
             "{case}: peak RSS {} KiB: {}",

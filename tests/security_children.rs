@@ -110,12 +110,7 @@ fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
         ]]),
     );
     rig.set("services", "health_timeout", json!(60));
-    let mut child = rig
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = rig.daemon().spawn().unwrap();
     let until = Instant::now() + Duration::from_secs(20);
     while !marker.exists() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
@@ -126,8 +121,7 @@ fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
         panic!("the start-up health check never ran");
     }
     let t = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    signal(&child, libc::SIGTERM);
     let mut status = None;
     while t.elapsed() < Duration::from_secs(10) {
         if let Some(st) = child.try_wait().unwrap() {

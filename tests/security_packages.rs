@@ -8,7 +8,6 @@ use crate::harness::*;
 use base64::Engine;
 use ring::signature::Ed25519KeyPair;
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
 
 /// A manifest v2 (types, modes, sizes, digests, directories) of `entries`, signed.
 fn signed_v2(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> (Vec<u8>, String) {
@@ -41,10 +40,6 @@ fn pkg(version: &str, kp: &Ed25519KeyPair) -> Vec<u8> {
     let e = app(version);
     let (m, s) = signed_v2(version, &e, kp);
     with_sig(&e, &m, &s)
-}
-
-fn mode(p: &std::path::Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
 fn signed_rig() -> (Node, Ed25519KeyPair) {

@@ -66,10 +66,6 @@ fn tree_of(dir: &Path, version: &str, extra_keys: &[&Path]) {
     }
 }
 
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
 #[test]
 fn the_vendor_tool_makes_packages_the_agent_installs_exactly() {
     let w = tempfile::tempdir().unwrap();

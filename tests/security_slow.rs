@@ -3,10 +3,10 @@
 //! retried later (resumed), and while any download runs telemetry keeps its schedule
 //! (the download pauses, keeps its partial file, and resumes after the post).
 
-use crate::harness::{self, range_start, Node, KEY};
+use crate::harness::{self, range_start, signal, Node, KEY};
 use cybersensei_sim::{Fault, Sim};
 use serde_json::json;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 fn node(sim: &Sim) -> Node {
@@ -28,17 +28,12 @@ fn package(size: usize) -> Vec<u8> {
 }
 
 fn start(n: &Node) -> Child {
-    n.command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    n.daemon().spawn().unwrap()
 }
 
 /// SIGTERM, then the time the daemon took to exit (killed past 10 s).
 fn stop(mut c: Child) -> Duration {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    signal(&c, libc::SIGTERM);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if c.try_wait().unwrap().is_some() {
@@ -180,11 +175,9 @@ fn revalidation_keeps_its_schedule_during_an_endless_download() {
     // Never abandoned: only the pause lets the revalidation through.
     n.set("updates", "min_download_rate", json!(0));
     let child = n
-        .command(&["run"])
+        .daemon()
         .env("LD_PRELOAD", lib)
         .env("FAKETIME", "+0 x60")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // The boot validation, then one a minute of agent time (a second here; slower on

@@ -62,6 +62,17 @@ fn cut_once(sim: &Sim, n: u64) {
     sim.push_fault(DL, Fault::Truncate { after_bytes: n });
 }
 
+/// `update` asks the rest from `kept` in one request, and lands on `v2`.
+fn update_resumes_at(sim: &Sim, rig: &Node, v2: &[E], kept: u64) {
+    let o = rig.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let ranges = sim.download_ranges();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
+    assert_resume_answered(sim);
+    assert_on_v2(rig, v2);
+}
+
 /// How the server answered the last download, which asked to resume: the guide's
 /// server (started with Range support) sends the rest, 206; the central one has no
 /// Range support and sends the whole file, 200, which the agent takes from zero.
@@ -100,8 +111,7 @@ fn assert_on_v2(rig: &Node, v2: &[E]) {
 #[test]
 fn truncated_download_resumes_with_range_in_the_same_run() {
     let (sim, rig, _v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -117,8 +127,7 @@ fn truncated_download_resumes_with_range_in_the_same_run() {
 #[test]
 fn truncated_download_then_next_update_resumes_with_range() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     // The body breaks, then the server is gone for the rest of this run.
     cut_once(&sim, 400_000);
     sim.set_sticky_fault(DL, Some(Fault::Reset));
@@ -130,21 +139,14 @@ fn truncated_download_then_next_update_resumes_with_range() {
 
     sim.clear_faults();
     sim.clear_requests();
-    let o = rig.run(&["update"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let ranges = sim.download_ranges();
-    assert_eq!(ranges.len(), 1, "{ranges:?}");
-    assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
-    assert_resume_answered(&sim);
-    assert_on_v2(&rig, &v2);
+    update_resumes_at(&sim, &rig, &v2, kept);
 }
 
 #[test]
 fn server_without_range_support_restarts_from_zero() {
     let (sim, mut rig, _v1) = setup_on_v1(false);
     rig.set("log", "level", "debug".into());
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -165,8 +167,7 @@ fn server_without_range_support_restarts_from_zero() {
 #[test]
 fn kill_inside_download_then_restart_resumes() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     let o = rig.run_crashing(&["update"], "download:500000");
     assert!(killed(&o), "{}", text(&o));
     assert_on_v1(&rig, &v1);
@@ -178,13 +179,7 @@ fn kill_inside_download_then_restart_resumes() {
     let o = rig.run(&["status"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_on_v1(&rig, &v1);
-    let o = rig.run(&["update"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let ranges = sim.download_ranges();
-    assert_eq!(ranges.len(), 1, "{ranges:?}");
-    assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
-    assert_resume_answered(&sim);
-    assert_on_v2(&rig, &v2);
+    update_resumes_at(&sim, &rig, &v2, kept);
     assert_eq!(tree(&rig.slot("a")), expected_tree(&v1), "old slot intact");
 }
 
@@ -265,8 +260,7 @@ fn file_size_lie_after_a_partial_download_is_refused_and_not_resumed() {
 #[test]
 fn wrong_checksum_in_the_check_body_is_refused() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     sim.set_checksum_header(false);
     sim.set_checksum_style(ChecksumStyle::Prefixed);
     sim.set_checksum_override(Some("ab".repeat(32)));
@@ -276,8 +270,7 @@ fn wrong_checksum_in_the_check_body_is_refused() {
 #[test]
 fn wrong_checksum_in_the_header_is_refused_after_a_resume() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     // Only the header carries the digest, so the partial file belongs to the same
     // promise and is resumed; the digest of the whole file then fails.
     sim.set_checksum_in_check(false);
@@ -319,8 +312,7 @@ fn package_over_max_package_size_is_refused_before_downloading() {
 #[test]
 fn free_space_short_is_exit_22_before_downloading() {
     let (sim, mut rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    publish_big_v2(&sim);
     // Announce more than the filesystem holds; the size limit allows it.
     let (free, _) = free_space(&rig.state_dir);
     let lie = free + (1 << 30);
@@ -386,8 +378,7 @@ fn truncated_plain_http_body_is_resumed_not_refused() {
     let sim = Sim::start(SimOptions::default()).unwrap();
     sim.valid_license(UPDATE_KEY);
     let rig = Node::updates_at(&sim.url(), None);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));

@@ -5,18 +5,6 @@
 use crate::harness::package::*;
 use crate::harness::*;
 use serde_json::json;
-use std::collections::BTreeMap;
-
-fn files_outside(rig: &Node) -> BTreeMap<String, String> {
-    // Everything in the box's directory except install.root, state_dir and the
-    // agent's own log (it warns there about unsigned installs).
-    tree(rig.dir.path())
-        .into_iter()
-        .filter(|(k, _)| {
-            !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip" && k != "agent.log"
-        })
-        .collect()
-}
 
 #[test]
 fn install_twice_alternates_slots_and_keeps_the_first() {
@@ -302,25 +290,16 @@ fn bad_packages_are_rejected_before_the_switch() {
         let mut rig = Node::offline();
         rig.set("updates", "max_unpacked_size", json!(10 << 20));
         rig.set("updates", "max_entries", json!(40));
-        if needs_key {
-            rig.set("updates", "public_key", json!(pk));
-        }
-        let v1 = app("1.0.0");
-        let o = if needs_key {
-            rig.install(&zip(&signed("1.0.0", &v1, &kp)))
-        } else {
-            rig.install(&zip(&v1))
-        };
-        assert_eq!(code(&o), 0, "{name}: v1: {}", text(&o));
+        install_v1(&mut rig, needs_key.then_some((&kp, pk.as_str())), name);
         let slot_a = tree(&rig.slot("a"));
-        let outside = files_outside(&rig);
+        let outside = rig.files_outside();
         let o = rig.install(&bytes);
         assert_eq!(code(&o), 21, "{name}: {}", text(&o));
         assert!(text(&o).contains(why), "{name}: wrong reason: {}", text(&o));
         assert_eq!(rig.current().as_deref(), Some("slots/a"), "{name}");
         assert_eq!(tree(&rig.slot("a")), slot_a, "{name}: active slot changed");
         assert_eq!(
-            files_outside(&rig),
+            rig.files_outside(),
             outside,
             "{name}: wrote outside install.root"
         );

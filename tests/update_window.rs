@@ -2,24 +2,16 @@
 //! `Daemon` loop driven by a `FakeClock` (hours pass in milliseconds) against the
 //! simulator over TLS, on a box installed by the real binary.
 
+use crate::harness::in_process::{run_until, wall_now};
 use crate::harness::package::*;
 use crate::harness::*;
-use cybersensei_agent::clock::{Clock, FakeClock};
-use cybersensei_agent::config::Config;
-use cybersensei_agent::daemon::Daemon;
+use cybersensei_agent::clock::FakeClock;
 use cybersensei_agent::update::window::local_minute;
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DOWNLOAD: &str = "/update/download/";
-
-fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 fn hhmm(m: u32) -> String {
     format!("{:02}:{:02}", (m / 60) % 24, m % 60)
@@ -46,19 +38,6 @@ fn content(version: &str, flags: serde_json::Value) -> Vec<u8> {
     zip(&[version_json(v), file("exercises.json", version.as_bytes())])
 }
 
-fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
-    while clock.monotonic() < until {
-        assert!(d.tick(), "the loop stopped");
-    }
-}
-
-fn daemon<'a>(rig: &Node, clock: &'a FakeClock) -> Daemon<'a> {
-    let cfg = Config::load(&rig.config).unwrap();
-    let mut d = Daemon::new(cfg, rig.config.clone(), clock).unwrap();
-    d.start().unwrap();
-    d
-}
-
 #[test]
 fn automatic_install_waits_for_the_window_then_installs_inside_it() {
     let sim = tls_sim();
@@ -73,7 +52,7 @@ fn automatic_install_waits_for_the_window_then_installs_inside_it() {
     rig.set("updates", "install_window", json!(w));
     sim.publish_update("1.1.0", content("1.1.0", json!({})), "- content");
     let clock = FakeClock::new(t0);
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, 2 * HOUR + Duration::from_secs(60));
     assert_eq!(sim.count("/update/check"), 4);
     assert_eq!(
@@ -127,7 +106,7 @@ fn a_security_update_skips_the_window_only_when_configured() {
     );
     {
         let clock = FakeClock::new(t0);
-        let mut d = daemon(&rig, &clock);
+        let mut d = rig.started_daemon(&clock);
         run_until(&mut d, &clock, Duration::from_secs(60));
         assert_eq!(rig.current().as_deref(), Some("slots/a"));
         let st = rig.status();
@@ -139,7 +118,7 @@ fn a_security_update_skips_the_window_only_when_configured() {
     }
     rig.set("updates", "security_outside_window", json!(true));
     let clock = FakeClock::new(t0 + 120.0);
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, Duration::from_secs(60));
     assert_eq!(rig.current().as_deref(), Some("slots/b"));
     assert_eq!(rig.status()["version"], "1.1.0");
@@ -155,7 +134,7 @@ fn a_breaking_update_is_never_installed_automatically_only_by_update() {
         "- big",
     );
     let clock = FakeClock::new(wall_now());
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, 3 * HOUR);
     assert_eq!(rig.current().as_deref(), Some("slots/a"));
     let st = rig.status();
@@ -180,13 +159,7 @@ fn a_breaking_update_is_never_installed_automatically_only_by_update() {
 /// The real binary's daemon (`run`): waits until its update check has downloaded and
 /// verified the package (status `deferred` set), then SIGTERM; exit 0.
 fn run_until_deferred(rig: &Node) -> serde_json::Value {
-    use std::process::Stdio;
-    let mut child = rig
-        .command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = rig.daemon().spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let st = loop {
         let st: Option<serde_json::Value> = std::fs::read(rig.state_dir.join("status.json"))
@@ -198,10 +171,7 @@ fn run_until_deferred(rig: &Node) -> serde_json::Value {
         assert!(std::time::Instant::now() < deadline, "never deferred");
         std::thread::sleep(Duration::from_millis(20));
     };
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(&child, libc::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
     st
 }
@@ -251,7 +221,7 @@ fn the_real_daemon_defers_breaking_and_out_of_window_installs() {
     let o = rig.run(&["check-update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let clock = FakeClock::new(wall_now());
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, Duration::from_secs(60));
     assert_eq!(rig.status()["version"], "1.1.0");
 }

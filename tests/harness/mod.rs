@@ -6,6 +6,8 @@
 //! tests). Packages are built by [`package`], the agent started by [`agent`].
 
 pub mod agent;
+pub mod in_process;
+pub mod measure;
 pub mod package;
 pub mod proxy;
 
@@ -13,10 +15,12 @@ pub use agent::agent_command;
 
 use cybersensei_sim::{Sim, SimOptions};
 use package::{expected_tree, tree, E};
+use ring::signature::Ed25519KeyPair;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A key with the characters that break naive URL building ([`Node::new`]'s).
@@ -158,6 +162,13 @@ impl Node {
         c
     }
 
+    /// `run` (the daemon) with its output discarded, ready to spawn.
+    pub fn daemon(&self) -> Command {
+        let mut c = self.command(&["run"]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    }
+
     /// Runs the binary to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("agent runs")
@@ -202,6 +213,22 @@ impl Node {
         self.root.join("slots").join(s)
     }
 
+    /// Every file of the box's directory outside install.root and state_dir (see
+    /// `package::tree`), but for the agent's own log (it warns there about unsigned
+    /// installs) and the package [`Node::install`] writes: what an install must not
+    /// touch.
+    pub fn files_outside(&self) -> BTreeMap<String, String> {
+        tree(self.dir.path())
+            .into_iter()
+            .filter(|(k, _)| {
+                !k.starts_with("opt/")
+                    && !k.starts_with("state/")
+                    && k != "pkg.zip"
+                    && k != "agent.log"
+            })
+            .collect()
+    }
+
     /// What the services were asked so far (empty when never).
     pub fn services_log(&self) -> String {
         std::fs::read_to_string(&self.svc_log).unwrap_or_default()
@@ -220,6 +247,37 @@ pub fn text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Sends `sig` to a child of this test (still running or not yet reaped).
+pub fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on the pid of our own child, which cannot have been reused
+    // before we reap it.
+    unsafe {
+        libc::kill(child.id() as i32, sig);
+    }
+}
+
+/// `f` over `items` on `workers` threads, results in the items' order: for matrices
+/// whose points each run their own simulator and box.
+pub fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    workers: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                done.lock().unwrap().insert(i, r);
+            });
+        }
+    });
+    done.into_inner().unwrap().into_values().collect()
 }
 
 /// True when the process was killed by SIGKILL.
@@ -252,6 +310,27 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A test that cannot run here: fails under `CI=true` (CI has what it needs), else
+/// says SKIPPED with the reason (the caller then returns).
+pub fn skip_or_fail(test: &str, why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test} cannot run under CI: {why}");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+/// The JSON of file `p`, or why not.
+pub fn read_json(p: &Path) -> Result<Value, String> {
+    let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// The permission bits of `p` (not following a link).
+pub fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
 /// libfaketime's preload library, or None when it is not installed (CI installs it,
 /// and there a missing one fails the test). Preloaded directly rather than through
 /// the `faketime` wrapper, so that signals reach the agent itself.
@@ -277,6 +356,20 @@ pub fn faketime() -> Option<PathBuf> {
     }
     eprintln!("SKIPPED: libfaketime not installed (apt install faketime)");
     None
+}
+
+/// Installs `1.0.0` (`package::app`) into slot a through the binary, signed by `key`'s
+/// pair when given (its public key then configured), and asserts it worked.
+pub fn install_v1(node: &mut Node, key: Option<(&Ed25519KeyPair, &str)>, ctx: &str) {
+    let v1 = package::app("1.0.0");
+    let o = match key {
+        Some((kp, pk)) => {
+            node.set("updates", "public_key", json!(pk));
+            node.install(&package::zip(&package::signed("1.0.0", &v1, kp)))
+        }
+        None => node.install(&package::zip(&v1)),
+    };
+    assert_eq!(code(&o), 0, "{ctx}: v1: {}", text(&o));
 }
 
 /// The restart: any locked command runs recovery first (as `run` does at boot).
@@ -325,8 +418,7 @@ pub fn restart_run(node: &Node, sim: &Sim) -> Result<(), String> {
     let log = &node.log_file;
     let log_before = std::fs::read_to_string(log).unwrap_or_default().len();
     let mut child = node
-        .command(&["run"])
-        .stdout(Stdio::null())
+        .daemon()
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("spawn run: {e}"))?;
@@ -344,10 +436,7 @@ pub fn restart_run(node: &Node, sim: &Sim) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(&child, libc::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = child.try_wait().map_err(|e| e.to_string())? {
