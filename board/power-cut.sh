@@ -41,45 +41,14 @@ source "$ROOT/scripts/cargo-target-dir.sh"
 HOST_SIM=$(cargo_target_dir)/debug/cybersensei-sim
 
 # 2. Debian's arm64 kernel and busybox-static (shared cache with board/qemu-boot.sh).
-mkdir -p "$CACHE"
-if ! ls "$CACHE"/k/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -x "$CACHE/bb/bin/busybox" ]; then
-  dpkg --print-foreign-architectures | grep -qx arm64 || { log "needs 'dpkg --add-architecture arm64 && apt-get update' (board/ci-setup.sh does it)"; exit 1; }
-  kpkg=$(apt-cache depends linux-image-cloud-arm64 | awk '/Depends: linux-image/{print $2; exit}')
-  (cd "$CACHE" && rm -f ./*.deb && apt-get download "$kpkg" busybox-static:arm64 2>/dev/null)
-  rm -rf "$CACHE/k" "$CACHE/bb"
-  dpkg-deb -x "$CACHE"/linux-image-*.deb "$CACHE/k"
-  dpkg-deb -x "$CACHE"/busybox-static_*.deb "$CACHE/bb"
-fi
-KERNEL=$(ls "$CACHE"/k/boot/vmlinuz-* | head -1)
-KVER=${KERNEL##*/vmlinuz-}
-MODDIR=$CACHE/k/lib/modules/$KVER/kernel/drivers
+source board/arm64-guest.sh
+arm64_kernel
 
 # 3. The initramfs: the box as board/install.sh lays it out.
 rm -rf "$W"
 I=$W/initramfs
-mkdir -p "$I"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,run,tmp,data,srv,lib/modules,var/log}
-cp "$CACHE/bb/bin/busybox" "$I/bin/busybox"
-for m in virtio/virtio_ring virtio/virtio virtio/virtio_mmio block/virtio_blk; do
-  cp "$MODDIR/$m.ko" "$I/lib/modules/"
-done
-cp "$SIM" "$I/usr/bin/cybersensei-sim"
-printf '%s\n' "$KEY" >"$W/key"
-DESTDIR=$I AGENT_BIN=$AGENT INIT=sysv LICENSE_KEY_FILE=$W/key bash board/install.sh >/dev/null
-python3 - "$I/etc/cybersensei/agent.json" <<'PY'
-import json, sys
-p = sys.argv[1]
-c = json.load(open(p))
-c["backend"].update({"url": "https://127.0.0.1:8443", "ca_file": "/run/sim-ca.pem",
-                     "retry_delay": 1, "timeout": 20})
-c["updates"].update({"check_interval": 5, "auto_download": True, "auto_install": True,
-                   "public_key": None})  # the test packages are unsigned
-c["telemetry"]["interval"] = 3
-c["log"] = {"level": "debug"}
-c["services"] = {"health": [["/bin/sh", "-c", "test -x \"$CYBERSENSEI_SLOT_DIR/bin/cybersensei-agent\""]],
-                 "health_timeout": 60}
-c["schedule"] = {"splay": False}
-json.dump(c, open(p, "w"), indent=2)
-PY
+arm64_initramfs "$SIM" "$AGENT" "$KEY"
+arm64_config 3 debug
 # Two packages (versions alternate between them): the agent itself (self-update),
 # 40 small files, a 256 KiB blob, and SHA256SUMS of every file, which check-box
 # verifies in the slot. No manifest.json (a manifest must carry a version) and no

@@ -103,30 +103,12 @@ options:
 
 /// Parses arguments (without the program name). Errors name the bad argument.
 pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, UsageError> {
-    let mut config = None;
-    let mut words: Vec<String> = Vec::new();
-    let mut it = args.into_iter();
-    let mut help = false;
-    let mut version = false;
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "-c" | "--config" => {
-                let p = it.next().ok_or_else(|| {
-                    UsageError::new(None, format!("{a}: expected a path after it"))
-                })?;
-                config = Some(PathBuf::from(p));
-            }
-            s if s.starts_with("--config=") => {
-                config = Some(PathBuf::from(&s["--config=".len()..]));
-            }
-            "-h" | "--help" => help = true,
-            "-V" | "--version" => version = true,
-            _ => words.push(a),
-        }
-    }
-    if help {
+    let g = Global::parse(args)?;
+    let config = g.config;
+    if g.help {
         // `update --help`: that command's help; a word that is no command: the global.
-        let topic = words
+        let topic = g
+            .words
             .first()
             .filter(|w| crate::help::synopsis(w).is_some())
             .cloned();
@@ -135,15 +117,72 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Usag
             command: Command::Help(topic),
         });
     }
-    if version {
+    if g.version {
         return Ok(Invocation {
             config,
             command: Command::Version,
         });
     }
-    let Some((cmd, rest)) = words.split_first() else {
+    let Some((cmd, rest)) = g.words.split_first() else {
         return Err(UsageError::new(None, "missing command"));
     };
+    let command = command(cmd, rest)?;
+    Ok(Invocation { config, command })
+}
+
+/// The options any command takes, wherever they stand, and the other words.
+struct Global {
+    config: Option<PathBuf>,
+    help: bool,
+    version: bool,
+    words: Vec<String>,
+}
+
+impl Global {
+    fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Global, UsageError> {
+        let mut g = Global {
+            config: None,
+            help: false,
+            version: false,
+            words: Vec::new(),
+        };
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "-c" | "--config" => {
+                    let p = it.next().ok_or_else(|| {
+                        UsageError::new(None, format!("{a}: expected a path after it"))
+                    })?;
+                    g.config = Some(PathBuf::from(p));
+                }
+                s if s.starts_with("--config=") => {
+                    g.config = Some(PathBuf::from(&s["--config=".len()..]));
+                }
+                "-h" | "--help" => g.help = true,
+                "-V" | "--version" => g.version = true,
+                _ => g.words.push(a),
+            }
+        }
+        Ok(g)
+    }
+}
+
+/// The commands that take no argument.
+fn bare(cmd: &str) -> Option<Command> {
+    Some(match cmd {
+        "run" => Command::Run,
+        "validate" => Command::Validate,
+        "check-update" => Command::CheckUpdate,
+        "update" => Command::Update,
+        "rollback" => Command::Rollback,
+        "set-key" => Command::SetKey,
+        "doctor" => Command::Doctor,
+        _ => return None,
+    })
+}
+
+/// The command `cmd` with its arguments `rest`.
+fn command(cmd: &String, rest: &[String]) -> Result<Command, UsageError> {
     let err = |m: &str| UsageError::new(Some(cmd), format!("{cmd}: {m}"));
     let flags = |allowed: &[&str]| -> Result<Vec<String>, UsageError> {
         for r in rest {
@@ -153,23 +192,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Usag
         }
         Ok(rest.to_vec())
     };
-    let command = match cmd.as_str() {
-        "run" => {
-            flags(&[])?;
-            Command::Run
-        }
-        "validate" => {
-            flags(&[])?;
-            Command::Validate
-        }
-        "check-update" => {
-            flags(&[])?;
-            Command::CheckUpdate
-        }
-        "update" => {
-            flags(&[])?;
-            Command::Update
-        }
+    if let Some(c) = bare(cmd) {
+        flags(&[])?;
+        return Ok(c);
+    }
+    Ok(match cmd.as_str() {
         "install" => {
             let allow_downgrade = rest.iter().any(|a| a == "--allow-downgrade");
             let files: Vec<&String> = rest.iter().filter(|a| *a != "--allow-downgrade").collect();
@@ -184,10 +211,6 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Usag
                     ))
                 }
             }
-        }
-        "rollback" => {
-            flags(&[])?;
-            Command::Rollback
         }
         "telemetry" => {
             let f = flags(&["--once", "--print"])?;
@@ -208,14 +231,6 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Usag
             [c] if c == "check" => Command::ConfigCheck,
             _ => return Err(err("expected `config check`")),
         },
-        "set-key" => {
-            flags(&[])?;
-            Command::SetKey
-        }
-        "doctor" => {
-            flags(&[])?;
-            Command::Doctor
-        }
         "help" => match rest {
             [] => Command::Help(None),
             [c] if crate::help::synopsis(c).is_some() => Command::Help(Some(c.clone())),
@@ -228,8 +243,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Invocation, Usag
             _ => return Err(err("expected at most one command name")),
         },
         other => return Err(UsageError::new(None, format!("unknown command {other:?}"))),
-    };
-    Ok(Invocation { config, command })
+    })
 }
 
 #[cfg(test)]

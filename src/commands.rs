@@ -46,46 +46,11 @@ pub fn run(inv: Invocation) -> u8 {
     };
     // Errors before the config is known go to stderr through eprintln; the logger
     // is installed once, with the config's file, so one-shot commands log there too.
-    let cfg = match (&missing, &inv.command) {
-        (
-            Some(_),
-            Command::Status { .. }
-            | Command::Doctor
-            | Command::ConfigCheck
-            | Command::Telemetry { print: true },
-        ) => Config::default(),
-        (Some(m), _) => {
-            eprintln!("error: {m}");
-            eprintln!("{MISSING_CONFIG_HINT}");
-            return exit::USAGE;
-        }
-        (None, _) => match Config::load(&path) {
-            Ok(c) => c,
-            // doctor names a broken config as its first failure and checks the rest
-            // with the defaults.
-            Err(e) if inv.command == Command::Doctor => {
-                return crate::doctor::run(
-                    Some(&e.to_string()),
-                    Config::default(),
-                    &SystemClock::new(),
-                );
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return e.exit_code();
-            }
-        },
+    let cfg = match load_config(&inv, &path, missing.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let level = if inv.command == Command::Run {
-        cfg.log.level.clone()
-    } else {
-        // One-shot commands talk to a person on stdout; keep stderr for problems
-        // unless the config asks for more.
-        match cfg.log.level.as_str() {
-            "debug" | "trace" => cfg.log.level.clone(),
-            _ => "warn".into(),
-        }
-    };
+    let level = log_level(&inv.command, &cfg);
     logging::init(&level, cfg.log.file.as_deref());
     if inv.command == Command::Run {
         return crate::daemon::main(cfg, path);
@@ -113,6 +78,56 @@ pub fn run(inv: Invocation) -> u8 {
             eprintln!("error: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// The config the command runs with (the defaults for a command that only reads,
+/// when there is no file), or the exit code when there is none to run with (a
+/// broken config sends `doctor` straight to its checks).
+fn load_config(
+    inv: &Invocation,
+    path: &std::path::Path,
+    missing: Option<&str>,
+) -> std::result::Result<Config, u8> {
+    match (missing, &inv.command) {
+        (
+            Some(_),
+            Command::Status { .. }
+            | Command::Doctor
+            | Command::ConfigCheck
+            | Command::Telemetry { print: true },
+        ) => Ok(Config::default()),
+        (Some(m), _) => {
+            eprintln!("error: {m}");
+            eprintln!("{MISSING_CONFIG_HINT}");
+            Err(exit::USAGE)
+        }
+        (None, _) => match Config::load(path) {
+            Ok(c) => Ok(c),
+            // doctor names a broken config as its first failure and checks the rest
+            // with the defaults.
+            Err(e) if inv.command == Command::Doctor => Err(crate::doctor::run(
+                Some(&e.to_string()),
+                Config::default(),
+                &SystemClock::new(),
+            )),
+            Err(e) => {
+                eprintln!("error: {e}");
+                Err(e.exit_code())
+            }
+        },
+    }
+}
+
+/// The daemon logs at the configured level; one-shot commands talk to a person on
+/// stdout and keep stderr for problems unless the config asks for more.
+fn log_level(cmd: &Command, cfg: &Config) -> String {
+    if *cmd == Command::Run {
+        return cfg.log.level.clone();
+    }
+    match cfg.log.level.as_str() {
+        "debug" | "trace" => cfg.log.level.clone(),
+        _ => "warn".into(),
     }
 }
 
@@ -163,44 +178,7 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
             // The reason is on stdout already: exit with its code, not a third copy.
             Ok(out.to_error().map_or(exit::OK, |e| e.exit_code()))
         }
-        Command::CheckUpdate => {
-            let r = update::check(ctx)?;
-            if r.available {
-                println!(
-                    "Update available: {} -> {}",
-                    r.current_version,
-                    r.latest_version.as_deref().unwrap_or("?")
-                );
-                if let Some(n) = r.file_size {
-                    println!("Size: {n} bytes");
-                }
-                if let Some(c) = &r.changelog {
-                    println!("Changelog:\n{c}");
-                }
-            } else if r.details.node_too_old {
-                println!(
-                    "Update not possible yet: {}",
-                    r.details
-                        .too_old_text(&r.current_version, r.latest_version.as_deref())
-                );
-            } else {
-                println!("Up to date (version {})", r.current_version);
-            }
-            let d = &r.details;
-            if let Some(v) = d.required_node_version.as_deref().filter(|_| r.available) {
-                println!("Requires node version: {v} or later");
-            }
-            if d.security_update {
-                println!("Security update: yes");
-            }
-            if d.breaking {
-                println!("Breaking: yes (read the changelog before installing)");
-            }
-            if let Some(m) = &d.message {
-                println!("Backend says: {m}");
-            }
-            Ok(exit::OK)
-        }
+        Command::CheckUpdate => check_update(ctx),
         Command::Update => {
             let r = update::update_now(ctx)?;
             if r.installed {
@@ -223,32 +201,75 @@ fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
             println!("Rolled back to slot {} (version {})", r.slot, r.version);
             Ok(exit::OK)
         }
-        Command::Telemetry { .. } => {
-            let mut col = telemetry::Collector::new();
-            let r = telemetry::send_once(ctx, &mut col)?;
-            if r.delivered {
-                println!(
-                    "Telemetry delivered ({} queued sample(s) flushed, {} still queued)",
-                    r.flushed, r.queued
-                );
-                Ok(exit::OK)
-            } else if r.flushed > 0 {
-                // README, exit codes: 0 only when the fresh sample went out. Here the
-                // backend is fine; the sample waits behind a backlog being drained.
-                eprintln!(
-                    "error: this sample is queued behind a backlog ({} older sample(s) delivered now, {} still queued); the next runs send the rest",
-                    r.flushed, r.queued
-                );
-                Ok(exit::FAILURE)
-            } else {
-                eprintln!(
-                    "error: telemetry not delivered; the sample is queued ({} in queue)",
-                    r.queued
-                );
-                Ok(exit::FAILURE)
-            }
-        }
+        Command::Telemetry { .. } => telemetry_once(ctx),
         _ => Err(Error::Other("unexpected command".into())),
+    }
+}
+
+/// `check-update`: what the backend offers, for a person.
+fn check_update(ctx: &Ctx) -> Result<u8> {
+    let r = update::check(ctx)?;
+    if r.available {
+        println!(
+            "Update available: {} -> {}",
+            r.current_version,
+            r.latest_version.as_deref().unwrap_or("?")
+        );
+        if let Some(n) = r.file_size {
+            println!("Size: {n} bytes");
+        }
+        if let Some(c) = &r.changelog {
+            println!("Changelog:\n{c}");
+        }
+    } else if r.details.node_too_old {
+        println!(
+            "Update not possible yet: {}",
+            r.details
+                .too_old_text(&r.current_version, r.latest_version.as_deref())
+        );
+    } else {
+        println!("Up to date (version {})", r.current_version);
+    }
+    let d = &r.details;
+    if let Some(v) = d.required_node_version.as_deref().filter(|_| r.available) {
+        println!("Requires node version: {v} or later");
+    }
+    if d.security_update {
+        println!("Security update: yes");
+    }
+    if d.breaking {
+        println!("Breaking: yes (read the changelog before installing)");
+    }
+    if let Some(m) = &d.message {
+        println!("Backend says: {m}");
+    }
+    Ok(exit::OK)
+}
+
+/// `telemetry --once`: exit 0 only when the fresh sample went out.
+fn telemetry_once(ctx: &Ctx) -> Result<u8> {
+    let mut col = telemetry::Collector::new();
+    let r = telemetry::send_once(ctx, &mut col)?;
+    if r.delivered {
+        println!(
+            "Telemetry delivered ({} queued sample(s) flushed, {} still queued)",
+            r.flushed, r.queued
+        );
+        Ok(exit::OK)
+    } else if r.flushed > 0 {
+        // README, exit codes: 0 only when the fresh sample went out. Here the
+        // backend is fine; the sample waits behind a backlog being drained.
+        eprintln!(
+                "error: this sample is queued behind a backlog ({} older sample(s) delivered now, {} still queued); the next runs send the rest",
+                r.flushed, r.queued
+            );
+        Ok(exit::FAILURE)
+    } else {
+        eprintln!(
+            "error: telemetry not delivered; the sample is queued ({} in queue)",
+            r.queued
+        );
+        Ok(exit::FAILURE)
     }
 }
 
@@ -329,12 +350,24 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     println!("Why:       {}", v.why);
     println!("To do:     {}", v.todo);
     println!();
-    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     match &s.slot {
         Some(slot) => println!("Version:   {} (slot {slot})", s.version),
         None => println!("Version:   {} (no slot installed yet)", s.version),
     }
-    let l = &s.license;
+    status_license(&s.license);
+    status_update(&s);
+    status_others(&s);
+    Ok(exit::OK)
+}
+
+/// An optional value for a person: "-" when absent.
+fn or_dash(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+/// The license part of `status`.
+fn status_license(l: &crate::status::LicenseStatus) {
+    let o = or_dash;
     println!("License:   {}", l.state.as_str());
     if l.tenant_name.is_some() || l.tenant_id.is_some() {
         println!("  tenant:  {} ({})", o(&l.tenant_name), o(&l.tenant_id));
@@ -361,12 +394,13 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     if let Some(m) = &l.message {
         println!("  message: {m}");
     }
+}
+
+/// The update part of `status`.
+fn status_update(s: &Status) {
+    let o = or_dash;
     let u = &s.update;
-    let state = serde_json::to_value(u.state)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    println!("Update:    {state}");
+    println!("Update:    {}", u.state.as_str());
     if u.available {
         println!("  latest:  {}", o(&u.latest_version));
     }
@@ -388,6 +422,10 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     if let Some(e) = &u.last_error {
         println!("  error:   {e}");
     }
+}
+
+/// The telemetry, security and services parts of `status`.
+fn status_others(s: &Status) {
     let t = &s.telemetry;
     println!(
         "Telemetry: last sent {}, {} queued",
@@ -425,7 +463,6 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
                 .unwrap_or_default()
         );
     }
-    Ok(exit::OK)
 }
 
 fn set_key(cfg: Config, clock: &dyn Clock) -> Result<u8> {

@@ -9,6 +9,7 @@ use crate::error::{exit, Error, Result};
 use crate::fsutil::StateLock;
 use crate::license::{self, clock_is_sane};
 use crate::status::{LicenseState, Status};
+use crate::update::slots::Layout;
 use crate::{logging, services, signals, telemetry, update};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -228,7 +229,7 @@ impl<'a> Daemon<'a> {
             return false;
         };
         let wall = self.ctx.now();
-        let interval = Duration::from_secs(cfg.license.revalidate_interval);
+        let interval = cfg.license.revalidate_interval;
         let cache = license::load_cache(&cfg.state_dir);
         let Some(age) = crate::budget::reusable_at_start(
             cache.as_ref(),
@@ -260,8 +261,8 @@ impl<'a> Daemon<'a> {
         true
     }
 
-    fn splay(&self, interval: u64) -> Duration {
-        Duration::from_secs_f64(interval as f64 * self.ctx.clock.random())
+    fn splay(&self, interval: Duration) -> Duration {
+        interval.mul_f64(self.ctx.clock.random())
     }
 
     fn jittered(&self, interval: Duration) -> Duration {
@@ -389,15 +390,11 @@ impl<'a> Daemon<'a> {
                     let now = self.ctx.clock.monotonic();
                     let cfg = &self.ctx.cfg;
                     // A shorter interval applies now; a longer one from the next step.
-                    self.next_telemetry = self
-                        .next_telemetry
-                        .min(now + Duration::from_secs(cfg.telemetry.interval));
-                    self.next_check = self
-                        .next_check
-                        .min(now + Duration::from_secs(cfg.updates.check_interval));
+                    self.next_telemetry = self.next_telemetry.min(now + cfg.telemetry.interval);
+                    self.next_check = self.next_check.min(now + cfg.updates.check_interval);
                     self.next_validate = self
                         .next_validate
-                        .min(now + Duration::from_secs(cfg.license.revalidate_interval));
+                        .min(now + cfg.license.revalidate_interval);
                     if old.cfg.services != cfg.services {
                         log::info!("services commands changed");
                     }
@@ -439,7 +436,7 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.validations += 1;
-        let interval = Duration::from_secs(self.ctx.cfg.license.revalidate_interval);
+        let interval = self.ctx.cfg.license.revalidate_interval;
         let wall = self.ctx.now();
         let outcome = match license::validate(&self.ctx) {
             Ok(o) => o,
@@ -503,13 +500,10 @@ impl<'a> Daemon<'a> {
             return;
         }
         let s = &self.ctx.cfg.services;
+        let current = Layout::new(&self.ctx.cfg.install.root).current();
         let (result, reason) = if allow {
             (
-                services::start_in(
-                    s,
-                    Some(&self.ctx.cfg.install.root.join("current")),
-                    self.ctx.clock,
-                ),
+                services::start_in(s, Some(&current), self.ctx.clock),
                 format!("license {}", outcome.state.as_str()),
             )
         } else {
@@ -519,7 +513,7 @@ impl<'a> Daemon<'a> {
                 outcome.message.as_deref().unwrap_or("")
             );
             (
-                services::stop(s),
+                services::stop(s, self.ctx.clock),
                 format!(
                     "stopped: license {}{}",
                     outcome.state.as_str(),
@@ -548,7 +542,7 @@ impl<'a> Daemon<'a> {
 
     fn step_telemetry(&mut self) {
         let now = self.ctx.clock.monotonic();
-        let interval = Duration::from_secs(self.ctx.cfg.telemetry.interval);
+        let interval = self.ctx.cfg.telemetry.interval;
         let Some(_lock) = self.lock() else {
             self.next_telemetry = now + LOCK_RETRY;
             return;
@@ -603,7 +597,7 @@ impl<'a> Daemon<'a> {
 
     fn step_check(&mut self) {
         let now = self.ctx.clock.monotonic();
-        let interval = Duration::from_secs(self.ctx.cfg.updates.check_interval);
+        let interval = self.ctx.cfg.updates.check_interval;
         if !self.license.allows_services() {
             // Updates are part of the licensed service; try again next interval.
             self.next_check = now + self.jittered(interval);
@@ -636,12 +630,8 @@ impl<'a> Daemon<'a> {
         // before the commit.
         let after = update::active(&self.ctx.cfg).0;
         if after.is_some() && after != before {
-            let agent = self
-                .ctx
-                .cfg
-                .install
-                .root
-                .join("current")
+            let agent = Layout::new(&self.ctx.cfg.install.root)
+                .current()
                 .join(update::AGENT_IN_SLOT);
             if agent.is_file() {
                 self.new_agent = Some(agent);

@@ -9,10 +9,10 @@ use crate::clock::{iso8601, Clock};
 use crate::config::Config;
 use crate::error::exit;
 use crate::transport::Transport;
-use crate::update::manifest::FileType;
+use crate::update::manifest::{self, FileType};
 use crate::update::slots::Layout;
 use crate::update::verify;
-use crate::{license, redact};
+use crate::{fsutil, license, redact};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
@@ -159,10 +159,10 @@ fn clock_check(now: f64) -> Outcome {
 }
 
 /// Free bytes and free inodes of the filesystem holding `path` (its nearest
-/// existing ancestor), and that ancestor.
+/// existing ancestor, as the update's space check measures it), and that ancestor.
 fn statvfs(path: &Path) -> Option<(u64, u64, PathBuf)> {
-    let p = crate::fsutil::nearest_existing(path);
-    let s = crate::fsutil::statvfs(&p).ok()?;
+    let p = fsutil::nearest_existing(path);
+    let s = fsutil::statvfs(&p).ok()?;
     Some((
         (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
         s.f_favail as u64,
@@ -291,131 +291,101 @@ fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, 
     }
 }
 
+/// The network checks in their order: each needs the one before it.
+const NETWORK: [&str; 4] = ["dns", "tcp", "tls", "http"];
+
+/// dns, tcp, tls, http; after the first failure the rest are skipped, saying what
+/// they need.
 fn network(cfg: &Config, clock: &dyn Clock) -> Vec<Check> {
     let mut out = Vec::new();
-    let timeout = Duration::from_secs(cfg.backend.timeout.max(1));
-    let skip = |why: &str| Outcome::Skip(why.to_string());
-    let t = match target(cfg) {
-        Ok(t) => t,
-        Err(e) => {
-            out.push(Check {
-                name: "dns",
-                outcome: Outcome::Fail(e),
-            });
-            for name in ["tcp", "tls", "http"] {
+    let started = Instant::now();
+    match network_steps(cfg, clock, &mut out) {
+        Ok(()) => log::debug!("doctor: network checks in {:?}", started.elapsed()),
+        Err(needs) => {
+            for name in &NETWORK[out.len()..] {
                 out.push(Check {
                     name,
-                    outcome: skip("(needs a usable backend.url)"),
+                    outcome: Outcome::Skip(needs.clone()),
                 });
             }
-            return out;
         }
-    };
+    }
+    out
+}
+
+/// Runs the network checks in turn into `out`; Err(what the others need) at the
+/// first that fails.
+fn network_steps(cfg: &Config, clock: &dyn Clock, out: &mut Vec<Check>) -> Result<(), String> {
+    let timeout = cfg.backend.timeout.max(Duration::from_secs(1));
+    let mut push = |name, outcome| out.push(Check { name, outcome });
+    let t = target(cfg).map_err(|e| {
+        push("dns", Outcome::Fail(e));
+        "(needs a usable backend.url)".to_string()
+    })?;
     let via = t
         .via_proxy
         .as_ref()
         .map(|p| format!(" (proxy {p})"))
         .unwrap_or_default();
-    let started = Instant::now();
-    let addrs = match resolve(&t.host, t.port, timeout) {
-        Ok(a) => {
-            let shown: Vec<String> = a.iter().take(3).map(|x| x.ip().to_string()).collect();
-            out.push(Check {
-                name: "dns",
-                outcome: Outcome::Ok(format!("{}{via} -> {}", t.host, shown.join(", "))),
-            });
-            a
-        }
-        Err(e) => {
-            out.push(Check {
-                name: "dns",
-                outcome: Outcome::Fail(format!("{e}{via}")),
-            });
-            for name in ["tcp", "tls", "http"] {
-                out.push(Check {
-                    name,
-                    outcome: skip("(needs dns)"),
-                });
-            }
-            return out;
-        }
-    };
+    let addrs = resolve(&t.host, t.port, timeout).map_err(|e| {
+        push("dns", Outcome::Fail(format!("{e}{via}")));
+        "(needs dns)".to_string()
+    })?;
+    let shown: Vec<String> = addrs.iter().take(3).map(|x| x.ip().to_string()).collect();
+    push(
+        "dns",
+        Outcome::Ok(format!("{}{via} -> {}", t.host, shown.join(", "))),
+    );
+    let (stream, connected) = connect(&addrs, timeout, &via).map_err(|e| {
+        push("tcp", Outcome::Fail(e));
+        "(needs tcp)".to_string()
+    })?;
+    push("tcp", Outcome::Ok(connected));
+    let tls = tls_check(cfg, &t, stream, timeout);
+    let failed = matches!(tls, Outcome::Fail(_));
+    push("tls", tls);
+    if failed {
+        return Err("(needs tls)".into());
+    }
+    push("http", http(cfg, clock));
+    Ok(())
+}
+
+/// The first of (at most four of) `addrs` that accepts a connection, and a line
+/// saying so.
+fn connect(
+    addrs: &[SocketAddr],
+    timeout: Duration,
+    via: &str,
+) -> Result<(TcpStream, String), String> {
     let mut last = String::new();
-    let mut stream = None;
     for a in addrs.iter().take(4) {
         let t0 = Instant::now();
         match TcpStream::connect_timeout(a, timeout) {
             Ok(s) => {
-                out.push(Check {
-                    name: "tcp",
-                    outcome: Outcome::Ok(format!(
-                        "connected to {a}{via} in {} ms",
-                        t0.elapsed().as_millis()
-                    )),
-                });
-                stream = Some(s);
-                break;
+                let line = format!("connected to {a}{via} in {} ms", t0.elapsed().as_millis());
+                return Ok((s, line));
             }
             Err(e) => last = format!("{a}{via}: {e}"),
         }
     }
-    let Some(stream) = stream else {
-        out.push(Check {
-            name: "tcp",
-            outcome: Outcome::Fail(format!("{last} (firewall, or the port is closed)")),
-        });
-        for name in ["tls", "http"] {
-            out.push(Check {
-                name,
-                outcome: skip("(needs tcp)"),
-            });
-        }
-        return out;
-    };
-    let tls_ok = if !t.https {
-        out.push(Check {
-            name: "tls",
-            outcome: skip("(plain http: backend.allow_http)"),
-        });
-        true
+    Err(format!("{last} (firewall, or the port is closed)"))
+}
+
+/// The TLS handshake on `stream`, when it is ours to check (not plain http, not
+/// through a proxy).
+fn tls_check(cfg: &Config, t: &Target, stream: TcpStream, timeout: Duration) -> Outcome {
+    if !t.https {
+        Outcome::Skip("(plain http: backend.allow_http)".into())
     } else if t.via_proxy.is_some() {
         drop(stream);
-        out.push(Check {
-            name: "tls",
-            outcome: skip("(through the proxy: checked by http)"),
-        });
-        true
+        Outcome::Skip("(through the proxy: checked by http)".into())
     } else {
         match tls_handshake(cfg, &t.host, stream, timeout) {
-            Ok(m) => {
-                out.push(Check {
-                    name: "tls",
-                    outcome: Outcome::Ok(m),
-                });
-                true
-            }
-            Err(e) => {
-                out.push(Check {
-                    name: "tls",
-                    outcome: Outcome::Fail(e),
-                });
-                false
-            }
+            Ok(m) => Outcome::Ok(m),
+            Err(e) => Outcome::Fail(e),
         }
-    };
-    if !tls_ok {
-        out.push(Check {
-            name: "http",
-            outcome: skip("(needs tls)"),
-        });
-        return out;
     }
-    out.push(Check {
-        name: "http",
-        outcome: http(cfg, clock),
-    });
-    log::debug!("doctor: network checks in {:?}", started.elapsed());
-    out
 }
 
 fn root_store(cfg: &Config) -> Result<rustls::RootCertStore, String> {
@@ -537,7 +507,49 @@ fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         ctx.update(&buf[..n]);
     }
-    Ok(verify::hex(ctx.finish().as_ref()))
+    Ok(crate::hex::encode(ctx.finish().as_ref()))
+}
+
+/// Whether the slot's `rel` is what its manifest item says: the type, and the
+/// digest of a file's data or a link's target; Err says how it differs.
+fn matches_manifest(dir: &Path, rel: &str, item: &manifest::Item) -> Result<(), String> {
+    let p = dir.join(rel);
+    let meta = std::fs::symlink_metadata(&p).map_err(|e| format!("{rel}: {e}"))?;
+    let is_type = match item.ftype {
+        Some(FileType::Dir) => meta.is_dir(),
+        Some(FileType::Symlink) => meta.file_type().is_symlink(),
+        Some(FileType::File) => meta.is_file(),
+        None => true,
+    };
+    if !is_type {
+        return Err(format!(
+            "{rel} is not the {:?} manifest.json lists",
+            item.ftype.unwrap_or(FileType::File)
+        ));
+    }
+    let Some(want) = &item.sha256 else {
+        return Ok(());
+    };
+    let got = if meta.file_type().is_symlink() {
+        // A link's digest is the digest of its target string (manifest v2).
+        std::fs::read_link(&p).map(|t| {
+            use std::os::unix::ffi::OsStrExt;
+            crate::hex::encode(
+                ring::digest::digest(&ring::digest::SHA256, t.as_os_str().as_bytes()).as_ref(),
+            )
+        })
+    } else if meta.is_dir() {
+        return Ok(());
+    } else {
+        sha256_file(&p)
+    };
+    match got {
+        Ok(h) if &h == want => Ok(()),
+        Ok(_) => Err(format!(
+            "{rel} differs from manifest.json (modified on the box?)"
+        )),
+        Err(e) => Err(format!("{rel}: {e}")),
+    }
 }
 
 fn slots(cfg: &Config) -> Outcome {
@@ -575,45 +587,8 @@ fn slots(cfg: &Config) -> Outcome {
         Err(e) => return Outcome::Fail(format!("slot {slot}: {e}")),
     };
     for (rel, item) in &files {
-        let p = dir.join(rel);
-        let meta = match std::fs::symlink_metadata(&p) {
-            Ok(m) => m,
-            Err(e) => return Outcome::Fail(format!("slot {slot}: {rel}: {e}")),
-        };
-        let is_type = match item.ftype {
-            Some(FileType::Dir) => meta.is_dir(),
-            Some(FileType::Symlink) => meta.file_type().is_symlink(),
-            Some(FileType::File) => meta.is_file(),
-            None => true,
-        };
-        if !is_type {
-            return Outcome::Fail(format!(
-                "slot {slot}: {rel} is not the {:?} manifest.json lists",
-                item.ftype.unwrap_or(FileType::File)
-            ));
-        }
-        let Some(want) = &item.sha256 else { continue };
-        let got = if meta.file_type().is_symlink() {
-            // A link's digest is the digest of its target string (manifest v2).
-            std::fs::read_link(&p).map(|t| {
-                use std::os::unix::ffi::OsStrExt;
-                verify::hex(
-                    ring::digest::digest(&ring::digest::SHA256, t.as_os_str().as_bytes()).as_ref(),
-                )
-            })
-        } else if meta.is_dir() {
-            continue;
-        } else {
-            sha256_file(&p)
-        };
-        match got {
-            Ok(h) if &h == want => {}
-            Ok(_) => {
-                return Outcome::Fail(format!(
-                    "slot {slot}: {rel} differs from manifest.json (modified on the box?)"
-                ))
-            }
-            Err(e) => return Outcome::Fail(format!("slot {slot}: {rel}: {e}")),
+        if let Err(e) = matches_manifest(&dir, rel, item) {
+            return Outcome::Fail(format!("slot {slot}: {e}"));
         }
     }
     Outcome::Ok(format!(

@@ -48,77 +48,83 @@ pub struct Facts {
 
 const DOCTOR: &str = "`cybersensei-agent doctor` names the failing step";
 
+impl Verdict {
+    fn new(level: Level, why: String, todo: &str) -> Verdict {
+        Verdict {
+            level,
+            why,
+            todo: todo.to_string(),
+        }
+    }
+}
+
 /// Decides the verdict; the first problem in order of gravity wins.
 pub fn verdict(s: &Status, f: &Facts) -> Verdict {
-    let v = |level, why: String, todo: &str| Verdict {
-        level,
-        why,
-        todo: todo.to_string(),
-    };
-    let msg = |prefix: &str| match &s.license.message {
-        Some(m) if !m.is_empty() => format!("{prefix}: {m}"),
-        _ => prefix.to_string(),
-    };
     if let Some(p) = &f.missing_config {
-        return v(
+        return Verdict::new(
             Level::Unhealthy,
             format!("{p}: the daemon cannot start (state below read with the defaults)"),
             "install one (board/install.sh lays out the default) or name it with -c PATH",
         );
     }
+    license_refused(s, f)
+        .or_else(|| update_problem(s))
+        .or_else(|| needs_attention(s, f))
+        .unwrap_or_else(|| healthy(s))
+}
+
+/// `prefix`, followed by the license message when there is one.
+fn with_license_message(s: &Status, prefix: &str) -> String {
+    match &s.license.message {
+        Some(m) if !m.is_empty() => format!("{prefix}: {m}"),
+        _ => prefix.to_string(),
+    }
+}
+
+/// The license forbids running the services (refused, expired, disabled, never
+/// validated).
+fn license_refused(s: &Status, f: &Facts) -> Option<Verdict> {
     let l = &s.license;
-    match l.state {
-        LicenseState::Invalid => {
-            return v(
-                Level::Unhealthy,
-                msg("the backend refused the license key"),
-                "store the right key: echo KEY | cybersensei-agent set-key",
-            )
-        }
-        LicenseState::Expired => {
-            return v(
-                Level::Unhealthy,
-                msg("the license expired; services are stopped"),
-                "renew with CyberSensei, then `cybersensei-agent validate`",
-            )
-        }
-        LicenseState::Inactive => {
-            return v(
-                Level::Unhealthy,
-                msg("the tenant is disabled on the backend; services are stopped"),
-                "contact CyberSensei support, then `cybersensei-agent validate`",
-            )
-        }
-        LicenseState::Unknown if !f.key_available => {
-            return v(
-                Level::Unhealthy,
-                "never validated: no license key on this box".into(),
-                "echo KEY | cybersensei-agent set-key (stores it, mode 0600, and validates)",
-            )
-        }
-        LicenseState::Unknown if l.message.is_none() => {
-            return v(
-                Level::Unhealthy,
-                "this box has never validated its license".into(),
-                "run `cybersensei-agent validate`",
-            )
-        }
-        LicenseState::Unknown => {
-            let why = match &l.message {
+    let msg = |prefix: &str| with_license_message(s, prefix);
+    let (why, todo) = match l.state {
+        LicenseState::Invalid => (
+            msg("the backend refused the license key"),
+            "store the right key: echo KEY | cybersensei-agent set-key".to_string(),
+        ),
+        LicenseState::Expired => (
+            msg("the license expired; services are stopped"),
+            "renew with CyberSensei, then `cybersensei-agent validate`".to_string(),
+        ),
+        LicenseState::Inactive => (
+            msg("the tenant is disabled on the backend; services are stopped"),
+            "contact CyberSensei support, then `cybersensei-agent validate`".to_string(),
+        ),
+        LicenseState::Unknown if !f.key_available => (
+            "never validated: no license key on this box".into(),
+            "echo KEY | cybersensei-agent set-key (stores it, mode 0600, and validates)"
+                .to_string(),
+        ),
+        LicenseState::Unknown if l.message.is_none() => (
+            "this box has never validated its license".into(),
+            "run `cybersensei-agent validate`".to_string(),
+        ),
+        LicenseState::Unknown => (
+            match &l.message {
                 Some(m) if m.contains("never validated") => m.clone(),
                 _ => msg("never validated"),
-            };
-            return v(
-                Level::Unhealthy,
-                why,
-                &format!("{DOCTOR}; then `cybersensei-agent validate`"),
-            );
-        }
-        LicenseState::Grace | LicenseState::Valid => {}
-    }
+            },
+            format!("{DOCTOR}; then `cybersensei-agent validate`"),
+        ),
+        LicenseState::Grace | LicenseState::Valid => return None,
+    };
+    Some(Verdict::new(Level::Unhealthy, why, &todo))
+}
+
+/// The last update failed (rolled back or not) or cannot install on this box.
+fn update_problem(s: &Status) -> Option<Verdict> {
     let u = &s.update;
     if u.state == UpdateState::RolledBack {
-        return v(
+        return Some(Verdict::new(
             Level::Attention,
             format!(
                 "update {} failed and was rolled back; version {} runs",
@@ -126,20 +132,20 @@ pub fn verdict(s: &Status, f: &Facts) -> Verdict {
                 s.version
             ),
             "nothing urgent: send the log (services.health output) to CyberSensei",
-        );
+        ));
     }
     if u.state == UpdateState::Failed {
-        return v(
+        return Some(Verdict::new(
             Level::Attention,
             format!(
                 "the last update failed: {}",
                 u.last_error.as_deref().unwrap_or("no detail recorded")
             ),
             "see `cybersensei-agent help update` for the cause's exit code; `cybersensei-agent update` retries",
-        );
+        ));
     }
     if u.node_too_old == Some(true) {
-        return v(
+        return Some(Verdict::new(
             Level::Attention,
             format!(
                 "update {} is blocked: it needs this box at version {} or later (it runs {})",
@@ -148,34 +154,47 @@ pub fn verdict(s: &Status, f: &Facts) -> Verdict {
                 s.version
             ),
             "bring the box to that version first (a full package: `cybersensei-agent install ZIP`), or ask CyberSensei",
-        );
+        ));
     }
+    None
+}
+
+/// Running, but soon in trouble: offline on a cached validation, telemetry piling
+/// up, the license near its end.
+fn needs_attention(s: &Status, f: &Facts) -> Option<Verdict> {
+    let l = &s.license;
     if l.state == LicenseState::Grace {
-        return v(
+        return Some(Verdict::new(
             Level::Attention,
-            msg("backend unreachable, running on a cached validation"),
+            with_license_message(s, "backend unreachable, running on a cached validation"),
             &format!("restore the network before the grace period ends; {DOCTOR}"),
-        );
+        ));
     }
     let t = &s.telemetry;
     if t.queued > 0 {
         if let Some(e) = &t.last_error {
-            return v(
+            return Some(Verdict::new(
                 Level::Attention,
                 format!("telemetry not delivered ({} queued): {e}", t.queued),
                 &format!("{DOCTOR}; `cybersensei-agent telemetry --once` sends the backlog"),
-            );
+            ));
         }
     }
     if let Some(d) = l.days_left {
         if d >= 0 && (d as u64) <= f.expiry_warning_days {
-            return v(
+            return Some(Verdict::new(
                 Level::Attention,
                 format!("the license expires in {d} days"),
                 "renew with CyberSensei before it expires",
-            );
+            ));
         }
     }
+    None
+}
+
+/// All is well: tenant, days left, version and slot.
+fn healthy(s: &Status) -> Verdict {
+    let l = &s.license;
     let tenant = l.tenant_name.as_deref().unwrap_or("tenant ?");
     let left = l
         .days_left
@@ -186,7 +205,7 @@ pub fn verdict(s: &Status, f: &Facts) -> Verdict {
         .as_deref()
         .map(|x| format!(" (slot {x})"))
         .unwrap_or_else(|| " (factory, no slot yet)".into());
-    v(
+    Verdict::new(
         Level::Healthy,
         format!(
             "license valid ({tenant}{left}), version {}{slot}",

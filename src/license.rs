@@ -118,6 +118,22 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome a cached validation stands for: its decision, tenant, expiry and
+    /// usage, with no warnings yet.
+    fn from_cache(c: &Cached, now: f64) -> Outcome {
+        Outcome {
+            state: c.last_decision,
+            tenant_id: Some(c.tenant_id.clone()),
+            tenant_name: c.tenant_name.clone(),
+            expires_at: c.expires_at.clone(),
+            days_left: days_left(c.expires_at.as_deref(), now),
+            message: c.message.clone(),
+            usage_count: c.usage_count,
+            max_usage_count: c.max_usage_count,
+            ..Outcome::default()
+        }
+    }
+
     /// The error (and so exit code) a one-shot command reports for this outcome.
     pub fn to_error(&self) -> Option<Error> {
         let m = self.message.clone().unwrap_or_default();
@@ -343,25 +359,24 @@ fn days_left(expires_at: Option<&str>, now: f64) -> Option<i64> {
 /// What a cached validation allows when the backend gives no decision (`fault`).
 pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, fault: &Fault) -> Outcome {
     let why = fault.to_string();
-    let mut out = Outcome {
-        state: LicenseState::Unknown,
-        message: Some(format!("never validated; {why}")),
-        fault: Some(fault.clone()),
-        ..Outcome::default()
+    let Some(c) = cache else {
+        return Outcome {
+            state: LicenseState::Unknown,
+            message: Some(format!("never validated; {why}")),
+            fault: Some(fault.clone()),
+            ..Outcome::default()
+        };
     };
-    let Some(c) = cache else { return out };
-    out.tenant_id = Some(c.tenant_id.clone());
-    out.tenant_name = c.tenant_name.clone();
-    out.expires_at = c.expires_at.clone();
-    out.usage_count = c.usage_count;
-    out.max_usage_count = c.max_usage_count;
-    out.days_left = days_left(c.expires_at.as_deref(), now);
+    let mut out = Outcome {
+        fault: Some(fault.clone()),
+        ..Outcome::from_cache(c, now)
+    };
     if c.last_decision != LicenseState::Valid {
         // The backend's last word was a refusal: being offline does not undo it.
-        out.state = c.last_decision;
-        out.message = c.message.clone();
         return out;
     }
+    // Unknown unless the grace period says otherwise; each path below sets the message.
+    out.state = LicenseState::Unknown;
     if !clock_is_sane(now) {
         // Cannot measure the grace period or expiry: keep running on the last
         // validation, but say why; this is neither a refusal nor valid-forever,
@@ -381,8 +396,8 @@ pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, fault: &Fau
         }
     }
     match c.validated_at {
-        Some(at) if now - at <= cfg.license.grace_period as f64 && now >= at - 300.0 => {
-            let left = cfg.license.grace_period as f64 - (now - at);
+        Some(at) if now - at <= cfg.license.grace_period.as_secs_f64() && now >= at - 300.0 => {
+            let left = cfg.license.grace_period.as_secs_f64() - (now - at);
             out.state = LicenseState::Grace;
             out.message = Some(format!(
                 "{why}; running on the validation of {} for {}h more",
@@ -394,7 +409,7 @@ pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, fault: &Fau
             out.message = Some(format!(
                 "{why}; and the last validation ({}) is older than the grace period ({}s)",
                 clock::iso8601(at),
-                cfg.license.grace_period
+                cfg.license.grace_period.as_secs()
             ));
         }
         None => {
@@ -450,29 +465,26 @@ pub fn decide_for(
             c.message = Some(msg.clone());
             fsutil::atomic_write_json(&cache_path(state_dir), &c, 0o600)?;
         }
+        let known = previous.as_ref().map(|c| Outcome::from_cache(c, now));
         Ok(Outcome {
             state,
-            tenant_id: previous.as_ref().map(|c| c.tenant_id.clone()),
-            tenant_name: previous.as_ref().and_then(|c| c.tenant_name.clone()),
-            expires_at: previous.as_ref().and_then(|c| c.expires_at.clone()),
             message: Some(msg),
-            usage_count: previous.as_ref().and_then(|c| c.usage_count),
-            max_usage_count: previous.as_ref().and_then(|c| c.max_usage_count),
-            ..Outcome::default()
+            // A refusal reports no days left, even with an expiry on record.
+            days_left: None,
+            ..known.unwrap_or_default()
         })
     };
     let mut out = match decision {
         Decision::Valid(r) => {
-            let tenant_id = r.tenant_id.clone().unwrap_or_default();
             let mut recent = previous
                 .as_ref()
                 .map(|c| budget::window(&c.recent, now))
                 .unwrap_or_default();
             recent.push(now);
             let cache = Cached {
-                tenant_id: tenant_id.clone(),
-                tenant_name: r.tenant_name.clone(),
-                expires_at: r.expires_at.clone(),
+                tenant_id: r.tenant_id.unwrap_or_default(),
+                tenant_name: r.tenant_name,
+                expires_at: r.expires_at,
                 usage_count: r.usage_count,
                 max_usage_count: r.max_usage_count,
                 validated_at: clock_is_sane(now).then_some(now),
@@ -483,16 +495,7 @@ pub fn decide_for(
             };
             fsutil::ensure_dir(state_dir, 0o755)?;
             fsutil::atomic_write_json(&cache_path(state_dir), &cache, 0o600)?;
-            let mut o = Outcome {
-                state: LicenseState::Valid,
-                tenant_id: Some(tenant_id),
-                tenant_name: r.tenant_name,
-                expires_at: r.expires_at.clone(),
-                days_left: days_left(r.expires_at.as_deref(), now),
-                usage_count: r.usage_count,
-                max_usage_count: r.max_usage_count,
-                ..Outcome::default()
-            };
+            let mut o = Outcome::from_cache(&cache, now);
             if !clock_is_sane(now) {
                 o.warnings
                     .push("system clock not set: expiry cannot be checked yet".into());
@@ -579,17 +582,7 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
 /// daemon starting on a reused validation: see `budget`). None without a cache.
 pub fn cached_outcome(cfg: &Config, now: f64) -> Option<Outcome> {
     let c = load_cache(&cfg.state_dir)?;
-    let mut out = Outcome {
-        state: c.last_decision,
-        tenant_id: Some(c.tenant_id.clone()),
-        tenant_name: c.tenant_name.clone(),
-        expires_at: c.expires_at.clone(),
-        days_left: days_left(c.expires_at.as_deref(), now),
-        message: c.message.clone(),
-        usage_count: c.usage_count,
-        max_usage_count: c.max_usage_count,
-        ..Outcome::default()
-    };
+    let mut out = Outcome::from_cache(&c, now);
     warnings_for(&mut out, cfg);
     Some(out)
 }

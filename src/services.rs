@@ -8,7 +8,7 @@
 //! would otherwise live on, holding our stdout). After SIGTERM a health command is
 //! killed at once and any other within `STOP_GRACE`, so the agent stops promptly.
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::Services;
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -61,13 +61,13 @@ impl std::fmt::Display for Gave {
 }
 
 /// Runs every `services.stop` command (without a slot in the environment).
-pub fn stop(s: &Services) -> Result<()> {
-    stop_in(s, None, &SystemClock::new())
+pub fn stop(s: &Services, clock: &dyn Clock) -> Result<()> {
+    stop_in(s, None, clock)
 }
 
 /// Runs every `services.start` command (without a slot in the environment).
-pub fn start(s: &Services) -> Result<()> {
-    start_in(s, None, &SystemClock::new())
+pub fn start(s: &Services, clock: &dyn Clock) -> Result<()> {
+    start_in(s, None, clock)
 }
 
 /// Runs the health commands until all exit 0 or `health_timeout` passes.
@@ -77,24 +77,12 @@ pub fn health(s: &Services, clock: &dyn Clock) -> Result<()> {
 
 /// Runs every `services.stop` command for the services of `slot`.
 pub fn stop_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
-    run_all(
-        "stop",
-        &s.stop,
-        slot,
-        clock,
-        Duration::from_secs(s.health_timeout),
-    )
+    run_all("stop", &s.stop, slot, clock, s.health_timeout)
 }
 
 /// Runs every `services.start` command with the services pointed at `slot`.
 pub fn start_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
-    run_all(
-        "start",
-        &s.start,
-        slot,
-        clock,
-        Duration::from_secs(s.health_timeout),
-    )
+    run_all("start", &s.start, slot, clock, s.health_timeout)
 }
 
 /// Health check of the services of `slot`: every `services.health` command must exit
@@ -104,7 +92,7 @@ pub fn health_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result
     if s.health.is_empty() {
         return Ok(());
     }
-    let timeout = Duration::from_secs(s.health_timeout);
+    let timeout = s.health_timeout;
     let start = clock.monotonic();
     let mut round = 0u32;
     loop {
@@ -177,7 +165,7 @@ pub fn run_one(
     }
     let mut child = cmd
         .spawn()
-        .map_err(|e| Error::Other(format!("{what} command `{shown}`: cannot run: {e}")))?;
+        .map_err(|e| Error::io(format!("{what} command `{shown}`: cannot run"), e))?;
     let forwarders =
         labelled.then(|| crate::child_output::forward(&mut child, &format!("{what} `{shown}`")));
     // A health command is only a probe: dropped at once on SIGTERM.
@@ -271,14 +259,14 @@ pub fn wait_child(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::FakeClock;
+    use crate::clock::{FakeClock, SystemClock};
 
     fn svc(health: Vec<Vec<String>>, timeout: u64) -> Services {
         Services {
             stop: vec![],
             start: vec![],
             health,
-            health_timeout: timeout,
+            health_timeout: Duration::from_secs(timeout),
         }
     }
 
@@ -323,7 +311,7 @@ mod tests {
             stop: vec![],
             start: vec![sh(&format!("echo \"${SLOT_ENV}\" > {}", out.display()))],
             health: vec![],
-            health_timeout: 5,
+            health_timeout: Duration::from_secs(5),
         };
         start_in(&s, Some(Path::new("/opt/x/slots/b")), &SystemClock::new()).unwrap();
         assert_eq!(

@@ -8,9 +8,35 @@ use crate::fsutil;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// Gives a unit enum its serde form from `as_str` and `ALL`, so each state's word
+/// (a status.json contract, INTERFACE.md) is written in one place.
+macro_rules! serde_as_word {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                s: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let word = std::borrow::Cow::<str>::deserialize(d)?;
+                <$t>::ALL
+                    .iter()
+                    .copied()
+                    .find(|x| x.as_str() == word)
+                    .ok_or_else(|| serde::de::Error::custom(format!("unknown state `{word}`")))
+            }
+        }
+    };
+}
+
 /// `license.state` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LicenseState {
     Valid,
     Grace,
@@ -22,6 +48,15 @@ pub enum LicenseState {
 }
 
 impl LicenseState {
+    /// Every state, for parsing.
+    const ALL: [LicenseState; 6] = [
+        LicenseState::Valid,
+        LicenseState::Grace,
+        LicenseState::Expired,
+        LicenseState::Inactive,
+        LicenseState::Invalid,
+        LicenseState::Unknown,
+    ];
     /// Whether the main services may run in this state.
     pub fn allows_services(self) -> bool {
         matches!(self, LicenseState::Valid | LicenseState::Grace)
@@ -38,10 +73,10 @@ impl LicenseState {
         }
     }
 }
+serde_as_word!(LicenseState);
 
 /// `update.state` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpdateState {
     #[default]
     Idle,
@@ -53,6 +88,34 @@ pub enum UpdateState {
     RolledBack,
     Failed,
 }
+
+impl UpdateState {
+    /// Every state, for parsing.
+    const ALL: [UpdateState; 8] = [
+        UpdateState::Idle,
+        UpdateState::Available,
+        UpdateState::Downloading,
+        UpdateState::Verifying,
+        UpdateState::Installing,
+        UpdateState::HealthCheck,
+        UpdateState::RolledBack,
+        UpdateState::Failed,
+    ];
+    /// The word used in status.json and by `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Idle => "idle",
+            UpdateState::Available => "available",
+            UpdateState::Downloading => "downloading",
+            UpdateState::Verifying => "verifying",
+            UpdateState::Installing => "installing",
+            UpdateState::HealthCheck => "health-check",
+            UpdateState::RolledBack => "rolled-back",
+            UpdateState::Failed => "failed",
+        }
+    }
+}
+serde_as_word!(UpdateState);
 
 /// The `license` object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -246,5 +309,39 @@ impl Status {
             s.save(state_dir, now_unix)?;
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_words_are_the_interface_ones_and_round_trip() {
+        let words: Vec<_> = UpdateState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            words,
+            [
+                "idle",
+                "available",
+                "downloading",
+                "verifying",
+                "installing",
+                "health-check",
+                "rolled-back",
+                "failed"
+            ]
+        );
+        for s in UpdateState::ALL {
+            let v = serde_json::to_value(s).unwrap();
+            assert_eq!(v, s.as_str());
+            assert_eq!(serde_json::from_value::<UpdateState>(v).unwrap(), s);
+        }
+        for s in LicenseState::ALL {
+            let v = serde_json::to_value(s).unwrap();
+            assert_eq!(v, s.as_str());
+            assert_eq!(serde_json::from_value::<LicenseState>(v).unwrap(), s);
+        }
+        assert!(serde_json::from_str::<UpdateState>("\"healthcheck\"").is_err());
     }
 }

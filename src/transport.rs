@@ -123,87 +123,22 @@ enum Outcome {
 impl Transport {
     /// Builds the client: trust anchors (built-in roots plus `ca_file`), proxy, timeouts.
     pub fn new(cfg: &Backend) -> Result<Transport> {
-        let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
-            .iter()
-            .map(|c| Certificate::from_der(c.as_ref()).to_owned())
-            .collect();
-        if let Some(path) = &cfg.ca_file {
-            let pem = crate::fsutil::read_bounded(path, 1 << 20).map_err(|e| {
-                Error::Config(format!(
-                    "backend.ca_file: cannot read {}: {e}",
-                    path.display()
-                ))
-            })?;
-            let mut n = 0;
-            for item in ureq::tls::parse_pem(&pem) {
-                match item {
-                    Ok(PemItem::Certificate(c)) => {
-                        roots.push(c.to_owned());
-                        n += 1;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        return Err(Error::Config(format!(
-                            "backend.ca_file: {} is not valid PEM: {e}",
-                            path.display()
-                        )))
-                    }
-                }
-            }
-            if n == 0 {
-                return Err(Error::Config(format!(
-                    "backend.ca_file: {} holds no certificate",
-                    path.display()
-                )));
-            }
-        }
+        let roots = trust_anchors(cfg)?;
         let tls = TlsConfig::builder()
             .root_certs(RootCerts::Specific(Arc::new(roots)))
             .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .build();
-        let timeout = Duration::from_secs(cfg.timeout.max(1));
-        let mut builder = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .https_only(!cfg.allow_http)
-            // A redirect is never followed: the key is in the query of the license
-            // call, and a captive portal must not become our backend.
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .user_agent(user_agent())
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout))
-            .max_response_header_size(16 * 1024)
-            .input_buffer_size(32 * 1024)
-            .output_buffer_size(16 * 1024)
-            .max_idle_connections(1)
-            .max_idle_connections_per_host(1)
-            .tls_config(tls);
-        let proxy = match &cfg.proxy {
-            Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
-                Error::Config(format!(
-                    "backend.proxy: {}: {e}",
-                    redact::url_credentials(p)
-                ))
-            })?),
-            // ureq reads HTTPS_PROXY/ALL_PROXY/NO_PROXY (either case) itself; we take
-            // its reading so that errors can name the proxy in use.
-            None => ureq::Proxy::try_from_env(),
-        };
-        let via = proxy.as_ref().and_then(|p| proxy_in_use(p, &cfg.url));
-        if let Some(v) = &via {
-            let from = if cfg.proxy.is_some() {
-                "backend.proxy"
-            } else {
-                "environment"
-            };
-            log::debug!("backend reached through proxy {v} (from {from})");
-        }
-        builder = builder.proxy(proxy);
+        let timeout = cfg.timeout.max(Duration::from_secs(1));
+        let (proxy, via) = proxy(cfg)?;
+        let config = agent_config(cfg, timeout)
+            .tls_config(tls)
+            .proxy(proxy)
+            .build();
         Ok(Transport {
-            agent: ureq::Agent::new_with_config(builder.build()),
+            agent: ureq::Agent::new_with_config(config),
             base: cfg.url.trim_end_matches('/').to_string(),
             attempts: cfg.retry_attempts.max(1),
-            retry_delay: Duration::from_secs(cfg.retry_delay),
+            retry_delay: cfg.retry_delay,
             timeout,
             via,
             secrets: std::cell::RefCell::new(Vec::new()),
@@ -383,27 +318,11 @@ impl Transport {
                     (self.scrub(&why), after)
                 }
                 Outcome::Throttled { after } => {
-                    let wait = after.unwrap_or(DEFAULT_THROTTLE).min(MAX_THROTTLE);
-                    log::warn!(
-                        "{method} {shown} -> 429 Too Many Requests in {ms} ms (attempt {attempt}/{}); Retry-After {}",
-                        self.attempts,
-                        crate::error::human_duration(wait)
-                    );
-                    if self.interactive && wait <= INTERACTIVE_MAX_WAIT && attempt < self.attempts {
-                        eprintln!(
-                            "The backend is busy (429 Too Many Requests): waiting {} as it asks, then retrying.",
-                            crate::error::human_duration(wait)
-                        );
-                        clock.sleep(wait);
-                        last = "HTTP 429 Too Many Requests".into();
-                        last_cause = None;
-                        continue;
-                    }
-                    self.block_until(clock.monotonic() + wait);
-                    return Err(Error::Throttled {
-                        what: format!("{method} {shown}"),
-                        retry_after: wait,
-                    });
+                    let what = format!("{method} {shown}");
+                    self.on_429(clock, &what, after, attempt, ms)?;
+                    last = "HTTP 429 Too Many Requests".into();
+                    last_cause = None;
+                    continue;
                 }
             };
             log::warn!(
@@ -430,6 +349,38 @@ impl Transport {
         })
     }
 
+    /// A 429 for `what`: a person at the terminal waits a short `Retry-After` and
+    /// the request is tried again (Ok); otherwise nothing more is sent before it has
+    /// passed (Err: throttled).
+    fn on_429(
+        &self,
+        clock: &dyn Clock,
+        what: &str,
+        after: Option<Duration>,
+        attempt: u32,
+        ms: u128,
+    ) -> Result<()> {
+        let wait = after.unwrap_or(DEFAULT_THROTTLE).min(MAX_THROTTLE);
+        log::warn!(
+            "{what} -> 429 Too Many Requests in {ms} ms (attempt {attempt}/{}); Retry-After {}",
+            self.attempts,
+            crate::error::human_duration(wait)
+        );
+        if self.interactive && wait <= INTERACTIVE_MAX_WAIT && attempt < self.attempts {
+            eprintln!(
+                "The backend is busy (429 Too Many Requests): waiting {} as it asks, then retrying.",
+                crate::error::human_duration(wait)
+            );
+            clock.sleep(wait);
+            return Ok(());
+        }
+        self.block_until(clock.monotonic() + wait);
+        Err(Error::Throttled {
+            what: what.to_string(),
+            retry_after: wait,
+        })
+    }
+
     /// Exponential backoff from `retry_delay`, times a random factor in [0.5, 1.5).
     fn backoff(&self, clock: &dyn Clock, attempt: u32) -> Duration {
         let base = self.retry_delay.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1) as i32);
@@ -437,6 +388,7 @@ impl Transport {
         Duration::from_secs_f64(jittered.min(MAX_BACKOFF.as_secs_f64()))
     }
 
+    /// One request, classified: an answer, a failure worth retrying, or a 429.
     fn once(
         &self,
         clock: &dyn Clock,
@@ -446,7 +398,33 @@ impl Transport {
         headers: &[(&str, String)],
         streaming: bool,
     ) -> Outcome {
-        let result = if method == "POST" {
+        match self.send(method, url, body, headers, streaming) {
+            Ok(resp) => self.classify(clock, resp),
+            Err(e) => Outcome::Retry {
+                why: match &self.via {
+                    Some(v) => format!("{} (via proxy {v})", describe(&e)),
+                    None => describe(&e),
+                },
+                after: None,
+                cause: match e {
+                    ureq::Error::Io(io) => Some(io),
+                    _ => None,
+                },
+            },
+        }
+    }
+
+    /// Sends one request: a POST of JSON, a GET of JSON, or a streamed download
+    /// (each read bounded instead of the whole).
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&[u8]>,
+        headers: &[(&str, String)],
+        streaming: bool,
+    ) -> std::result::Result<Response<Body>, ureq::Error> {
+        if method == "POST" {
             let mut req = self
                 .agent
                 .post(url)
@@ -472,54 +450,132 @@ impl Transport {
             } else {
                 req.header("Accept", "application/json").call()
             }
-        };
-        match result {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let header = |name: &str| {
-                    resp.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::trim)
-                };
-                let num = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
-                if let (Some(remaining), Some(limit)) =
-                    (num("x-ratelimit-remaining"), num("x-ratelimit-limit"))
-                {
-                    self.rate.set(Some(RateBudget {
-                        remaining,
-                        limit,
-                        reset: num("x-ratelimit-reset"),
-                    }));
-                }
-                let wall =
-                    std::time::UNIX_EPOCH + Duration::from_secs_f64(clock.now_unix().max(0.0));
-                let after = header("retry-after").and_then(|s| parse_retry_after(s, wall));
-                if status == 429 {
-                    Outcome::Throttled { after }
-                } else if (500..600).contains(&status) {
-                    Outcome::Retry {
-                        why: format!("HTTP {status}"),
-                        after: after.map(|d| d.min(MAX_RETRY_AFTER)),
-                        cause: None,
-                    }
-                } else {
-                    Outcome::Done(resp)
-                }
-            }
-            Err(e) => Outcome::Retry {
-                why: match &self.via {
-                    Some(v) => format!("{} (via proxy {v})", describe(&e)),
-                    None => describe(&e),
-                },
-                after: None,
-                cause: match e {
-                    ureq::Error::Io(io) => Some(io),
-                    _ => None,
-                },
-            },
         }
     }
+
+    /// What an answer means for the retry loop: 429 throttles, 5xx is retried (after
+    /// its `Retry-After`, bounded), anything else is the answer. The rate-limit
+    /// headers are kept for `rate_budget`.
+    fn classify(&self, clock: &dyn Clock, resp: Response<Body>) -> Outcome {
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let num = |name: &str| header(name).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(remaining), Some(limit)) =
+            (num("x-ratelimit-remaining"), num("x-ratelimit-limit"))
+        {
+            self.rate.set(Some(RateBudget {
+                remaining,
+                limit,
+                reset: num("x-ratelimit-reset"),
+            }));
+        }
+        let wall = std::time::UNIX_EPOCH + Duration::from_secs_f64(clock.now_unix().max(0.0));
+        let after = header("retry-after").and_then(|s| parse_retry_after(s, wall));
+        if status == 429 {
+            Outcome::Throttled { after }
+        } else if (500..600).contains(&status) {
+            Outcome::Retry {
+                why: format!("HTTP {status}"),
+                after: after.map(|d| d.min(MAX_RETRY_AFTER)),
+                cause: None,
+            }
+        } else {
+            Outcome::Done(resp)
+        }
+    }
+}
+
+/// The trust anchors: the built-in roots plus the certificates of `backend.ca_file`.
+fn trust_anchors(cfg: &Backend) -> Result<Vec<Certificate<'static>>> {
+    let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+        .collect();
+    if let Some(path) = &cfg.ca_file {
+        let pem = crate::fsutil::read_bounded(path, 1 << 20).map_err(|e| {
+            Error::Config(format!(
+                "backend.ca_file: cannot read {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut n = 0;
+        for item in ureq::tls::parse_pem(&pem) {
+            match item {
+                Ok(PemItem::Certificate(c)) => {
+                    roots.push(c.to_owned());
+                    n += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(Error::Config(format!(
+                        "backend.ca_file: {} is not valid PEM: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
+        if n == 0 {
+            return Err(Error::Config(format!(
+                "backend.ca_file: {} holds no certificate",
+                path.display()
+            )));
+        }
+    }
+    Ok(roots)
+}
+
+/// The HTTP client's settings: no redirects, bounded headers and buffers, one idle
+/// connection, `timeout` for the whole of each request and its connect.
+fn agent_config(
+    cfg: &Backend,
+    timeout: Duration,
+) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .https_only(!cfg.allow_http)
+        // A redirect is never followed: the key is in the query of the license
+        // call, and a captive portal must not become our backend.
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .user_agent(user_agent())
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout))
+        .max_response_header_size(16 * 1024)
+        .input_buffer_size(32 * 1024)
+        .output_buffer_size(16 * 1024)
+        .max_idle_connections(1)
+        .max_idle_connections_per_host(1)
+}
+
+/// The proxy to use (`backend.proxy`, else the environment's) and, when it applies
+/// to the backend, its `host:port` for error messages.
+fn proxy(cfg: &Backend) -> Result<(Option<ureq::Proxy>, Option<String>)> {
+    let proxy = match &cfg.proxy {
+        Some(p) => Some(ureq::Proxy::new(p).map_err(|e| {
+            Error::Config(format!(
+                "backend.proxy: {}: {e}",
+                redact::url_credentials(p)
+            ))
+        })?),
+        // ureq reads HTTPS_PROXY/ALL_PROXY/NO_PROXY (either case) itself; we take
+        // its reading so that errors can name the proxy in use.
+        None => ureq::Proxy::try_from_env(),
+    };
+    let via = proxy.as_ref().and_then(|p| proxy_in_use(p, &cfg.url));
+    if let Some(v) = &via {
+        let from = if cfg.proxy.is_some() {
+            "backend.proxy"
+        } else {
+            "environment"
+        };
+        log::debug!("backend reached through proxy {v} (from {from})");
+    }
+    Ok((proxy, via))
 }
 
 /// `host:port` of the proxy (no credentials) when it applies to the backend URL.

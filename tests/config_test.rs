@@ -23,23 +23,23 @@ fn err(text: &str) -> String {
 fn guide_file_is_valid_verbatim_with_defaults() {
     let c = Config::parse(GUIDE).unwrap();
     assert_eq!(c.backend.url, "https://central.cybersensei.com");
-    assert_eq!(c.backend.timeout, 30);
-    assert_eq!(c.telemetry.interval, 300);
-    assert_eq!(c.updates.check_interval, 3600);
+    assert_eq!(c.backend.timeout.as_secs(), 30);
+    assert_eq!(c.telemetry.interval.as_secs(), 300);
+    assert_eq!(c.updates.check_interval.as_secs(), 3600);
     assert!(!c.updates.auto_install);
     // The README's defaults ("Configuration") for everything the guide does not say.
     assert_eq!(
         c.license.key_file.to_str(),
         Some("/etc/cybersensei/license.key")
     );
-    assert_eq!(c.license.revalidate_interval, 86400);
-    assert_eq!(c.license.grace_period, 259200);
+    assert_eq!(c.license.revalidate_interval.as_secs(), 86400);
+    assert_eq!(c.license.grace_period.as_secs(), 259200);
     assert_eq!(c.license.expiry_warning_days, 30);
     assert_eq!(c.telemetry.queue_max, 288);
     assert_eq!(c.updates.max_package_size, 1073741824);
     assert_eq!(c.updates.max_unpacked_size, 4294967296);
     assert_eq!(c.install.root.to_str(), Some("/opt/cybersensei"));
-    assert_eq!(c.services.health_timeout, 120);
+    assert_eq!(c.services.health_timeout.as_secs(), 120);
     assert_eq!(c.state_dir.to_str(), Some("/var/lib/cybersensei-agent"));
     assert_eq!(c.log.level, "info");
     assert!(c.backend.proxy.is_none() && c.backend.ca_file.is_none());

@@ -48,9 +48,9 @@ fn a_day_at_the_defaults_is_288_posts_24_checks_1_validation_no_retries() {
     let sim = harness::sim();
     let n = default_node(&sim);
     let cfg = Config::load(&n.config).unwrap();
-    assert_eq!(cfg.telemetry.interval, 300);
-    assert_eq!(cfg.updates.check_interval, 3600);
-    assert_eq!(cfg.license.revalidate_interval, 86400);
+    assert_eq!(cfg.telemetry.interval.as_secs(), 300);
+    assert_eq!(cfg.updates.check_interval.as_secs(), 3600);
+    assert_eq!(cfg.license.revalidate_interval.as_secs(), 86400);
     let clock = FakeClock::new(wall_now());
     let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
     d.start().unwrap();

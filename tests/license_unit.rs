@@ -95,7 +95,7 @@ fn impostors_are_not_decisions() {
 fn grace_then_expiry_while_offline() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(dir.path());
-    c.license.grace_period = 3 * 86400;
+    c.license.grace_period = std::time::Duration::from_secs(3 * 86400);
     let Decision::Valid(r) = classify(&reply(200, VALID)) else {
         panic!()
     };
@@ -121,7 +121,7 @@ fn grace_then_expiry_while_offline() {
     assert_eq!(past.to_error().unwrap().exit_code(), 14);
 
     // Expiry passing while offline ends grace even inside the grace period.
-    c.license.grace_period = 365 * 86400;
+    c.license.grace_period = std::time::Duration::from_secs(365 * 86400);
     let exp = 1_830_297_599.0; // 2027-12-31T23:59:59Z
     assert_eq!(off(&c, exp - 10.0).state, LicenseState::Grace);
     let o = off(&c, exp + 10.0);

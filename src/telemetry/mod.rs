@@ -78,7 +78,7 @@ pub fn next_drain_gap(
 
 /// How old the application's metrics file may be: two telemetry intervals.
 fn app_max_age(ctx: &Ctx) -> Duration {
-    Duration::from_secs(ctx.cfg.telemetry.interval.saturating_mul(2))
+    ctx.cfg.telemetry.interval.saturating_mul(2)
 }
 
 /// Measures a fresh sample for `tenant_id`, stamped with `additionalData.collectedAt`.
@@ -146,9 +146,17 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
 /// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
 /// drain); stops at the first failure.
 pub fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
-    let state_dir = &ctx.cfg.state_dir;
+    recorded(ctx, |q, c| flush(ctx, q, c, max))
+}
+
+/// Opens the queue, runs `work` on it, and records the cycle in status.json with
+/// what is left queued and the failure, whichever step failed.
+fn recorded(
+    ctx: &Ctx,
+    work: impl FnOnce(&mut Queue, &mut Cycle) -> Result<()>,
+) -> Result<SendReport> {
     let mut c = Cycle::default();
-    let q = match Queue::open(state_dir, ctx.cfg.telemetry.queue_max) {
+    let mut q = match Queue::open(&ctx.cfg.state_dir, ctx.cfg.telemetry.queue_max) {
         Ok(q) => q,
         Err(e) => {
             c.failure = Some(e.to_string());
@@ -156,7 +164,7 @@ pub fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
             return Err(e);
         }
     };
-    let result = flush(ctx, &q, &mut c, max);
+    let result = work(&mut q, &mut c);
     let queued = q.len().ok();
     c.report.queued = queued.unwrap_or(0);
     if let Err(e) = &result {
@@ -183,23 +191,7 @@ pub fn send_cycle(ctx: &Ctx, collector: &mut Collector, max_flush: usize) -> Res
         return Err(e);
     };
     let fresh = collect(ctx, collector, tenant);
-    let mut c = Cycle::default();
-    let mut q = match Queue::open(state_dir, ctx.cfg.telemetry.queue_max) {
-        Ok(q) => q,
-        Err(e) => {
-            c.failure = Some(e.to_string());
-            record(ctx, None, &c);
-            return Err(e);
-        }
-    };
-    let result = cycle(ctx, &mut q, fresh, &mut c, max_flush);
-    let queued = q.len().ok();
-    c.report.queued = queued.unwrap_or(0);
-    if let Err(e) = &result {
-        c.failure = Some(e.to_string());
-    }
-    record(ctx, queued, &c);
-    result.map(|()| c.report)
+    recorded(ctx, |q, c| cycle(ctx, q, fresh, c, max_flush))
 }
 
 fn cycle(

@@ -6,11 +6,10 @@
 //! glues two different packages together.
 
 use super::journal;
-use super::verify::hex;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::transport::percent_encode;
+use crate::transport::{percent_encode, Streaming};
 use ring::digest;
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File, OpenOptions};
@@ -43,6 +42,18 @@ struct Parked {
 
 thread_local! {
     static PARKED: std::cell::RefCell<Option<Parked>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps a paused download's connection for the next attempt (see `Parked`).
+fn park(job: &Job, have: u64, body: Box<dyn Read>) {
+    let p = Parked {
+        update_id: job.want.update_id.clone(),
+        have,
+        header_digest: job.header_digest.clone(),
+        body,
+        at: job.ctx.clock.monotonic(),
+    };
+    PARKED.with(|cell| *cell.borrow_mut() = Some(p));
 }
 
 /// The parked stream of `update_id` at `have` bytes, if one is still fresh.
@@ -197,26 +208,24 @@ pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> R
         fsutil::atomic_write_json(&meta_path(dir), &meta, 0o600)?;
     }
     let path = format!("/update/download/{}", percent_encode(&want.update_id));
-    let mut progress = Progress::new(ctx, want.size);
+    let mut job = Job {
+        ctx,
+        dir,
+        want,
+        header_digest: None,
+        progress: Progress::new(ctx, want.size),
+        on_progress,
+    };
     let mut fails_without_progress = 0u32;
-    let mut header_digest: Option<String> = None;
     for _ in 0..MAX_RESUMES {
-        match attempt(
-            ctx,
-            dir,
-            &path,
-            want,
-            &mut header_digest,
-            &mut progress,
-            on_progress,
-        ) {
+        match attempt(&mut job, &path) {
             Ok(Some(done)) => {
-                progress.finish();
+                job.progress.finish();
                 return Ok(done);
             }
             Ok(None) => fails_without_progress = 0,
             Err(Failure::Fatal(e)) => {
-                progress.finish();
+                job.progress.finish();
                 return Err(e);
             }
             Err(Failure::Retry(why, progressed)) => {
@@ -227,22 +236,22 @@ pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> R
                 }
                 log::warn!("download interrupted: {why}; resuming");
                 if fails_without_progress >= ctx.cfg.backend.retry_attempts.max(1) {
-                    progress.finish();
+                    job.progress.finish();
                     return Err(Error::unreachable(format!(
                         "download of {}: {why} (partial file kept; the next run resumes)",
                         want.update_id
                     )));
                 }
                 ctx.clock
-                    .sleep(Duration::from_secs(ctx.cfg.backend.retry_delay.min(30)));
+                    .sleep(ctx.cfg.backend.retry_delay.min(Duration::from_secs(30)));
             }
         }
         if crate::signals::stop_requested() {
-            progress.finish();
+            job.progress.finish();
             return Err(Error::Interrupted);
         }
     }
-    progress.finish();
+    job.progress.finish();
     Err(Error::unreachable(format!(
         "download of {}: gave up after {MAX_RESUMES} resumes",
         want.update_id
@@ -262,82 +271,134 @@ impl From<Error> for Failure {
     }
 }
 
+/// What an attempt ends with: the complete package, None to start over at once, or
+/// why it stopped.
+type Attempted = std::result::Result<Option<Downloaded>, Failure>;
+
 fn reject_and_discard(dir: &Path, msg: String) -> Failure {
     discard(dir);
     Failure::Fatal(Error::PackageRejected(msg))
 }
 
-/// One request: resume from what is on disk. Ok(None) = restart requested.
-fn attempt(
-    ctx: &Ctx,
-    dir: &Path,
-    url_path: &str,
-    want: &Want,
-    header_digest: &mut Option<String>,
-    progress: &mut Progress,
-    on_progress: &dyn Fn(u64),
-) -> std::result::Result<Option<Downloaded>, Failure> {
-    let max = ctx.cfg.updates.max_package_size;
-    let limit = want.size.unwrap_or(max);
-    let part = part(dir);
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(&part)
-        .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
-    let mut have = file
-        .metadata()
-        .map_err(|e| Error::io(format!("reading {}", part.display()), e))?
-        .len();
-    if have > limit {
-        truncate(&file, &part)?;
-        have = 0;
+/// One download under way: what it is for, and what carries over between attempts.
+struct Job<'a> {
+    ctx: &'a Ctx<'a>,
+    dir: &'a Path,
+    want: &'a Want,
+    /// The digest an answer's headers announced, checked at the end.
+    header_digest: Option<String>,
+    progress: Progress,
+    on_progress: &'a dyn Fn(u64),
+}
+
+impl Job<'_> {
+    /// The most bytes the package may have: its announced size, else the configured maximum.
+    fn limit(&self) -> u64 {
+        self.want
+            .size
+            .unwrap_or(self.ctx.cfg.updates.max_package_size)
     }
-    // The digest covers the whole file: hash what an earlier run left first.
-    let mut hasher = digest::Context::new(&digest::SHA256);
-    let mut buf = vec![0u8; BUF];
-    if have > 0 {
-        let mut prefix = (&file).take(have);
-        loop {
-            let k = prefix
-                .read(&mut buf)
-                .map_err(|e| Error::io(format!("reading {}", part.display()), e))?;
-            if k == 0 {
-                break;
-            }
-            hasher.update(&buf[..k]);
+}
+
+/// `download.part` as far as it goes: open for appending, its bytes already hashed.
+struct Partial {
+    file: File,
+    hasher: digest::Context,
+    have: u64,
+}
+
+impl Partial {
+    /// Opens (or creates) the partial file, empties it if longer than `limit`, and
+    /// hashes what an earlier run left: the digest covers the whole file.
+    fn open(part: &Path, limit: u64) -> Result<Partial> {
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(part)
+            .map_err(|e| Error::io(format!("opening {}", part.display()), e))?;
+        let have = file
+            .metadata()
+            .map_err(|e| Error::io(format!("reading {}", part.display()), e))?
+            .len();
+        let mut p = Partial {
+            file,
+            hasher: digest::Context::new(&digest::SHA256),
+            have,
+        };
+        if have > limit {
+            p.restart(part)?;
         }
+        if p.have > 0 {
+            let mut buf = vec![0u8; BUF];
+            let mut prefix = (&p.file).take(p.have);
+            loop {
+                let k = prefix
+                    .read(&mut buf)
+                    .map_err(|e| Error::io(format!("reading {}", part.display()), e))?;
+                if k == 0 {
+                    break;
+                }
+                p.hasher.update(&buf[..k]);
+            }
+        }
+        Ok(p)
     }
-    let state_dir = &ctx.cfg.state_dir;
-    let remaining = want.size.map(|s| s.saturating_sub(have)).unwrap_or(0);
+
+    /// Empties the file: the package is fetched from its first byte.
+    fn restart(&mut self, part: &Path) -> Result<()> {
+        truncate(&self.file, part)?;
+        self.have = 0;
+        self.hasher = digest::Context::new(&digest::SHA256);
+        Ok(())
+    }
+}
+
+/// One request: resume from what is on disk. Ok(None) = restart requested.
+fn attempt(job: &mut Job, url_path: &str) -> Attempted {
+    let (ctx, want) = (job.ctx, job.want);
+    let part = part(job.dir);
+    let mut p = Partial::open(&part, job.limit())?;
+    let remaining = want.size.map(|s| s.saturating_sub(p.have)).unwrap_or(0);
     check_space(
-        state_dir,
+        &ctx.cfg.state_dir,
         remaining,
         &ctx.cfg.install.root,
         want.size.unwrap_or(0),
     )?;
-    if want.size == Some(have) && have > 0 {
-        return finish(dir, want, file, hasher, have, header_digest).map(Some);
+    if want.size == Some(p.have) && p.have > 0 {
+        return finish(job, p).map(Some);
     }
-    if let Some(p) = unpark(&want.update_id, have, ctx.clock.monotonic()) {
-        log::info!("download of {} goes on at {have} bytes", want.update_id);
-        *header_digest = p.header_digest;
-        return stream(
-            ctx,
-            dir,
-            want,
-            header_digest,
-            progress,
-            on_progress,
-            file,
-            hasher,
-            have,
-            p.body,
-            false,
-        );
+    if let Some(parked) = unpark(&want.update_id, p.have, ctx.clock.monotonic()) {
+        log::info!("download of {} goes on at {} bytes", want.update_id, p.have);
+        job.header_digest = parked.header_digest;
+        return stream(job, p, parked.body, false);
     }
+    let Some(resp) = request(ctx, url_path, &mut p, &part)? else {
+        return Ok(None);
+    };
+    check_announced(job, &resp, p.have)?;
+    // A pause for the daemon's other steps drops the connection and resumes with
+    // Range; a server that cannot resume keeps its connection parked instead.
+    let resumable = resp.status == 206
+        || resp
+            .header("accept-ranges")
+            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
+    stream(job, p, Box::new(resp.into_reader()), resumable)
+}
+
+/// Asks for the package from the end of the partial file on, and matches the answer
+/// to it: a 200 empties it, a 206 must start where it ends. None = ask again from
+/// the first byte; any other status is the backend's refusal, a broken connection a
+/// retry.
+fn request(
+    ctx: &Ctx,
+    url_path: &str,
+    p: &mut Partial,
+    part: &Path,
+) -> std::result::Result<Option<Streaming>, Failure> {
+    let have = p.have;
     let mut headers = Vec::new();
     if have > 0 {
         headers.push(("Range", format!("bytes={have}-")));
@@ -351,9 +412,7 @@ fn attempt(
         200 => {
             if have > 0 {
                 log::info!("server ignored the range request; restarting the download");
-                truncate(&file, &part)?;
-                have = 0;
-                hasher = digest::Context::new(&digest::SHA256);
+                p.restart(part)?;
             }
         }
         206 if have > 0 => {
@@ -367,35 +426,43 @@ fn attempt(
                 });
             if start != Some(have) {
                 log::warn!("206 for another range ({start:?}, wanted {have}); restarting");
-                truncate(&file, &part)?;
+                p.restart(part)?;
                 return Ok(None);
             }
         }
         416 => {
             log::warn!("range {have}- refused (416); restarting the download");
-            truncate(&file, &part)?;
+            p.restart(part)?;
             return Ok(None);
         }
         s => {
             // The backend's reason (`Cette mise à jour n'est plus active`), bounded.
             let mut body = Vec::new();
             let _ = resp.into_reader().take(16 * 1024).read_to_end(&mut body);
-            let e = super::check::download_refusal(s, url_path, &body);
-            return Err(Failure::Fatal(e));
+            return Err(Failure::Fatal(super::check::download_refusal(
+                s, url_path, &body,
+            )));
         }
     }
-    // X-Checksum (the real backend), X-Checksum-SHA256, X-Update-Version: checked
-    // against each other and the check before a byte is written.
+    Ok(Some(resp))
+}
+
+/// What the answer's headers announce, checked before a byte is written:
+/// X-Checksum (the real backend), X-Checksum-SHA256 and X-Update-Version against
+/// each other and the check, Content-Length against the expected size.
+fn check_announced(job: &mut Job, resp: &Streaming, have: u64) -> std::result::Result<(), Failure> {
+    let want = job.want;
     match super::check::check_download_headers(
         want.sha256.as_deref(),
         want.version.as_deref(),
         |name| resp.header(name),
     ) {
-        Ok(Some(h)) => *header_digest = Some(h),
+        Ok(Some(h)) => job.header_digest = Some(h),
         Ok(None) => {}
-        Err(Error::PackageRejected(m)) => return Err(reject_and_discard(dir, m)),
+        Err(Error::PackageRejected(m)) => return Err(reject_and_discard(job.dir, m)),
         Err(e) => return Err(Failure::Fatal(e)),
     }
+    let max = job.ctx.cfg.updates.max_package_size;
     if let Some(len) = resp
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok())
@@ -403,7 +470,7 @@ fn attempt(
         let end = have.saturating_add(len);
         if want.size.is_some_and(|s| s != end) || end > max {
             return Err(reject_and_discard(
-                dir,
+                job.dir,
                 format!(
                     "server sends {end} bytes; expected {}",
                     want.size
@@ -413,54 +480,23 @@ fn attempt(
             ));
         }
     }
-    // A pause for the daemon's other steps drops the connection and resumes with
-    // Range; a server that cannot resume keeps its connection parked instead.
-    let resumable = resp.status == 206
-        || resp
-            .header("accept-ranges")
-            .is_some_and(|v| v.eq_ignore_ascii_case("bytes"));
-    let body: Box<dyn Read> = Box::new(resp.into_reader());
-    stream(
-        ctx,
-        dir,
-        want,
-        header_digest,
-        progress,
-        on_progress,
-        file,
-        hasher,
-        have,
-        body,
-        resumable,
-    )
+    Ok(())
 }
 
 /// Reads the body into the partial file, hashing it, until its end, a break, a stop,
 /// a pause or a slow-rate abandonment.
-#[allow(clippy::too_many_arguments)]
-fn stream(
-    ctx: &Ctx,
-    dir: &Path,
-    want: &Want,
-    header_digest: &mut Option<String>,
-    progress: &mut Progress,
-    on_progress: &dyn Fn(u64),
-    mut file: File,
-    mut hasher: digest::Context,
-    mut have: u64,
-    mut body: Box<dyn Read>,
-    resumable: bool,
-) -> std::result::Result<Option<Downloaded>, Failure> {
+fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: bool) -> Attempted {
+    let (ctx, dir, want) = (job.ctx, job.dir, job.want);
     let max = ctx.cfg.updates.max_package_size;
-    let limit = want.size.unwrap_or(max);
+    let limit = job.limit();
     let part = part(dir);
     let mut buf = vec![0u8; BUF];
-    let started = have;
-    let mut queued = have;
-    let mut pace = Pace::new(ctx, have);
+    let started = p.have;
+    let mut queued = p.have;
+    let mut pace = Pace::new(ctx, p.have);
     loop {
         if crate::signals::stop_requested() {
-            let _ = file.sync_data();
+            let _ = p.file.sync_data();
             return Err(Error::Interrupted.into());
         }
         let (k, broken, early) = fill(&mut body, &mut buf, ctx.clock, pace.next_check());
@@ -468,28 +504,28 @@ fn stream(
         if k == 0 && at_end {
             break;
         }
-        if have + k as u64 > limit {
-            return Err(reject_and_discard(
-                dir,
-                match want.size {
-                    Some(s) => format!("package larger than its announced fileSize ({s} bytes)"),
-                    None => format!("package larger than updates.max_package_size ({max} bytes)"),
-                },
-            ));
+        if p.have + k as u64 > limit {
+            let why = match want.size {
+                Some(s) => format!("package larger than its announced fileSize ({s} bytes)"),
+                None => format!("package larger than updates.max_package_size ({max} bytes)"),
+            };
+            return Err(reject_and_discard(dir, why));
         }
-        file.write_all(&buf[..k])
+        p.file
+            .write_all(&buf[..k])
             .map_err(|e| Error::io(format!("writing {}", part.display()), e))?;
-        hasher.update(&buf[..k]);
-        have += k as u64;
+        p.hasher.update(&buf[..k]);
+        p.have += k as u64;
+        let have = p.have;
         if have - queued >= WRITEBACK_EVERY {
-            start_writeback(&file, queued, have);
+            start_writeback(&p.file, queued, have);
             queued = have;
         }
-        progress.show(ctx, have);
-        on_progress(have);
+        job.progress.show(ctx, have);
+        (job.on_progress)(have);
         journal::crash_after("download", have);
         if let Some(e) = broken {
-            let _ = file.sync_data();
+            let _ = p.file.sync_data();
             return Err(Failure::Retry(
                 format!("reading the body at byte {have}: {e}"),
                 have > started,
@@ -499,18 +535,9 @@ fn stream(
             break;
         }
         if let Err(e) = pace.check(ctx, have, &want.update_id) {
-            let _ = file.sync_data();
+            let _ = p.file.sync_data();
             if matches!(e, Error::Interrupted) && !resumable {
-                let at = ctx.clock.monotonic();
-                PARKED.with(|p| {
-                    *p.borrow_mut() = Some(Parked {
-                        update_id: want.update_id.clone(),
-                        have,
-                        header_digest: header_digest.clone(),
-                        body,
-                        at,
-                    })
-                });
+                park(job, have, body);
             }
             return Err(Failure::Fatal(e));
         }
@@ -520,14 +547,17 @@ fn stream(
     // above), so a short body is the server's whole package. Resuming would fetch it
     // again and again (a Range past its end, answered 200 or 416).
     if let Some(s) = want.size {
-        if have < s {
+        if p.have < s {
             return Err(reject_and_discard(
                 dir,
-                format!("package smaller than its announced fileSize: the body ended at {have} of {s} bytes"),
+                format!(
+                    "package smaller than its announced fileSize: the body ended at {} of {s} bytes",
+                    p.have
+                ),
             ));
         }
     }
-    finish(dir, want, file, hasher, have, header_digest).map(Some)
+    finish(job, p).map(Some)
 }
 
 /// Slow retrieval (TUF's "slow retrieval attack", or just a bad link): a download
@@ -547,8 +577,10 @@ impl Pace {
     fn new(ctx: &Ctx, have: u64) -> Pace {
         let u = &ctx.cfg.updates;
         Pace {
-            window: Duration::from_secs(u.slow_download_window.max(1)),
-            min_bytes: u.min_download_rate.saturating_mul(u.slow_download_window),
+            window: u.slow_download_window.max(Duration::from_secs(1)),
+            min_bytes: u
+                .min_download_rate
+                .saturating_mul(u.slow_download_window.as_secs()),
             window_start: ctx.clock.monotonic(),
             bytes_at_start: have,
             yield_at: ctx.yield_at,
@@ -646,16 +678,10 @@ fn truncate(file: &File, part: &Path) -> Result<()> {
 }
 
 /// Digest check, fsync, rename to `package.zip`, record completion.
-fn finish(
-    dir: &Path,
-    want: &Want,
-    file: File,
-    hasher: digest::Context,
-    size: u64,
-    header_digest: &Option<String>,
-) -> std::result::Result<Downloaded, Failure> {
-    let got = hex(hasher.finish().as_ref());
-    for expected in [&want.sha256, header_digest].into_iter().flatten() {
+fn finish(job: &Job, p: Partial) -> std::result::Result<Downloaded, Failure> {
+    let (dir, want) = (job.dir, job.want);
+    let got = crate::hex::encode(p.hasher.finish().as_ref());
+    for expected in [&want.sha256, &job.header_digest].into_iter().flatten() {
         if *expected != got {
             return Err(reject_and_discard(
                 dir,
@@ -663,9 +689,10 @@ fn finish(
             ));
         }
     }
-    file.sync_all()
+    p.file
+        .sync_all()
         .map_err(|e| Error::io("syncing the download", e))?;
-    drop(file);
+    drop(p.file);
     let dest = package(dir);
     fs::rename(part(dir), &dest)
         .map_err(|e| Error::io(format!("renaming to {}", dest.display()), e))?;
@@ -673,13 +700,13 @@ fn finish(
     let meta = Meta {
         want: want.clone(),
         complete_sha256: Some(got.clone()),
-        size: Some(size),
+        size: Some(p.have),
     };
     fsutil::atomic_write_json(&meta_path(dir), &meta, 0o600)?;
     Ok(Downloaded {
         path: dest,
         sha256: got,
-        size,
+        size: p.have,
     })
 }
 

@@ -131,12 +131,9 @@ impl<'c, 'f> Driver<'c, 'f> {
                     .clone()
                     .unwrap_or_else(|| "interrupted rollback".into()),
             ),
-            Some(Action::ReportFailed) => Outcome::Failed(self.error.take().unwrap_or_else(|| {
-                Error::Other(format!(
-                    "update to {} interrupted while staging slot {}; the active slot was not touched",
-                    self.j.version, self.j.target
-                ))
-            })),
+            Some(Action::ReportFailed) => {
+                Outcome::Failed(self.error.take().unwrap_or_else(|| self.staging_cut()))
+            }
             Some(Action::HandOver) => Outcome::HandedOver,
             Some(Action::SettleStatus) => Outcome::Nothing,
             _ => Outcome::Committed,
@@ -155,25 +152,7 @@ impl<'c, 'f> Driver<'c, 'f> {
         let ctx = self.ctx;
         let s = &ctx.cfg.services;
         match a {
-            Action::Persist => {
-                journal::save(&self.dir, &self.j)?;
-                match self.j.step {
-                    // One status write per state: `switching` follows `staging` (or a
-                    // rollback command, which reports `installing` here).
-                    Step::Staging => set_state(ctx, UpdateState::Installing),
-                    Step::Switching if self.staging.is_none() => {
-                        set_state(ctx, UpdateState::Installing)
-                    }
-                    Step::Switching => {}
-                    Step::Switched => set_state(ctx, UpdateState::HealthCheck),
-                    Step::RollingBack => log::error!(
-                        "rolling back to slot {}: {}",
-                        self.j.from.as_deref().unwrap_or("(none)"),
-                        self.j.reason.as_deref().unwrap_or("")
-                    ),
-                    Step::Committed => {}
-                }
-            }
+            Action::Persist => self.persist()?,
             Action::StageTarget => {
                 return Ok(Some(match self.stage() {
                     Ok(()) => Event::Staged,
@@ -194,50 +173,15 @@ impl<'c, 'f> Driver<'c, 'f> {
                     log::warn!("stopping services: {e}; going on");
                 }
             }
-            Action::PointCurrent(Which::Target) => {
-                return Ok(Some(match self.layout.switch_to(Some(&self.j.target)) {
-                    // Only an agent the package brings is handed over to (a content
-                    // package's slot holds a clone of the running one).
-                    Ok(()) => Event::CurrentSwitched {
-                        hand_over: self.hand_over
-                            && self.j.kind == Kind::Update
-                            && self
-                                .staging
-                                .as_ref()
-                                .is_some_and(|st| st.pkg.has_path(AGENT_IN_SLOT)),
-                    },
-                    Err(e) => Event::SwitchFailed(e.to_string()),
-                }));
-            }
+            Action::PointCurrent(Which::Target) => return Ok(Some(self.switch_to_target())),
             Action::PointCurrent(Which::From) => self.layout.switch_to(self.j.from.as_deref())?,
-            Action::PostSwitchHook => {
-                let target = self.layout.slot_dir(&self.j.target);
-                let r = hooks::run(
-                    &target,
-                    verify::HOOK_POST_SWITCH,
-                    self.slot(Which::From).as_deref(),
-                    &self.j.version,
-                    ctx.clock,
-                    Duration::from_secs(ctx.cfg.updates.hook_timeout),
-                );
-                if let Err(e) = r {
-                    return Ok(Some(Event::Unhealthy(format!(
-                        "version {}: {e}",
-                        self.j.version
-                    ))));
-                }
-            }
+            Action::PostSwitchHook => return Ok(self.post_switch_hook()),
             Action::StartServices(Which::Target) => {
                 let r = services::start_in(s, self.slot(Which::Target).as_deref(), ctx.clock);
                 match r {
                     Ok(()) => {}
                     Err(Error::Interrupted) => return Ok(Some(Event::Interrupted)),
-                    Err(e) => {
-                        return Ok(Some(Event::Unhealthy(format!(
-                            "version {}: {e}",
-                            self.j.version
-                        ))))
-                    }
+                    Err(e) => return Ok(Some(self.unhealthy(&e))),
                 }
             }
             Action::StartServices(Which::From) => {
@@ -253,59 +197,18 @@ impl<'c, 'f> Driver<'c, 'f> {
                     Ok(()) => Event::Healthy,
                     // Still `switched`: the next start runs the health check again.
                     Err(Error::Interrupted) => Event::Interrupted,
-                    Err(e) => Event::Unhealthy(format!("version {}: {e}", self.j.version)),
+                    Err(e) => self.unhealthy(&e),
                 }));
             }
-            Action::MarkTargetBad => {
-                let why = format!(
-                    "version {} failed: {}",
-                    self.j.version,
-                    self.j.reason.as_deref().unwrap_or("not healthy")
-                );
-                if let Err(e) = self.layout.mark_bad(&self.j.target, &why) {
-                    log::warn!("marking slot {} bad: {e}", self.j.target);
-                }
-                if let Some(id) = &self.j.update_id {
-                    let _ = crate::fsutil::atomic_write(
-                        &self.dir.join("failed-id"),
-                        id.as_bytes(),
-                        0o600,
-                    );
-                }
-            }
-            Action::ReportCommitted => {
-                let now = crate::clock::iso8601(ctx.now());
-                let kind = self.j.kind;
-                report(ctx, |u| {
-                    u.state = UpdateState::Idle;
-                    u.last_error = None;
-                    u.deferred = None;
-                    if kind == Kind::Update {
-                        u.available = false;
-                        u.downloaded_bytes = None;
-                        u.last_installed_at = Some(now);
-                        u.breaking = None;
-                        u.security_update = None;
-                    }
-                });
-                log::info!(
-                    "version {} committed in slot {}",
-                    self.j.version,
-                    self.j.target
-                );
-            }
+            Action::MarkTargetBad => self.mark_target_bad(),
+            Action::ReportCommitted => self.report_committed(),
             Action::DiscardDownload => {
                 download::discard(&self.dir);
                 let _ = std::fs::remove_file(self.dir.join("failed-id"));
             }
             Action::DropJournal => journal::clear(&self.dir)?,
             Action::ReportFailed => {
-                let e = self.error.take().unwrap_or_else(|| {
-                    Error::Other(format!(
-                        "update to {} interrupted while staging slot {}; the active slot was not touched",
-                        self.j.version, self.j.target
-                    ))
-                });
+                let e = self.error.take().unwrap_or_else(|| self.staging_cut());
                 fail(ctx, UpdateState::Failed, &e);
                 self.error = Some(e);
             }
@@ -320,6 +223,112 @@ impl<'c, 'f> Driver<'c, 'f> {
             ),
         }
         Ok(None)
+    }
+
+    /// Saves the journal, and reports the new step in status.json (or the log).
+    fn persist(&self) -> Result<()> {
+        let ctx = self.ctx;
+        journal::save(&self.dir, &self.j)?;
+        match self.j.step {
+            // One status write per state: `switching` follows `staging` (or a
+            // rollback command, which reports `installing` here).
+            Step::Staging => set_state(ctx, UpdateState::Installing),
+            Step::Switching if self.staging.is_none() => set_state(ctx, UpdateState::Installing),
+            Step::Switching => {}
+            Step::Switched => set_state(ctx, UpdateState::HealthCheck),
+            Step::RollingBack => log::error!(
+                "rolling back to slot {}: {}",
+                self.j.from.as_deref().unwrap_or("(none)"),
+                self.j.reason.as_deref().unwrap_or("")
+            ),
+            Step::Committed => {}
+        }
+        Ok(())
+    }
+
+    /// Points `current` at the target slot; whether the new agent takes over.
+    fn switch_to_target(&self) -> Event {
+        match self.layout.switch_to(Some(&self.j.target)) {
+            // Only an agent the package brings is handed over to (a content
+            // package's slot holds a clone of the running one).
+            Ok(()) => Event::CurrentSwitched {
+                hand_over: self.hand_over
+                    && self.j.kind == Kind::Update
+                    && self
+                        .staging
+                        .as_ref()
+                        .is_some_and(|st| st.pkg.has_path(AGENT_IN_SLOT)),
+            },
+            Err(e) => Event::SwitchFailed(e.to_string()),
+        }
+    }
+
+    /// The package's post-switch hook, if it has one; Some(unhealthy) when it fails.
+    fn post_switch_hook(&self) -> Option<Event> {
+        let ctx = self.ctx;
+        let target = self.layout.slot_dir(&self.j.target);
+        let r = hooks::run(
+            &target,
+            verify::HOOK_POST_SWITCH,
+            self.slot(Which::From).as_deref(),
+            &self.j.version,
+            ctx.clock,
+            ctx.cfg.updates.hook_timeout,
+        );
+        r.err().map(|e| self.unhealthy(&e))
+    }
+
+    /// The new version did not come up: why, for the rollback.
+    fn unhealthy(&self, e: &Error) -> Event {
+        Event::Unhealthy(format!("version {}: {e}", self.j.version))
+    }
+
+    /// Marks the target slot bad, and remembers the update so that the daemon does
+    /// not install it again by itself.
+    fn mark_target_bad(&self) {
+        let why = format!(
+            "version {} failed: {}",
+            self.j.version,
+            self.j.reason.as_deref().unwrap_or("not healthy")
+        );
+        if let Err(e) = self.layout.mark_bad(&self.j.target, &why) {
+            log::warn!("marking slot {} bad: {e}", self.j.target);
+        }
+        if let Some(id) = &self.j.update_id {
+            let _ = crate::fsutil::atomic_write(&self.dir.join("failed-id"), id.as_bytes(), 0o600);
+        }
+    }
+
+    /// status.json and the log after a commit.
+    fn report_committed(&self) {
+        let ctx = self.ctx;
+        let now = crate::clock::iso8601(ctx.now());
+        let kind = self.j.kind;
+        report(ctx, |u| {
+            u.state = UpdateState::Idle;
+            u.last_error = None;
+            u.deferred = None;
+            if kind == Kind::Update {
+                u.available = false;
+                u.downloaded_bytes = None;
+                u.last_installed_at = Some(now);
+                u.breaking = None;
+                u.security_update = None;
+            }
+        });
+        log::info!(
+            "version {} committed in slot {}",
+            self.j.version,
+            self.j.target
+        );
+    }
+
+    /// Why staging ended when no error was kept: it was cut (a restart).
+    fn staging_cut(&self) -> Error {
+        Error::Other(format!(
+            "update to {} interrupted while staging slot {}; the active slot was not touched",
+            self.j.version, self.j.target
+        ))
     }
 
     /// Fills the target slot from the package in one pass and records it: a copy of
@@ -368,7 +377,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             old.as_deref(),
             &self.j.version,
             ctx.clock,
-            Duration::from_secs(ctx.cfg.updates.hook_timeout),
+            ctx.cfg.updates.hook_timeout,
         )
         .map_err(|e| match e {
             Error::Interrupted => e,

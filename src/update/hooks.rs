@@ -64,7 +64,7 @@ pub fn run(
     };
     let child = c
         .spawn()
-        .map_err(|e| Error::Other(format!("{rel} cannot run: {e}")))?;
+        .map_err(|e| Error::io(format!("{rel} cannot run"), e))?;
     match services::wait_child(child, clock, budget, services::STOP_GRACE) {
         Ok(st) if st.success() => {
             super::journal::crash_point(&format!("hook:{name}"));

@@ -194,8 +194,19 @@ pub fn parse(data: &[u8]) -> Result<Manifest> {
         Some(Value::String(k)) => Some(PackageKind::parse(k, MANIFEST)?),
         Some(_) => return Err(reject(format!("{MANIFEST}: \"kind\" must be a string"))),
     };
+    let delete = deletions(v.get("delete"))?;
+    Ok(Manifest {
+        version,
+        kind,
+        files: files(v.get("files"))?,
+        delete,
+    })
+}
+
+/// `delete`: the paths a content package removes (none when absent).
+fn deletions(v: Option<&Value>) -> Result<Vec<String>> {
     let mut delete = Vec::new();
-    match v.get("delete") {
+    match v {
         None | Some(Value::Null) => {}
         Some(Value::Array(a)) => {
             for d in a {
@@ -207,6 +218,12 @@ pub fn parse(data: &[u8]) -> Result<Manifest> {
         }
         Some(_) => return Err(reject(format!("{MANIFEST}: \"delete\" must be an array"))),
     }
+    Ok(delete)
+}
+
+/// `files`, in the old object form (`path -> sha256`) or as an array of items;
+/// None when absent.
+fn files(v: Option<&Value>) -> Result<Option<BTreeMap<String, Item>>> {
     let mut files = BTreeMap::new();
     let mut add = |p: &str, it: Item| -> Result<()> {
         let p = clean_path(p)?;
@@ -215,15 +232,8 @@ pub fn parse(data: &[u8]) -> Result<Manifest> {
         }
         Ok(())
     };
-    match v.get("files") {
-        None | Some(Value::Null) => {
-            return Ok(Manifest {
-                version,
-                kind,
-                files: None,
-                delete,
-            })
-        }
+    match v {
+        None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(o)) => {
             for (p, h) in o {
                 let h = h
@@ -256,12 +266,7 @@ pub fn parse(data: &[u8]) -> Result<Manifest> {
             )))
         }
     }
-    Ok(Manifest {
-        version,
-        kind,
-        files: Some(files),
-        delete,
-    })
+    Ok(Some(files))
 }
 
 #[cfg(test)]

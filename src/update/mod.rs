@@ -305,16 +305,23 @@ pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
     if !r.available {
         return Ok(report_now(ctx, false));
     }
-    let pkg = fetch(ctx, &c)?;
+    let (file, src) = downloaded(ctx, &c)?;
+    let (zip, p) = inspect(ctx, &file, &src)?;
+    install(ctx, zip, p, src, false)
+}
+
+/// The package a check announced, downloaded (or found already downloaded) and
+/// opened, with what the check said about it.
+fn downloaded(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<(File, Source)> {
+    let pkg = fetch(ctx, c)?;
     let file = open_package(ctx, &pkg.path)?;
     let src = Source {
         update_id: c.update_id.clone(),
         latest_version: c.latest_version.clone(),
-        sha256: Some(pkg.sha256.clone()),
+        sha256: Some(pkg.sha256),
         allow_downgrade: false,
     };
-    let (zip, p) = inspect(ctx, &file, &src)?;
-    install(ctx, zip, p, src, false)
+    Ok((file, src))
 }
 
 /// Downloads the package a check announced (or finds it already downloaded).
@@ -478,14 +485,7 @@ pub fn daemon_step(ctx: &Ctx) -> Result<()> {
         log::info!("update {id} failed before; not retrying it automatically (run `update`)");
         return Ok(());
     }
-    let pkg = fetch(ctx, &c)?;
-    let file = open_package(ctx, &pkg.path)?;
-    let src = Source {
-        update_id: c.update_id.clone(),
-        latest_version: c.latest_version.clone(),
-        sha256: Some(pkg.sha256.clone()),
-        allow_downgrade: false,
-    };
+    let (file, src) = downloaded(ctx, &c)?;
     let (mut zip, p) = inspect(ctx, &file, &src)?;
     let info = p.info.as_ref();
     let wait = if !u.auto_install {

@@ -286,79 +286,14 @@ pub fn extract(
                 if over {
                     remove_any(&dest)?;
                 }
-                let mut out = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .mode(0o600)
-                    .open(&dest)
-                    .map_err(|x| io_err(&dest, "creating", x))?;
-                let mut r = zip
-                    .by_index(e.index)
-                    .map_err(|x| Error::PackageRejected(format!("{}: {x}", e.path)))?;
-                let mut hash = e
-                    .sha256
-                    .as_ref()
-                    .map(|_| digest::Context::new(&digest::SHA256));
-                let mut n: u64 = 0;
-                loop {
-                    let k = r.read(&mut buf).map_err(|x| {
-                        Error::PackageRejected(format!("{}: corrupt data: {x}", e.path))
-                    })?;
-                    if k == 0 {
-                        break;
-                    }
-                    n += k as u64;
-                    total += k as u64;
-                    if n > e.size || total > max_unpacked {
-                        return Err(Error::PackageRejected(format!(
-                            "{}: more data than declared (limit {max_unpacked} bytes in all)",
-                            e.path
-                        )));
-                    }
-                    if let Some(h) = hash.as_mut() {
-                        h.update(&buf[..k]);
-                    }
-                    out.write_all(&buf[..k])
-                        .map_err(|x| io_err(&dest, "writing", x))?;
-                }
-                if n != e.size {
-                    return Err(Error::PackageRejected(format!(
-                        "{}: {n} bytes, header declares {}",
-                        e.path, e.size
-                    )));
-                }
-                if let (Some(h), Some(want)) = (hash, &e.sha256) {
-                    if verify::hex(h.finish().as_ref()) != *want {
-                        return Err(Error::PackageRejected(format!(
-                            "{}: SHA-256 does not match {}",
-                            e.path,
-                            verify::MANIFEST
-                        )));
-                    }
-                }
-                fs::set_permissions(&dest, fs::Permissions::from_mode(e.mode & 0o777))
-                    .map_err(|x| io_err(&dest, "setting mode of", x))?;
+                write_file(zip, e, &dest, &mut buf, &mut total, max_unpacked)?;
                 files += 1;
             }
         }
         journal::crash_after("extract", count as u64 + 1);
     }
     for (e, target) in links {
-        if let Some(want) = &e.sha256 {
-            if verify::hex(digest::digest(&digest::SHA256, target.as_bytes()).as_ref()) != *want {
-                return Err(Error::PackageRejected(format!(
-                    "{}: link target digest mismatch",
-                    e.path
-                )));
-            }
-        }
-        parents(dir, &e.path, false, &mut made)?;
-        let dest = dir.join(&e.path);
-        if over {
-            remove_any(&dest)?;
-        }
-        std::os::unix::fs::symlink(&target, &dest).map_err(|x| io_err(&dest, "linking", x))?;
+        make_link(dir, e, &target, over, &mut made)?;
     }
     for (d, mode) in dirs {
         fs::set_permissions(&d, fs::Permissions::from_mode(mode))
@@ -366,6 +301,97 @@ pub fn extract(
     }
     sync_tree(dir)?;
     Ok((files, total))
+}
+
+/// Writes one file entry to `dest` (created anew, never through a link), hashing
+/// it on the way, and holds it to its declared size, the package's total and the
+/// manifest's SHA-256; then gives it its mode. `total`: bytes written so far.
+fn write_file(
+    zip: &mut Zip,
+    e: &verify::Entry,
+    dest: &Path,
+    buf: &mut [u8],
+    total: &mut u64,
+    max_unpacked: u64,
+) -> Result<()> {
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|x| io_err(dest, "creating", x))?;
+    let mut r = zip
+        .by_index(e.index)
+        .map_err(|x| Error::PackageRejected(format!("{}: {x}", e.path)))?;
+    let mut hash = e
+        .sha256
+        .as_ref()
+        .map(|_| digest::Context::new(&digest::SHA256));
+    let mut n: u64 = 0;
+    loop {
+        let k = r
+            .read(buf)
+            .map_err(|x| Error::PackageRejected(format!("{}: corrupt data: {x}", e.path)))?;
+        if k == 0 {
+            break;
+        }
+        n += k as u64;
+        *total += k as u64;
+        if n > e.size || *total > max_unpacked {
+            return Err(Error::PackageRejected(format!(
+                "{}: more data than declared (limit {max_unpacked} bytes in all)",
+                e.path
+            )));
+        }
+        if let Some(h) = hash.as_mut() {
+            h.update(&buf[..k]);
+        }
+        out.write_all(&buf[..k])
+            .map_err(|x| io_err(dest, "writing", x))?;
+    }
+    if n != e.size {
+        return Err(Error::PackageRejected(format!(
+            "{}: {n} bytes, header declares {}",
+            e.path, e.size
+        )));
+    }
+    if let (Some(h), Some(want)) = (hash, &e.sha256) {
+        if crate::hex::encode(h.finish().as_ref()) != *want {
+            return Err(Error::PackageRejected(format!(
+                "{}: SHA-256 does not match {}",
+                e.path,
+                verify::MANIFEST
+            )));
+        }
+    }
+    fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o777))
+        .map_err(|x| io_err(dest, "setting mode of", x))
+}
+
+/// Creates one link entry, once its target matches the manifest's digest.
+fn make_link(
+    dir: &Path,
+    e: &verify::Entry,
+    target: &str,
+    over: bool,
+    made: &mut HashSet<PathBuf>,
+) -> Result<()> {
+    if let Some(want) = &e.sha256 {
+        if crate::hex::encode(digest::digest(&digest::SHA256, target.as_bytes()).as_ref()) != *want
+        {
+            return Err(Error::PackageRejected(format!(
+                "{}: link target digest mismatch",
+                e.path
+            )));
+        }
+    }
+    parents(dir, &e.path, false, made)?;
+    let dest = dir.join(&e.path);
+    if over {
+        remove_any(&dest)?;
+    }
+    std::os::unix::fs::symlink(target, &dest).map_err(|x| io_err(&dest, "linking", x))
 }
 
 /// Makes every parent of `rel` (and `rel` itself when `itself`) a real directory

@@ -10,7 +10,7 @@
 //! slot brings that slot's key set back with it.
 
 use super::slots::Layout;
-use super::verify::{hex, parse_public_key};
+use super::verify::parse_public_key;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -41,7 +41,7 @@ impl Trust {
 
 /// First 16 hex digits of the SHA-256 of a public key (what `cybersensei-pack` prints).
 pub fn key_id(k: &[u8; 32]) -> String {
-    hex(ring::digest::digest(&ring::digest::SHA256, k).as_ref())[..16].to_string()
+    crate::hex::encode(ring::digest::digest(&ring::digest::SHA256, k).as_ref())[..16].to_string()
 }
 
 /// The trust in force. A configured entry that is neither a key nor a readable file

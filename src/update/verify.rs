@@ -150,17 +150,22 @@ pub fn parse_public_key(value: &str) -> Result<[u8; 32]> {
         })
 }
 
-fn key_from_text(text: &str) -> Option<[u8; 32]> {
-    // PEM armour lines are dropped; what is left is base64.
+/// The bytes of a PEM text (its armour lines dropped) or of bare base64; None if
+/// what is left is not base64. Shared with the vendor tool's key reader.
+pub fn pem_or_base64(text: &str) -> Option<Vec<u8>> {
     let b64: String = text
         .lines()
         .filter(|l| !l.starts_with("-----"))
         .flat_map(|l| l.chars())
         .filter(|c| !c.is_whitespace())
         .collect();
-    let raw = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
-        .ok()?;
+        .ok()
+}
+
+fn key_from_text(text: &str) -> Option<[u8; 32]> {
+    let raw = pem_or_base64(text)?;
     // DER SubjectPublicKeyInfo of an Ed25519 key: a fixed 12-byte prefix.
     const SPKI: [u8; 12] = [
         0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
@@ -189,6 +194,70 @@ pub fn verify(f: &File, limits: &Limits, keys: &[[u8; 32]]) -> Result<Package> {
 /// links, the manifest and its signature, `version.json`, `VERSION`. Returns the
 /// archive (over the same descriptor) for the extraction.
 pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Zip<'a>, Package)> {
+    let mut zip = open_archive(f, limits)?;
+    let mut pkg = Package {
+        entries: Vec::with_capacity(zip.len()),
+        total: 0,
+        manifest_version: None,
+        version_file: None,
+        signed: false,
+        manifest: None,
+        info: None,
+        kind: PackageKind::Full,
+    };
+    let mut seen = HashSet::new();
+    for i in 0..zip.len() {
+        let e = zip
+            .by_index_data(i)
+            .map_err(|e| reject(format!("entry {i}: {e}")))?;
+        let entry = check_entry(f, i, &e)?;
+        if !seen.insert(entry.path.clone()) {
+            return Err(reject(format!("{}: duplicate entry", entry.path)));
+        }
+        pkg.total = pkg.total.saturating_add(entry.size);
+        if pkg.total > limits.max_unpacked {
+            return Err(reject(format!(
+                "unpacks to more than updates.max_unpacked_size ({} bytes)",
+                limits.max_unpacked
+            )));
+        }
+        pkg.entries.push(entry);
+    }
+    check_tree(&pkg.entries)?;
+    read_link_targets(&mut zip, &mut pkg.entries)?;
+    check_links(&pkg.entries)?;
+    let manifest = read_manifest(&mut zip, &pkg, keys)?;
+    pkg.signed = !keys.is_empty();
+    if let Some(m) = &manifest {
+        pkg.manifest_version = Some(m.version.clone());
+        apply_manifest(&mut pkg.entries, m)?;
+        if pkg.signed {
+            signed_directories(&mut pkg.entries, m)?;
+        }
+    }
+    cap_modes(&mut pkg.entries);
+    if let Some(e) = file_at(&pkg.entries, VERSION_JSON) {
+        let data = read_small(&mut zip, e.index, MAX_VERSION_JSON, VERSION_JSON)?;
+        pkg.info = Some(version_json::parse(&data)?);
+    }
+    pkg.kind = resolve_kind(manifest.as_ref(), pkg.info.as_ref())?;
+    check_hooks(&pkg.entries)?;
+    pkg.manifest = manifest;
+    if let Some(e) = file_at(&pkg.entries, VERSION_FILE) {
+        let v = read_small(&mut zip, e.index, 256, VERSION_FILE)?;
+        let v = String::from_utf8_lossy(&v)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        pkg.version_file = Some(check_version(&v, VERSION_FILE)?);
+    }
+    Ok((zip, pkg))
+}
+
+/// The archive, once its directory is bounded, counted and consistent.
+fn open_archive<'a>(f: &'a File, limits: &Limits) -> Result<Zip<'a>> {
     // The archive reader keeps every central-directory record in memory: bound the
     // directory (count, size, ZIP64 included) from its end record before it is parsed.
     super::zipbound::check(f, limits.max_entries)?;
@@ -205,118 +274,91 @@ pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Z
     // overlapping entries (a classic zip bomb) and hidden local entries.
     zip.validate_header_consistency()
         .map_err(|e| reject(format!("inconsistent ZIP: {e}")))?;
-    let mut pkg = Package {
-        entries: Vec::with_capacity(zip.len()),
-        total: 0,
-        manifest_version: None,
-        version_file: None,
-        signed: false,
-        manifest: None,
-        info: None,
-        kind: PackageKind::Full,
+    Ok(zip)
+}
+
+/// One directory record checked on its own: its name, that it is a plain file,
+/// directory or link, stored or deflated and not encrypted; its mode and size as
+/// installed (a link's target is read later).
+fn check_entry(f: &File, i: usize, e: &zip::read::ZipFileEntry<'_>) -> Result<Entry> {
+    let raw = e.name_raw();
+    let name = check_name(raw)?;
+    if unix_extra_links(f, e.header_start(), e.central_header_start()) {
+        return Err(reject(format!(
+            "{name}: hard link or device node (PKWARE Unix extra field) refused: only files, directories and links"
+        )));
+    }
+    if e.encrypted() {
+        return Err(reject(format!(
+            "{name}: encrypted entries are not supported"
+        )));
+    }
+    match e.compression() {
+        CompressionMethod::Stored | CompressionMethod::Deflated => {}
+        m => {
+            return Err(reject(format!(
+                "{name}: unsupported compression method {m:?}"
+            )))
+        }
+    }
+    let mode = e.unix_mode().unwrap_or(0);
+    let ends_slash = raw.ends_with(b"/");
+    let kind = match mode & S_IFMT {
+        S_IFLNK => Kind::Symlink(String::new()),
+        S_IFDIR => Kind::Dir,
+        0 if ends_slash => Kind::Dir,
+        S_IFREG | 0 => Kind::File,
+        t => {
+            return Err(reject(format!(
+                "{name}: special file (type {t:o}) refused: only files, directories and links"
+            )))
+        }
     };
-    let mut seen = HashSet::new();
-    for i in 0..zip.len() {
-        let e = zip
-            .by_index_data(i)
-            .map_err(|e| reject(format!("entry {i}: {e}")))?;
-        let raw = e.name_raw();
-        let name = check_name(raw)?;
-        if unix_extra_links(f, e.header_start(), e.central_header_start()) {
-            return Err(reject(format!(
-                "{name}: hard link or device node (PKWARE Unix extra field) refused: only files, directories and links"
-            )));
-        }
-        if e.encrypted() {
-            return Err(reject(format!(
-                "{name}: encrypted entries are not supported"
-            )));
-        }
-        match e.compression() {
-            CompressionMethod::Stored | CompressionMethod::Deflated => {}
-            m => {
-                return Err(reject(format!(
-                    "{name}: unsupported compression method {m:?}"
-                )))
-            }
-        }
-        let mode = e.unix_mode().unwrap_or(0);
-        let ends_slash = raw.ends_with(b"/");
-        let kind = match mode & S_IFMT {
-            S_IFLNK => Kind::Symlink(String::new()),
-            S_IFDIR => Kind::Dir,
-            0 if ends_slash => Kind::Dir,
-            S_IFREG | 0 => Kind::File,
-            t => {
-                return Err(reject(format!(
-                    "{name}: special file (type {t:o}) refused: only files, directories and links"
-                )))
-            }
-        };
-        if ends_slash && kind != Kind::Dir {
-            return Err(reject(format!(
-                "{name}: name says directory, mode says not"
-            )));
-        }
-        let perm = mode & 0o777;
-        let size = e.size();
-        let (mode, size) = match kind {
-            Kind::Dir => (if perm == 0 { 0o755 } else { perm | 0o700 }, 0),
-            Kind::File => (if perm == 0 { 0o644 } else { perm }, size),
-            Kind::Symlink(_) => (0o777, size),
-        };
-        if !seen.insert(name.clone()) {
-            return Err(reject(format!("{name}: duplicate entry")));
-        }
-        pkg.total = pkg.total.saturating_add(size);
-        if pkg.total > limits.max_unpacked {
-            return Err(reject(format!(
-                "unpacks to more than updates.max_unpacked_size ({} bytes)",
-                limits.max_unpacked
-            )));
-        }
-        pkg.entries.push(Entry {
-            index: i,
-            path: name,
-            kind,
-            mode,
-            size,
-            sha256: None,
-        });
+    if ends_slash && kind != Kind::Dir {
+        return Err(reject(format!(
+            "{name}: name says directory, mode says not"
+        )));
     }
-    check_tree(&pkg.entries)?;
-    // Link targets are data: read them (bounded) before checking where they point.
-    for idx in 0..pkg.entries.len() {
-        if matches!(pkg.entries[idx].kind, Kind::Symlink(_)) {
-            let (index, path) = (pkg.entries[idx].index, pkg.entries[idx].path.clone());
-            let target = read_small(&mut zip, index, MAX_LINK, &path)?;
+    let perm = mode & 0o777;
+    let (mode, size) = match kind {
+        Kind::Dir => (if perm == 0 { 0o755 } else { perm | 0o700 }, 0),
+        Kind::File => (if perm == 0 { 0o644 } else { perm }, e.size()),
+        Kind::Symlink(_) => (0o777, e.size()),
+    };
+    Ok(Entry {
+        index: i,
+        path: name,
+        kind,
+        mode,
+        size,
+        sha256: None,
+    })
+}
+
+/// Link targets are data: read them (bounded) before checking where they point.
+fn read_link_targets(zip: &mut Zip, entries: &mut [Entry]) -> Result<()> {
+    for e in entries.iter_mut() {
+        if matches!(e.kind, Kind::Symlink(_)) {
+            let target = read_small(zip, e.index, MAX_LINK, &e.path)?;
             let target = String::from_utf8(target)
-                .map_err(|_| reject(format!("{path}: link target is not UTF-8")))?;
-            pkg.entries[idx].kind = Kind::Symlink(target);
+                .map_err(|_| reject(format!("{}: link target is not UTF-8", e.path)))?;
+            e.kind = Kind::Symlink(target);
         }
     }
-    check_links(&pkg.entries)?;
-    let manifest = read_manifest(&mut zip, &pkg, keys)?;
-    pkg.signed = !keys.is_empty();
-    if let Some(m) = &manifest {
-        pkg.manifest_version = Some(m.version.clone());
-        apply_manifest(&mut pkg.entries, m)?;
-        if pkg.signed {
-            signed_directories(&mut pkg.entries, m)?;
-        }
-    }
-    cap_modes(&mut pkg.entries);
-    if let Some(e) = pkg
-        .entries
+    Ok(())
+}
+
+/// The regular file at `path`, if the package has one.
+fn file_at<'e>(entries: &'e [Entry], path: &str) -> Option<&'e Entry> {
+    entries
         .iter()
-        .find(|e| e.path == VERSION_JSON && e.kind == Kind::File)
-    {
-        let data = read_small(&mut zip, e.index, MAX_VERSION_JSON, VERSION_JSON)?;
-        pkg.info = Some(version_json::parse(&data)?);
-    }
-    pkg.kind = resolve_kind(manifest.as_ref(), pkg.info.as_ref())?;
+        .find(|e| e.path == path && e.kind == Kind::File)
+}
+
+/// An install hook must be a regular file its owner can execute.
+fn check_hooks(entries: &[Entry]) -> Result<()> {
     for hook in [HOOK_POST_INSTALL, HOOK_POST_SWITCH] {
-        if let Some(e) = pkg.entries.iter().find(|e| e.path == hook) {
+        if let Some(e) = entries.iter().find(|e| e.path == hook) {
             if e.kind != Kind::File || e.mode & 0o100 == 0 {
                 return Err(reject(format!(
                     "{hook}: an install hook must be a regular file, executable by its owner"
@@ -324,22 +366,7 @@ pub fn inspect<'a>(f: &'a File, limits: &Limits, keys: &[[u8; 32]]) -> Result<(Z
             }
         }
     }
-    pkg.manifest = manifest;
-    if let Some(e) = pkg
-        .entries
-        .iter()
-        .find(|e| e.path == VERSION_FILE && e.kind == Kind::File)
-    {
-        let v = read_small(&mut zip, e.index, 256, VERSION_FILE)?;
-        let v = String::from_utf8_lossy(&v)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        pkg.version_file = Some(check_version(&v, VERSION_FILE)?);
-    }
-    Ok((zip, pkg))
+    Ok(())
 }
 
 /// What a v2 manifest says about an entry must be what the archive holds: its type,
@@ -712,7 +739,9 @@ pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
             Kind::Dir => continue,
             Kind::Symlink(t) => {
                 if let Some(h) = expected {
-                    if hex(digest::digest(&digest::SHA256, t.as_bytes()).as_ref()) != *h {
+                    if crate::hex::encode(digest::digest(&digest::SHA256, t.as_bytes()).as_ref())
+                        != *h
+                    {
                         return Err(reject(format!("{}: link target digest mismatch", e.path)));
                     }
                 }
@@ -750,7 +779,7 @@ pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
             )));
         }
         if let (Some(c), Some(h)) = (ctx, expected) {
-            if hex(c.finish().as_ref()) != *h {
+            if crate::hex::encode(c.finish().as_ref()) != *h {
                 return Err(reject(format!(
                     "{}: SHA-256 does not match {MANIFEST}",
                     e.path
@@ -763,5 +792,3 @@ pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
     }
     Ok(())
 }
-
-pub use crate::hex::encode as hex;

@@ -115,14 +115,14 @@ mod config_tests {
         let c = Config::parse("{}").unwrap();
         assert_eq!(c.updates.install_window, None);
         assert!(!c.updates.security_outside_window);
-        assert_eq!(c.updates.hook_timeout, 300);
+        assert_eq!(c.updates.hook_timeout.as_secs(), 300);
         let c = Config::parse(
             r#"{"updates": {"install_window": "22:00-06:00", "security_outside_window": true, "hook_timeout": 60}}"#,
         )
         .unwrap();
         assert_eq!(c.updates.install_window.as_deref(), Some("22:00-06:00"));
         assert!(c.updates.security_outside_window);
-        assert_eq!(c.updates.hook_timeout, 60);
+        assert_eq!(c.updates.hook_timeout.as_secs(), 60);
         let e = Config::parse(r#"{"updates": {"install_window": "night"}}"#).unwrap_err();
         assert!(e.to_string().contains("updates.install_window"), "{e}");
         assert!(Config::parse(r#"{"updates": {"hook_timeout": 0}}"#).is_err());

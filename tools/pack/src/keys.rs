@@ -13,9 +13,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// Short fingerprint of a public key: first 16 hex digits of its SHA-256.
 pub fn key_id(public: &[u8]) -> String {
-    cybersensei_agent::update::verify::hex(
-        ring::digest::digest(&ring::digest::SHA256, public).as_ref(),
-    )[..16]
+    cybersensei_agent::hex::encode(ring::digest::digest(&ring::digest::SHA256, public).as_ref())
+        [..16]
         .to_string()
 }
 
@@ -60,14 +59,8 @@ pub fn load_private(path: &Path) -> Result<Ed25519KeyPair, Fail> {
     let data = std::fs::read(path).map_err(|e| Fail::new(format!("{}: {e}", path.display())))?;
     let der = match std::str::from_utf8(&data) {
         Ok(text) if text.contains("-----BEGIN") => {
-            let b64: String = text
-                .lines()
-                .filter(|l| !l.starts_with("-----"))
-                .flat_map(|l| l.chars())
-                .filter(|c| !c.is_whitespace())
-                .collect();
-            B64.decode(b64.as_bytes())
-                .map_err(|_| Fail::new(format!("{}: bad PEM", path.display())))?
+            cybersensei_agent::update::verify::pem_or_base64(text)
+                .ok_or_else(|| Fail::new(format!("{}: bad PEM", path.display())))?
         }
         _ => data,
     };

@@ -131,7 +131,7 @@ fn sha256_file(path: &Path) -> Result<(String, u64), Fail> {
 }
 
 fn hex(b: &[u8]) -> String {
-    cybersensei_agent::update::verify::hex(b)
+    cybersensei_agent::hex::encode(b)
 }
 
 fn sha256(b: &[u8]) -> String {

@@ -84,7 +84,7 @@ fn actual_entries(z: &mut ZipArchive<File>) -> Result<BTreeMap<String, Actual>, 
                 kind,
                 mode: mode.map(|m| m & 0o7777),
                 size: n,
-                sha256: cybersensei_agent::update::verify::hex(ctx.finish().as_ref()),
+                sha256: cybersensei_agent::hex::encode(ctx.finish().as_ref()),
                 target: (kind == "symlink").then(|| String::from_utf8_lossy(&target).into_owned()),
             },
         );
