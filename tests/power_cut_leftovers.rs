@@ -25,9 +25,8 @@ fn dead_pid() -> u32 {
 
 #[test]
 fn temp_files_left_by_a_power_cut_are_swept_at_the_next_start() {
-    let rig = Node::offline();
-    let o = rig.install(&zip(&app("1.0.0")));
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    let mut rig = Node::offline();
+    install_v1(&mut rig, None, "v1");
     let dead = dead_pid();
     let live = std::process::id();
     let upd = rig.state_dir.join("update");

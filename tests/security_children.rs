@@ -49,8 +49,7 @@ fn alive(pid: i32) -> bool {
 #[test]
 fn a_timed_out_health_command_dies_with_its_children() {
     let mut rig = Node::offline();
-    let o = rig.install(&zip(&app("1.0.0")));
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    install_v1(&mut rig, None, "v1");
     let pidfile = rig.dir.path().join("grandchild.pid");
     // The health command starts a child of its own and waits for it: at the deadline
     // the agent must kill both, or the grandchild lives on (holding our stdout).
@@ -93,8 +92,7 @@ fn a_timed_out_health_command_dies_with_its_children() {
 #[test]
 fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
     let mut rig = Node::offline();
-    let o = rig.install(&zip(&app("1.0.0")));
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    install_v1(&mut rig, None, "v1");
     // 2.0.0 switched, not yet health-checked (the journal says `switched`).
     let pkg = rig.package("v2.zip", &zip(&app("2.0.0")));
     let o = rig.run_crashing(&["install", pkg.to_str().unwrap()], "journal:switched");

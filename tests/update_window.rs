@@ -17,6 +17,14 @@ fn hhmm(m: u32) -> String {
     format!("{:02}:{:02}", (m / 60) % 24, m % 60)
 }
 
+/// Sets `updates.install_window` from `from` to `to` minutes after local minute `m0`
+/// (the agent has this process's time zone); the window as written.
+fn window_after(rig: &mut Node, m0: u32, from: u32, to: u32) -> String {
+    let w = format!("{}-{}", hhmm((m0 + from) % 1440), hhmm((m0 + to) % 1440));
+    rig.set("updates", "install_window", json!(w));
+    w
+}
+
 /// A box on 1.0.0 whose daemon checks every hour on the hour (no splay, no jitter)
 /// and installs automatically.
 fn rig(sim: &cybersensei_sim::Sim) -> Node {
@@ -47,9 +55,7 @@ fn automatic_install_waits_for_the_window_then_installs_inside_it() {
     // The window opens 3.5 h from now and lasts 1.5 h: the checks at 0, 1, 2 and 3 h
     // fall before it (a tick sleeps until its next step: the one started before 2 h
     // runs the check at 3 h), the one at 4 h inside.
-    let (start, end) = ((m0 + 210) % 1440, (m0 + 300) % 1440);
-    let w = format!("{}-{}", hhmm(start), hhmm(end));
-    rig.set("updates", "install_window", json!(w));
+    let w = window_after(&mut rig, m0, 210, 300);
     sim.publish_update("1.1.0", content("1.1.0", json!({})), "- content");
     let clock = FakeClock::new(t0);
     let mut d = rig.started_daemon(&clock);
@@ -97,8 +103,7 @@ fn a_security_update_skips_the_window_only_when_configured() {
     let mut rig = rig(&sim);
     let t0 = wall_now();
     let m0 = local_minute(t0);
-    let w = format!("{}-{}", hhmm((m0 + 300) % 1440), hhmm((m0 + 360) % 1440));
-    rig.set("updates", "install_window", json!(w));
+    window_after(&mut rig, m0, 300, 360);
     sim.publish_update(
         "1.1.0",
         content("1.1.0", json!({"securityUpdate": true})),
@@ -201,9 +206,7 @@ fn the_real_daemon_defers_breaking_and_out_of_window_installs() {
     // time zone): downloaded, verified, not installed.
     std::fs::remove_file(rig.state_dir.join("status.json")).unwrap();
     sim.publish_update("1.1.0", content("1.1.0", json!({})), "- content");
-    let m = local_minute(wall_now());
-    let w = format!("{}-{}", hhmm((m + 180) % 1440), hhmm((m + 240) % 1440));
-    rig.set("updates", "install_window", json!(w));
+    window_after(&mut rig, local_minute(wall_now()), 180, 240);
     let st = run_until_deferred(&rig);
     assert!(
         st["update"]["deferred"]
