@@ -1,26 +1,43 @@
 #!/usr/bin/env bash
 # Runs the integration tests that drive the binary against the ARM builds under
-# qemu-user: the tests spawn the agent through agent_command() (tests/common), which
-# honours CYBERSENSEI_AGENT_BIN and CYBERSENSEI_AGENT_RUNNER.
+# qemu-user: the tests spawn the agent through agent_command() (tests/harness/agent.rs),
+# which honours CYBERSENSEI_AGENT_BIN and CYBERSENSEI_AGENT_RUNNER.
 #   board/test-arm.sh            # ARM_TARGETS, default: both static musl builds
 # Env: ARM_TARGETS (any of the four board targets), ARM_TEST_TIMEOUT (seconds per
 #      target for the test run, default 600), ARM_SKIP_BUILD=1 (reuse target/board).
 # Each build is also checked against its size budget (board/size-budget.sh); over
-# budget fails the run like a failing test. What runs: every test of the integration
-# files that drive the binary (license_cli, telemetry_sim, daemon_cli, board_update,
-# update_install; ARM_FILTERS=names to restrict). Not run: update_kill (needs the crash hook of debug builds; the ARM
-# builds are release) and the in-process tests (no binary involved).
+# budget fails the run like a failing test.
+# What runs: every test of the integration modules that drive the binary (license_cli,
+# telemetry_sim, daemon_cli, board_update, update_install: files of tests/, modules of
+# the one test binary, tests/integration.rs; ARM_FILTERS=words to restrict to the tests
+# whose names contain one of them). Not run: update_kill (needs the crash hook of debug
+# builds; the ARM builds are release) and the in-process tests (no binary involved).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ARM_TARGETS=${ARM_TARGETS:-"armv7-unknown-linux-musleabihf aarch64-unknown-linux-musl"}
 TIMEOUT=${ARM_TEST_TIMEOUT:-600}
 
-TESTS=(--test license_cli --test telemetry_sim --test daemon_cli --test board_update --test update_install)
+MODULES=(license_cli telemetry_sim daemon_cli board_update update_install)
 read -r -a FILTERS <<<"${ARM_FILTERS:-}"
 
-# Host test binaries once (the tests and the simulator run natively; only the agent
+# The host test binary once (the tests and the simulator run natively; only the agent
 # is ARM).
-cargo test --locked --no-run "${TESTS[@]}" >/dev/null 2>&1 || cargo test --locked --no-run "${TESTS[@]}"
+cargo test --locked --no-run --test integration >/dev/null 2>&1 || cargo test --locked --no-run --test integration
+# The tests to run, by exact name: those of MODULES (whose names contain one of
+# FILTERS, when given). Chosen here because libtest ORs its filters.
+TESTS=()
+while read -r name; do
+  case " ${MODULES[*]} " in *" ${name%%::*} "*) ;; *) continue ;; esac
+  keep=$((${#FILTERS[@]} == 0))
+  for f in "${FILTERS[@]}"; do
+    case "$name" in *"$f"*) keep=1 ;; esac
+  done
+  if [ "$keep" = 1 ]; then TESTS+=("$name"); fi
+done < <(cargo test --locked -q --test integration -- --list 2>/dev/null | sed -n 's/: test$//p')
+if [ ${#TESTS[@]} = 0 ]; then
+  echo "test-arm: no test of ${MODULES[*]} matches ARM_FILTERS=${ARM_FILTERS:-}" >&2
+  exit 2
+fi
 
 rc=0
 results=$(mktemp)
@@ -45,7 +62,7 @@ for t in $ARM_TARGETS; do
   $runner "$bin" --version
   start=$SECONDS
   if CYBERSENSEI_AGENT_BIN=$bin CYBERSENSEI_AGENT_RUNNER=$runner \
-    timeout "$TIMEOUT" cargo test --locked --no-fail-fast "${TESTS[@]}" -- "${FILTERS[@]}" 2>&1 |
+    timeout "$TIMEOUT" cargo test --locked --test integration -- --exact "${TESTS[@]}" 2>&1 |
     grep -E '^test result|panicked|FAILED' | tee "$results"; [ "${PIPESTATUS[0]}" = 0 ]; then
     # The figure the README quotes: tests run per target, and how long they took.
     n=$(awk '/^test result/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) s += $i} END {print s + 0}' "$results")

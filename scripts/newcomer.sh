@@ -4,8 +4,8 @@
 # temporary directory and runs the README's two commands there:
 #   bash scripts/demo.sh    in full; its output must show each step succeeding
 #   bash scripts/test.sh    bounded: SKIP_BOARD=1, one simulator profile, the newcomer tests only
-#                           (NEWCOMER_TESTS, default "--test newcomer_cli"), because
-#                           CI already runs the whole suite in the checkout; this
+#                           (NEWCOMER_TESTS, default "--test integration newcomer_cli::"),
+#                           because CI already runs the whole suite in the checkout; this
 #                           proves the command works from a clone, not the suite again.
 #                           NEWCOMER_FULL=1 runs the README command unbounded.
 # Then checks that nothing was built inside the clone (target/ is elsewhere).
@@ -45,7 +45,7 @@ t=$SECONDS
 if [ "${NEWCOMER_FULL:-0}" = 1 ]; then
   test_cmd=(bash scripts/test.sh)
 else
-  read -r -a extra <<<"${NEWCOMER_TESTS:---test newcomer_cli}"
+  read -r -a extra <<<"${NEWCOMER_TESTS:---test integration newcomer_cli::}"
   test_cmd=(env SKIP_BOARD=1 SIM_PROFILES=guide bash scripts/test.sh "${extra[@]}")
 fi
 if "${test_cmd[@]}" >"$W/test.out" 2>&1; then

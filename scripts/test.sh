@@ -3,9 +3,11 @@
 # layout, the ARM subset under qemu-user, and the arm64 boot test under qemu-system
 # (SKIP_BOARD=1: host tests only).
 # The host tests run once per simulator profile (docs/protocol.md §7): the whole suite
-# against the first (default: the guide's backend), then every test file that talks to
-# the simulator against the others (default: the real backend, `central`); the other
-# files do not depend on the profile. SIM_PROFILES="central" runs one profile only.
+# against the first (default: the guide's backend), then every integration test module
+# (a file of tests/, see tests/integration.rs) that talks to the simulator against the
+# others (default: the real backend, `central`); the other modules do not depend on the
+# profile. SIM_PROFILES="central" runs one profile only. Arguments go to both passes'
+# `cargo test` (after `--`: to the test binary).
 # A step whose tools are missing is skipped with their names and how to get them
 # (board/ci-setup.sh); under CI=true a missing tool fails the run instead.
 set -euo pipefail
@@ -101,14 +103,31 @@ for profile in ${SIM_PROFILES:-guide central}; do
     first=0
     continue
   fi
-  targets=()
+  # The integration tests are one binary with a module per file of tests/
+  # (tests/integration.rs): the modules of the files that use the simulator, as
+  # filters `name::`. Arguments after `--` (test options) go after them.
+  filters=()
   for f in tests/*.rs; do
+    [ "$f" = tests/integration.rs ] && continue
     if grep -qw sim "$f"; then # a simulator named `sim` in the test
-      targets+=(--test "$(basename "$f" .rs)")
+      filters+=("$(basename "$f" .rs)::")
     fi
   done
-  echo "== host tests that use the simulator, profile $profile"
-  CYBERSENSEI_SIM_PROFILE=$profile cargo test -p cybersensei-agent --locked "${targets[@]}" "$@"
+  cargo_args=()
+  test_args=()
+  after=0
+  for a in "$@"; do
+    if [ "$after" = 0 ] && [ "$a" = -- ]; then
+      after=1
+    elif [ "$after" = 0 ]; then
+      cargo_args+=("$a")
+    else
+      test_args+=("$a")
+    fi
+  done
+  echo "== host tests that use the simulator (${#filters[@]} modules), profile $profile"
+  CYBERSENSEI_SIM_PROFILE=$profile cargo test -p cybersensei-agent --locked --test integration \
+    "${cargo_args[@]}" -- "${filters[@]}" "${test_args[@]}"
 done
 for t in "${steps[@]}"; do
   echo "== $t"

@@ -19,7 +19,7 @@ use crate::status::LicenseState;
 use std::time::Duration;
 
 /// The budget's window.
-pub const WINDOW: f64 = 86_400.0;
+pub(crate) const WINDOW: f64 = 86_400.0;
 /// Automatic (daemon) validations allowed in any `WINDOW`.
 pub const DAILY: usize = 4;
 /// Entries kept at most (the file stays small whatever happens).
@@ -29,7 +29,7 @@ const SKEW: f64 = 300.0;
 
 /// The validations of `recent` that still count at `now`: inside the window, not
 /// from the future (a clock set back far would otherwise block validations forever).
-pub fn window(recent: &[f64], now: f64) -> Vec<f64> {
+pub(crate) fn window(recent: &[f64], now: f64) -> Vec<f64> {
     let mut v: Vec<f64> = recent
         .iter()
         .copied()
@@ -42,13 +42,13 @@ pub fn window(recent: &[f64], now: f64) -> Vec<f64> {
 
 /// A short fingerprint of the key (SHA-256, 16 hex digits): tells whether a cached
 /// validation was for the key in use, without keeping the key.
-pub fn key_id(key: &str) -> String {
+pub(crate) fn key_id(key: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
     d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Rule 1: the age of a cached validation `run` may start on instead of asking.
-pub fn reusable_at_start(
+pub(crate) fn reusable_at_start(
     cache: Option<&Cached>,
     key_id: &str,
     revalidate_interval: Duration,
@@ -79,7 +79,7 @@ pub fn reusable_at_start(
 }
 
 /// Rule 3: how long until the daemon may validate again (None: now).
-pub fn wait_for_budget(cache: Option<&Cached>, now: f64) -> Option<Duration> {
+pub(crate) fn wait_for_budget(cache: Option<&Cached>, now: f64) -> Option<Duration> {
     let c = cache?;
     let w = window(&c.recent, now);
     if w.len() < DAILY {

@@ -7,14 +7,14 @@
 
 /// The commit this build was made from, when stamped (short hash, `-dirty` if the
 /// tree had changes).
-pub fn commit() -> Option<&'static str> {
+pub(crate) fn commit() -> Option<&'static str> {
     option_env!("CYBERSENSEI_COMMIT")
         .map(str::trim)
         .filter(|c| !c.is_empty())
 }
 
 /// The build date (UTC, `YYYY-MM-DD`), when stamped.
-pub fn build_date() -> Option<String> {
+pub(crate) fn build_date() -> Option<String> {
     let secs = option_env!("SOURCE_DATE_EPOCH")?
         .trim()
         .parse::<u64>()
@@ -24,7 +24,7 @@ pub fn build_date() -> Option<String> {
 }
 
 /// The one line of `--version`: `cybersensei-agent 0.1.0 (commit 1a2b3c4d, built 2026-11-30)`.
-pub fn version_line() -> String {
+pub(crate) fn version_line() -> String {
     let v = env!("CARGO_PKG_VERSION");
     match (commit(), build_date()) {
         (Some(c), Some(d)) => format!("cybersensei-agent {v} (commit {c}, built {d})"),

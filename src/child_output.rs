@@ -12,17 +12,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// Longest line shown, in bytes.
-pub const MAX_LINE: u64 = 1024;
+pub(crate) const MAX_LINE: u64 = 1024;
 /// Most lines shown per stream of one command.
-pub const MAX_LINES: usize = 50;
+pub(crate) const MAX_LINES: usize = 50;
 
 /// The readers of one child's stdout and stderr.
-pub struct Forwarders {
+pub(crate) struct Forwarders {
     readers: Vec<JoinHandle<()>>,
 }
 
 /// Starts forwarding the piped stdout/stderr of `child` (those not piped are skipped).
-pub fn forward(child: &mut Child, label: &str) -> Forwarders {
+pub(crate) fn forward(child: &mut Child, label: &str) -> Forwarders {
     let streams: [Option<Box<dyn Read + Send>>; 2] = [
         child
             .stdout
@@ -47,7 +47,7 @@ pub fn forward(child: &mut Child, label: &str) -> Forwarders {
 impl Forwarders {
     /// Waits up to `wait` for both streams to end (they do when the child exits,
     /// unless it left a process behind holding them).
-    pub fn finish(self, wait: Duration) {
+    pub(crate) fn finish(self, wait: Duration) {
         let deadline = Instant::now() + wait;
         while !self.readers.iter().all(|r| r.is_finished()) {
             if Instant::now() >= deadline {
@@ -60,7 +60,7 @@ impl Forwarders {
 
 /// Copies `src` to `out` line by line with the label, bounded; write errors (a closed
 /// stderr) are ignored: the health verdict does not depend on them.
-pub fn copy_lines(src: impl Read, label: &str, out: &mut dyn Write) {
+pub(crate) fn copy_lines(src: impl Read, label: &str, out: &mut dyn Write) {
     let mut r = BufReader::new(src);
     let mut buf = Vec::new();
     let mut lines = 0usize;

@@ -34,9 +34,9 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageError {
     /// The command it concerns, when one was recognised.
-    pub command: Option<String>,
+    pub(crate) command: Option<String>,
     /// What is wrong, naming the argument.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl UsageError {
@@ -73,7 +73,7 @@ pub struct Invocation {
 }
 
 /// Usage text for `--help`.
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 usage: cybersensei-agent [-c|--config PATH] <command> [options]
 
 commands:

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// How long a command waits for another holder of `agent.lock` (default 30 s,
 /// `$CYBERSENSEI_LOCK_WAIT` seconds to change it).
-pub fn lock_wait() -> Duration {
+pub(crate) fn lock_wait() -> Duration {
     let secs = std::env::var("CYBERSENSEI_LOCK_WAIT")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())

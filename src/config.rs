@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default location of the config file.
-pub const DEFAULT_PATH: &str = "/etc/cybersensei/agent.json";
+pub(crate) const DEFAULT_PATH: &str = "/etc/cybersensei/agent.json";
 /// Largest config file accepted.
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
@@ -30,7 +30,7 @@ type Obj = Map<String, Value>;
 macro_rules! config {
     ($(
         $(#[$smeta:meta])*
-        pub struct $name:ident {
+        pub(crate) struct $name:ident {
             $( $(#[$fmeta:meta])* $field:ident: $ty:ty = $default:expr => $rule:ident $(($arg:expr))? ),* $(,)?
         }
     )*) => {$(
@@ -79,7 +79,7 @@ const fn secs(n: u64) -> Duration {
 // The keys, their defaults and accepted values: what README "Configuration" documents.
 config! {
     /// `backend` section: where the backend is and how it is called.
-    pub struct Backend {
+    pub(crate) struct Backend {
         /// `https://host[:port][/prefix]`, without a trailing `/`.
         url: String = "https://central.cybersensei.com".into() => string,
         /// Bounds the connection and each JSON exchange (each read of a download).
@@ -97,7 +97,7 @@ config! {
     }
 
     /// `license` section.
-    pub struct License {
+    pub(crate) struct License {
         /// Where the key is read unless `$CYBERSENSEI_LICENSE_KEY` is set.
         key_file: PathBuf = "/etc/cybersensei/license.key".into() => path,
         /// Time between two validations by the daemon.
@@ -109,7 +109,7 @@ config! {
     }
 
     /// `telemetry` section.
-    pub struct Telemetry {
+    pub(crate) struct Telemetry {
         /// Time between two samples sent by the daemon.
         interval: Duration = secs(300) => seconds(1..=7 * 86400),
         /// Whether the daemon sends telemetry at all.
@@ -121,7 +121,7 @@ config! {
     }
 
     /// `updates` section.
-    pub struct Updates {
+    pub(crate) struct Updates {
         /// Time between two update checks by the daemon.
         check_interval: Duration = secs(3600) => seconds(1..=30 * 86400),
         /// Download an available update without being asked.
@@ -154,13 +154,13 @@ config! {
     }
 
     /// `install` section.
-    pub struct Install {
+    pub(crate) struct Install {
         /// Holds `slots/a`, `slots/b` and the `current` symlink.
         root: PathBuf = "/opt/cybersensei".into() => path,
     }
 
     /// `services` section: argv lists run without a shell.
-    pub struct Services {
+    pub(crate) struct Services {
         /// Stop the application's services (before a switch).
         stop: Vec<Vec<String>> = vec![] => commands,
         /// Start them (after a switch).
@@ -172,7 +172,7 @@ config! {
     }
 
     /// `schedule` section (ours): how the daemon spreads its requests.
-    pub struct Schedule {
+    pub(crate) struct Schedule {
         /// Spread the first telemetry and update check over their interval.
         splay: bool = true => boolean,
         /// Random jitter added to each interval, in percent of it (0 to 50).
@@ -180,7 +180,7 @@ config! {
     }
 
     /// `log` section.
-    pub struct Log {
+    pub(crate) struct Log {
         /// Log file besides stderr (None: stderr only).
         file: Option<PathBuf> = None => opt_path,
         /// `error`, `warn`, `info`, `debug`, `trace` or `off` (lowercased).
@@ -188,7 +188,7 @@ config! {
     }
 
     /// The whole, validated configuration.
-    pub struct Config {
+    pub(crate) struct Config {
         /// `backend` section.
         backend: Backend = Backend::default() => section,
         /// `license` section.
@@ -211,7 +211,7 @@ config! {
 }
 
 /// Where the config comes from: `-c`, then `$CYBERSENSEI_AGENT_CONFIG`, then the default.
-pub fn resolve_path(cli: Option<&Path>) -> PathBuf {
+pub(crate) fn resolve_path(cli: Option<&Path>) -> PathBuf {
     if let Some(p) = cli {
         return p.to_path_buf();
     }

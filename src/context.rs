@@ -7,17 +7,17 @@ use crate::transport::Transport;
 /// The environment one operation runs in.
 pub struct Ctx<'a> {
     /// The validated configuration.
-    pub cfg: Config,
+    pub(crate) cfg: Config,
     /// Time, sleep and randomness (injected for tests).
-    pub clock: &'a dyn Clock,
+    pub(crate) clock: &'a dyn Clock,
     /// The backend client, built from `cfg.backend`.
-    pub transport: Transport,
+    pub(crate) transport: Transport,
     /// A person is watching (CLI command, not the daemon): progress may be shown.
-    pub interactive: bool,
+    pub(crate) interactive: bool,
     /// Monotonic instant at which a long step (a download) pauses, its work kept, so
     /// the daemon's other steps run on time; it resumes at the next turn of the loop
     /// (returned as `Error::Interrupted`). None: no pause (one-shot commands).
-    pub yield_at: Option<std::time::Duration>,
+    pub(crate) yield_at: Option<std::time::Duration>,
 }
 
 impl<'a> Ctx<'a> {
@@ -39,7 +39,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// Wall-clock now, seconds since the epoch.
-    pub fn now(&self) -> f64 {
+    pub(crate) fn now(&self) -> f64 {
         self.clock.now_unix()
     }
 }

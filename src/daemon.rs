@@ -32,9 +32,9 @@ pub struct Counters {
     pub validations: u64,
     pub telemetry: u64,
     pub checks: u64,
-    pub reloads: u64,
+    pub(crate) reloads: u64,
     /// Paced drain steps of the telemetry backlog.
-    pub drains: u64,
+    pub(crate) drains: u64,
     /// Times a 429 silenced the backend calls.
     pub throttled: u64,
 }
@@ -63,7 +63,7 @@ pub struct Daemon<'a> {
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
-pub fn main(cfg: Config, config_path: PathBuf) -> u8 {
+pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
     if let Err(e) = signals::install() {
         eprintln!("error: {e}");
         return crate::error::Error::io("signals", e).exit_code();
@@ -149,23 +149,13 @@ impl<'a> Daemon<'a> {
         })
     }
 
-    /// Replaces the telemetry collector (tests inject fixed /proc files).
-    pub fn set_collector(&mut self, c: telemetry::Collector) {
-        self.collector = c;
-    }
-
     /// The license state as of the last validation.
     pub fn license_state(&self) -> LicenseState {
         self.license
     }
 
-    /// Whether the agent last started (true) or stopped (false) the main services.
-    pub fn services_running(&self) -> Option<bool> {
-        self.services_running
-    }
-
     /// Boot sequence then the loop, until a stop is requested.
-    pub fn run(&mut self) -> Result<()> {
+    pub(crate) fn run(&mut self) -> Result<()> {
         log::info!(
             "cybersensei-agent {} starting (backend {})",
             env!("CARGO_PKG_VERSION"),
@@ -182,7 +172,7 @@ impl<'a> Daemon<'a> {
     }
 
     /// The agent binary an update just installed, when the loop ended to run it.
-    pub fn new_agent(&self) -> Option<&Path> {
+    pub(crate) fn new_agent(&self) -> Option<&Path> {
         self.new_agent.as_deref()
     }
 
@@ -377,7 +367,7 @@ impl<'a> Daemon<'a> {
     }
 
     /// Re-reads the config; a broken file is reported and the old config kept.
-    pub fn reload(&mut self) {
+    pub(crate) fn reload(&mut self) {
         self.counters.reloads += 1;
         match Config::load(&self.config_path) {
             Ok(cfg) => match Ctx::new(cfg, self.ctx.clock, false) {
@@ -637,16 +627,6 @@ impl<'a> Daemon<'a> {
                 self.new_agent = Some(agent);
             }
         }
-    }
-
-    /// The config in force.
-    pub fn config(&self) -> &Config {
-        &self.ctx.cfg
-    }
-
-    /// The config file path reloaded on SIGHUP.
-    pub fn config_path(&self) -> &Path {
-        &self.config_path
     }
 }
 

@@ -20,15 +20,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Free space below which `disk` fails: a status write or a small update needs more.
-pub const MIN_FREE_BYTES: u64 = 16 << 20;
+pub(crate) const MIN_FREE_BYTES: u64 = 16 << 20;
 /// Free inodes below which `disk` fails.
-pub const MIN_FREE_INODES: u64 = 64;
+pub(crate) const MIN_FREE_INODES: u64 = 64;
 /// Largest file hashed when checking a slot against its manifest: bounded work.
 const MAX_HASHED_BYTES: u64 = 4 << 30;
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok(String),
     Fail(String),
     Skip(String),
@@ -36,13 +36,13 @@ pub enum Outcome {
 
 /// One named check and its outcome.
 #[derive(Debug, Clone)]
-pub struct Check {
-    pub name: &'static str,
-    pub outcome: Outcome,
+pub(crate) struct Check {
+    pub(crate) name: &'static str,
+    pub(crate) outcome: Outcome,
 }
 
 /// The exit code a failure of this check maps to (INTERFACE.md's table).
-pub fn exit_code(name: &str) -> u8 {
+pub(crate) fn exit_code(name: &str) -> u8 {
     match name {
         "config" | "key" => exit::USAGE,
         "dns" | "tcp" | "tls" | "http" => exit::UNREACHABLE,
@@ -53,7 +53,7 @@ pub fn exit_code(name: &str) -> u8 {
 /// Runs every check, printing each line as it completes; returns the exit code.
 /// `config_problem`: why the config file could not be used (the defaults are then
 /// checked instead).
-pub fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) -> u8 {
+pub(crate) fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) -> u8 {
     let mut first: Option<Check> = None;
     let mut n = 0;
     let mut out = std::io::stdout();
@@ -88,7 +88,7 @@ pub fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) -> u8 {
 }
 
 /// Runs the checks in order, handing each to `report` as soon as it is known.
-pub fn check_all(
+pub(crate) fn check_all(
     config_problem: Option<&str>,
     cfg: &Config,
     clock: &dyn Clock,

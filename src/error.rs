@@ -9,20 +9,20 @@ use std::time::Duration;
 
 /// Exit codes (README, "Exit codes").
 pub mod exit {
-    pub const OK: u8 = 0;
-    pub const FAILURE: u8 = 1;
+    pub(crate) const OK: u8 = 0;
+    pub(crate) const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
-    pub const LICENSE_REFUSED: u8 = 10;
-    pub const LICENSE_EXPIRED: u8 = 11;
-    pub const TENANT_INACTIVE: u8 = 12;
-    pub const UNREACHABLE: u8 = 14;
-    pub const ROLLED_BACK: u8 = 20;
-    pub const PACKAGE_REJECTED: u8 = 21;
-    pub const NO_SPACE: u8 = 22;
+    pub(crate) const LICENSE_REFUSED: u8 = 10;
+    pub(crate) const LICENSE_EXPIRED: u8 = 11;
+    pub(crate) const TENANT_INACTIVE: u8 = 12;
+    pub(crate) const UNREACHABLE: u8 = 14;
+    pub(crate) const ROLLED_BACK: u8 = 20;
+    pub(crate) const PACKAGE_REJECTED: u8 = 21;
+    pub(crate) const NO_SPACE: u8 = 22;
 }
 
 /// A cause kept behind an error (a parse error, a library error).
-pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong, grouped by what the caller does about it.
 #[derive(Debug)]
@@ -111,7 +111,7 @@ impl Error {
 
     /// Wraps an I/O error with what was being done and to which path. The one place
     /// where a full disk (ENOSPC, EDQUOT) becomes `NoSpace`.
-    pub fn io(context: impl fmt::Display, e: std::io::Error) -> Error {
+    pub(crate) fn io(context: impl fmt::Display, e: std::io::Error) -> Error {
         if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
             Error::NoSpace {
                 message: context.to_string(),
@@ -126,7 +126,7 @@ impl Error {
     }
 
     /// The backend could not be reached; no cause kept beyond the words.
-    pub fn unreachable(message: impl Into<String>) -> Error {
+    pub(crate) fn unreachable(message: impl Into<String>) -> Error {
         Error::Unreachable {
             message: message.into(),
             source: None,
@@ -134,7 +134,7 @@ impl Error {
     }
 
     /// Not enough space, predicted before writing (no kernel error behind it).
-    pub fn no_space(message: impl Into<String>) -> Error {
+    pub(crate) fn no_space(message: impl Into<String>) -> Error {
         Error::NoSpace {
             message: message.into(),
             source: None,
@@ -142,7 +142,7 @@ impl Error {
     }
 
     /// An answer that is not the protocol, with the parse error behind it.
-    pub fn protocol(message: impl Into<String>, source: impl Into<Option<Source>>) -> Error {
+    pub(crate) fn protocol(message: impl Into<String>, source: impl Into<Option<Source>>) -> Error {
         Error::Protocol {
             message: message.into(),
             source: source.into(),
@@ -206,7 +206,7 @@ impl std::error::Error for Error {
 }
 
 /// "45 s", "12 min", "3 h 5 min": how long, for a person.
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s < 120 {
         format!("{s} s")
@@ -218,7 +218,7 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 /// Result with the agent's error.
-pub type Result<T> = std::result::Result<T, Error>;
+pub(crate) type Result<T> = std::result::Result<T, Error>;
 
 #[cfg(test)]
 mod tests {

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// fsyncs a directory so that a rename or create inside it survives power loss.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// Parent directory of `path` (`.` for a bare file name).
-pub fn parent_of(path: &Path) -> PathBuf {
+pub(crate) fn parent_of(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -23,7 +23,7 @@ pub fn parent_of(path: &Path) -> PathBuf {
 
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync,
 /// rename over the target, fsync of the directory. `mode` applies to the new file.
-pub fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     atomic_write_io(path, data, mode)
         .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
@@ -59,7 +59,11 @@ fn atomic_write_io(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
 }
 
 /// Serializes `value` as pretty JSON and writes it atomically.
-pub fn atomic_write_json<T: serde::Serialize>(path: &Path, value: &T, mode: u32) -> Result<()> {
+pub(crate) fn atomic_write_json<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+    mode: u32,
+) -> Result<()> {
     let mut data = serde_json::to_vec_pretty(value)
         .map_err(|e| Error::Other(format!("serializing {}: {e}", path.display())))?;
     data.push(b'\n');
@@ -67,7 +71,7 @@ pub fn atomic_write_json<T: serde::Serialize>(path: &Path, value: &T, mode: u32)
 }
 
 /// Reads a file of at most `limit` bytes; larger files are an error, not a truncation.
-pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let f = File::open(path)?;
     let mut buf = Vec::new();
@@ -82,7 +86,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 }
 
 /// Creates a directory (and parents) with the given mode if it does not exist.
-pub fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
+pub(crate) fn ensure_dir(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     if path.is_dir() {
         return Ok(());
@@ -119,7 +123,7 @@ impl StateLock {
     }
 
     /// Takes an exclusive lock on any lock file (e.g. the daemon's `run.lock`).
-    pub fn acquire_file(path: &Path, wait: Duration) -> Result<StateLock> {
+    pub(crate) fn acquire_file(path: &Path, wait: Duration) -> Result<StateLock> {
         let path = path.to_path_buf();
         let mut file = OpenOptions::new()
             .read(true)
@@ -179,7 +183,7 @@ pub fn nearest_existing(path: &Path) -> PathBuf {
 }
 
 /// statvfs(2) of the filesystem holding `path` (which must exist).
-pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
+pub(crate) fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;

@@ -7,7 +7,7 @@ use crate::status::{LicenseState, Status, UpdateState};
 
 /// How the box is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
+pub(crate) enum Level {
     /// Nothing to do.
     Healthy,
     /// Running, but something needs an operator soon (offline, failed update...).
@@ -18,7 +18,7 @@ pub enum Level {
 
 impl Level {
     /// The word shown on the first line.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Level::Healthy => "healthy",
             Level::Attention => "needs attention",
@@ -29,21 +29,21 @@ impl Level {
 
 /// The three lines: verdict, why, what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub level: Level,
-    pub why: String,
-    pub todo: String,
+pub(crate) struct Verdict {
+    pub(crate) level: Level,
+    pub(crate) why: String,
+    pub(crate) todo: String,
 }
 
 /// Facts `status` knows besides status.json.
 #[derive(Debug, Clone, Default)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// `Some("no config file at P (…)")` when there is none (defaults in use).
-    pub missing_config: Option<String>,
+    pub(crate) missing_config: Option<String>,
     /// The license key can be read (environment or key file).
-    pub key_available: bool,
+    pub(crate) key_available: bool,
     /// `license.expiry_warning_days`.
-    pub expiry_warning_days: u64,
+    pub(crate) expiry_warning_days: u64,
 }
 
 const DOCTOR: &str = "`cybersensei-agent doctor` names the failing step";
@@ -59,7 +59,7 @@ impl Verdict {
 }
 
 /// Decides the verdict; the first problem in order of gravity wins.
-pub fn verdict(s: &Status, f: &Facts) -> Verdict {
+pub(crate) fn verdict(s: &Status, f: &Facts) -> Verdict {
     if let Some(p) = &f.missing_config {
         return Verdict::new(
             Level::Unhealthy,

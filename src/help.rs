@@ -103,12 +103,12 @@ Exit: 0 all passed; else the first failure's: 2 config/key, 14 dns/tcp/tls/http,
 ];
 
 /// The synopsis of a command, None when `name` is not a command.
-pub fn synopsis(name: &str) -> Option<&'static str> {
+pub(crate) fn synopsis(name: &str) -> Option<&'static str> {
     TOPICS.iter().find(|t| t.name == name).map(|t| t.synopsis)
 }
 
 /// The full help of a command.
-pub fn text(name: &str) -> Option<String> {
+pub(crate) fn text(name: &str) -> Option<String> {
     let t = TOPICS.iter().find(|t| t.name == name)?;
     Some(format!("usage: {}\n\n{}\n", t.synopsis, t.text))
 }

@@ -13,7 +13,7 @@ pub fn encode(bytes: &[u8]) -> String {
 }
 
 /// `text` lowercased if it is a SHA-256 digest in hex (64 hex digits), else None.
-pub fn sha256_digest(text: &str) -> Option<String> {
+pub(crate) fn sha256_digest(text: &str) -> Option<String> {
     let h = text.trim().to_ascii_lowercase();
     (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit())).then_some(h)
 }

@@ -25,12 +25,12 @@ fn dirs(cfg: &Config) -> [PathBuf; 5] {
 /// Removes every `.NAME.tmp.PID` in the agent's state directories whose process PID
 /// is gone (a live one may be another agent command writing right now). Returns how
 /// many were removed; failures are logged, never fatal.
-pub fn sweep(cfg: &Config) -> usize {
+pub(crate) fn sweep(cfg: &Config) -> usize {
     dirs(cfg).iter().map(|d| sweep_dir(d)).sum()
 }
 
 /// [`sweep`] for one directory.
-pub fn sweep_dir(dir: &Path) -> usize {
+pub(crate) fn sweep_dir(dir: &Path) -> usize {
     let Ok(rd) = fs::read_dir(dir) else {
         return 0;
     };

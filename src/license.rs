@@ -16,12 +16,12 @@ use std::time::Duration;
 
 /// Earliest wall time we ever believe (2026-01-01T00:00:00Z). A box without an RTC
 /// boots in 1970; before NTP sets it, expiry arithmetic means nothing.
-pub const MIN_SANE_UNIX: f64 = 1_767_225_600.0;
+pub(crate) const MIN_SANE_UNIX: f64 = 1_767_225_600.0;
 
 /// The release's build date when it was stamped (`SOURCE_DATE_EPOCH` at compile time,
 /// set by board/build.sh from the commit date: reproducible), else `MIN_SANE_UNIX`:
 /// no box can truly be running before its agent was built.
-pub fn clock_floor() -> f64 {
+pub(crate) fn clock_floor() -> f64 {
     option_env!("SOURCE_DATE_EPOCH")
         // Whole seconds (reproducible-builds spec), read as an integer: no float
         // parser in the binary for this.
@@ -30,37 +30,37 @@ pub fn clock_floor() -> f64 {
 }
 
 /// True when the wall clock can be trusted for expiry arithmetic.
-pub fn clock_is_sane(now: f64) -> bool {
+pub(crate) fn clock_is_sane(now: f64) -> bool {
     now >= clock_floor()
 }
 
 /// The last validation, kept in `state_dir/license.json` (mode 0600).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Cached {
-    pub tenant_id: String,
-    pub tenant_name: Option<String>,
-    pub expires_at: Option<String>,
-    pub usage_count: Option<u64>,
-    pub max_usage_count: Option<u64>,
+pub(crate) struct Cached {
+    pub(crate) tenant_id: String,
+    pub(crate) tenant_name: Option<String>,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) usage_count: Option<u64>,
+    pub(crate) max_usage_count: Option<u64>,
     /// Wall time of the last `valid: true` answer (None if the clock was not set).
-    pub validated_at: Option<f64>,
+    pub(crate) validated_at: Option<f64>,
     /// The last decision of the backend: only `valid` allows grace.
-    pub last_decision: LicenseState,
-    pub message: Option<String>,
+    pub(crate) last_decision: LicenseState,
+    pub(crate) message: Option<String>,
     /// Which key this validation was for (`key_id`): a cached validation is reused at
     /// start only for the same key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_id: Option<String>,
+    pub(crate) key_id: Option<String>,
     /// Wall times of the successful validations of the last 24 h: the persisted
     /// budget (see `budget`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recent: Vec<f64>,
+    pub(crate) recent: Vec<f64>,
 }
 
 /// Why the backend gave no decision.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Network, TLS, 5xx after the retries: the transport's words.
     Unreachable(String),
     /// An answer that is not the license protocol (portal, wrong URL, bad JSON).
@@ -71,7 +71,7 @@ pub enum Fault {
 
 impl Fault {
     /// The error a one-shot command exits with (14 for all three; words differ).
-    pub fn to_error(&self) -> Error {
+    pub(crate) fn to_error(&self) -> Error {
         match self {
             Fault::Unreachable(m) => Error::unreachable(m.clone()),
             Fault::NotProtocol(m) => Error::protocol(m.clone(), None),
@@ -83,7 +83,7 @@ impl Fault {
     }
 
     /// The fault behind a transport error.
-    pub fn of(e: Error) -> Fault {
+    pub(crate) fn of(e: Error) -> Fault {
         match e {
             Error::Unreachable { message, .. } => Fault::Unreachable(message),
             Error::Throttled { what, retry_after } => Fault::Throttled { what, retry_after },
@@ -106,17 +106,17 @@ impl std::fmt::Display for Fault {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Outcome {
     pub state: LicenseState,
-    pub tenant_id: Option<String>,
-    pub tenant_name: Option<String>,
-    pub expires_at: Option<String>,
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) tenant_name: Option<String>,
+    pub(crate) expires_at: Option<String>,
     pub days_left: Option<i64>,
     pub message: Option<String>,
-    pub usage_count: Option<u64>,
-    pub max_usage_count: Option<u64>,
+    pub(crate) usage_count: Option<u64>,
+    pub(crate) max_usage_count: Option<u64>,
     /// Warnings for the operator (expiry near, usage near its maximum, clock not set).
     pub warnings: Vec<String>,
     /// Why there was no decision, when there was none.
-    pub fault: Option<Fault>,
+    pub(crate) fault: Option<Fault>,
 }
 
 impl Outcome {
@@ -283,7 +283,7 @@ pub fn classify(reply: &Reply) -> Decision {
 }
 
 /// Reads the license key: `$CYBERSENSEI_LICENSE_KEY`, else `license.key_file`, trimmed.
-pub fn read_key(cfg: &Config) -> Result<String> {
+pub(crate) fn read_key(cfg: &Config) -> Result<String> {
     if let Ok(k) = std::env::var("CYBERSENSEI_LICENSE_KEY") {
         let k = k.trim();
         if !k.is_empty() {
@@ -312,7 +312,7 @@ pub fn read_key(cfg: &Config) -> Result<String> {
 }
 
 /// Writes a key to `license.key_file` atomically with mode 0600 (creating its directory).
-pub fn store_key(path: &Path, key: &str) -> Result<()> {
+pub(crate) fn store_key(path: &Path, key: &str) -> Result<()> {
     let key = key.trim();
     if key.is_empty() {
         return Err(Error::Config(
@@ -333,7 +333,7 @@ fn cache_path(state_dir: &Path) -> PathBuf {
 }
 
 /// The cached last validation, if any (a corrupt file counts as none, logged).
-pub fn load_cache(state_dir: &Path) -> Option<Cached> {
+pub(crate) fn load_cache(state_dir: &Path) -> Option<Cached> {
     let p = cache_path(state_dir);
     let data = fsutil::read_bounded(&p, 64 * 1024).ok()?;
     match serde_json::from_slice(&data) {
@@ -346,7 +346,7 @@ pub fn load_cache(state_dir: &Path) -> Option<Cached> {
 }
 
 /// The tenant id of the last validation: what telemetry and update checks need.
-pub fn cached_tenant_id(state_dir: &Path) -> Option<String> {
+pub(crate) fn cached_tenant_id(state_dir: &Path) -> Option<String> {
     load_cache(state_dir).map(|c| c.tenant_id)
 }
 
@@ -359,7 +359,12 @@ fn days_left(expires_at: Option<&str>, now: f64) -> Option<i64> {
 }
 
 /// What a cached validation allows when the backend gives no decision (`fault`).
-pub fn offline_state(cache: Option<&Cached>, cfg: &Config, now: f64, fault: &Fault) -> Outcome {
+pub(crate) fn offline_state(
+    cache: Option<&Cached>,
+    cfg: &Config,
+    now: f64,
+    fault: &Fault,
+) -> Outcome {
     let why = fault.to_string();
     let Some(c) = cache else {
         return Outcome {
@@ -436,7 +441,7 @@ fn warnings_for(out: &mut Outcome, cfg: &Config) {
 }
 
 /// The warning once `usageCount` reaches 90 % of `maxUsageCount`.
-pub fn usage_warning(used: Option<u64>, max: Option<u64>) -> Option<String> {
+pub(crate) fn usage_warning(used: Option<u64>, max: Option<u64>) -> Option<String> {
     let (u, m) = (used?, max?);
     (m > 0 && u.saturating_mul(10) >= m.saturating_mul(9)).then(|| {
         format!(
@@ -452,7 +457,7 @@ pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
 }
 
 /// `decide`, recording which key (`key_id`) a valid answer was for.
-pub fn decide_for(
+pub(crate) fn decide_for(
     decision: Decision,
     cfg: &Config,
     now: f64,
@@ -582,7 +587,7 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
 
 /// The outcome the cache stands for, as if the backend had just said it again (the
 /// daemon starting on a reused validation: see `budget`). None without a cache.
-pub fn cached_outcome(cfg: &Config, now: f64) -> Option<Outcome> {
+pub(crate) fn cached_outcome(cfg: &Config, now: f64) -> Option<Outcome> {
     let c = load_cache(&cfg.state_dir)?;
     let mut out = Outcome::from_cache(&c, now);
     warnings_for(&mut out, cfg);
@@ -590,7 +595,7 @@ pub fn cached_outcome(cfg: &Config, now: f64) -> Option<Outcome> {
 }
 
 /// Reports an outcome in status.json.
-pub fn record(state_dir: &Path, out: &Outcome, now: f64) -> Result<()> {
+pub(crate) fn record(state_dir: &Path, out: &Outcome, now: f64) -> Result<()> {
     let cache = load_cache(state_dir);
     Status::modify(state_dir, now, |s| {
         let l = &mut s.license;

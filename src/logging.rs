@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// Size at which the log file is rotated to `<file>.1`.
-pub const MAX_LOG_BYTES: u64 = 1 << 20;
+pub(crate) const MAX_LOG_BYTES: u64 = 1 << 20;
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 /// A log file that rotates itself when it passes `limit` bytes.
-pub struct RotatingFile {
+pub(crate) struct RotatingFile {
     path: PathBuf,
     file: Option<File>,
     written: u64,
@@ -24,7 +24,7 @@ pub struct RotatingFile {
 
 impl RotatingFile {
     /// Opens (appends to) the log file.
-    pub fn open(path: &Path, limit: u64) -> io::Result<RotatingFile> {
+    pub(crate) fn open(path: &Path, limit: u64) -> io::Result<RotatingFile> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(RotatingFile {
@@ -81,7 +81,7 @@ impl Write for RotatingFile {
 }
 
 /// Parses a level name from the config.
-pub fn level(name: &str) -> LevelFilter {
+pub(crate) fn level(name: &str) -> LevelFilter {
     match name {
         "error" => LevelFilter::Error,
         "warn" => LevelFilter::Warn,
@@ -144,7 +144,7 @@ impl log::Log for Logger {
 }
 
 /// Installs the logger once; later calls only change the level (config reload).
-pub fn init(level_name: &str, file: Option<&Path>) {
+pub(crate) fn init(level_name: &str, file: Option<&Path>) {
     let lvl = level(level_name);
     if INSTALLED.swap(true, Ordering::SeqCst) {
         log::set_max_level(lvl);

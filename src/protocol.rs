@@ -7,19 +7,19 @@ use serde_json::Value;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct LicenseResponse {
-    pub valid: bool,
+    pub(crate) valid: bool,
     #[serde(default)]
-    pub tenant_id: Option<String>,
+    pub(crate) tenant_id: Option<String>,
     #[serde(default)]
-    pub tenant_name: Option<String>,
+    pub(crate) tenant_name: Option<String>,
     #[serde(default)]
-    pub expires_at: Option<String>,
+    pub(crate) expires_at: Option<String>,
     /// Successful validations so far (the real backend counts each one).
     #[serde(default, deserialize_with = "opt_count")]
-    pub usage_count: Option<u64>,
+    pub(crate) usage_count: Option<u64>,
     /// Validations allowed in all; null or absent means no limit.
     #[serde(default, deserialize_with = "opt_count")]
-    pub max_usage_count: Option<u64>,
+    pub(crate) max_usage_count: Option<u64>,
 }
 
 /// An optional `Count`: null, a number or a numeric string.
@@ -32,11 +32,11 @@ fn opt_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     #[serde(default)]
-    pub status_code: Option<u16>,
+    pub(crate) status_code: Option<u16>,
     #[serde(default)]
     pub message: Option<Message>,
     #[serde(default)]
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// `message` of an error body.
@@ -63,38 +63,38 @@ impl Message {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(rename_all = "camelCase", try_from = "UpdateCheckWire")]
 pub struct UpdateCheck {
-    pub update_available: bool,
+    pub(crate) update_available: bool,
     #[serde(default)]
-    pub current_version: Option<String>,
+    pub(crate) current_version: Option<String>,
     #[serde(default)]
-    pub latest_version: Option<String>,
+    pub(crate) latest_version: Option<String>,
     #[serde(default)]
-    pub update_id: Option<String>,
+    pub(crate) update_id: Option<String>,
     #[serde(default)]
-    pub changelog: Option<String>,
+    pub(crate) changelog: Option<String>,
     #[serde(default)]
-    pub file_size: Option<u64>,
+    pub(crate) file_size: Option<u64>,
     /// `sha256:<hex>` (the real backend) or a bare hex digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checksum: Option<String>,
+    pub(crate) checksum: Option<String>,
     /// Extension: bare hex digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
     /// The real backend: the lowest node version the latest update installs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub required_node_version: Option<String>,
+    pub(crate) required_node_version: Option<String>,
     /// The real backend: the update breaks compatibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breaking: Option<bool>,
+    pub(crate) breaking: Option<bool>,
     /// The real backend: the update fixes a security problem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_update: Option<bool>,
+    pub(crate) security_update: Option<bool>,
     /// The real backend: a sentence for people (`Le node est à jour`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
     /// The real backend: when the update was published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<String>,
+    pub(crate) created_at: Option<String>,
 }
 
 /// `/update/check` as it comes off the wire, before the dialects are reconciled.
@@ -165,7 +165,7 @@ impl TryFrom<UpdateCheckWire> for UpdateCheck {
 
 /// A non-negative integer sent as a JSON number or a numeric string (`712`, `"712"`).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Count(pub u64);
+pub(crate) struct Count(pub(crate) u64);
 
 impl<'de> Deserialize<'de> for Count {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
@@ -189,7 +189,7 @@ impl<'de> Deserialize<'de> for Count {
 /// A flag sent as a JSON boolean, or as `"true"`/`"false"` by metadata copied from
 /// a package's version.json; null counts as false.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Flag(pub bool);
+pub(crate) struct Flag(pub(crate) bool);
 
 impl<'de> Deserialize<'de> for Flag {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Flag, D::Error> {
@@ -207,7 +207,7 @@ impl<'de> Deserialize<'de> for Flag {
 
 /// An identifier or version sent as a string or a number (`"1.2.0"`, `42`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Text(pub String);
+pub(crate) struct Text(pub(crate) String);
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
@@ -235,24 +235,4 @@ pub struct TelemetryPayload {
     pub version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub additional_data: Option<serde_json::Map<String, Value>>,
-}
-
-/// 2xx answer of `POST /telemetry` (informational: any 2xx is success).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct TelemetryAck {
-    #[serde(default)]
-    pub success: Option<bool>,
-    #[serde(default)]
-    pub message: Option<String>,
-    #[serde(default)]
-    pub timestamp: Option<String>,
-}
-
-/// `manifest.json` at the root of a signed package (extension).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub version: String,
-    /// Relative path → lowercase hex SHA-256.
-    #[serde(default)]
-    pub files: Option<std::collections::BTreeMap<String, String>>,
 }

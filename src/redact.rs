@@ -8,7 +8,7 @@ static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// Remembers a secret for [`scrub`] (shorter than 6 characters: ignored, it would
 /// match ordinary words).
-pub fn add_secret(secret: &str) {
+pub(crate) fn add_secret(secret: &str) {
     let s = secret.trim();
     if s.chars().count() < 6 {
         return;
@@ -23,7 +23,7 @@ pub fn add_secret(secret: &str) {
 }
 
 /// `text` with every remembered secret replaced by its stand-in ([`key`]).
-pub fn scrub(text: &str) -> String {
+pub(crate) fn scrub(text: &str) -> String {
     let mut out = text.to_string();
     if let Ok(v) = SECRETS.lock() {
         for s in v.iter() {
@@ -36,7 +36,7 @@ pub fn scrub(text: &str) -> String {
 }
 
 /// A printable stand-in for the license key: its first 4 characters and its length.
-pub fn key(key: &str) -> String {
+pub(crate) fn key(key: &str) -> String {
     let n = key.chars().count();
     if n <= 8 {
         return format!("[redacted, {n} chars]");
@@ -46,7 +46,7 @@ pub fn key(key: &str) -> String {
 }
 
 /// A path-and-query with the value of `key=` replaced, for logging requests.
-pub fn query(path_and_query: &str) -> String {
+pub(crate) fn query(path_and_query: &str) -> String {
     let Some((path, q)) = path_and_query.split_once('?') else {
         return path_and_query.to_string();
     };
@@ -61,7 +61,7 @@ pub fn query(path_and_query: &str) -> String {
 }
 
 /// A URL with any `user:pass@` removed, for messages about proxies.
-pub fn url_credentials(url: &str) -> String {
+pub(crate) fn url_credentials(url: &str) -> String {
     let (scheme, rest) = match url.split_once("://") {
         Some((s, r)) => (format!("{s}://"), r),
         None => (String::new(), url),
@@ -75,12 +75,12 @@ pub fn url_credentials(url: &str) -> String {
 }
 
 /// Longest server-provided text kept for messages, logs and state files.
-pub const MAX_SERVER_TEXT: usize = 300;
+pub(crate) const MAX_SERVER_TEXT: usize = 300;
 
 /// Text a server sent, made safe to show and store: control characters (newlines,
 /// terminal escapes) become spaces so it cannot forge log lines, and it is cut to
 /// `MAX_SERVER_TEXT` characters so it cannot bloat logs, status.json or the caches.
-pub fn server_text(s: &str) -> String {
+pub(crate) fn server_text(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX_SERVER_TEXT)
@@ -93,11 +93,11 @@ pub fn server_text(s: &str) -> String {
 }
 
 /// Longest multi-line server text (a changelog) kept.
-pub const MAX_SERVER_LINES: usize = 4096;
+pub(crate) const MAX_SERVER_LINES: usize = 4096;
 
 /// Multi-line text a server sent (a changelog): like [`server_text`] but newlines
 /// are kept, and cut at `MAX_SERVER_LINES` characters.
-pub fn server_lines(s: &str) -> String {
+pub(crate) fn server_lines(s: &str) -> String {
     let mut out: String = s
         .chars()
         .take(MAX_SERVER_LINES)

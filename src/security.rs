@@ -27,7 +27,7 @@ pub fn default_sigpipe() {
 
 /// A warning when `license.key_file` is readable by group or others (and the key is
 /// not given by the environment instead).
-pub fn key_file_warning(cfg: &Config) -> Option<String> {
+pub(crate) fn key_file_warning(cfg: &Config) -> Option<String> {
     if std::env::var("CYBERSENSEI_LICENSE_KEY").is_ok_and(|v| !v.trim().is_empty()) {
         return None;
     }
@@ -42,7 +42,7 @@ pub fn key_file_warning(cfg: &Config) -> Option<String> {
 }
 
 /// The security summary of this box now.
-pub fn summary(cfg: &Config) -> SecurityStatus {
+pub(crate) fn summary(cfg: &Config) -> SecurityStatus {
     let mut s = SecurityStatus::default();
     match trust::load(cfg) {
         Ok(t) if !t.required => {
@@ -79,7 +79,7 @@ pub fn summary(cfg: &Config) -> SecurityStatus {
 }
 
 /// Writes the summary into status.json and logs each warning (daemon start).
-pub fn report(cfg: &Config, now_unix: f64) {
+pub(crate) fn report(cfg: &Config, now_unix: f64) {
     let s = summary(cfg);
     for w in &s.warnings {
         log::warn!("security: {w}");

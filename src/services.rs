@@ -16,20 +16,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// Environment variable naming the slot directory the services should run from.
-pub const SLOT_ENV: &str = "CYBERSENSEI_SLOT_DIR";
+pub(crate) const SLOT_ENV: &str = "CYBERSENSEI_SLOT_DIR";
 /// Pause between two rounds of health commands.
 const HEALTH_RETRY: Duration = Duration::from_millis(500);
 /// How often a running child is polled.
 const POLL: Duration = Duration::from_millis(10);
 /// After SIGTERM, how long a start/stop command may still run (the agent must exit
 /// within 5 s, INTERFACE.md).
-pub const STOP_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Variables of the agent's environment a child never sees.
-pub const SECRET_ENV: &[&str] = &["CYBERSENSEI_LICENSE_KEY"];
+pub(crate) const SECRET_ENV: &[&str] = &["CYBERSENSEI_LICENSE_KEY"];
 
 /// A command for a child of the agent (service command, hook, staged agent probe):
 /// no secrets in its environment, its own process group (see [`wait_child`]).
-pub fn child_command(prog: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn child_command(prog: impl AsRef<std::ffi::OsStr>) -> Command {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(prog);
     for v in SECRET_ENV {
@@ -41,7 +41,7 @@ pub fn child_command(prog: impl AsRef<std::ffi::OsStr>) -> Command {
 
 /// Why [`wait_child`] gave up on a child (whose whole group it killed).
 #[derive(Debug)]
-pub enum Gave {
+pub(crate) enum Gave {
     /// The budget ran out.
     Timeout(Duration),
     /// SIGTERM/SIGINT asked the agent to stop.
@@ -61,34 +61,24 @@ impl std::fmt::Display for Gave {
 }
 
 /// Runs every `services.stop` command (without a slot in the environment).
-pub fn stop(s: &Services, clock: &dyn Clock) -> Result<()> {
+pub(crate) fn stop(s: &Services, clock: &dyn Clock) -> Result<()> {
     stop_in(s, None, clock)
 }
 
-/// Runs every `services.start` command (without a slot in the environment).
-pub fn start(s: &Services, clock: &dyn Clock) -> Result<()> {
-    start_in(s, None, clock)
-}
-
-/// Runs the health commands until all exit 0 or `health_timeout` passes.
-pub fn health(s: &Services, clock: &dyn Clock) -> Result<()> {
-    health_in(s, None, clock)
-}
-
 /// Runs every `services.stop` command for the services of `slot`.
-pub fn stop_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
+pub(crate) fn stop_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
     run_all("stop", &s.stop, slot, clock, s.health_timeout)
 }
 
 /// Runs every `services.start` command with the services pointed at `slot`.
-pub fn start_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
+pub(crate) fn start_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
     run_all("start", &s.start, slot, clock, s.health_timeout)
 }
 
 /// Health check of the services of `slot`: every `services.health` command must exit
 /// 0; failing rounds are retried until `health_timeout` has passed on `clock`.
 /// An empty list means "started is healthy".
-pub fn health_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
+pub(crate) fn health_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) -> Result<()> {
     if s.health.is_empty() {
         return Ok(());
     }
@@ -139,7 +129,7 @@ fn run_all(
 }
 
 /// Runs one argv to completion within `budget`; non-zero exit, signal or timeout fail.
-pub fn run_one(
+pub(crate) fn run_one(
     what: &str,
     argv: &[String],
     slot: Option<&Path>,
@@ -194,15 +184,6 @@ pub fn run_one(
     }
 }
 
-/// Waits for `child` at most `budget` on `clock`; kills and reaps it past that.
-pub fn wait_bounded(
-    child: Child,
-    clock: &dyn Clock,
-    budget: Duration,
-) -> std::result::Result<std::process::ExitStatus, String> {
-    wait_child(child, clock, budget, STOP_GRACE).map_err(|e| e.to_string())
-}
-
 /// Kills the child's whole process group (it leads one when started by
 /// [`child_command`]; otherwise only the child), then reaps the child.
 fn kill_group(child: &mut Child) {
@@ -220,7 +201,7 @@ fn kill_group(child: &mut Child) {
 
 /// Waits for `child` at most `budget` on `clock`, or `grace` once a stop was
 /// requested; past that its whole process group is killed and the child reaped.
-pub fn wait_child(
+pub(crate) fn wait_child(
     mut child: Child,
     clock: &dyn Clock,
     budget: Duration,

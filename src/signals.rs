@@ -17,7 +17,7 @@ extern "C" fn on_signal(sig: libc::c_int) {
 
 /// Installs the handlers (without SA_RESTART, so blocking sleeps return early). An
 /// error names the signal: without its handler the daemon could not stop cleanly.
-pub fn install() -> std::io::Result<()> {
+pub(crate) fn install() -> std::io::Result<()> {
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction with a plain handler is valid; the handler only
         // touches atomics.
@@ -40,17 +40,17 @@ pub fn install() -> std::io::Result<()> {
 }
 
 /// True once SIGTERM or SIGINT arrived.
-pub fn stop_requested() -> bool {
+pub(crate) fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
 /// True once per SIGHUP: reading it clears it.
-pub fn take_reload() -> bool {
+pub(crate) fn take_reload() -> bool {
     RELOAD.swap(false, Ordering::SeqCst)
 }
 
 /// Sleeps up to `d`, returning early when a stop or reload is requested.
-pub fn sleep_interruptible(d: Duration) {
+pub(crate) fn sleep_interruptible(d: Duration) {
     let end = Instant::now() + d;
     loop {
         if STOP.load(Ordering::SeqCst) || RELOAD.load(Ordering::SeqCst) {

@@ -58,11 +58,11 @@ impl LicenseState {
         LicenseState::Unknown,
     ];
     /// Whether the main services may run in this state.
-    pub fn allows_services(self) -> bool {
+    pub(crate) fn allows_services(self) -> bool {
         matches!(self, LicenseState::Valid | LicenseState::Grace)
     }
     /// The word used in status.json.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LicenseState::Valid => "valid",
             LicenseState::Grace => "grace",
@@ -77,7 +77,7 @@ serde_as_word!(LicenseState);
 
 /// `update.state` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UpdateState {
+pub(crate) enum UpdateState {
     #[default]
     Idle,
     Available,
@@ -102,7 +102,7 @@ impl UpdateState {
         UpdateState::Failed,
     ];
     /// The word used in status.json and by `status`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             UpdateState::Idle => "idle",
             UpdateState::Available => "available",
@@ -120,77 +120,77 @@ serde_as_word!(UpdateState);
 /// The `license` object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LicenseStatus {
-    pub state: LicenseState,
-    pub tenant_id: Option<String>,
-    pub tenant_name: Option<String>,
-    pub expires_at: Option<String>,
-    pub days_left: Option<i64>,
-    pub last_validated_at: Option<String>,
-    pub message: Option<String>,
+pub(crate) struct LicenseStatus {
+    pub(crate) state: LicenseState,
+    pub(crate) tenant_id: Option<String>,
+    pub(crate) tenant_name: Option<String>,
+    pub(crate) expires_at: Option<String>,
+    pub(crate) days_left: Option<i64>,
+    pub(crate) last_validated_at: Option<String>,
+    pub(crate) message: Option<String>,
     #[serde(default)]
-    pub usage_count: Option<u64>,
+    pub(crate) usage_count: Option<u64>,
     #[serde(default)]
-    pub max_usage_count: Option<u64>,
+    pub(crate) max_usage_count: Option<u64>,
 }
 
 /// The `update` object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UpdateStatus {
-    pub state: UpdateState,
-    pub available: bool,
-    pub latest_version: Option<String>,
-    pub changelog: Option<String>,
-    pub last_checked_at: Option<String>,
-    pub last_error: Option<String>,
+pub(crate) struct UpdateStatus {
+    pub(crate) state: UpdateState,
+    pub(crate) available: bool,
+    pub(crate) latest_version: Option<String>,
+    pub(crate) changelog: Option<String>,
+    pub(crate) last_checked_at: Option<String>,
+    pub(crate) last_error: Option<String>,
     #[serde(default)]
-    pub update_id: Option<String>,
+    pub(crate) update_id: Option<String>,
     #[serde(default)]
-    pub file_size: Option<u64>,
+    pub(crate) file_size: Option<u64>,
     #[serde(default)]
-    pub downloaded_bytes: Option<u64>,
+    pub(crate) downloaded_bytes: Option<u64>,
     #[serde(default)]
-    pub last_installed_at: Option<String>,
+    pub(crate) last_installed_at: Option<String>,
     /// The real backend: lowest node version the latest update installs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub required_node_version: Option<String>,
+    pub(crate) required_node_version: Option<String>,
     /// The latest update breaks compatibility (the check's answer, or the package's
     /// `version.json`; absent = not said). Never installed automatically.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breaking: Option<bool>,
+    pub(crate) breaking: Option<bool>,
     /// The latest update is a security fix (the check's answer or `version.json`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub security_update: Option<bool>,
+    pub(crate) security_update: Option<bool>,
     /// The backend's sentence about the last check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
     /// An update exists but this node is older than its `requiredNodeVersion`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_too_old: Option<bool>,
+    pub(crate) node_too_old: Option<bool>,
     /// Why a downloaded, verified package waits instead of installing automatically
     /// (auto_install off, breaking, outside `updates.install_window`).
     #[serde(default)]
-    pub deferred: Option<String>,
+    pub(crate) deferred: Option<String>,
 }
 
 /// The `telemetry` object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TelemetryStatus {
-    pub last_sent_at: Option<String>,
-    pub queued: u64,
-    pub last_error: Option<String>,
+pub(crate) struct TelemetryStatus {
+    pub(crate) last_sent_at: Option<String>,
+    pub(crate) queued: u64,
+    pub(crate) last_error: Option<String>,
     #[serde(default)]
-    pub dropped: u64,
+    pub(crate) dropped: u64,
 }
 
 /// The `services` object: whether the agent let the main services run, and why.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ServicesStatus {
-    pub running: Option<bool>,
-    pub reason: Option<String>,
+pub(crate) struct ServicesStatus {
+    pub(crate) running: Option<bool>,
+    pub(crate) reason: Option<String>,
 }
 
 /// The `security` object: whether update packages must be signed, by which keys,
@@ -198,35 +198,35 @@ pub struct ServicesStatus {
 /// `status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct SecurityStatus {
+pub(crate) struct SecurityStatus {
     /// `required` or `off` (no `updates.public_key`: any package the backend serves
     /// is installed, protected by TLS alone).
-    pub signatures: String,
+    pub(crate) signatures: String,
     /// Ids of the trusted keys (first 16 hex digits of their SHA-256).
-    pub trusted_keys: Vec<String>,
+    pub(crate) trusted_keys: Vec<String>,
     /// Where they come from: `updates.public_key` or `slot X/update-keys`.
-    pub key_source: Option<String>,
+    pub(crate) key_source: Option<String>,
     /// Problems a person should fix, worst first.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
 }
 
 /// The whole of status.json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub version: String,
-    pub slot: Option<String>,
-    pub license: LicenseStatus,
-    pub update: UpdateStatus,
-    pub telemetry: TelemetryStatus,
+pub(crate) struct Status {
+    pub(crate) version: String,
+    pub(crate) slot: Option<String>,
+    pub(crate) license: LicenseStatus,
+    pub(crate) update: UpdateStatus,
+    pub(crate) telemetry: TelemetryStatus,
     #[serde(default)]
-    pub services: ServicesStatus,
+    pub(crate) services: ServicesStatus,
     #[serde(default)]
-    pub security: SecurityStatus,
+    pub(crate) security: SecurityStatus,
     #[serde(default)]
-    pub agent_version: String,
+    pub(crate) agent_version: String,
     #[serde(default)]
-    pub updated_at: Option<String>,
+    pub(crate) updated_at: Option<String>,
 }
 
 impl Default for Status {
@@ -260,14 +260,14 @@ fn scrub_strings(v: &mut serde_json::Value) {
 }
 
 /// Path of status.json in a state directory.
-pub fn path(state_dir: &Path) -> PathBuf {
+pub(crate) fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("status.json")
 }
 
 impl Status {
     /// Reads status.json; a missing or unreadable file yields the default state
     /// (logged), since status is a report and must never stop the agent.
-    pub fn load(state_dir: &Path) -> Status {
+    pub(crate) fn load(state_dir: &Path) -> Status {
         let p = path(state_dir);
         match fsutil::read_bounded(&p, 4 << 20) {
             Ok(data) => match serde_json::from_slice(&data) {
@@ -289,7 +289,7 @@ impl Status {
     }
 
     /// Writes status.json atomically (mode 0644: the admin interface reads it).
-    pub fn save(&mut self, state_dir: &Path, now_unix: f64) -> Result<()> {
+    pub(crate) fn save(&mut self, state_dir: &Path, now_unix: f64) -> Result<()> {
         fsutil::ensure_dir(state_dir, 0o755)?;
         self.agent_version = env!("CARGO_PKG_VERSION").into();
         self.updated_at = Some(crate::clock::iso8601(now_unix));
@@ -301,7 +301,11 @@ impl Status {
     }
 
     /// Load, change, save: the way every module reports its part.
-    pub fn modify(state_dir: &Path, now_unix: f64, f: impl FnOnce(&mut Status)) -> Result<Status> {
+    pub(crate) fn modify(
+        state_dir: &Path,
+        now_unix: f64,
+        f: impl FnOnce(&mut Status),
+    ) -> Result<Status> {
         let mut s = Status::load(state_dir);
         let before = s.clone();
         f(&mut s);

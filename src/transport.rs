@@ -14,22 +14,22 @@ use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnecto
 use ureq::Body;
 
 /// Largest JSON answer we read: anything bigger is refused, not buffered.
-pub const MAX_JSON_BODY: u64 = 1 << 20;
+pub(crate) const MAX_JSON_BODY: u64 = 1 << 20;
 /// Longest `Retry-After` we honour, so a confused server cannot park the agent.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Longest backoff between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Wait after a 429 that names no `Retry-After`: the real throttler's window.
-pub const DEFAULT_THROTTLE: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_THROTTLE: Duration = Duration::from_secs(60);
 /// Longest silence a 429 can impose on the daemon, so a confused server cannot
 /// mute a box for days.
-pub const MAX_THROTTLE: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_THROTTLE: Duration = Duration::from_secs(3600);
 /// A command run by hand waits out a 429 this long at most (saying so); longer,
 /// it stops and says when to try again.
-pub const INTERACTIVE_MAX_WAIT: Duration = Duration::from_secs(60);
+pub(crate) const INTERACTIVE_MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// The User-Agent every request carries.
-pub fn user_agent() -> String {
+pub(crate) fn user_agent() -> String {
     format!("cybersensei-agent/{}", env!("CARGO_PKG_VERSION"))
 }
 
@@ -45,7 +45,7 @@ impl Reply {
     /// The message of a backend error body (NestJS: `message` as a string or an
     /// array, else `error`), bounded and cleaned for logs; None when the body is not
     /// one (a proxy's or a portal's page).
-    pub fn error_message(&self) -> Option<String> {
+    pub(crate) fn error_message(&self) -> Option<String> {
         let e: crate::protocol::ErrorBody = serde_json::from_slice(&self.body).ok()?;
         e.message
             .map(|m| m.text())
@@ -55,14 +55,14 @@ impl Reply {
 }
 
 /// An answer whose body is still to be streamed (downloads).
-pub struct Streaming {
-    pub status: u16,
+pub(crate) struct Streaming {
+    pub(crate) status: u16,
     response: Response<Body>,
 }
 
 impl Streaming {
     /// A response header, if present and ASCII.
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.response
             .headers()
             .get(name)
@@ -70,13 +70,13 @@ impl Streaming {
             .map(|s| s.trim().to_string())
     }
     /// The body as a reader; reads are bounded by the per-read timeout.
-    pub fn into_reader(self) -> impl Read {
+    pub(crate) fn into_reader(self) -> impl Read {
         self.response.into_body().into_reader()
     }
 }
 
 /// The HTTP client of the agent, built once per configuration.
-pub struct Transport {
+pub(crate) struct Transport {
     agent: ureq::Agent,
     base: String,
     attempts: u32,
@@ -96,13 +96,13 @@ pub struct Transport {
 
 /// What the backend's throttler said is left of its window (`X-RateLimit-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateBudget {
+pub(crate) struct RateBudget {
     /// Requests left in the window for this client address and route.
-    pub remaining: u64,
+    pub(crate) remaining: u64,
     /// Requests allowed per window.
-    pub limit: u64,
+    pub(crate) limit: u64,
     /// Seconds until the window resets, when given.
-    pub reset: Option<u64>,
+    pub(crate) reset: Option<u64>,
 }
 
 enum Outcome {
@@ -122,7 +122,7 @@ enum Outcome {
 
 impl Transport {
     /// Builds the client: trust anchors (built-in roots plus `ca_file`), proxy, timeouts.
-    pub fn new(cfg: &Backend) -> Result<Transport> {
+    pub(crate) fn new(cfg: &Backend) -> Result<Transport> {
         let tls = crate::tls::client_config(cfg)?;
         let timeout = cfg.timeout.max(Duration::from_secs(1));
         let (proxy, via) = proxy(cfg)?;
@@ -149,30 +149,30 @@ impl Transport {
     }
 
     /// Marks the transport as driven by a person (see `INTERACTIVE_MAX_WAIT`).
-    pub fn set_interactive(&mut self, interactive: bool) {
+    pub(crate) fn set_interactive(&mut self, interactive: bool) {
         self.interactive = interactive;
     }
 
     /// How long the backend still asked us to wait (a 429), if it did.
-    pub fn throttled(&self, clock: &dyn Clock) -> Option<Duration> {
+    pub(crate) fn throttled(&self, clock: &dyn Clock) -> Option<Duration> {
         let until = self.blocked_until.get()?;
         let now = clock.monotonic();
         (until > now).then(|| until - now)
     }
 
     /// Honours a wait decided elsewhere (the daemon carries it across a reload).
-    pub fn block_until(&self, until: Duration) {
+    pub(crate) fn block_until(&self, until: Duration) {
         let keep = self.blocked_until.get().map_or(until, |u| u.max(until));
         self.blocked_until.set(Some(keep));
     }
 
     /// The throttler's budget as of the last answer, when it sent `X-RateLimit-*`.
-    pub fn rate_budget(&self) -> Option<RateBudget> {
+    pub(crate) fn rate_budget(&self) -> Option<RateBudget> {
         self.rate.get()
     }
 
     /// Registers a secret (the license key) that must never reach a log or message.
-    pub fn add_secret(&self, secret: &str) {
+    pub(crate) fn add_secret(&self, secret: &str) {
         if secret.is_empty() {
             return;
         }
@@ -185,7 +185,7 @@ impl Transport {
     }
 
     /// Removes every registered secret from a text.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let mut s = text.to_string();
         for k in self.secrets.borrow().iter() {
             if s.contains(k.as_str()) {
@@ -195,26 +195,21 @@ impl Transport {
         s
     }
 
-    /// The per-request timeout in force.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// GET a JSON resource with retries; the body is bounded to `MAX_JSON_BODY`.
-    pub fn get(&self, clock: &dyn Clock, path_and_query: &str) -> Result<Reply> {
+    pub(crate) fn get(&self, clock: &dyn Clock, path_and_query: &str) -> Result<Reply> {
         let resp = self.exchange(clock, "GET", path_and_query, None, &[], false)?;
         self.bounded(path_and_query, resp)
     }
 
     /// POST a JSON body with retries; the answer is bounded to `MAX_JSON_BODY`.
-    pub fn post_json(&self, clock: &dyn Clock, path: &str, body: &[u8]) -> Result<Reply> {
+    pub(crate) fn post_json(&self, clock: &dyn Clock, path: &str, body: &[u8]) -> Result<Reply> {
         let resp = self.exchange(clock, "POST", path, Some(body), &[], false)?;
         self.bounded(path, resp)
     }
 
     /// GET with retries up to the response headers; the body is left to stream,
     /// with a per-read timeout instead of a whole-exchange one.
-    pub fn get_streaming(
+    pub(crate) fn get_streaming(
         &self,
         clock: &dyn Clock,
         path: &str,

@@ -2,14 +2,13 @@
 //! qemu-user too, see board/test-arm.sh): validate, check, download, verify, install
 //! into slot a; then an update that fails its health check and is rolled back.
 
-mod update_support;
-
-use update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 
 #[test]
 fn update_from_backend_then_unhealthy_update_rolls_back() {
     let sim = tls_sim();
-    let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    let rig = Node::updates(&sim);
 
     let v1 = app("1.0.0");
     sim.publish_update("1.0.0", zip(&v1), "- first");

@@ -4,14 +4,10 @@
 //! node too old is said as such; the factory version is what the check sends;
 //! restarts of `run` do not spend validations; a 429 is said and honoured.
 
-mod harness;
-mod update_support;
-
+use crate::harness::package::{app, file, zip, E};
+use crate::harness::{code, signal, text, Node, KEY};
 use cybersensei_sim::{version_json, LicenseOutcome, Profile, Sim, SimOptions};
-use harness::{code, text, Node, KEY};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use update_support::{app, file, zip, E};
 
 fn central() -> Sim {
     Sim::start(SimOptions {
@@ -246,12 +242,7 @@ fn a_hundred_restarts_of_run_cost_at_most_two_validations() {
     let n = Node::new(&sim);
     let mut spent = vec![];
     for i in 0..100 {
-        let mut child = n
-            .command(&["run"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = n.daemon().spawn().unwrap();
         // The start is over once the license state is written for this run.
         let t0 = Instant::now();
         loop {
@@ -267,8 +258,7 @@ fn a_hundred_restarts_of_run_cost_at_most_two_validations() {
         }
         // Half are stopped cleanly, half crash (kill -9).
         if i % 2 == 0 {
-            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            signal(&child, libc::SIGTERM);
         } else {
             child.kill().unwrap();
         }

@@ -1,8 +1,6 @@
 //! The daemon as a process: requests it makes, signals, reload, single instance.
 
-mod harness;
-
-use harness::{code, Node, KEY};
+use crate::harness::{self, code, signal, Node, KEY};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,13 +10,6 @@ fn spawn(node: &Node) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: sending a signal to our own child process.
-    unsafe {
-        libc::kill(child.id() as i32, sig);
-    }
 }
 
 fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -188,11 +179,9 @@ fn license_expiring_mid_run_stops_services_and_valid_again_restarts_them() {
     node.set("backend", "timeout", 120.into());
     node.set("schedule", "splay", false.into());
     let mut child = node
-        .command(&["run"])
+        .daemon()
         .env("LD_PRELOAD", lib)
         .env("FAKETIME", "+0 x60")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let log = || std::fs::read_to_string(&svc).unwrap_or_default();

@@ -3,29 +3,13 @@
 //! restarts through a day cost one validation; a revalidation interval set too short
 //! cannot spend more than the daily budget.
 
-mod harness;
-
+use crate::harness::in_process::{run_until, wall_now};
+use crate::harness::{self, Node, KEY};
 use cybersensei_agent::budget;
 use cybersensei_agent::clock::{Clock, FakeClock};
-use cybersensei_agent::config::Config;
-use cybersensei_agent::daemon::Daemon;
 use cybersensei_sim::{Fault, Sim};
-use harness::{Node, KEY};
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
-    while clock.monotonic() < until {
-        assert!(d.tick(), "the loop stopped");
-    }
-}
+use std::time::Duration;
 
 fn node(sim: &Sim) -> Node {
     sim.valid_license(KEY);
@@ -39,10 +23,8 @@ fn a_429_on_telemetry_silences_every_route_for_its_retry_after() {
     n.set("telemetry", "interval", json!(60));
     n.set("updates", "check_interval", json!(120));
     n.set("schedule", "splay", json!(false));
-    let cfg = Config::load(&n.config).unwrap();
     let clock = FakeClock::new(wall_now());
-    let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
-    d.start().unwrap();
+    let mut d = n.started_daemon(&clock);
     assert_eq!(sim.count("/api/license/validate"), 1);
     // The first telemetry post meets a 429 asking for 10 minutes; the update check
     // is due in the same tick.
@@ -83,9 +65,7 @@ fn restarts_every_hour_for_a_day_cost_one_validation() {
     let n = node(&sim);
     let clock = FakeClock::new(wall_now());
     for hour in 0..24u64 {
-        let cfg = Config::load(&n.config).unwrap();
-        let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
-        d.start().unwrap();
+        let mut d = n.started_daemon(&clock);
         let end = clock.monotonic() + Duration::from_secs(3600);
         run_until(&mut d, &clock, end);
         assert_eq!(n.status()["license"]["state"], "valid", "hour {hour}");
@@ -100,10 +80,8 @@ fn a_short_revalidate_interval_cannot_exceed_the_daily_budget() {
     let sim = harness::sim();
     let mut n = node(&sim);
     n.set("license", "revalidate_interval", json!(600));
-    let cfg = Config::load(&n.config).unwrap();
     let clock = FakeClock::new(wall_now());
-    let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
-    d.start().unwrap();
+    let mut d = n.started_daemon(&clock);
     // Every step due within the 24 h that started with the boot validation.
     let day = clock.monotonic() + Duration::from_secs(24 * 3600 - 1);
     while d.next_due() < day {

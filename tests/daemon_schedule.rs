@@ -2,27 +2,19 @@
 //! `FakeClock` against the simulator over TLS. Requests are counted where they land
 //! (the simulator), not by the daemon's own counters alone.
 
-mod harness;
-
+use crate::harness::in_process::wall_now;
+use crate::harness::{self, Node, KEY};
 use cybersensei_agent::clock::{Clock, FakeClock};
 use cybersensei_agent::config::Config;
 use cybersensei_agent::daemon::Daemon;
 use cybersensei_agent::status::LicenseState;
 use cybersensei_sim::Sim;
-use harness::{Node, KEY};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const VALIDATE: &str = "/api/license/validate";
 const TELEMETRY: &str = "/telemetry";
 const CHECK: &str = "/update/check";
-
-fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// A node with the default of every interval (README, "Configuration") (the harness only sets
 /// paths, the backend and fast retries).
@@ -90,10 +82,8 @@ fn a_day_at_the_defaults_is_288_posts_24_checks_1_validation_no_retries() {
 fn wall_clock_jumps_neither_fire_every_timer_nor_stall_them() {
     let sim = harness::sim();
     let n = default_node(&sim);
-    let cfg = Config::load(&n.config).unwrap();
     let clock = FakeClock::new(wall_now());
-    let mut d = Daemon::new(cfg, n.config.clone(), &clock).unwrap();
-    d.start().unwrap();
+    let mut d = n.started_daemon(&clock);
     run_until(&sim, &mut d, &clock, 2 * HOUR);
 
     for (label, jump) in [

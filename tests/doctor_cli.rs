@@ -2,10 +2,9 @@
 //! faults over TLS, a closed port, an unresolvable name, a file changed in a slot, a
 //! 1970 clock under libfaketime), each failure named with its exit code.
 
-mod harness;
-
+use crate::harness::package::sha256;
+use crate::harness::{self, code, faketime, text, Node};
 use cybersensei_sim::{Fault, Sim, SimOptions};
-use harness::{code, faketime, text, Node};
 use std::os::unix::fs::PermissionsExt;
 
 /// The line of check `name` in doctor's output.
@@ -226,13 +225,7 @@ fn a_file_changed_in_the_active_slot_fails_slots() {
     let slot = node.root.join("slots/a");
     std::fs::create_dir_all(slot.join("app")).unwrap();
     std::fs::write(slot.join("app/main.js"), b"console.log(1)\n").unwrap();
-    let digest = {
-        let d = ring::digest::digest(&ring::digest::SHA256, b"console.log(1)\n");
-        d.as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    };
+    let digest = sha256(b"console.log(1)\n");
     std::fs::write(
         slot.join("manifest.json"),
         format!(r#"{{"version": "1.2.0", "files": {{"app/main.js": "{digest}"}}}}"#),
@@ -271,14 +264,6 @@ fn clock_in_1970_fails_clock() {
     assert!(stderr(&o).contains("first failure: clock"), "{}", text(&o));
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, data)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 #[test]
 fn manifest_v2_dirs_files_and_links_are_checked() {
     let sim = harness::sim();
@@ -291,9 +276,9 @@ fn manifest_v2_dirs_files_and_links_are_checked() {
         "version": "1.3.0", "kind": "full",
         "files": [
             {"path": "app", "type": "dir", "mode": "0755"},
-            {"path": "app/main.js", "type": "file", "sha256": sha256_hex(b"run()\n")},
+            {"path": "app/main.js", "type": "file", "sha256": sha256(b"run()\n")},
             {"path": "app/link", "type": "symlink", "target": "main.js",
-             "sha256": sha256_hex(b"main.js")}
+             "sha256": sha256(b"main.js")}
         ]
     });
     std::fs::write(slot.join("manifest.json"), manifest.to_string()).unwrap();

@@ -14,13 +14,12 @@
 //! Needs strace (board/ci-setup.sh installs it). Without it, or without ptrace, the
 //! test is skipped with a printed reason, except under `CI=true` where it fails.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use cybersensei_sim::Fault;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use update_support::*;
 
 const TRACE: &str =
     "trace=openat,?open,?rename,renameat,renameat2,fsync,fdatasync,?symlink,symlinkat,syncfs";
@@ -56,13 +55,6 @@ fn strace() -> Result<PathBuf, String> {
         }
     }
     Err("strace is not installed (apt-get install strace)".into())
-}
-
-fn skip_or_fail(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("fsync audit cannot run under CI: {why}");
-    }
-    eprintln!("SKIPPED fault_fsync_audit: {why}");
 }
 
 /// Runs the agent command `cmd` under strace; returns its output and the trace.
@@ -299,14 +291,14 @@ fn canon(p: &Path) -> String {
 fn every_rename_into_state_and_install_root_is_fsynced_and_so_is_its_directory() {
     let strace = match strace() {
         Ok(s) => s,
-        Err(why) => return skip_or_fail(&why),
+        Err(why) => return skip_or_fail("fault_fsync_audit", &why),
     };
     let sim = tls_sim();
-    let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
-    std::fs::create_dir_all(&rig.state).unwrap();
+    let rig = Node::updates(&sim);
+    std::fs::create_dir_all(&rig.state_dir).unwrap();
     std::fs::create_dir_all(&rig.root).unwrap();
     let base = rig.dir.path().to_path_buf();
-    let roots = vec![canon(&rig.state), canon(&rig.root)];
+    let roots = vec![canon(&rig.state_dir), canon(&rig.root)];
     // rename() arguments are printed as given: map the temp dir to its canonical form.
     let given = base.to_string_lossy().into_owned();
     let canonical = canon(&base);
@@ -319,12 +311,15 @@ fn every_rename_into_state_and_install_root_is_fsynced_and_so_is_its_directory()
     match probe {
         Ok(o) if o.status.success() => {}
         Ok(o) => {
-            return skip_or_fail(&format!(
-                "strace cannot trace here: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
+            return skip_or_fail(
+                "fault_fsync_audit",
+                &format!(
+                    "strace cannot trace here: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ),
+            )
         }
-        Err(e) => return skip_or_fail(&format!("strace: {e}")),
+        Err(e) => return skip_or_fail("fault_fsync_audit", &format!("strace: {e}")),
     }
 
     let mut big = app("2.0.0");
@@ -367,7 +362,7 @@ fn every_rename_into_state_and_install_root_is_fsynced_and_so_is_its_directory()
             _ => {}
         }
         let out = base.join(format!("trace{i}.txt"));
-        let (o, trace) = traced(&strace, &rig.cmd(args), &out);
+        let (o, trace) = traced(&strace, &rig.command(args), &out);
         let want = if i == 3 { 1 } else { 0 };
         assert_eq!(code(&o), want, "{what}: {}", text(&o));
         let trace = trace.lines().map(norm).collect::<Vec<_>>().join("\n");

@@ -8,14 +8,13 @@
 //! afterwards). Skipped with a printed reason when no tmpfs can be mounted, except
 //! under `CI=true` where that fails.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use cybersensei_sim::{Fault, Sim};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use update_support::*;
 
 /// A tmpfs held mounted by a child process in its own mount namespace.
 struct SmallFs {
@@ -71,20 +70,13 @@ impl Drop for SmallFs {
     }
 }
 
-fn skip_or_fail(why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("full-disk test cannot run under CI: {why}");
-    }
-    eprintln!("SKIPPED fault_full_disk: {why}");
-}
-
 /// A box whose install.root and state_dir live on `fs`.
-fn rig_on(fs: &SmallFs, sim: &Sim) -> Rig {
-    let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+fn rig_on(fs: &SmallFs, sim: &Sim) -> Node {
+    let mut rig = Node::updates(sim);
     rig.root = fs.path.join("opt");
-    rig.state = fs.path.join("state");
+    rig.state_dir = fs.path.join("state");
     rig.cfg["install"]["root"] = json!(rig.root.to_str().unwrap());
-    rig.cfg["state_dir"] = json!(rig.state.to_str().unwrap());
+    rig.cfg["state_dir"] = json!(rig.state_dir.to_str().unwrap());
     rig.write_config();
     rig
 }
@@ -114,7 +106,7 @@ fn updates_that_do_not_fit_are_refused_cleanly() {
     for (name, opts, v2) in cases {
         let fs = match SmallFs::mount(opts) {
             Ok(f) => f,
-            Err(why) => return skip_or_fail(&why),
+            Err(why) => return skip_or_fail("fault_full_disk", &why),
         };
         let sim = tls_sim();
         let rig = rig_on(&fs, &sim);
@@ -129,7 +121,7 @@ fn updates_that_do_not_fit_are_refused_cleanly() {
             assert_eq!(code(&o), 1, "{name}: {}", text(&o));
         }
         sim.clear_faults();
-        let queued = std::fs::read_dir(rig.state.join("telemetry/queue"))
+        let queued = std::fs::read_dir(rig.state_dir.join("telemetry/queue"))
             .unwrap()
             .count();
         assert_eq!(queued, 2, "{name}");
@@ -155,7 +147,10 @@ fn updates_that_do_not_fit_are_refused_cleanly() {
             "{name}: slot b left with files"
         );
         assert!(!rig.root.join("slots/b.json").exists(), "{name}");
-        assert!(!rig.state.join("update/journal.json").exists(), "{name}");
+        assert!(
+            !rig.state_dir.join("update/journal.json").exists(),
+            "{name}"
+        );
         let st = rig.status(); // parses
         assert_eq!(st["version"], "1.0.0", "{name}");
         assert_eq!(st["update"]["state"], "failed", "{name}");

@@ -11,14 +11,12 @@
 //!
 //! `cargo test --test fault_kill_content -- --nocapture` prints the table.
 
-mod update_support;
-
-use serde_json::{json, Value};
+use crate::harness::package::*;
+use crate::harness::*;
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
-use update_support::*;
 
 fn v1() -> Vec<E> {
     let mut e = vec![
@@ -98,17 +96,12 @@ fn points(entries: usize, copied: usize) -> Vec<(String, &'static str, bool)> {
     v
 }
 
-fn read_json(p: &Path) -> Result<Value, String> {
-    let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
-}
-
 /// `current` -> a recorded slot holding exactly one of the trees; status agrees;
 /// the other slot is recorded and exactly one of the trees, or unrecorded (empty
 /// unless `unrecorded_ok`: a slot that failed its health check keeps its files
 /// without a record until the next update clears it). Returns the version.
 fn check(
-    rig: &Rig,
+    rig: &Node,
     trees: &[(&str, BTreeMap<String, String>)],
     unrecorded_ok: bool,
 ) -> Result<String, String> {
@@ -123,7 +116,7 @@ fn check(
     if tree(&rig.slot(slot)) != want.1 {
         return Err(format!("slot {slot} is not exactly {version}"));
     }
-    let st = read_json(&rig.state.join("status.json"))?;
+    let st = read_json(&rig.state_dir.join("status.json"))?;
     if st["version"] != version || st["slot"] != slot {
         return Err(format!("status says {} in {}", st["version"], st["slot"]));
     }
@@ -131,7 +124,7 @@ fn check(
     if ["downloading", "verifying", "installing", "health-check"].contains(&state) {
         return Err(format!("state {state} with nothing in flight"));
     }
-    if rig.state.join("update/journal.json").exists() {
+    if rig.state_dir.join("update/journal.json").exists() {
         return Err("journal left".into());
     }
     let other = if slot == "a" { "b" } else { "a" };
@@ -155,7 +148,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
     };
     row.ok = (|| -> Result<(), String> {
         let sim = tls_sim();
-        let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+        let mut rig = Node::updates(&sim);
         rig.set("telemetry", "enabled", json!(false));
         rig.set("updates", "check_interval", json!(86400));
         let log = rig.dir.path().join("hooks.log");
@@ -170,7 +163,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
         if !killed(&o) {
             return Err(format!("not killed (exit {}): {}", code(&o), text(&o)));
         }
-        row.at_kill = read_json(&rig.state.join("update/journal.json"))
+        row.at_kill = read_json(&rig.state_dir.join("update/journal.json"))
             .map(|j| format!("journal {}", j["step"].as_str().unwrap_or("?")))
             .unwrap_or_else(|_| "no journal".into());
         restart_run(&rig, &sim)?;
@@ -179,7 +172,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
             ("2.0.0", applied(&old, &first)),
         ];
         let version = check(&rig, &trees, bad)?;
-        let st = read_json(&rig.state.join("status.json"))?;
+        let st = read_json(&rig.state_dir.join("status.json"))?;
         row.after_restart = format!(
             "{version} {}",
             st["update"]["state"].as_str().unwrap_or("?")
@@ -202,7 +195,7 @@ fn run_point(name: &str, want: &str, bad: bool) -> Row {
         if check(&rig, &trees, false)? != "2.0.0" {
             return Err("next update did not land on 2.0.0".into());
         }
-        let left: Vec<String> = tree(&rig.state)
+        let left: Vec<String> = tree(&rig.state_dir)
             .into_keys()
             .chain(tree(&rig.root).into_keys())
             .filter(|k| {
@@ -227,25 +220,7 @@ fn kill_matrix_content_package_with_hooks() {
     let pkg = v2(&scratch.path().join("x"), false);
     let copied = v1().iter().filter(|e| matches!(e, E::File(..))).count();
     let pts = points(pkg.len(), copied);
-    let next = Mutex::new(0usize);
-    let rows: Mutex<BTreeMap<usize, Row>> = Mutex::new(BTreeMap::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    *n += 1;
-                    *n - 1
-                };
-                let Some((name, want, bad)) = pts.get(i) else {
-                    break;
-                };
-                let row = run_point(name, want, *bad);
-                rows.lock().unwrap().insert(i, row);
-            });
-        }
-    });
-    let rows = rows.into_inner().unwrap();
+    let rows = in_parallel(&pts, 2, |(name, want, bad)| run_point(name, want, *bad));
     println!(
         "\ncontent kill matrix: {} points, {} package entries, {copied} files copied, {:.1} s",
         rows.len(),
@@ -257,7 +232,7 @@ fn kill_matrix_content_package_with_hooks() {
         "kill point", "at kill", "after restart"
     );
     let mut failures = Vec::new();
-    for row in rows.values() {
+    for row in &rows {
         let r = match &row.ok {
             Ok(()) => "ok".to_string(),
             Err(e) => {

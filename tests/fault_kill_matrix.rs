@@ -13,17 +13,11 @@
 //!
 //! `cargo test --test fault_kill_matrix -- --nocapture` prints the table.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use cybersensei_sim::{Fault, Sim, SimOptions};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Mutex;
+use serde_json::json;
 use std::time::Instant;
-use update_support::*;
-
-const KEY: &str = "TEST-KEY-1234";
 
 /// A small package: 16 incompressible 4 KiB files (so the download has many chunks
 /// and the extraction many entries), a link, the version and a manifest of digests.
@@ -34,13 +28,13 @@ fn package(version: &str, unhealthy: bool) -> Vec<E> {
     }
     let mut noise = |n: usize| -> Vec<u8> {
         seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        update_support::noise(n, seed)
+        package::noise(n, seed)
     };
     let mut e = vec![
         E::Dir("bin/".into()),
         E::File("bin/run".into(), b"#!/bin/sh\nexit 0\n".to_vec(), 0o755),
         file("VERSION", format!("{version}\n").as_bytes()),
-        file("version.json", &update_support::full_version_json(version)),
+        file("version.json", &package::full_version_json(version)),
         E::Dir("data/".into()),
     ];
     for i in 0..16 {
@@ -111,14 +105,14 @@ fn points(pkg_len: u64, entries: usize) -> Vec<Point> {
 
 /// `current` → a recorded slot holding exactly one of `pkgs`, its files matching the
 /// digests of its manifest; status.json agrees. Returns (slot, version).
-fn check_current(rig: &Rig, pkgs: &[(&str, &[E])]) -> Result<(String, String), String> {
+fn check_current(rig: &Node, pkgs: &[(&str, &[E])]) -> Result<(String, String), String> {
     let cur = rig.current().ok_or("no current")?;
     let slot = cur
         .strip_prefix("slots/")
         .ok_or_else(|| format!("current -> {cur}"))?
         .to_string();
     let version = check_slot(rig, &slot, pkgs)?;
-    let st = read_json(&rig.state.join("status.json"))?;
+    let st = read_json(&rig.state_dir.join("status.json"))?;
     if st["version"] != version.as_str() || st["slot"] != slot.as_str() {
         return Err(format!(
             "status says {} in slot {}, current is {version} in {slot}",
@@ -130,7 +124,7 @@ fn check_current(rig: &Rig, pkgs: &[(&str, &[E])]) -> Result<(String, String), S
 
 /// A slot with a record: its tree is exactly the package of the recorded version and
 /// every file matches the digest its manifest lists. Returns the version.
-fn check_slot(rig: &Rig, slot: &str, pkgs: &[(&str, &[E])]) -> Result<String, String> {
+fn check_slot(rig: &Node, slot: &str, pkgs: &[(&str, &[E])]) -> Result<String, String> {
     let rec = read_json(&rig.root.join(format!("slots/{slot}.json")))
         .map_err(|e| format!("slot {slot} has no record: {e}"))?;
     let version = rec["version"].as_str().ok_or("record without version")?;
@@ -164,16 +158,11 @@ fn check_slot(rig: &Rig, slot: &str, pkgs: &[(&str, &[E])]) -> Result<String, St
     Ok(version.to_string())
 }
 
-fn read_json(p: &Path) -> Result<Value, String> {
-    let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
-}
-
 /// status.json and the journal parse and agree: recovery left no journal, and no
 /// in-flight state is reported without one.
-fn check_status_and_journal(rig: &Rig) -> Result<String, String> {
-    let st = read_json(&rig.state.join("status.json"))?;
-    let journal = rig.state.join("update/journal.json");
+fn check_status_and_journal(rig: &Node) -> Result<String, String> {
+    let st = read_json(&rig.state_dir.join("status.json"))?;
+    let journal = rig.state_dir.join("update/journal.json");
     if journal.exists() {
         let j = read_json(&journal)?;
         return Err(format!("journal left after recovery: step {}", j["step"]));
@@ -188,9 +177,9 @@ fn check_status_and_journal(rig: &Rig) -> Result<String, String> {
 }
 
 /// No partial file anywhere once an update succeeded.
-fn check_no_leftovers(rig: &Rig) -> Result<(), String> {
+fn check_no_leftovers(rig: &Node) -> Result<(), String> {
     let mut bad = Vec::new();
-    for (base, t) in [("state", tree(&rig.state)), ("opt", tree(&rig.root))] {
+    for (base, t) in [("state", tree(&rig.state_dir)), ("opt", tree(&rig.root))] {
         for name in t.keys() {
             let leaf = name.trim_end_matches('/').rsplit('/').next().unwrap_or("");
             if leaf.contains(".tmp")
@@ -213,8 +202,8 @@ fn check_no_leftovers(rig: &Rig) -> Result<(), String> {
     }
 }
 
-fn part_size(rig: &Rig) -> Option<u64> {
-    std::fs::metadata(rig.state.join("update/download.part"))
+fn part_size(rig: &Node) -> Option<u64> {
+    std::fs::metadata(rig.state_dir.join("update/download.part"))
         .ok()
         .map(|m| m.len())
 }
@@ -233,8 +222,8 @@ fn run_point(pt: &Point, v1: &[E], v2: &[E], v2_bad: &[E]) -> Row {
             ..Default::default()
         })
         .map_err(|e| e.to_string())?;
-        sim.valid_license(KEY);
-        let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+        sim.valid_license(UPDATE_KEY);
+        let mut rig = Node::updates(&sim);
         // The restart must not start an update check on its own (splay over a day).
         rig.set("telemetry", "enabled", json!(false));
         rig.set("updates", "check_interval", json!(86400));
@@ -257,7 +246,7 @@ fn run_point(pt: &Point, v1: &[E], v2: &[E], v2_bad: &[E]) -> Row {
         if !killed(&o) {
             return Err(format!("not killed (exit {}): {}", code(&o), text(&o)));
         }
-        let j = read_json(&rig.state.join("update/journal.json"))
+        let j = read_json(&rig.state_dir.join("update/journal.json"))
             .ok()
             .map(|j| j["step"].as_str().unwrap_or("?").to_string());
         row.at_kill = match (j, part_size(&rig)) {
@@ -308,7 +297,7 @@ fn run_point(pt: &Point, v1: &[E], v2: &[E], v2_bad: &[E]) -> Row {
             return Err(format!("next update left {version}"));
         }
         row.next_update = format!("ok {slot} {version}, {fetched}");
-        let st = read_json(&rig.state.join("status.json"))?;
+        let st = read_json(&rig.state_dir.join("status.json"))?;
         if st["update"]["state"] != "idle" {
             return Err(format!("after the update: state {}", st["update"]["state"]));
         }
@@ -337,24 +326,7 @@ fn kill_matrix_every_point_recovers_and_the_next_update_completes() {
     assert!(pts.len() >= 50, "{} points", pts.len());
 
     // Two workers (CI has two cores); each point has its own simulator and box.
-    let next = Mutex::new(0usize);
-    let rows: Mutex<BTreeMap<usize, Row>> = Mutex::new(BTreeMap::new());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = {
-                    let mut n = next.lock().unwrap();
-                    let i = *n;
-                    *n += 1;
-                    i
-                };
-                let Some(pt) = pts.get(i) else { break };
-                let row = run_point(pt, &v1, &v2, &v2_bad);
-                rows.lock().unwrap().insert(i, row);
-            });
-        }
-    });
-    let rows = rows.into_inner().unwrap();
+    let rows = in_parallel(&pts, 2, |pt| run_point(pt, &v1, &v2, &v2_bad));
     println!(
         "\nkill matrix: {} points, package {pkg_len} bytes, {} entries, {:.1} s",
         rows.len(),
@@ -370,7 +342,7 @@ fn kill_matrix_every_point_recovers_and_the_next_update_completes() {
         "", "", "", "", ""
     );
     let mut failures = Vec::new();
-    for row in rows.values() {
+    for row in &rows {
         let result = match &row.ok {
             Ok(()) => "ok".to_string(),
             Err(e) => {

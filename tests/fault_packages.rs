@@ -5,11 +5,8 @@
 //! refused with exit 21, `current` and the active slot unchanged, nothing written
 //! outside install.root.
 
-mod update_support;
-
-use serde_json::json;
-use std::collections::BTreeMap;
-use update_support::*;
+use crate::harness::package::*;
+use crate::harness::*;
 
 /// One raw entry: name in the local and central headers, data, stored.
 #[derive(Clone)]
@@ -105,16 +102,6 @@ fn unix_extra_link(target: &[u8]) -> Vec<u8> {
     v.extend_from_slice(&[0u8; 12]);
     v.extend_from_slice(target);
     v
-}
-
-fn outside(rig: &Rig) -> BTreeMap<String, String> {
-    // The agent's own log excepted: it warns there about unsigned installs.
-    tree(rig.dir.path())
-        .into_iter()
-        .filter(|(k, _)| {
-            !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip" && k != "agent.log"
-        })
-        .collect()
 }
 
 #[test]
@@ -230,19 +217,10 @@ fn hostile_packages_are_refused_with_21_and_touch_nothing() {
     println!("|---|---|---|");
     let mut failures = Vec::new();
     for (name, bytes, needs_key) in cases {
-        let mut rig = Rig::offline();
-        if needs_key {
-            rig.set("updates", "public_key", json!(pk));
-        }
-        let v1 = app("1.0.0");
-        let o = if needs_key {
-            rig.install(&zip(&signed("1.0.0", &v1, &kp)))
-        } else {
-            rig.install(&zip(&v1))
-        };
-        assert_eq!(code(&o), 0, "{name}: v1: {}", text(&o));
+        let mut rig = Node::offline();
+        install_v1(&mut rig, needs_key.then_some((&kp, pk.as_str())), name);
         let slot_a = tree(&rig.slot("a"));
-        let before = outside(&rig);
+        let before = rig.files_outside();
         let o = rig.install(&bytes);
         let reason = text(&o)
             .lines()
@@ -260,7 +238,7 @@ fn hostile_packages_are_refused_with_21_and_touch_nothing() {
         if tree(&rig.slot("a")) != slot_a {
             problems.push("active slot changed".into());
         }
-        if outside(&rig) != before {
+        if rig.files_outside() != before {
             problems.push("wrote outside install.root/state_dir".into());
         }
         if !tree(&rig.slot("b")).is_empty() {

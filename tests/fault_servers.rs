@@ -5,15 +5,10 @@
 //! state that still parses, and the key sent nowhere but the configured backend.
 //! (Captive portal, 30x to another host and oversized answers are in license_cli.rs.)
 
-mod harness;
-mod update_support;
-
+use crate::harness::measure::{run_measured, under_emulator, Run};
+use crate::harness::{self, Node, KEY};
 use cybersensei_sim::{Fault, Sim, SimOptions, TlsVariant};
-use harness::{Node, KEY};
-use std::fs::File;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Peak RSS allowed for the agent under any hostile answer (a debug build validating
 /// a license peaks at a few MiB; an unbounded read of an endless body would not stop).
@@ -24,57 +19,6 @@ const ATTEMPTS: u64 = 2;
 /// Slack over timeout × attempts for process start, TLS and backoff.
 const MARGIN: Duration = Duration::from_secs(3);
 
-/// One finished run of the binary, measured.
-struct Run {
-    code: i32,
-    out: String,
-    took: Duration,
-    rss_kib: i64,
-}
-
-/// Runs `cmd` to completion with its output in a file, sampling the child's
-/// high-water RSS (VmHWM of its own address space) every 2 ms until it exits.
-/// (wait4's ru_maxrss is no use here: Linux carries the spawning test process's
-/// RSS across exec into it.) VmHWM only grows, so an unbounded read is caught while
-/// it grows, whenever the process ends.
-fn run_measured(mut cmd: Command, dir: &Path) -> Run {
-    let out_path = dir.join("run.out");
-    let f = File::create(&out_path).unwrap();
-    cmd.stdout(f.try_clone().unwrap()).stderr(f);
-    let t = Instant::now();
-    let mut child = cmd.spawn().expect("agent starts");
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut rss_kib = 0;
-    let status = loop {
-        if let Some(hwm) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|s| vm_hwm_kib(&s))
-        {
-            rss_kib = rss_kib.max(hwm);
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    Run {
-        code: status.code().unwrap_or(-1),
-        out: std::fs::read_to_string(&out_path).unwrap_or_default(),
-        took: t.elapsed(),
-        rss_kib,
-    }
-}
-
-fn vm_hwm_kib(status: &str) -> Option<i64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Under an emulator (ARM runs) the RSS measured is the emulator's: not checked.
-fn rss_checked() -> bool {
-    std::env::var("CYBERSENSEI_AGENT_RUNNER").map_or(true, |r| r.trim().is_empty())
-}
-
 /// Common post-conditions: bounded time and memory, key not echoed.
 fn check_run(case: &str, r: &Run, budget: Duration) {
     assert!(
@@ -83,7 +27,7 @@ fn check_run(case: &str, r: &Run, budget: Duration) {
         r.took,
         r.out
     );
-    if rss_checked() {
+    if !under_emulator() {
         assert!(
             r.rss_kib < MAX_RSS_KIB,
             "{case}: peak RSS {} KiB: {}",
@@ -409,35 +353,34 @@ fn bad_certificates_are_refused_before_the_key_is_sent() {
 
 mod downloads {
     use super::*;
-    use update_support::{app, code, expected_tree, text, zip, Rig};
+    use crate::harness::package::{app, expected_tree, file, tree, zip};
+    use crate::harness::{code, text, UPDATE_KEY};
 
-    const RIG_KEY: &str = "TEST-KEY-1234";
-
-    fn rig(sim: &Sim) -> Rig {
-        let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    fn rig(sim: &Sim) -> Node {
+        let mut rig = Node::updates(sim);
         rig.set("backend", "timeout", TIMEOUT.into());
         rig.set("backend", "retry_attempts", ATTEMPTS.into());
         rig
     }
 
     /// A box running 1.0.0 from slot a, 2.0.0 published.
-    fn installed(sim: &Sim) -> Rig {
-        sim.valid_license(RIG_KEY);
+    fn installed(sim: &Sim) -> Node {
+        sim.valid_license(UPDATE_KEY);
         let rig = rig(sim);
         sim.publish_update("1.0.0", zip(&app("1.0.0")), "- first");
         let o = rig.run(&["update"]);
         assert_eq!(code(&o), 0, "{}", text(&o));
         assert_eq!(rig.current().as_deref(), Some("slots/a"));
         let mut v2 = app("2.0.0");
-        v2.push(update_support::file("big", &vec![7u8; 256 * 1024]));
+        v2.push(file("big", &vec![7u8; 256 * 1024]));
         sim.publish_update("2.0.0", zip(&v2), "- second");
         rig
     }
 
-    fn assert_untouched(case: &str, rig: &Rig) {
+    fn assert_untouched(case: &str, rig: &Node) {
         assert_eq!(rig.current().as_deref(), Some("slots/a"), "{case}");
         assert_eq!(
-            update_support::tree(&rig.slot("a")),
+            tree(&rig.slot("a")),
             expected_tree(&app("1.0.0")),
             "{case}: active slot changed"
         );
@@ -456,7 +399,7 @@ mod downloads {
                 after_bytes: 100_000,
             },
         );
-        let r = run_measured(rig.cmd(&["update"]), rig.dir.path());
+        let r = run_measured(rig.command(&["update"]), rig.dir.path());
         assert_eq!(r.code, 0, "{}", r.out);
         check_run("reset mid-download", &r, Duration::from_secs(20));
         let ranges = sim.download_ranges();
@@ -508,7 +451,7 @@ mod downloads {
         ];
         for (case, fault, codes) in cases {
             sim.set_sticky_fault("/update/download/", Some(fault));
-            let r = run_measured(rig.cmd(&["update"]), rig.dir.path());
+            let r = run_measured(rig.command(&["update"]), rig.dir.path());
             assert!(
                 codes.contains(&r.code),
                 "{case}: exit {}: {}",
@@ -521,7 +464,7 @@ mod downloads {
                 Duration::from_secs(TIMEOUT * ATTEMPTS * 2) + MARGIN,
             );
             assert_untouched(case, &rig);
-            assert_key_not_sent(case, RIG_KEY, &[&target]);
+            assert_key_not_sent(case, UPDATE_KEY, &[&target]);
             eprintln!(
                 "update / {case}: exit {} in {:?}, peak RSS {} KiB",
                 r.code, r.took, r.rss_kib

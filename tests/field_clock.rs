@@ -1,9 +1,7 @@
 //! A box whose clock is not set yet (1970, before NTP): the real binary under
 //! libfaketime against the simulator over TLS.
 
-mod harness;
-
-use harness::{code, faketime, text, Node, KEY};
+use crate::harness::{self, code, faketime, signal, text, Node, KEY};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -102,10 +100,7 @@ fn daemon_in_1970_says_it_once_and_keeps_running() {
     }
     std::thread::sleep(Duration::from_secs(4));
     assert!(child.try_wait().unwrap().is_none(), "the daemon exited");
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(&child, libc::SIGTERM);
     let mut rc = None;
     let t = Instant::now();
     while rc.is_none() && t.elapsed() < Duration::from_secs(5) {

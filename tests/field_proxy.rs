@@ -1,10 +1,8 @@
 //! Corporate proxies: `backend.proxy` and the proxy environment variables, through a
 //! real CONNECT proxy on loopback, with the real binary and the simulator over TLS.
 
-mod harness;
-
-use harness::proxy::Proxy;
-use harness::{code, text, Node, KEY};
+use crate::harness::proxy::Proxy;
+use crate::harness::{self, code, text, Node, KEY};
 use serde_json::json;
 use std::net::TcpListener;
 

@@ -1,9 +1,7 @@
 //! License validation through the real binary against the simulator over TLS.
 
-mod harness;
-
+use crate::harness::{self, code, text, Node, KEY};
 use cybersensei_sim::{Fault, LicenseOutcome};
-use harness::{code, text, Node, KEY};
 use std::time::{Duration, Instant};
 
 fn valid(sim: &cybersensei_sim::Sim) {

@@ -1,10 +1,7 @@
 //! What a newcomer meets first, through the real binary: help per command, short usage
 //! errors, `--version`, no config file, `status` on a fresh box and after validation.
 
-mod harness;
-mod update_support;
-
-use harness::{agent_command, code, text, Node};
+use crate::harness::{self, agent_command, code, text, Node};
 use std::process::Output;
 
 fn run_plain(args: &[&str], config_env: Option<&std::path::Path>) -> Output {
@@ -177,8 +174,8 @@ fn telemetry_print_on_a_fresh_box_does_not_talk_of_sending() {
 
 #[test]
 fn health_check_output_is_labelled() {
-    use update_support::{app, zip, Rig};
-    let mut rig = Rig::offline();
+    use crate::harness::package::{app, zip};
+    let mut rig = Node::offline();
     rig.set(
         "services",
         "health",

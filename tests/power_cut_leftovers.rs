@@ -9,12 +9,11 @@
 //! the same start-up path as `run`) must remove the leftovers of dead processes and
 //! nothing else.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
-use update_support::*;
 
 /// A PID that belonged to a process that has exited (reaped: no longer in use).
 fn dead_pid() -> u32 {
@@ -26,18 +25,17 @@ fn dead_pid() -> u32 {
 
 #[test]
 fn temp_files_left_by_a_power_cut_are_swept_at_the_next_start() {
-    let rig = Rig::offline();
-    let o = rig.install(&zip(&app("1.0.0")));
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    let mut rig = Node::offline();
+    install_v1(&mut rig, None, "v1");
     let dead = dead_pid();
     let live = std::process::id();
-    let upd = rig.state.join("update");
+    let upd = rig.state_dir.join("update");
     fs::create_dir_all(&upd).unwrap();
     let slots = rig.root.join("slots");
     let left: Vec<PathBuf> = vec![
         slots.join(format!(".b.json.tmp.{dead}")),
-        rig.state.join(format!(".status.json.tmp.{dead}")),
-        rig.state.join(format!(".license.json.tmp.{dead}")),
+        rig.state_dir.join(format!(".status.json.tmp.{dead}")),
+        rig.state_dir.join(format!(".license.json.tmp.{dead}")),
         upd.join(format!(".journal.json.tmp.{dead}")),
         rig.root.join(format!(".x.tmp.{dead}")),
     ];
@@ -47,15 +45,15 @@ fn temp_files_left_by_a_power_cut_are_swept_at_the_next_start() {
     // Not ours to remove: a write in flight in a live process, names that only look
     // alike, the switch's own temp link (recovery's business), a directory.
     let keep: Vec<PathBuf> = vec![
-        rig.state.join(format!(".status.json.tmp.{live}")),
-        rig.state.join(".notes.tmp"),
-        rig.state.join(format!("status.json.tmp.{dead}")),
+        rig.state_dir.join(format!(".status.json.tmp.{live}")),
+        rig.state_dir.join(".notes.tmp"),
+        rig.state_dir.join(format!("status.json.tmp.{dead}")),
         slots.join(format!(".a.json.tmp.{dead}x")),
     ];
     for p in &keep {
         fs::write(p, b"x").unwrap();
     }
-    let dir_alike = rig.state.join(format!(".d.tmp.{dead}"));
+    let dir_alike = rig.state_dir.join(format!(".d.tmp.{dead}"));
     fs::create_dir(&dir_alike).unwrap();
 
     let o = rig.install(&zip(&app("1.1.0")));

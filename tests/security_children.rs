@@ -3,18 +3,17 @@
 //! group, and SIGTERM during a health check stops the agent promptly (the update
 //! stays to be health-checked at the next start, not rolled back).
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::json;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use update_support::*;
 
 const SECRET: &str = "SECRET-LICENSE-KEY-0123456789";
 
 #[test]
 fn service_commands_never_see_the_license_key() {
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     let env_out = rig.dir.path().join("start.env");
     rig.set(
         "services",
@@ -23,7 +22,7 @@ fn service_commands_never_see_the_license_key() {
     );
     let pkg = rig.package("v1.zip", &zip(&app("1.0.0")));
     let o = rig
-        .cmd(&["install", pkg.to_str().unwrap()])
+        .command(&["install", pkg.to_str().unwrap()])
         .env("CYBERSENSEI_LICENSE_KEY", SECRET)
         .output()
         .unwrap();
@@ -49,9 +48,8 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn a_timed_out_health_command_dies_with_its_children() {
-    let mut rig = Rig::offline();
-    let o = rig.install(&zip(&app("1.0.0")));
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    let mut rig = Node::offline();
+    install_v1(&mut rig, None, "v1");
     let pidfile = rig.dir.path().join("grandchild.pid");
     // The health command starts a child of its own and waits for it: at the deadline
     // the agent must kill both, or the grandchild lives on (holding our stdout).
@@ -68,7 +66,7 @@ fn a_timed_out_health_command_dies_with_its_children() {
     let t = Instant::now();
     let pkg = rig.package("v2.zip", &zip(&app("2.0.0")));
     let st = rig
-        .cmd(&["install", pkg.to_str().unwrap()])
+        .command(&["install", pkg.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -93,9 +91,8 @@ fn a_timed_out_health_command_dies_with_its_children() {
 
 #[test]
 fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
-    let mut rig = Rig::offline();
-    let o = rig.install(&zip(&app("1.0.0")));
-    assert_eq!(code(&o), 0, "{}", text(&o));
+    let mut rig = Node::offline();
+    install_v1(&mut rig, None, "v1");
     // 2.0.0 switched, not yet health-checked (the journal says `switched`).
     let pkg = rig.package("v2.zip", &zip(&app("2.0.0")));
     let o = rig.run_crashing(&["install", pkg.to_str().unwrap()], "journal:switched");
@@ -111,12 +108,7 @@ fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
         ]]),
     );
     rig.set("services", "health_timeout", json!(60));
-    let mut child = rig
-        .cmd(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = rig.daemon().spawn().unwrap();
     let until = Instant::now() + Duration::from_secs(20);
     while !marker.exists() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
@@ -127,8 +119,7 @@ fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
         panic!("the start-up health check never ran");
     }
     let t = Instant::now();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    signal(&child, libc::SIGTERM);
     let mut status = None;
     while t.elapsed() < Duration::from_secs(10) {
         if let Some(st) = child.try_wait().unwrap() {
@@ -146,6 +137,6 @@ fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
     assert!(took < Duration::from_secs(5), "took {took:?} to stop");
     // Not a failed health check: still on 2.0.0, to be checked at the next start.
     assert_eq!(rig.current().as_deref(), Some("slots/b"));
-    assert!(rig.state.join("update/journal.json").exists());
+    assert!(rig.state_dir.join("update/journal.json").exists());
     assert_ne!(rig.status()["update"]["state"], "rolled-back");
 }

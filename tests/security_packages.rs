@@ -3,13 +3,11 @@
 //! modes, types and directories covered by the signature and capped, and a slot that
 //! failed its health check is no rollback target.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use base64::Engine;
 use ring::signature::Ed25519KeyPair;
 use serde_json::{json, Value};
-use std::os::unix::fs::PermissionsExt;
-use update_support::*;
 
 /// A manifest v2 (types, modes, sizes, digests, directories) of `entries`, signed.
 fn signed_v2(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> (Vec<u8>, String) {
@@ -44,13 +42,9 @@ fn pkg(version: &str, kp: &Ed25519KeyPair) -> Vec<u8> {
     with_sig(&e, &m, &s)
 }
 
-fn mode(p: &std::path::Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
-fn signed_rig() -> (Rig, Ed25519KeyPair) {
+fn signed_rig() -> (Node, Ed25519KeyPair) {
     let (kp, pk) = keypair();
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "public_key", json!(pk));
     (rig, kp)
 }
@@ -71,7 +65,7 @@ fn a_lower_version_is_refused_unless_the_operator_allows_it() {
     // The highest stays 2.0.0 (slot b, and the durable file): 1.5.0 is still lower.
     let o = rig.install(&pkg("1.5.0", &kp));
     assert_eq!(code(&o), 21, "{}", text(&o));
-    let high = std::fs::read_to_string(rig.state.join("update/highest-version")).unwrap();
+    let high = std::fs::read_to_string(rig.state_dir.join("update/highest-version")).unwrap();
     assert_eq!(high.trim(), "2.0.0");
     // Equal or higher is fine.
     assert_eq!(code(&rig.install(&pkg("2.1.0", &kp))), 0);
@@ -81,7 +75,7 @@ fn a_lower_version_is_refused_unless_the_operator_allows_it() {
 fn the_backend_cannot_downgrade_nor_swap_the_announced_package() {
     let sim = tls_sim();
     let (kp, pk) = keypair();
-    let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    let mut rig = Node::updates(&sim);
     rig.set("updates", "public_key", json!(pk));
     assert_eq!(code(&rig.install(&pkg("2.0.0", &kp))), 0);
     // A correctly signed 1.0.0 offered as the latest.
@@ -151,7 +145,7 @@ fn modes_types_and_directories_are_what_was_signed_and_capped() {
 
 #[test]
 fn installed_modes_are_never_group_writable_nor_setuid() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let e = vec![
         E::Raw("open/".into(), vec![], (0o040777 << 16) | 0x10),
         E::File("open/all.sh".into(), b"#!/bin/sh\n".to_vec(), 0o777),
@@ -182,7 +176,7 @@ fn installed_modes_are_never_group_writable_nor_setuid() {
 
 #[test]
 fn a_slot_that_failed_its_health_check_is_no_rollback_target() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     assert_eq!(code(&rig.install(&zip(&app("1.0.0")))), 0);
     let mut bad = app("2.0.0");
     bad.push(file("unhealthy", b"1"));

@@ -3,13 +3,12 @@
 //! (modes, types, directories), `verify` agrees with the agent, a tampered package is
 //! refused; key rotation through a package; the loud default without a key.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use update_support::*;
 
 /// The pack tool, beside the agent: another package of the workspace, so cargo
 /// gives its path to its own tests only; built (or found up to date) once here.
@@ -67,10 +66,6 @@ fn tree_of(dir: &Path, version: &str, extra_keys: &[&Path]) {
     }
 }
 
-fn mode(p: &Path) -> u32 {
-    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
-}
-
 #[test]
 fn the_vendor_tool_makes_packages_the_agent_installs_exactly() {
     let w = tempfile::tempdir().unwrap();
@@ -109,7 +104,7 @@ fn the_vendor_tool_makes_packages_the_agent_installs_exactly() {
     ]));
     assert!(v.contains("agent: accepted"), "{v}");
 
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "public_key", json!(pubkey.to_str().unwrap()));
     let o = rig.run(&["install", zip_path.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -189,7 +184,7 @@ fn a_new_key_shipped_by_the_old_one_replaces_it() {
     let keys = w.path().join("etc/update-keys");
     std::fs::create_dir_all(&keys).unwrap();
     std::fs::copy(w.path().join("k1.pub"), keys.join("factory.pub")).unwrap();
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "public_key", json!(keys.to_str().unwrap()));
     let make = |version: &str, key: &Path, ship: &[&Path]| -> PathBuf {
         let src = w.path().join(format!("src-{version}"));
@@ -229,7 +224,7 @@ fn a_new_key_shipped_by_the_old_one_replaces_it() {
 
 #[test]
 fn without_a_key_the_box_says_so_and_with_a_missing_one_it_refuses_everything() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let o = rig.run(&["status", "--json"]);
     let st: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["security"]["signatures"], "off");
@@ -244,7 +239,7 @@ fn without_a_key_the_box_says_so_and_with_a_missing_one_it_refuses_everything() 
         text(&o)
     );
     // Configured, but the key directory was never filled (install.sh without a key).
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     let missing = rig.dir.path().join("etc/update-keys");
     rig.set("updates", "public_key", json!(missing.to_str().unwrap()));
     let o = rig.install(&zip(&app("1.0.0")));

@@ -3,13 +3,10 @@
 //! retried later (resumed), and while any download runs telemetry keeps its schedule
 //! (the download pauses, keeps its partial file, and resumes after the post).
 
-mod harness;
-mod update_support;
-
+use crate::harness::{self, range_start, signal, Node, KEY};
 use cybersensei_sim::{Fault, Sim};
-use harness::{range_start, Node, KEY};
 use serde_json::json;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 fn node(sim: &Sim) -> Node {
@@ -21,27 +18,22 @@ fn node(sim: &Sim) -> Node {
 }
 
 fn package(size: usize) -> Vec<u8> {
-    let mut e = update_support::app("2.0.0");
-    e.push(update_support::E::File(
+    let mut e = harness::package::app("2.0.0");
+    e.push(harness::package::E::File(
         "app/blob.bin".into(),
-        update_support::noise(size, 7),
+        harness::package::noise(size, 7),
         0o644,
     ));
-    update_support::zip(&e)
+    harness::package::zip(&e)
 }
 
 fn start(n: &Node) -> Child {
-    n.command(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    n.daemon().spawn().unwrap()
 }
 
 /// SIGTERM, then the time the daemon took to exit (killed past 10 s).
 fn stop(mut c: Child) -> Duration {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+    signal(&c, libc::SIGTERM);
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if c.try_wait().unwrap().is_some() {
@@ -183,11 +175,9 @@ fn revalidation_keeps_its_schedule_during_an_endless_download() {
     // Never abandoned: only the pause lets the revalidation through.
     n.set("updates", "min_download_rate", json!(0));
     let child = n
-        .command(&["run"])
+        .daemon()
         .env("LD_PRELOAD", lib)
         .env("FAKETIME", "+0 x60")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     // The boot validation, then one a minute of agent time (a second here; slower on

@@ -1,16 +1,12 @@
 //! Issue 15, finding 6, through the real binary: hostile ZIP directories are refused
 //! from their end record, before the central directory is parsed (ZIP64 included,
 //! with the entry-count limit), and every one costs the agent under 16 MiB of peak
-//! RSS (VmHWM sampled every 2 ms, as tests/fault_servers.rs does). `--nocapture`
+//! RSS (VmHWM sampled every 2 ms by `harness::measure`, as for tests/fault_servers.rs). `--nocapture`
 //! prints the table.
 
-mod update_support;
-
-use std::fs::File;
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-use update_support::*;
+use crate::harness::measure::{run_measured, under_emulator, Run};
+use crate::harness::package::*;
+use crate::harness::*;
 
 const MAX_RSS_KIB: i64 = 16 * 1024;
 
@@ -122,44 +118,8 @@ fn lying_count(count: u16) -> Vec<u8> {
     z
 }
 
-fn vm_hwm_kib(status: &str) -> Option<i64> {
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Runs `cmd`, sampling the child's VmHWM every 2 ms: (exit code, output, peak KiB).
-fn run_measured(mut cmd: Command, dir: &Path) -> (i32, String, i64) {
-    let out_path = dir.join("run.out");
-    let f = File::create(&out_path).unwrap();
-    cmd.stdout(f.try_clone().unwrap()).stderr(f);
-    let mut child = cmd.spawn().unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut hwm = 0;
-    let t = Instant::now();
-    let st = loop {
-        if let Some(k) = std::fs::read_to_string(&status_file)
-            .ok()
-            .and_then(|s| vm_hwm_kib(&s))
-        {
-            hwm = hwm.max(k);
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        assert!(t.elapsed() < Duration::from_secs(120), "install hangs");
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    (
-        st.code().unwrap_or(-1),
-        std::fs::read_to_string(&out_path).unwrap_or_default(),
-        hwm,
-    )
-}
-
 #[test]
 fn hostile_central_directories_are_refused_within_16_mib() {
-    let under_emulator =
-        std::env::var("CYBERSENSEI_AGENT_RUNNER").is_ok_and(|r| !r.trim().is_empty());
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "1000 entries x 60 KB extra fields",
@@ -185,10 +145,17 @@ fn hostile_central_directories_are_refused_within_16_mib() {
     let mut rows = Vec::new();
     let mut failures = Vec::new();
     for (name, bytes, why) in cases {
-        let rig = Rig::offline();
+        let rig = Node::offline();
         let p = rig.package("hostile.zip", &bytes);
-        let (code, out, kib) =
-            run_measured(rig.cmd(&["install", p.to_str().unwrap()]), rig.dir.path());
+        let Run {
+            code,
+            out,
+            rss_kib: kib,
+            ..
+        } = run_measured(
+            rig.command(&["install", p.to_str().unwrap()]),
+            rig.dir.path(),
+        );
         rows.push(format!(
             "| {name} | {:.1} MB | exit {code} | {:.1} MiB |",
             bytes.len() as f64 / 1e6,
@@ -200,7 +167,7 @@ fn hostile_central_directories_are_refused_within_16_mib() {
         if rig.current().is_some() {
             failures.push(format!("{name}: installed"));
         }
-        if !under_emulator && kib >= MAX_RSS_KIB {
+        if !under_emulator() && kib >= MAX_RSS_KIB {
             failures.push(format!("{name}: peak RSS {kib} KiB"));
         }
     }

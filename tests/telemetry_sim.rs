@@ -1,26 +1,18 @@
 //! Telemetry against the simulator over real TLS: a day offline with an injected
 //! clock, store-and-forward, corrupt queue entries, refused samples, field names.
 
-mod harness;
-
+use crate::harness::in_process::wall_now;
+use crate::harness::{self, Node, KEY};
 use cybersensei_agent::clock::{iso8601, Clock, FakeClock};
 use cybersensei_agent::config::Config;
 use cybersensei_agent::context::Ctx;
 use cybersensei_agent::telemetry::{self, queue::Queue, Collector};
 use cybersensei_sim::{Fault, Sim};
-use harness::{Node, KEY};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const INTERVAL: u64 = 300;
-
-fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// Fixed /proc files so every sample is cheap and deterministic.
 fn fixed_proc(dir: &Path) -> std::path::PathBuf {
@@ -48,6 +40,49 @@ fn node(sim: &Sim, queue_max: u32) -> Node {
 fn ctx<'a>(n: &Node, clock: &'a dyn Clock) -> Ctx<'a> {
     let cfg = Config::load(&n.config).unwrap();
     Ctx::new(cfg, clock, false).unwrap()
+}
+
+/// A collector reading fixed /proc files.
+fn collector(n: &Node) -> Collector {
+    Collector::with_proc_root(fixed_proc(n.dir.path()))
+}
+
+/// [`ctx`] after a validation (which gives the box its tenantId).
+fn validated<'a>(n: &Node, clock: &'a dyn Clock) -> Ctx<'a> {
+    let ctx = ctx(n, clock);
+    cybersensei_agent::license::validate(&ctx).unwrap();
+    ctx
+}
+
+/// `cycles` telemetry cycles one interval apart with the backend down, then the
+/// backend back with no requests recorded; the time each sample was taken.
+fn offline_cycles(
+    sim: &Sim,
+    ctx: &Ctx,
+    col: &mut Collector,
+    clock: &FakeClock,
+    cycles: usize,
+) -> Vec<String> {
+    sim.set_down(true);
+    let stamps = (0..cycles)
+        .map(|_| {
+            let at = iso8601(clock.now_unix());
+            telemetry::send_once(ctx, col).unwrap();
+            clock.advance(Duration::from_secs(INTERVAL));
+            at
+        })
+        .collect();
+    sim.set_down(false);
+    sim.clear_requests();
+    stamps
+}
+
+/// The `collectedAt` of each body.
+fn collected_at(bodies: &[Value]) -> Vec<&str> {
+    bodies
+        .iter()
+        .map(|b| b["additionalData"]["collectedAt"].as_str().unwrap())
+        .collect()
 }
 
 /// The JSON bodies of the POST /telemetry the simulator received, in arrival order.
@@ -79,9 +114,8 @@ fn a_day_offline_then_back_every_kept_sample_once_in_order() {
     let sim = harness::sim();
     let n = node(&sim, 50);
     let clock = FakeClock::new(wall_now());
-    let ctx = ctx(&n, &clock);
-    cybersensei_agent::license::validate(&ctx).unwrap();
-    let mut col = Collector::with_proc_root(fixed_proc(n.dir.path()));
+    let ctx = validated(&n, &clock);
+    let mut col = collector(&n);
 
     sim.set_down(true);
     let mut stamps = vec![];
@@ -114,10 +148,7 @@ fn a_day_offline_then_back_every_kept_sample_once_in_order() {
         51,
         "each kept sample once, then the fresh one"
     );
-    let got: Vec<&str> = bodies
-        .iter()
-        .map(|b| b["additionalData"]["collectedAt"].as_str().unwrap())
-        .collect();
+    let got = collected_at(&bodies);
     let mut want: Vec<&str> = stamps[238..].iter().map(String::as_str).collect();
     want.push(&now);
     assert_eq!(
@@ -148,16 +179,9 @@ fn a_long_backlog_drains_a_batch_per_cycle_in_order() {
     let sim = harness::sim();
     let n = node(&sim, 288);
     let clock = FakeClock::new(wall_now());
-    let ctx = ctx(&n, &clock);
-    cybersensei_agent::license::validate(&ctx).unwrap();
-    let mut col = Collector::with_proc_root(fixed_proc(n.dir.path()));
-    sim.set_down(true);
-    for _ in 0..120 {
-        telemetry::send_once(&ctx, &mut col).unwrap();
-        clock.advance(Duration::from_secs(INTERVAL));
-    }
-    sim.set_down(false);
-    sim.clear_requests();
+    let ctx = validated(&n, &clock);
+    let mut col = collector(&n);
+    offline_cycles(&sim, &ctx, &mut col, &clock, 120);
     let mut cycles = 0;
     loop {
         cycles += 1;
@@ -173,15 +197,8 @@ fn a_long_backlog_drains_a_batch_per_cycle_in_order() {
     }
     // 120 + the fresh samples of the catching-up cycles, 50 per cycle.
     assert_eq!(cycles, 3);
-    let got: Vec<String> = telemetry_bodies(&sim)
-        .iter()
-        .map(|b| {
-            b["additionalData"]["collectedAt"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let bodies = telemetry_bodies(&sim);
+    let got = collected_at(&bodies);
     assert_eq!(got.len(), 123);
     let mut sorted = got.clone();
     sorted.sort();
@@ -194,18 +211,11 @@ fn corrupt_and_torn_queue_entries_are_skipped_the_others_sent() {
     let sim = harness::sim();
     let n = node(&sim, 50);
     let clock = FakeClock::new(wall_now());
-    let ctx = ctx(&n, &clock);
-    cybersensei_agent::license::validate(&ctx).unwrap();
-    let mut col = Collector::with_proc_root(fixed_proc(n.dir.path()));
+    let ctx = validated(&n, &clock);
+    let mut col = collector(&n);
     // The first sample spends a short CPU window; take it before stamping times.
     telemetry::payload(&ctx, &mut col).unwrap();
-    sim.set_down(true);
-    let mut stamps = vec![];
-    for _ in 0..5 {
-        stamps.push(iso8601(clock.now_unix()));
-        telemetry::send_once(&ctx, &mut col).unwrap();
-        clock.advance(Duration::from_secs(INTERVAL));
-    }
+    let stamps = offline_cycles(&sim, &ctx, &mut col, &clock, 5);
     let dir = telemetry::queue::queue_dir(&n.state_dir);
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -216,16 +226,11 @@ fn corrupt_and_torn_queue_entries_are_skipped_the_others_sent() {
     std::fs::write(&names[1], &data[..data.len() - 7]).unwrap(); // torn mid-entry
     std::fs::write(&names[3], b"garbage").unwrap();
 
-    sim.set_down(false);
-    sim.clear_requests();
     let r = telemetry::send_once(&ctx, &mut col).unwrap();
     assert!(r.delivered);
     assert_eq!((r.flushed, r.queued), (3, 0));
     let bodies = telemetry_bodies(&sim);
-    let got: Vec<&str> = bodies
-        .iter()
-        .map(|b| b["additionalData"]["collectedAt"].as_str().unwrap())
-        .collect();
+    let got = collected_at(&bodies);
     assert_eq!(got[..3], [&*stamps[0], &*stamps[2], &*stamps[4]]);
     // The two lost samples are reported by the samples sent after they were found.
     let reported: u64 = bodies
@@ -241,16 +246,9 @@ fn a_refused_queued_sample_is_dropped_not_blocking() {
     let sim = harness::sim();
     let n = node(&sim, 50);
     let clock = FakeClock::new(wall_now());
-    let ctx = ctx(&n, &clock);
-    cybersensei_agent::license::validate(&ctx).unwrap();
-    let mut col = Collector::with_proc_root(fixed_proc(n.dir.path()));
-    sim.set_down(true);
-    for _ in 0..3 {
-        telemetry::send_once(&ctx, &mut col).unwrap();
-        clock.advance(Duration::from_secs(INTERVAL));
-    }
-    sim.set_down(false);
-    sim.clear_requests();
+    let ctx = validated(&n, &clock);
+    let mut col = collector(&n);
+    offline_cycles(&sim, &ctx, &mut col, &clock, 3);
     sim.push_fault(
         "/telemetry",
         Fault::Status(
@@ -271,9 +269,8 @@ fn a_5xx_keeps_the_queue_and_stops_the_flush() {
     let sim = harness::sim();
     let n = node(&sim, 50);
     let clock = FakeClock::new(wall_now());
-    let ctx = ctx(&n, &clock);
-    cybersensei_agent::license::validate(&ctx).unwrap();
-    let mut col = Collector::with_proc_root(fixed_proc(n.dir.path()));
+    let ctx = validated(&n, &clock);
+    let mut col = collector(&n);
     sim.set_sticky_fault("/telemetry", Some(Fault::Status(503, "{}".into())));
     for _ in 0..3 {
         let r = telemetry::send_once(&ctx, &mut col).unwrap();
@@ -302,7 +299,7 @@ fn no_tenant_id_sends_nothing_and_queues_nothing() {
     let n = node(&sim, 50);
     let clock = FakeClock::new(wall_now());
     let ctx = ctx(&n, &clock);
-    let mut col = Collector::with_proc_root(fixed_proc(n.dir.path()));
+    let mut col = collector(&n);
     let e = telemetry::send_once(&ctx, &mut col).unwrap_err();
     assert!(e.to_string().contains("no tenantId yet"), "{e}");
     assert_eq!(sim.count("/telemetry"), 0);
@@ -414,9 +411,8 @@ fn once_on_503_exits_non_zero_and_queues_then_delivers_in_order() {
     assert_eq!(harness::code(&o), 0, "{}", harness::text(&o));
     let b = telemetry_bodies(&sim);
     assert_eq!(b.len(), 2, "the queued sample, then the fresh one");
-    let a = b[0]["additionalData"]["collectedAt"].as_str().unwrap();
-    let c = b[1]["additionalData"]["collectedAt"].as_str().unwrap();
-    assert!(a < c, "{a} before {c}");
+    let at = collected_at(&b);
+    assert!(at[0] < at[1], "{at:?}: the queued sample first");
     assert_eq!(queue_files(&n), 0);
 }
 

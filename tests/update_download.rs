@@ -7,13 +7,11 @@
 //! Range support: where the guide's server resumes (206), the real backend sends the
 //! whole file again (200) and the agent must start over; the same tests assert that.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use cybersensei_sim::{ChecksumStyle, Fault, Profile, Sim, SimOptions};
 use std::path::PathBuf;
-use update_support::*;
 
-const KEY: &str = "TEST-KEY-1234";
 const DL: &str = "/update/download/";
 
 /// A package of `version` big enough to take many reads (about 1 MiB, stored).
@@ -26,20 +24,20 @@ fn big_app(version: &str) -> Vec<E> {
     e
 }
 
-fn setup(range_support: bool) -> (Sim, Rig) {
+fn setup(range_support: bool) -> (Sim, Node) {
     let sim = Sim::start(SimOptions {
         tls: true,
         range_support,
         ..Default::default()
     })
     .unwrap();
-    sim.valid_license(KEY);
-    let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    sim.valid_license(UPDATE_KEY);
+    let rig = Node::updates(&sim);
     (sim, rig)
 }
 
 /// A box already running 1.0.0 from slot a (installed from the backend).
-fn setup_on_v1(range_support: bool) -> (Sim, Rig, Vec<E>) {
+fn setup_on_v1(range_support: bool) -> (Sim, Node, Vec<E>) {
     let (sim, rig) = setup(range_support);
     let v1 = app("1.0.0");
     sim.publish_update("1.0.0", zip(&v1), "- first");
@@ -64,6 +62,17 @@ fn cut_once(sim: &Sim, n: u64) {
     sim.push_fault(DL, Fault::Truncate { after_bytes: n });
 }
 
+/// `update` asks the rest from `kept` in one request, and lands on `v2`.
+fn update_resumes_at(sim: &Sim, rig: &Node, v2: &[E], kept: u64) {
+    let o = rig.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let ranges = sim.download_ranges();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
+    assert_resume_answered(sim);
+    assert_on_v2(rig, v2);
+}
+
 /// How the server answered the last download, which asked to resume: the guide's
 /// server (started with Range support) sends the rest, 206; the central one has no
 /// Range support and sends the whole file, 200, which the agent takes from zero.
@@ -77,22 +86,22 @@ fn assert_resume_answered(sim: &Sim) {
     assert_eq!(last.status, want, "{:?}", sim.profile());
 }
 
-fn part(rig: &Rig) -> PathBuf {
-    rig.state.join("update/download.part")
+fn part(rig: &Node) -> PathBuf {
+    rig.state_dir.join("update/download.part")
 }
 
-fn part_len(rig: &Rig) -> Option<u64> {
+fn part_len(rig: &Node) -> Option<u64> {
     std::fs::metadata(part(rig)).ok().map(|m| m.len())
 }
 
 /// Still on 1.0.0 in slot a, untouched.
-fn assert_on_v1(rig: &Rig, v1: &[E]) {
+fn assert_on_v1(rig: &Node, v1: &[E]) {
     assert_eq!(rig.current().as_deref(), Some("slots/a"));
     assert_eq!(tree(&rig.slot("a")), expected_tree(v1));
     assert_eq!(rig.status()["version"], "1.0.0");
 }
 
-fn assert_on_v2(rig: &Rig, v2: &[E]) {
+fn assert_on_v2(rig: &Node, v2: &[E]) {
     assert_eq!(rig.current().as_deref(), Some("slots/b"));
     assert_eq!(tree(&rig.slot("b")), expected_tree(v2));
     assert_eq!(rig.status()["version"], "2.0.0");
@@ -102,8 +111,7 @@ fn assert_on_v2(rig: &Rig, v2: &[E]) {
 #[test]
 fn truncated_download_resumes_with_range_in_the_same_run() {
     let (sim, rig, _v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -119,8 +127,7 @@ fn truncated_download_resumes_with_range_in_the_same_run() {
 #[test]
 fn truncated_download_then_next_update_resumes_with_range() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     // The body breaks, then the server is gone for the rest of this run.
     cut_once(&sim, 400_000);
     sim.set_sticky_fault(DL, Some(Fault::Reset));
@@ -132,21 +139,14 @@ fn truncated_download_then_next_update_resumes_with_range() {
 
     sim.clear_faults();
     sim.clear_requests();
-    let o = rig.run(&["update"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let ranges = sim.download_ranges();
-    assert_eq!(ranges.len(), 1, "{ranges:?}");
-    assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
-    assert_resume_answered(&sim);
-    assert_on_v2(&rig, &v2);
+    update_resumes_at(&sim, &rig, &v2, kept);
 }
 
 #[test]
 fn server_without_range_support_restarts_from_zero() {
     let (sim, mut rig, _v1) = setup_on_v1(false);
     rig.set("log", "level", "debug".into());
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -167,38 +167,31 @@ fn server_without_range_support_restarts_from_zero() {
 #[test]
 fn kill_inside_download_then_restart_resumes() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     let o = rig.run_crashing(&["update"], "download:500000");
     assert!(killed(&o), "{}", text(&o));
     assert_on_v1(&rig, &v1);
     let kept = part_len(&rig).unwrap();
     assert!(kept >= 500_000, "partial file of {kept} bytes");
-    assert!(!rig.state.join("update/journal.json").exists());
+    assert!(!rig.state_dir.join("update/journal.json").exists());
 
     sim.clear_requests();
     let o = rig.run(&["status"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert_on_v1(&rig, &v1);
-    let o = rig.run(&["update"]);
-    assert_eq!(code(&o), 0, "{}", text(&o));
-    let ranges = sim.download_ranges();
-    assert_eq!(ranges.len(), 1, "{ranges:?}");
-    assert_eq!(range_start(&ranges[0]), Some(kept), "{ranges:?}");
-    assert_resume_answered(&sim);
-    assert_on_v2(&rig, &v2);
+    update_resumes_at(&sim, &rig, &v2, kept);
     assert_eq!(tree(&rig.slot("a")), expected_tree(&v1), "old slot intact");
 }
 
 /// Runs `update` expecting 21 with the box untouched and no partial file kept, then
 /// lifts the lie and checks the next download starts from byte 0 and installs.
-fn refused_then_clean_start(sim: &Sim, rig: &Rig, v1: &[E], v2: &[E], lift: impl Fn()) {
+fn refused_then_clean_start(sim: &Sim, rig: &Node, v1: &[E], v2: &[E], lift: impl Fn()) {
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 21, "{}", text(&o));
     assert!(text(&o).contains("rejected"), "{}", text(&o));
     assert_on_v1(rig, v1);
     assert_eq!(part_len(rig), None, "refused bytes are not kept");
-    assert!(!rig.state.join("update/package.zip").exists());
+    assert!(!rig.state_dir.join("update/package.zip").exists());
     assert_eq!(rig.status()["update"]["state"], "failed");
 
     lift();
@@ -215,7 +208,7 @@ fn refused_then_clean_start(sim: &Sim, rig: &Rig, v1: &[E], v2: &[E], lift: impl
 }
 
 /// A partial file of the right update, as a broken earlier run leaves it.
-fn leave_partial(sim: &Sim, rig: &Rig) -> u64 {
+fn leave_partial(sim: &Sim, rig: &Node) -> u64 {
     cut_once(sim, 200_000);
     sim.set_sticky_fault(DL, Some(Fault::Reset));
     let o = rig.run(&["update"]);
@@ -267,8 +260,7 @@ fn file_size_lie_after_a_partial_download_is_refused_and_not_resumed() {
 #[test]
 fn wrong_checksum_in_the_check_body_is_refused() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     sim.set_checksum_header(false);
     sim.set_checksum_style(ChecksumStyle::Prefixed);
     sim.set_checksum_override(Some("ab".repeat(32)));
@@ -278,8 +270,7 @@ fn wrong_checksum_in_the_check_body_is_refused() {
 #[test]
 fn wrong_checksum_in_the_header_is_refused_after_a_resume() {
     let (sim, rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    let (v2, _) = publish_big_v2(&sim);
     // Only the header carries the digest, so the partial file belongs to the same
     // promise and is resumed; the digest of the whole file then fails.
     sim.set_checksum_in_check(false);
@@ -321,10 +312,9 @@ fn package_over_max_package_size_is_refused_before_downloading() {
 #[test]
 fn free_space_short_is_exit_22_before_downloading() {
     let (sim, mut rig, v1) = setup_on_v1(true);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    publish_big_v2(&sim);
     // Announce more than the filesystem holds; the size limit allows it.
-    let (free, _) = free_space(&rig.state);
+    let (free, _) = free_space(&rig.state_dir);
     let lie = free + (1 << 30);
     sim.set_file_size_override(Some(lie));
     rig.set("updates", "max_package_size", (lie * 4).into());
@@ -386,10 +376,9 @@ fn truncated_plain_http_body_is_resumed_not_refused() {
     // Without TLS a cut connection has no close_notify to miss: the Content-Length
     // still tells it from a complete body.
     let sim = Sim::start(SimOptions::default()).unwrap();
-    sim.valid_license(KEY);
-    let rig = Rig::new(&sim.url(), None);
-    let v2 = big_app("2.0.0");
-    sim.publish_update("2.0.0", zip(&v2), "- big");
+    sim.valid_license(UPDATE_KEY);
+    let rig = Node::updates_at(&sim.url(), None);
+    let (v2, _) = publish_big_v2(&sim);
     cut_once(&sim, 300_000);
     let o = rig.run(&["update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));

@@ -3,12 +3,11 @@
 //! (exit 21 with the reason), the one verified pass, and a journal written by the
 //! previous release.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use update_support::*;
 
 /// A full 1.0.0 installation as the box has it: the app, the content the backend
 /// ships (exercises, templates), a file a later package deletes, and an old hook.
@@ -27,11 +26,11 @@ fn base(log: &str) -> Vec<E> {
     e
 }
 
-fn hook_log(rig: &Rig) -> String {
+fn hook_log(rig: &Node) -> String {
     std::fs::read_to_string(rig.dir.path().join("hooks.log")).unwrap_or_default()
 }
 
-fn log_path(rig: &Rig) -> String {
+fn log_path(rig: &Node) -> String {
     rig.dir.path().join("hooks.log").display().to_string()
 }
 
@@ -68,7 +67,7 @@ fn applied(old: &[E], pkg: &[E], delete: &[&str]) -> BTreeMap<String, String> {
     t
 }
 
-fn assert_untouched(rig: &Rig, old: &[E], ctx: &str) {
+fn assert_untouched(rig: &Node, old: &[E], ctx: &str) {
     assert_eq!(rig.current().as_deref(), Some("slots/a"), "{ctx}");
     assert_eq!(tree(&rig.slot("a")), expected_tree(old), "{ctx}: slot a");
     assert!(tree(&rig.slot("b")).is_empty(), "{ctx}: slot b not cleared");
@@ -77,12 +76,12 @@ fn assert_untouched(rig: &Rig, old: &[E], ctx: &str) {
         "{ctx}: slot b recorded"
     );
     assert_eq!(rig.status()["version"], "1.0.0", "{ctx}");
-    assert!(!rig.state.join("update/journal.json").exists(), "{ctx}");
+    assert!(!rig.state_dir.join("update/journal.json").exists(), "{ctx}");
 }
 
 #[test]
 fn content_package_applies_on_a_copy_keeps_the_rest_and_rolls_back() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = base(&log_path(&rig));
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let a = rig.slot("a").display().to_string();
@@ -133,7 +132,7 @@ fn package_as_the_backend_generates_it_is_content_and_installs_from_the_backend(
     // version.json + exercises.json (deflated, no directory entries), checksum
     // "sha256:<hex>", requiredNodeVersion "1.0.0" by default.
     let sim = tls_sim();
-    let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    let rig = Node::updates(&sim);
     let v1 = base(&log_path(&rig));
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let vj = serde_json::to_vec_pretty(&json!({"version": "1.3.0", "changelog": "New exercises",
@@ -157,7 +156,7 @@ fn package_as_the_backend_generates_it_is_content_and_installs_from_the_backend(
 
 #[test]
 fn content_package_on_an_empty_box_is_refused() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let o = rig.install(&zip(&content("1.0.0", "0.0.0", vec![])));
     assert_eq!(code(&o), 21, "{}", text(&o));
     assert!(text(&o).contains("content package"), "{}", text(&o));
@@ -166,7 +165,7 @@ fn content_package_on_an_empty_box_is_refused() {
 
 #[test]
 fn kinds_said_explicitly_win_over_the_default_and_must_agree() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = base(&log_path(&rig));
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     // version.json but "kind": "full": the slot is exactly the package.
@@ -199,7 +198,7 @@ fn kinds_said_explicitly_win_over_the_default_and_must_agree() {
 
 #[test]
 fn hooks_run_with_the_new_slot_and_a_failing_one_rolls_back() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let log = log_path(&rig);
     let v1 = base(&log);
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
@@ -303,7 +302,7 @@ fn hooks_run_with_the_new_slot_and_a_failing_one_rolls_back() {
     // The agent's environment (here the license key) never reaches package code.
     let p = rig.package("pkg.zip", &zip(&pkg));
     let o = rig
-        .cmd(&["install", p.to_str().unwrap()])
+        .command(&["install", p.to_str().unwrap()])
         .env("CYBERSENSEI_LICENSE_KEY", "SECRET-KEY-4242")
         .env("HTTPS_PROXY", "http://user:pw@proxy:3128")
         .output()
@@ -322,7 +321,7 @@ fn hooks_run_with_the_new_slot_and_a_failing_one_rolls_back() {
 
 #[test]
 fn version_json_refusals_through_install_each_with_its_reason() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = base(&log_path(&rig));
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let other_arch = if cfg!(target_arch = "x86_64") {
@@ -403,7 +402,7 @@ fn version_json_refusals_through_install_each_with_its_reason() {
 #[test]
 fn version_json_not_the_checks_latest_version_is_refused_on_update() {
     let sim = tls_sim();
-    let rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+    let rig = Node::updates(&sim);
     let v1 = base(&log_path(&rig));
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let pkg = vec![
@@ -426,12 +425,12 @@ fn version_json_not_the_checks_latest_version_is_refused_on_update() {
     );
     assert_untouched(&rig, &v1, "latestVersion");
     // The refused download is not kept.
-    assert!(!rig.state.join("update/package.zip").exists());
+    assert!(!rig.state_dir.join("update/package.zip").exists());
 }
 
 #[test]
 fn one_pass_mismatch_clears_the_slot_and_leaves_no_copy() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = app("1.0.0");
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     // A big first file, then one whose content differs from its (correct-CRC) entry:
@@ -457,7 +456,7 @@ fn one_pass_mismatch_clears_the_slot_and_leaves_no_copy() {
     assert!(tree(&rig.slot("b")).is_empty(), "slot b not cleared");
     assert_eq!(tree(&rig.slot("a")), expected_tree(&v1));
     // The agent's own copy of the package was never left in state_dir.
-    let left: Vec<String> = tree(&rig.state.join("update")).into_keys().collect();
+    let left: Vec<String> = tree(&rig.state_dir.join("update")).into_keys().collect();
     assert!(left.iter().all(|k| !k.ends_with(".zip")), "{left:?}");
 
     // v2 manifest: type, size and link disagreements are refused; its mode wins.
@@ -521,12 +520,12 @@ fn old_journal(step: &str, from: &str, target: &str, version: &str, attempts: u3
 
 #[test]
 fn journal_written_by_the_previous_release_is_recovered() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = app("1.0.0");
     let v2 = app("2.0.0");
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     assert_eq!(code(&rig.install(&zip(&v2))), 0);
-    let j = rig.state.join("update/journal.json");
+    let j = rig.state_dir.join("update/journal.json");
 
     // `switched` to b, one attempt: the restart health-checks and commits.
     std::fs::write(&j, old_journal("switched", "a", "b", "2.0.0", 1)).unwrap();

@@ -2,26 +2,13 @@
 //! (no backend needed): happy path, refusals (exit 21), health failure (exit 20),
 //! self-update probe.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::json;
-use std::collections::BTreeMap;
-use update_support::*;
-
-fn files_outside(rig: &Rig) -> BTreeMap<String, String> {
-    // Everything in the box's directory except install.root, state_dir and the
-    // agent's own log (it warns there about unsigned installs).
-    tree(rig.dir.path())
-        .into_iter()
-        .filter(|(k, _)| {
-            !k.starts_with("opt/") && !k.starts_with("state/") && k != "pkg.zip" && k != "agent.log"
-        })
-        .collect()
-}
 
 #[test]
 fn install_twice_alternates_slots_and_keeps_the_first() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = app("1.0.0");
     let o = rig.install(&zip(&v1));
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -60,12 +47,12 @@ fn install_twice_alternates_slots_and_keeps_the_first() {
     let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(st["version"], "2.0.0");
     assert_eq!(st["slot"], "b");
-    assert!(!rig.state.join("update/journal.json").exists());
+    assert!(!rig.state_dir.join("update/journal.json").exists());
 }
 
 #[test]
 fn rollback_command_returns_to_the_other_slot() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     assert_eq!(code(&rig.install(&zip(&app("1.0.0")))), 0);
     let o = rig.run(&["rollback"]);
     assert_ne!(code(&o), 0, "nothing to roll back to yet: {}", text(&o));
@@ -83,7 +70,7 @@ fn rollback_command_returns_to_the_other_slot() {
 
 #[test]
 fn health_failure_rolls_back_with_20() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = app("1.0.0");
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let mut v2 = app("2.0.0");
@@ -118,7 +105,7 @@ fn health_failure_rolls_back_with_20() {
 
 #[test]
 fn first_install_that_fails_health_leaves_an_empty_box() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let mut v1 = app("1.0.0");
     v1.push(file("unhealthy", b"1"));
     let o = rig.install(&zip(&v1));
@@ -300,28 +287,19 @@ fn bad_packages_are_rejected_before_the_switch() {
         ("file not in manifest", unlisted, true, "not listed"),
     ];
     for (name, bytes, needs_key, why) in cases {
-        let mut rig = Rig::offline();
+        let mut rig = Node::offline();
         rig.set("updates", "max_unpacked_size", json!(10 << 20));
         rig.set("updates", "max_entries", json!(40));
-        if needs_key {
-            rig.set("updates", "public_key", json!(pk));
-        }
-        let v1 = app("1.0.0");
-        let o = if needs_key {
-            rig.install(&zip(&signed("1.0.0", &v1, &kp)))
-        } else {
-            rig.install(&zip(&v1))
-        };
-        assert_eq!(code(&o), 0, "{name}: v1: {}", text(&o));
+        install_v1(&mut rig, needs_key.then_some((&kp, pk.as_str())), name);
         let slot_a = tree(&rig.slot("a"));
-        let outside = files_outside(&rig);
+        let outside = rig.files_outside();
         let o = rig.install(&bytes);
         assert_eq!(code(&o), 21, "{name}: {}", text(&o));
         assert!(text(&o).contains(why), "{name}: wrong reason: {}", text(&o));
         assert_eq!(rig.current().as_deref(), Some("slots/a"), "{name}");
         assert_eq!(tree(&rig.slot("a")), slot_a, "{name}: active slot changed");
         assert_eq!(
-            files_outside(&rig),
+            rig.files_outside(),
             outside,
             "{name}: wrote outside install.root"
         );
@@ -332,7 +310,10 @@ fn bad_packages_are_rejected_before_the_switch() {
         let st = rig.status();
         assert_eq!(st["update"]["state"], "failed", "{name}");
         assert_eq!(st["version"], "1.0.0", "{name}");
-        assert!(!rig.state.join("update/journal.json").exists(), "{name}");
+        assert!(
+            !rig.state_dir.join("update/journal.json").exists(),
+            "{name}"
+        );
         // A good package still installs afterwards.
         let v2 = if needs_key {
             zip(&signed("2.0.0", &good, &kp))
@@ -348,7 +329,7 @@ fn bad_packages_are_rejected_before_the_switch() {
 #[test]
 fn signed_package_installs_with_its_manifest_version() {
     let (kp, pk) = keypair();
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "public_key", json!(pk));
     // The tree's own VERSION says otherwise: the signed manifest's version wins.
     let entries = signed("3.1.4", &without(app("ignored"), "version.json"), &kp);
@@ -371,7 +352,7 @@ fn signed_package_installs_with_its_manifest_version() {
 
 #[test]
 fn self_update_agent_that_cannot_start_is_rejected() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     assert_eq!(code(&rig.install(&zip(&app("1.0.0")))), 0);
     let mut broken = app("2.0.0");
     broken.push(E::File(
@@ -409,7 +390,7 @@ fn self_update_agent_that_cannot_start_is_rejected() {
 
 #[test]
 fn setuid_bits_are_stripped() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let o = rig.install(&zip(&[E::File("bin/tool".into(), b"x".to_vec(), 0o4755)]));
     // unix_permissions() in the writer keeps only 0o777, so craft the attrs raw.
     assert_eq!(code(&o), 0, "{}", text(&o));

@@ -3,10 +3,9 @@
 //! named point), then a restart: `current` must resolve to a complete slot whose
 //! files match the package, and the next install must complete.
 
-mod update_support;
-
+use crate::harness::package::*;
+use crate::harness::*;
 use serde_json::json;
-use update_support::*;
 
 #[test]
 fn kill_at_each_step_then_restart_lands_on_a_complete_slot() {
@@ -22,7 +21,7 @@ fn kill_at_each_step_then_restart_lands_on_a_complete_slot() {
         ("journal:committed", "2.0.0"),
     ];
     for (point, expect) in points {
-        let rig = Rig::offline();
+        let rig = Node::offline();
         assert_eq!(code(&rig.install(&zip(&v1))), 0);
         let pkg = rig.package("v2.zip", &zip(&v2));
         let o = rig.run_crashing(&["install", pkg.to_str().unwrap()], point);
@@ -40,7 +39,7 @@ fn kill_at_each_step_then_restart_lands_on_a_complete_slot() {
 
 #[test]
 fn kill_during_rollback_finishes_the_rollback() {
-    let rig = Rig::offline();
+    let rig = Node::offline();
     let v1 = app("1.0.0");
     assert_eq!(code(&rig.install(&zip(&v1))), 0);
     let mut v2 = app("2.0.0");
@@ -55,7 +54,7 @@ fn kill_during_rollback_finishes_the_rollback() {
 
 #[test]
 fn repeated_crashes_after_the_switch_roll_back_after_max_boot_attempts() {
-    let mut rig = Rig::offline();
+    let mut rig = Node::offline();
     rig.set("updates", "max_boot_attempts", json!(2));
     let v1 = app("1.0.0");
     let v2 = app("2.0.0");
@@ -67,7 +66,7 @@ fn repeated_crashes_after_the_switch_roll_back_after_max_boot_attempts() {
     let o = rig.run_crashing(&["validate"], "journal:switched");
     assert!(killed(&o), "second start dies too: {}", text(&o));
     let j: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(rig.state.join("update/journal.json")).unwrap())
+        serde_json::from_slice(&std::fs::read(rig.state_dir.join("update/journal.json")).unwrap())
             .unwrap();
     assert_eq!(j["attempts"], 2);
     // Third start: over the limit, the agent rolls back instead of trying again.

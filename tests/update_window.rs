@@ -2,34 +2,33 @@
 //! `Daemon` loop driven by a `FakeClock` (hours pass in milliseconds) against the
 //! simulator over TLS, on a box installed by the real binary.
 
-mod update_support;
-
-use cybersensei_agent::clock::{Clock, FakeClock};
-use cybersensei_agent::config::Config;
-use cybersensei_agent::daemon::Daemon;
+use crate::harness::in_process::{run_until, wall_now};
+use crate::harness::package::*;
+use crate::harness::*;
+use cybersensei_agent::clock::FakeClock;
 use cybersensei_agent::update::window::local_minute;
 use serde_json::json;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use update_support::*;
+use std::time::Duration;
 
 const HOUR: Duration = Duration::from_secs(3600);
 const DOWNLOAD: &str = "/update/download/";
-
-fn wall_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 fn hhmm(m: u32) -> String {
     format!("{:02}:{:02}", (m / 60) % 24, m % 60)
 }
 
+/// Sets `updates.install_window` from `from` to `to` minutes after local minute `m0`
+/// (the agent has this process's time zone); the window as written.
+fn window_after(rig: &mut Node, m0: u32, from: u32, to: u32) -> String {
+    let w = format!("{}-{}", hhmm((m0 + from) % 1440), hhmm((m0 + to) % 1440));
+    rig.set("updates", "install_window", json!(w));
+    w
+}
+
 /// A box on 1.0.0 whose daemon checks every hour on the hour (no splay, no jitter)
 /// and installs automatically.
-fn rig(sim: &cybersensei_sim::Sim) -> Rig {
-    let mut rig = Rig::new(&sim.url(), sim.ca_pem().as_deref());
+fn rig(sim: &cybersensei_sim::Sim) -> Node {
+    let mut rig = Node::updates(sim);
     assert_eq!(code(&rig.install(&zip(&app("1.0.0")))), 0);
     rig.set("telemetry", "enabled", json!(false));
     rig.set("schedule", "splay", json!(false));
@@ -47,19 +46,6 @@ fn content(version: &str, flags: serde_json::Value) -> Vec<u8> {
     zip(&[version_json(v), file("exercises.json", version.as_bytes())])
 }
 
-fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
-    while clock.monotonic() < until {
-        assert!(d.tick(), "the loop stopped");
-    }
-}
-
-fn daemon<'a>(rig: &Rig, clock: &'a FakeClock) -> Daemon<'a> {
-    let cfg = Config::load(&rig.config).unwrap();
-    let mut d = Daemon::new(cfg, rig.config.clone(), clock).unwrap();
-    d.start().unwrap();
-    d
-}
-
 #[test]
 fn automatic_install_waits_for_the_window_then_installs_inside_it() {
     let sim = tls_sim();
@@ -69,12 +55,10 @@ fn automatic_install_waits_for_the_window_then_installs_inside_it() {
     // The window opens 3.5 h from now and lasts 1.5 h: the checks at 0, 1, 2 and 3 h
     // fall before it (a tick sleeps until its next step: the one started before 2 h
     // runs the check at 3 h), the one at 4 h inside.
-    let (start, end) = ((m0 + 210) % 1440, (m0 + 300) % 1440);
-    let w = format!("{}-{}", hhmm(start), hhmm(end));
-    rig.set("updates", "install_window", json!(w));
+    let w = window_after(&mut rig, m0, 210, 300);
     sim.publish_update("1.1.0", content("1.1.0", json!({})), "- content");
     let clock = FakeClock::new(t0);
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, 2 * HOUR + Duration::from_secs(60));
     assert_eq!(sim.count("/update/check"), 4);
     assert_eq!(
@@ -119,8 +103,7 @@ fn a_security_update_skips_the_window_only_when_configured() {
     let mut rig = rig(&sim);
     let t0 = wall_now();
     let m0 = local_minute(t0);
-    let w = format!("{}-{}", hhmm((m0 + 300) % 1440), hhmm((m0 + 360) % 1440));
-    rig.set("updates", "install_window", json!(w));
+    window_after(&mut rig, m0, 300, 360);
     sim.publish_update(
         "1.1.0",
         content("1.1.0", json!({"securityUpdate": true})),
@@ -128,7 +111,7 @@ fn a_security_update_skips_the_window_only_when_configured() {
     );
     {
         let clock = FakeClock::new(t0);
-        let mut d = daemon(&rig, &clock);
+        let mut d = rig.started_daemon(&clock);
         run_until(&mut d, &clock, Duration::from_secs(60));
         assert_eq!(rig.current().as_deref(), Some("slots/a"));
         let st = rig.status();
@@ -140,7 +123,7 @@ fn a_security_update_skips_the_window_only_when_configured() {
     }
     rig.set("updates", "security_outside_window", json!(true));
     let clock = FakeClock::new(t0 + 120.0);
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, Duration::from_secs(60));
     assert_eq!(rig.current().as_deref(), Some("slots/b"));
     assert_eq!(rig.status()["version"], "1.1.0");
@@ -156,7 +139,7 @@ fn a_breaking_update_is_never_installed_automatically_only_by_update() {
         "- big",
     );
     let clock = FakeClock::new(wall_now());
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, 3 * HOUR);
     assert_eq!(rig.current().as_deref(), Some("slots/a"));
     let st = rig.status();
@@ -180,17 +163,11 @@ fn a_breaking_update_is_never_installed_automatically_only_by_update() {
 
 /// The real binary's daemon (`run`): waits until its update check has downloaded and
 /// verified the package (status `deferred` set), then SIGTERM; exit 0.
-fn run_until_deferred(rig: &Rig) -> serde_json::Value {
-    use std::process::Stdio;
-    let mut child = rig
-        .cmd(&["run"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+fn run_until_deferred(rig: &Node) -> serde_json::Value {
+    let mut child = rig.daemon().spawn().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let st = loop {
-        let st: Option<serde_json::Value> = std::fs::read(rig.state.join("status.json"))
+        let st: Option<serde_json::Value> = std::fs::read(rig.state_dir.join("status.json"))
             .ok()
             .and_then(|d| serde_json::from_slice(&d).ok());
         if let Some(st) = st.filter(|s| s["update"]["deferred"].is_string()) {
@@ -199,10 +176,7 @@ fn run_until_deferred(rig: &Rig) -> serde_json::Value {
         assert!(std::time::Instant::now() < deadline, "never deferred");
         std::thread::sleep(Duration::from_millis(20));
     };
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, libc::SIGTERM);
-    }
+    signal(&child, libc::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(0));
     st
 }
@@ -230,11 +204,9 @@ fn the_real_daemon_defers_breaking_and_out_of_window_installs() {
 
     // A normal package, the window a few hours away (the agent has this process's
     // time zone): downloaded, verified, not installed.
-    std::fs::remove_file(rig.state.join("status.json")).unwrap();
+    std::fs::remove_file(rig.state_dir.join("status.json")).unwrap();
     sim.publish_update("1.1.0", content("1.1.0", json!({})), "- content");
-    let m = local_minute(wall_now());
-    let w = format!("{}-{}", hhmm((m + 180) % 1440), hhmm((m + 240) % 1440));
-    rig.set("updates", "install_window", json!(w));
+    window_after(&mut rig, local_minute(wall_now()), 180, 240);
     let st = run_until_deferred(&rig);
     assert!(
         st["update"]["deferred"]
@@ -252,7 +224,7 @@ fn the_real_daemon_defers_breaking_and_out_of_window_installs() {
     let o = rig.run(&["check-update"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let clock = FakeClock::new(wall_now());
-    let mut d = daemon(&rig, &clock);
+    let mut d = rig.started_daemon(&clock);
     run_until(&mut d, &clock, Duration::from_secs(60));
     assert_eq!(rig.status()["version"], "1.1.0");
 }

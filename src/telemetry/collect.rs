@@ -38,14 +38,14 @@ pub struct AppMetrics {
 
 /// One measurement of the box.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Sample {
+pub(crate) struct Sample {
     /// Seconds since boot.
-    pub uptime: Option<u64>,
+    pub(crate) uptime: Option<u64>,
     /// Percentages in [0, 100], one decimal.
-    pub cpu_usage: Option<f64>,
-    pub memory_usage: Option<f64>,
-    pub disk_usage: Option<f64>,
-    pub app: AppMetrics,
+    pub(crate) cpu_usage: Option<f64>,
+    pub(crate) memory_usage: Option<f64>,
+    pub(crate) disk_usage: Option<f64>,
+    pub(crate) app: AppMetrics,
 }
 
 /// Cumulative CPU jiffies from the first line of /proc/stat.
@@ -107,7 +107,7 @@ impl Collector {
     }
 
     /// Measures everything. `disk_path` is the directory whose filesystem is measured.
-    pub fn sample(
+    pub(crate) fn sample(
         &mut self,
         clock: &dyn Clock,
         disk_path: &Path,
@@ -261,7 +261,7 @@ pub fn percent(x: f64) -> f64 {
 }
 
 /// Busy share between two /proc/stat readings (0 when no time passed).
-pub fn cpu_percent(a: CpuTimes, b: CpuTimes) -> f64 {
+pub(crate) fn cpu_percent(a: CpuTimes, b: CpuTimes) -> f64 {
     let total = b.total.saturating_sub(a.total);
     let idle = b.idle.saturating_sub(a.idle);
     if total == 0 {
@@ -323,7 +323,7 @@ pub fn parse_meminfo(text: &str) -> Option<f64> {
 
 /// Whole seconds since boot from /proc/uptime (`350735.47 234388.90`): the integer
 /// part, read as an integer (a float parser would cost ~14 kB in the binary).
-pub fn parse_uptime(text: &str) -> Option<u64> {
+pub(crate) fn parse_uptime(text: &str) -> Option<u64> {
     let first = text.split_whitespace().next()?;
     first
         .split_once('.')
@@ -333,7 +333,7 @@ pub fn parse_uptime(text: &str) -> Option<u64> {
 }
 
 /// Used share of a filesystem as `df` computes it: used / (used + available to users).
-pub fn statvfs_usage(path: &Path) -> std::io::Result<f64> {
+pub(crate) fn statvfs_usage(path: &Path) -> std::io::Result<f64> {
     let st = crate::fsutil::statvfs(path)?;
     let blocks = st.f_blocks as u64;
     let free = st.f_bfree as u64;
@@ -347,7 +347,7 @@ pub fn statvfs_usage(path: &Path) -> std::io::Result<f64> {
 }
 
 /// Reads and checks the application's metrics file; the error is (kind, message).
-pub fn read_app_metrics(
+pub(crate) fn read_app_metrics(
     file: &Path,
     now_unix: f64,
     max_age: Duration,

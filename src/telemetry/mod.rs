@@ -37,7 +37,7 @@ pub struct SendReport {
 }
 
 /// The error `send_once` returns on a box that has never validated its license.
-pub fn no_tenant_error() -> Error {
+pub(crate) fn no_tenant_error() -> Error {
     Error::Other(
         "no tenantId yet: the license has never been validated (run `cybersensei-agent \
          validate`); telemetry needs the tenantId the backend returns, so nothing was sent"
@@ -46,14 +46,14 @@ pub fn no_tenant_error() -> Error {
 }
 
 /// The daemon's fastest pace when draining a backlog: one queued sample per gap.
-pub const DRAIN_GAP: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_GAP: Duration = Duration::from_secs(5);
 /// The gap a drain starts at (slow start: a site's boxes all come back together
 /// after an outage, and speed up only while the throttler has room).
-pub const DRAIN_START_GAP: Duration = Duration::from_secs(60);
+pub(crate) const DRAIN_START_GAP: Duration = Duration::from_secs(60);
 /// Its slowest pace (a site with many boxes behind one address).
-pub const MAX_DRAIN_GAP: Duration = Duration::from_secs(600);
+pub(crate) const MAX_DRAIN_GAP: Duration = Duration::from_secs(600);
 /// Queued samples the daemon sends in a regular cycle (the rest drain paced).
-pub const CYCLE_FLUSH: usize = 1;
+pub(crate) const CYCLE_FLUSH: usize = 1;
 
 /// The next gap of the paced drain, adapted to what the backend's throttler says
 /// (`X-RateLimit-Remaining` of the last answer, shared by every box behind the
@@ -61,7 +61,7 @@ pub const CYCLE_FLUSH: usize = 1;
 /// throttler's budget, leaving the rest to fresh samples, without knowing how many
 /// they are. Slow down fast (x2 when less than an eighth is left or on a 429, x1.25
 /// under a quarter), speed up gently (-1/8) otherwise.
-pub fn next_drain_gap(
+pub(crate) fn next_drain_gap(
     gap: Duration,
     budget: Option<crate::transport::RateBudget>,
     throttled: bool,
@@ -82,7 +82,7 @@ fn app_max_age(ctx: &Ctx) -> Duration {
 }
 
 /// Measures a fresh sample for `tenant_id`, stamped with `additionalData.collectedAt`.
-pub fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -> TelemetryPayload {
+pub(crate) fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -> TelemetryPayload {
     let s = collector.sample(
         ctx.clock,
         &ctx.cfg.install.root,
@@ -145,7 +145,7 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
 
 /// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
 /// drain); stops at the first failure.
-pub fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
+pub(crate) fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
     recorded(ctx, |q, c| flush(ctx, q, c, max))
 }
 
@@ -176,7 +176,11 @@ fn recorded(
 
 /// One cycle: flush up to `max_flush` queued samples (oldest first), then send a
 /// fresh sample (queued on failure, or when older samples still wait).
-pub fn send_cycle(ctx: &Ctx, collector: &mut Collector, max_flush: usize) -> Result<SendReport> {
+pub(crate) fn send_cycle(
+    ctx: &Ctx,
+    collector: &mut Collector,
+    max_flush: usize,
+) -> Result<SendReport> {
     let state_dir = &ctx.cfg.state_dir;
     let Some(tenant) = crate::license::cached_tenant_id(state_dir) else {
         let e = no_tenant_error();

@@ -159,7 +159,7 @@ impl Queue {
 
     /// Deletes an entry (after a 2xx, or when it can never be sent) and syncs the
     /// directory, so a delivered sample does not come back after a power cut.
-    pub fn remove(&self, seq: u64) -> Result<()> {
+    pub(crate) fn remove(&self, seq: u64) -> Result<()> {
         let p = self.path(seq);
         match fs::remove_file(&p) {
             Ok(()) => {}
@@ -188,7 +188,7 @@ impl Queue {
     }
 
     /// Adds `n` lost samples to the unreported count.
-    pub fn add_dropped(&self, n: u64) -> Result<()> {
+    pub(crate) fn add_dropped(&self, n: u64) -> Result<()> {
         let v = self.pending_dropped().saturating_add(n);
         self.write_dropped(v)
     }

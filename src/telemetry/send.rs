@@ -6,11 +6,11 @@ use crate::error::{Error, Result};
 use crate::protocol::TelemetryPayload;
 
 /// The telemetry route (no `/api` prefix, as docs/protocol.md says).
-pub const PATH: &str = "/telemetry";
+pub(crate) const PATH: &str = "/telemetry";
 
 /// What became of one sample.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// A 2xx: the backend has it.
     Delivered(u16),
     /// A 4xx other than 429: the backend will never accept this sample.
@@ -21,7 +21,7 @@ pub enum Delivery {
 }
 
 /// Sends one sample. Only a stop request is an error; everything else is a `Delivery`.
-pub fn post(ctx: &Ctx, payload: &TelemetryPayload) -> Result<Delivery> {
+pub(crate) fn post(ctx: &Ctx, payload: &TelemetryPayload) -> Result<Delivery> {
     let body = serde_json::to_vec(payload)
         .map_err(|e| Error::Other(format!("serializing a telemetry sample: {e}")))?;
     let reply = match ctx.transport.post_json(ctx.clock, PATH, &body) {

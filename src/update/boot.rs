@@ -14,18 +14,18 @@ use std::path::Path;
 
 /// Set by the init scripts when they start the factory agent because the slot's
 /// agent failed.
-pub const FALLBACK_ENV: &str = "CYBERSENSEI_AGENT_FALLBACK";
+pub(crate) const FALLBACK_ENV: &str = "CYBERSENSEI_AGENT_FALLBACK";
 /// The init scripts' counter of unconfirmed starts, in `state_dir`.
-pub const STARTS_FILE: &str = "agent-starts";
+pub(crate) const STARTS_FILE: &str = "agent-starts";
 
 /// This agent was started instead of the slot's own, which failed.
-pub fn is_fallback() -> bool {
+pub(crate) fn is_fallback() -> bool {
     std::env::var(FALLBACK_ENV).is_ok_and(|v| v == "1")
 }
 
 /// Whether an update switched to `target` must be rolled back because its agent
 /// failed to start (this process is the factory agent the init script fell back to).
-pub fn agent_failed(cfg: &Config, target: &str) -> bool {
+pub(crate) fn agent_failed(cfg: &Config, target: &str) -> bool {
     is_fallback()
         && Layout::new(&cfg.install.root)
             .slot_dir(target)
@@ -36,7 +36,7 @@ pub fn agent_failed(cfg: &Config, target: &str) -> bool {
 /// The agent is up (recovery done): the starts are confirmed. A factory agent the
 /// init script fell back to leaves the counter (so the failing slot agent is not
 /// tried again at every restart) unless its recovery moved `current`.
-pub fn confirm_start(cfg: &Config, slot_before: Option<&str>) {
+pub(crate) fn confirm_start(cfg: &Config, slot_before: Option<&str>) {
     let moved = Layout::new(&cfg.install.root).active().as_deref() != slot_before;
     if is_fallback() && !moved {
         return;

@@ -14,22 +14,22 @@ use std::cmp::Ordering;
 /// The real backend's extra facts about an update, as `check-update` and status.json
 /// show them.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Details {
+pub(crate) struct Details {
     /// Lowest node version the latest update installs on.
-    pub required_node_version: Option<String>,
+    pub(crate) required_node_version: Option<String>,
     /// The update breaks compatibility.
-    pub breaking: bool,
+    pub(crate) breaking: bool,
     /// The update fixes a security problem.
-    pub security_update: bool,
+    pub(crate) security_update: bool,
     /// The backend's sentence (`Le node est à jour`, `... nécessite une version ...`).
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
     /// An update exists, but this node's version is below `required_node_version`.
-    pub node_too_old: bool,
+    pub(crate) node_too_old: bool,
 }
 
 impl Details {
     /// The details of an answer for a node at `current`.
-    pub fn of(c: &UpdateCheck, current: &str) -> Details {
+    pub(crate) fn of(c: &UpdateCheck, current: &str) -> Details {
         let node_too_old = !c.update_available
             && c.required_node_version
                 .as_deref()
@@ -44,7 +44,7 @@ impl Details {
     }
 
     /// Why a node too old gets no update, for people.
-    pub fn too_old_text(&self, current: &str, latest: Option<&str>) -> String {
+    pub(crate) fn too_old_text(&self, current: &str, latest: Option<&str>) -> String {
         format!(
             "version {} exists but needs this node at version {} or later (it runs {current}); \
              update the node first (install a newer base image or package by hand)",
@@ -55,7 +55,7 @@ impl Details {
 }
 
 /// Asks the backend whether an update exists for `version`.
-pub fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
+pub(crate) fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
     let path = format!(
         "/update/check?tenantId={}&version={}",
         percent_encode(tenant_id),
@@ -92,7 +92,7 @@ pub fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
 }
 
 /// Decodes a 200 answer of either dialect.
-pub fn parse(body: &[u8]) -> Result<UpdateCheck> {
+pub(crate) fn parse(body: &[u8]) -> Result<UpdateCheck> {
     serde_json::from_slice(body).map_err(|e| {
         Error::protocol(
             "GET /update/check: the answer is not the update-check JSON",
@@ -103,7 +103,7 @@ pub fn parse(body: &[u8]) -> Result<UpdateCheck> {
 
 /// What a non-200 answer of the check means (the real backend's messages, compared
 /// case- and accent-insensitively like the license's).
-pub fn refusal(reply: &Reply) -> Error {
+pub(crate) fn refusal(reply: &Reply) -> Error {
     let status = reply.status;
     let Some(msg) = reply.error_message() else {
         return Error::protocol(
@@ -148,7 +148,7 @@ pub fn refusal(reply: &Reply) -> Error {
 
 /// What a refused download means (`GET /update/download/{id}` answered `status`
 /// with `body`): withdrawn or gone updates are said as such.
-pub fn download_refusal(status: u16, url_path: &str, body: &[u8]) -> Error {
+pub(crate) fn download_refusal(status: u16, url_path: &str, body: &[u8]) -> Error {
     let reply = Reply {
         status,
         content_type: None,
@@ -202,7 +202,7 @@ fn record(ctx: &Ctx, c: &UpdateCheck, version: &str) {
 
 /// Compares versions as the real backend does: the numeric `major.minor.patch`,
 /// pre-release tags ignored, missing or non-numeric parts as 0.
-pub fn compare_versions(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
     let parts = |v: &str| -> [u64; 3] {
         let core = v.trim().trim_start_matches('v');
         let core = core.split(['-', '+']).next().unwrap_or("");
@@ -261,7 +261,7 @@ pub fn expected_digest(c: &UpdateCheck) -> Result<Option<String>> {
 /// Checks a download's `X-Checksum` / `X-Checksum-SHA256` (each in either form) and
 /// `X-Update-Version` against each other and against the check's promises; returns
 /// the digest the headers name, if any.
-pub fn check_download_headers(
+pub(crate) fn check_download_headers(
     want_sha256: Option<&str>,
     want_version: Option<&str>,
     header: impl Fn(&str) -> Option<String>,

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Size of the one buffer the body goes through.
-pub const BUF: usize = 64 * 1024;
+pub(crate) const BUF: usize = 64 * 1024;
 /// Resumes within one run before giving up (the next run resumes again).
 const MAX_RESUMES: u32 = 50;
 /// Written bytes after which writeback of the partial file is started (see
@@ -63,17 +63,17 @@ fn unpark(update_id: &str, have: u64, now: Duration) -> Option<Parked> {
         .filter(|p| p.update_id == update_id && p.have == have && now < p.at + PARKED_FOR)
 }
 /// Headroom kept free on a filesystem besides what the update needs.
-pub const SPACE_MARGIN: u64 = 1 << 20;
+pub(crate) const SPACE_MARGIN: u64 = 1 << 20;
 
 /// What the check promised about the package.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Want {
-    pub update_id: String,
-    pub size: Option<u64>,
+pub(crate) struct Want {
+    pub(crate) update_id: String,
+    pub(crate) size: Option<u64>,
     /// Expected SHA-256 (lowercase hex), when the backend gave one.
-    pub sha256: Option<String>,
-    pub version: Option<String>,
+    pub(crate) sha256: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 /// `download.json`: the update the files in the directory belong to.
@@ -88,10 +88,10 @@ struct Meta {
 
 /// A complete package file on disk.
 #[derive(Debug, Clone)]
-pub struct Downloaded {
-    pub path: PathBuf,
-    pub sha256: String,
-    pub size: u64,
+pub(crate) struct Downloaded {
+    pub(crate) path: PathBuf,
+    pub(crate) sha256: String,
+    pub(crate) size: u64,
 }
 
 fn part(dir: &Path) -> PathBuf {
@@ -101,7 +101,7 @@ fn meta_path(dir: &Path) -> PathBuf {
     dir.join("download.json")
 }
 /// Where a complete package waits to be installed.
-pub fn package(dir: &Path) -> PathBuf {
+pub(crate) fn package(dir: &Path) -> PathBuf {
     dir.join("package.zip")
 }
 
@@ -111,7 +111,7 @@ fn load_meta(dir: &Path) -> Option<Meta> {
 }
 
 /// The complete package for this update, if an earlier run left one.
-pub fn ready(dir: &Path, want: &Want) -> Option<Downloaded> {
+pub(crate) fn ready(dir: &Path, want: &Want) -> Option<Downloaded> {
     let m = load_meta(dir)?;
     if m.want.update_id != want.update_id {
         return None;
@@ -129,7 +129,7 @@ pub fn ready(dir: &Path, want: &Want) -> Option<Downloaded> {
 }
 
 /// Removes every download file (after an install, or for a package refused).
-pub fn discard(dir: &Path) {
+pub(crate) fn discard(dir: &Path) {
     for p in [part(dir), package(dir), meta_path(dir)] {
         let _ = fs::remove_file(p);
     }
@@ -138,7 +138,7 @@ pub fn discard(dir: &Path) {
 
 /// Bytes available to us on the filesystem holding `path` (or its nearest existing
 /// ancestor), and that filesystem's id.
-pub fn available(path: &Path) -> Option<(u64, u64)> {
+pub(crate) fn available(path: &Path) -> Option<(u64, u64)> {
     let s = fsutil::statvfs(&fsutil::nearest_existing(path)).ok()?;
     Some((
         (s.f_bavail as u64).saturating_mul(s.f_frsize as u64),
@@ -148,7 +148,12 @@ pub fn available(path: &Path) -> Option<(u64, u64)> {
 
 /// Refuses with `Error::NoSpace` unless `state_need` bytes fit in `state_dir` and
 /// `root_need` in `install.root` (together when they share a filesystem).
-pub fn check_space(state_dir: &Path, state_need: u64, root: &Path, root_need: u64) -> Result<()> {
+pub(crate) fn check_space(
+    state_dir: &Path,
+    state_need: u64,
+    root: &Path,
+    root_need: u64,
+) -> Result<()> {
     let (Some((sa, sf)), Some((ra, rf))) = (available(state_dir), available(root)) else {
         log::warn!("cannot measure free space; going ahead");
         return Ok(());
@@ -184,7 +189,12 @@ pub fn check_space(state_dir: &Path, state_need: u64, root: &Path, root_need: u6
 
 /// Downloads (or resumes) the package for `want` into `dir`, checking size and
 /// digest; returns the complete file. Unfinished work stays for the next run.
-pub fn fetch(ctx: &Ctx, dir: &Path, want: &Want, on_progress: &dyn Fn(u64)) -> Result<Downloaded> {
+pub(crate) fn fetch(
+    ctx: &Ctx,
+    dir: &Path,
+    want: &Want,
+    on_progress: &dyn Fn(u64),
+) -> Result<Downloaded> {
     let max = ctx.cfg.updates.max_package_size;
     if let Some(size) = want.size {
         if size > max {

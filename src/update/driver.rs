@@ -20,7 +20,7 @@ const AGENT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a driven update ended.
 #[derive(Debug)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The target is active and committed.
     Committed,
     /// `current` names the target; a new agent commits it after its start.
@@ -37,7 +37,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// The command's result: a rollback is the error `RolledBack` (exit 20).
-    pub fn into_result(self) -> Result<()> {
+    pub(crate) fn into_result(self) -> Result<()> {
         match self {
             Outcome::Committed | Outcome::HandedOver | Outcome::Nothing => Ok(()),
             Outcome::Failed(e) => Err(e),
@@ -48,14 +48,14 @@ impl Outcome {
 }
 
 /// A package ready to be staged: inspected, read through `zip` (one descriptor).
-pub struct Staging<'f> {
-    pub zip: Zip<'f>,
-    pub pkg: Package,
-    pub package_sha256: Option<String>,
+pub(crate) struct Staging<'f> {
+    pub(crate) zip: Zip<'f>,
+    pub(crate) pkg: Package,
+    pub(crate) package_sha256: Option<String>,
 }
 
 /// Drives one journal through the machine.
-pub struct Driver<'c, 'f> {
+pub(crate) struct Driver<'c, 'f> {
     ctx: &'c Ctx<'c>,
     layout: Layout,
     dir: PathBuf,
@@ -70,7 +70,7 @@ pub struct Driver<'c, 'f> {
 
 impl<'c, 'f> Driver<'c, 'f> {
     /// A driver for journal `j` at `step`.
-    pub fn new(ctx: &'c Ctx<'c>, j: Journal, step: Option<Step>) -> Self {
+    pub(crate) fn new(ctx: &'c Ctx<'c>, j: Journal, step: Option<Step>) -> Self {
         Driver {
             ctx,
             layout: Layout::new(&ctx.cfg.install.root),
@@ -84,14 +84,14 @@ impl<'c, 'f> Driver<'c, 'f> {
     }
 
     /// Stage `s` when the machine says so.
-    pub fn with_staging(mut self, s: Staging<'f>, hand_over: bool) -> Self {
+    pub(crate) fn with_staging(mut self, s: Staging<'f>, hand_over: bool) -> Self {
         self.staging = Some(s);
         self.hand_over = hand_over;
         self
     }
 
     /// Feeds `ev`, then every event the actions produce, until the machine rests.
-    pub fn drive(&mut self, mut ev: Event) -> Result<Outcome> {
+    pub(crate) fn drive(&mut self, mut ev: Event) -> Result<Outcome> {
         loop {
             let s = State {
                 step: self.step,

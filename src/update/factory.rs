@@ -8,18 +8,18 @@ use crate::fsutil;
 use std::path::{Path, PathBuf};
 
 /// The file, relative to `install.root`.
-pub const FILE: &str = "factory-version";
+pub(crate) const FILE: &str = "factory-version";
 
 /// What a box reports when nothing at all is recorded.
-pub const NONE: &str = "0.0.0";
+pub(crate) const NONE: &str = "0.0.0";
 
 /// `install.root/factory-version`.
-pub fn path(root: &Path) -> PathBuf {
+pub(crate) fn path(root: &Path) -> PathBuf {
     root.join(FILE)
 }
 
 /// The recorded factory version, if the file holds a plain version string.
-pub fn read(root: &Path) -> Option<String> {
+pub(crate) fn read(root: &Path) -> Option<String> {
     let p = path(root);
     let data = fsutil::read_bounded(&p, 256).ok()?;
     let text = String::from_utf8_lossy(&data);
@@ -34,7 +34,7 @@ pub fn read(root: &Path) -> Option<String> {
 }
 
 /// The version of a box without an active slot: the factory's, else `0.0.0`.
-pub fn version(root: &Path) -> String {
+pub(crate) fn version(root: &Path) -> String {
     read(root).unwrap_or_else(|| NONE.into())
 }
 

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 /// Runs the slot's hook `rel` (e.g. `hooks/post-switch`) if the slot has one.
 /// Ok(false) when there is none.
-pub fn run(
+pub(crate) fn run(
     slot: &Path,
     rel: &str,
     old_slot: Option<&Path>,

@@ -20,7 +20,7 @@ const MAX_JOURNAL: u64 = 64 * 1024;
 /// The persisted steps of an update; each is written before the work it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Step {
+pub(crate) enum Step {
     /// The inactive slot is being cleared and filled; it is incomplete.
     Staging,
     /// The new slot is complete; services are being stopped and `current` switched.
@@ -35,7 +35,7 @@ pub enum Step {
 
 impl Step {
     /// The word used in the journal and in crash points.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Step::Staging => "staging",
             Step::Switching => "switching",
@@ -49,7 +49,7 @@ impl Step {
 /// What started the journal: an update/install (staging a package) or a rollback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Kind {
+pub(crate) enum Kind {
     Update,
     Rollback,
 }
@@ -57,32 +57,32 @@ pub enum Kind {
 /// The journal's content.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Journal {
-    pub step: Step,
-    pub kind: Kind,
+pub(crate) struct Journal {
+    pub(crate) step: Step,
+    pub(crate) kind: Kind,
     /// Slot active before ("a"/"b"), None on a fresh box.
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Slot being installed or switched to.
-    pub target: String,
+    pub(crate) target: String,
     /// Version being installed (of `target`).
-    pub version: String,
+    pub(crate) version: String,
     /// Backend update id, when the package came from the backend.
-    pub update_id: Option<String>,
+    pub(crate) update_id: Option<String>,
     /// Starts of the new slot's services so far (boot-attempt counter).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// Why a rollback is under way, for status.json.
     #[serde(default)]
-    pub reason: Option<String>,
-    pub started_at: String,
+    pub(crate) reason: Option<String>,
+    pub(crate) started_at: String,
 }
 
 /// Path of the journal in the update directory.
-pub fn path(dir: &Path) -> PathBuf {
+pub(crate) fn path(dir: &Path) -> PathBuf {
     dir.join("journal.json")
 }
 
 /// Reads the journal; None when there is no update in flight.
-pub fn load(dir: &Path) -> Result<Option<Journal>> {
+pub(crate) fn load(dir: &Path) -> Result<Option<Journal>> {
     let p = path(dir);
     match fsutil::read_bounded(&p, MAX_JOURNAL) {
         Ok(data) => serde_json::from_slice(&data)
@@ -94,7 +94,7 @@ pub fn load(dir: &Path) -> Result<Option<Journal>> {
 }
 
 /// Persists the journal (atomic, fsynced) before the step it names is taken.
-pub fn save(dir: &Path, j: &Journal) -> Result<()> {
+pub(crate) fn save(dir: &Path, j: &Journal) -> Result<()> {
     fsutil::ensure_dir(dir, 0o700)?;
     fsutil::atomic_write_json(&path(dir), j, 0o600)?;
     log::debug!("journal: {} (target slot {})", j.step.as_str(), j.target);
@@ -103,7 +103,7 @@ pub fn save(dir: &Path, j: &Journal) -> Result<()> {
 }
 
 /// Removes the journal once the update is finished either way.
-pub fn clear(dir: &Path) -> Result<()> {
+pub(crate) fn clear(dir: &Path) -> Result<()> {
     let p = path(dir);
     match std::fs::remove_file(&p) {
         Ok(()) => {
@@ -116,7 +116,7 @@ pub fn clear(dir: &Path) -> Result<()> {
 
 /// Kills the process with SIGKILL if `CYBERSENSEI_TEST_CRASH_AT` names `point`
 /// (`test-seams` builds only: a box's binary never reads the variable).
-pub fn crash_point(point: &str) {
+pub(crate) fn crash_point(point: &str) {
     #[cfg(feature = "test-seams")]
     {
         if std::env::var("CYBERSENSEI_TEST_CRASH_AT").ok().as_deref() == Some(point) {
@@ -129,7 +129,7 @@ pub fn crash_point(point: &str) {
 
 /// Kills the process once a counter passes the number in `CYBERSENSEI_TEST_CRASH_AT`
 /// of the form `<what>:<n>` (`test-seams` builds only).
-pub fn crash_after(what: &str, count: u64) {
+pub(crate) fn crash_after(what: &str, count: u64) {
     #[cfg(feature = "test-seams")]
     {
         if let Ok(v) = std::env::var("CYBERSENSEI_TEST_CRASH_AT") {

@@ -36,7 +36,7 @@ use super::journal::{Kind, Step};
 
 /// What happened, fed to [`transition`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// An update or install starts staging its package.
     Begin,
     /// The `rollback` command starts switching to the other (complete) slot.
@@ -62,7 +62,7 @@ pub enum Event {
 
 /// Which slot an action is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Which {
+pub(crate) enum Which {
     /// The slot active before the update (none on a fresh box).
     From,
     /// The slot being installed or switched to.
@@ -71,7 +71,7 @@ pub enum Which {
 
 /// What the driver does, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Write the journal at the transition's step (atomic, fsynced).
     Persist,
     /// Clear the target slot, fill it from the package, sync, record it.
@@ -106,27 +106,27 @@ pub enum Action {
 
 /// Where an update stands: the journal's step (None = no journal) and its counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct State {
-    pub step: Option<Step>,
-    pub kind: Kind,
+pub(crate) struct State {
+    pub(crate) step: Option<Step>,
+    pub(crate) kind: Kind,
     /// Starts of the target's services so far (boot-attempt counter).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
 }
 
 /// The result of an event: the next state, why a rollback runs (if one starts), and
 /// the actions in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
-    pub next: State,
-    pub reason: Option<String>,
-    pub actions: Vec<Action>,
+pub(crate) struct Transition {
+    pub(crate) next: State,
+    pub(crate) reason: Option<String>,
+    pub(crate) actions: Vec<Action>,
 }
 
 /// An event that cannot happen in a state (a bug in the driver, never a disk state).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invalid {
-    pub state: State,
-    pub event: Event,
+pub(crate) struct Invalid {
+    pub(crate) state: State,
+    pub(crate) event: Event,
 }
 
 impl std::fmt::Display for Invalid {
@@ -172,7 +172,7 @@ const PROVE: &[Action] = &[
 const STAGING_LOST: &[Action] = &[ClearTarget, DropJournal, ReportFailed];
 
 /// The transition function: pure, total over the states a journal can hold.
-pub fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
+pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
     let go = |step: Option<Step>, attempts: u32, reason: Option<String>, actions: &[Action]| {
         Ok(Transition {
             next: State {
@@ -254,14 +254,14 @@ pub fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
     }
 }
 
-/// Whether a transition ends the update (no journal is left after its actions).
-pub fn is_final(t: &Transition) -> bool {
-    t.actions.contains(&DropJournal) || t.next.step.is_none()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a transition ends the update (no journal is left after its actions).
+    fn is_final(t: &Transition) -> bool {
+        t.actions.contains(&DropJournal) || t.next.step.is_none()
+    }
 
     const STEPS: [Option<Step>; 6] = [
         None,

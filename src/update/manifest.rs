@@ -14,7 +14,7 @@ const MAX_VERSION: usize = 64;
 
 /// How a package is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PackageKind {
+pub(crate) enum PackageKind {
     /// A complete installation: the new slot is exactly the package.
     Full,
     /// Applied on top of a copy of the active slot (added/replaced files, deletions).
@@ -23,7 +23,7 @@ pub enum PackageKind {
 
 impl PackageKind {
     /// Parses `"full"` / `"content"`.
-    pub fn parse(s: &str, what: &str) -> Result<PackageKind> {
+    pub(crate) fn parse(s: &str, what: &str) -> Result<PackageKind> {
         match s {
             "full" => Ok(PackageKind::Full),
             "content" => Ok(PackageKind::Content),
@@ -33,7 +33,7 @@ impl PackageKind {
         }
     }
     /// The word used in the manifest, the slot record and the log.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             PackageKind::Full => "full",
             PackageKind::Content => "content",
@@ -43,7 +43,7 @@ impl PackageKind {
 
 /// `type` of a manifest item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileType {
+pub(crate) enum FileType {
     File,
     Dir,
     Symlink,
@@ -52,26 +52,26 @@ pub enum FileType {
 /// One listed path and what the manifest says about it (every field but the path is
 /// optional: the old forms only carry a digest).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Item {
-    pub ftype: Option<FileType>,
+pub(crate) struct Item {
+    pub(crate) ftype: Option<FileType>,
     /// Lowercase hex SHA-256 of the data (of the target string for a link).
-    pub sha256: Option<String>,
-    pub size: Option<u64>,
+    pub(crate) sha256: Option<String>,
+    pub(crate) size: Option<u64>,
     /// Permission bits (octal string in the file).
-    pub mode: Option<u32>,
+    pub(crate) mode: Option<u32>,
     /// A link's target.
-    pub target: Option<String>,
+    pub(crate) target: Option<String>,
 }
 
 /// A parsed manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
-    pub version: String,
-    pub kind: Option<PackageKind>,
+    pub(crate) version: String,
+    pub(crate) kind: Option<PackageKind>,
     /// Path -> item; None when the manifest lists no files.
-    pub files: Option<BTreeMap<String, Item>>,
+    pub(crate) files: Option<BTreeMap<String, Item>>,
     /// Relative paths removed from the copy of the active slot (content packages).
-    pub delete: Vec<String>,
+    pub(crate) delete: Vec<String>,
 }
 
 fn reject(msg: impl Into<String>) -> Error {
@@ -117,7 +117,7 @@ fn mode(p: &str, v: &Value) -> Result<u32> {
 
 /// Normalizes a listed path the way entry names are (`./` prefix and trailing `/`
 /// dropped) and refuses what could never name an entry inside the slot.
-pub fn clean_path(p: &str) -> Result<String> {
+pub(crate) fn clean_path(p: &str) -> Result<String> {
     let p = p.strip_prefix("./").unwrap_or(p);
     let p = p.strip_suffix('/').unwrap_or(p);
     let bad = p.is_empty()
@@ -181,7 +181,7 @@ fn item(p: &str, o: &serde_json::Map<String, Value>) -> Result<Item> {
 }
 
 /// Parses manifest bytes (v2 and the older forms).
-pub fn parse(data: &[u8]) -> Result<Manifest> {
+pub(crate) fn parse(data: &[u8]) -> Result<Manifest> {
     let v: Value = serde_json::from_slice(data)
         .map_err(|e| reject(format!("{MANIFEST}: invalid JSON: {e}")))?;
     let version = v

@@ -5,17 +5,17 @@
 //! State of this module in `state_dir/update/`: `journal.json` (update in flight),
 //! `download.part` / `package.zip` / `download.json` (the package), `failed-id`.
 
-pub mod boot;
+pub(crate) mod boot;
 pub mod check;
 pub mod download;
-pub mod driver;
-pub mod factory;
-pub mod hooks;
-pub mod journal;
-pub mod machine;
-pub mod manifest;
+pub(crate) mod driver;
+pub(crate) mod factory;
+pub(crate) mod hooks;
+pub(crate) mod journal;
+pub(crate) mod machine;
+pub(crate) mod manifest;
 pub mod slots;
-pub mod trust;
+pub(crate) mod trust;
 pub mod verify;
 pub mod version_json;
 pub mod versions;
@@ -36,7 +36,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 /// The agent binary a package may carry (self-update).
-pub const AGENT_IN_SLOT: &str = "bin/cybersensei-agent";
+pub(crate) const AGENT_IN_SLOT: &str = "bin/cybersensei-agent";
 /// status.json is rewritten every this many downloaded bytes...
 const STATUS_EVERY: u64 = 8 << 20;
 /// ...but not more often than this: each rewrite fsyncs, and on ext4 (data=ordered)
@@ -46,26 +46,26 @@ const STATUS_MIN_GAP: Duration = Duration::from_secs(5);
 
 /// What `/update/check` said, as the CLI and status report it.
 #[derive(Debug, Clone, Default)]
-pub struct CheckReport {
-    pub available: bool,
-    pub current_version: String,
-    pub latest_version: Option<String>,
-    pub update_id: Option<String>,
-    pub changelog: Option<String>,
-    pub file_size: Option<u64>,
+pub(crate) struct CheckReport {
+    pub(crate) available: bool,
+    pub(crate) current_version: String,
+    pub(crate) latest_version: Option<String>,
+    pub(crate) update_id: Option<String>,
+    pub(crate) changelog: Option<String>,
+    pub(crate) file_size: Option<u64>,
     /// The real backend's extra facts (required node version, flags, message).
-    pub details: check::Details,
+    pub(crate) details: check::Details,
 }
 
 /// What an install did.
 #[derive(Debug, Clone, Default)]
-pub struct UpdateReport {
+pub(crate) struct UpdateReport {
     /// Version now running.
-    pub version: String,
+    pub(crate) version: String,
     /// Slot now active ("a" or "b").
-    pub slot: String,
+    pub(crate) slot: String,
     /// False when there was nothing to do (already up to date).
-    pub installed: bool,
+    pub(crate) installed: bool,
 }
 
 /// Where a package came from, for its version and record.
@@ -84,7 +84,7 @@ fn dir(cfg: &Config) -> PathBuf {
 
 /// The active slot ("a"/"b", None on a fresh box) and its installed version (on a
 /// fresh box, the factory version: `factory`).
-pub fn active(cfg: &Config) -> (Option<String>, String) {
+pub(crate) fn active(cfg: &Config) -> (Option<String>, String) {
     let l = Layout::new(&cfg.install.root);
     match l.active() {
         Some(s) => {
@@ -124,7 +124,7 @@ fn fail(ctx: &Ctx, state: UpdateState, e: &Error) {
 
 /// Completes or undoes an interrupted update; run before anything else at every start.
 /// What each journal step means at start-up is in `machine.rs`.
-pub fn recover(ctx: &Ctx) -> Result<()> {
+pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
     let layout = Layout::new(&ctx.cfg.install.root);
     layout.tidy();
     let d = dir(&ctx.cfg);
@@ -225,7 +225,7 @@ pub(crate) fn settle_stale_state(ctx: &Ctx) {
 }
 
 /// Asks the backend once; records the answer in status.json.
-pub fn check(ctx: &Ctx) -> Result<CheckReport> {
+pub(crate) fn check(ctx: &Ctx) -> Result<CheckReport> {
     check_inner(ctx).map(|(r, _)| r)
 }
 
@@ -293,7 +293,7 @@ fn tenant(ctx: &Ctx) -> Result<String> {
 
 /// Check, download, verify and install now (an operator's `update`: whatever
 /// `auto_*`, the install window or `breaking` say).
-pub fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
+pub(crate) fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
     let (r, c) = check_inner(ctx)?;
     if r.details.node_too_old {
         return Err(Error::Other(format!(
@@ -385,7 +385,7 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
 /// one descriptor, so the file cannot be swapped between the two.
 /// `allow_downgrade`: `install --allow-downgrade` (a version lower than the highest
 /// installed is refused otherwise).
-pub fn install_file(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Result<UpdateReport> {
+pub(crate) fn install_file(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Result<UpdateReport> {
     let owned = own_copy(ctx, zip).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?;
     let src = Source {
         allow_downgrade,
@@ -437,7 +437,7 @@ fn own_copy(ctx: &Ctx, zip: &Path) -> Result<File> {
 }
 
 /// Switches back to the other slot if it holds a complete installation.
-pub fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
+pub(crate) fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
     let layout = Layout::new(&ctx.cfg.install.root);
     let from = layout
         .active()
@@ -474,7 +474,7 @@ pub fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
 /// automatic install also waits for an operator when the package is `breaking`,
 /// and for `updates.install_window` (a `securityUpdate` may skip the window when
 /// `updates.security_outside_window` says so); meanwhile the package waits verified.
-pub fn daemon_step(ctx: &Ctx) -> Result<()> {
+pub(crate) fn daemon_step(ctx: &Ctx) -> Result<()> {
     let u = &ctx.cfg.updates;
     let (r, c) = check_inner(ctx)?;
     if !r.available || !(u.auto_download || u.auto_install) {

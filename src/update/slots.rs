@@ -20,39 +20,39 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The two slot names.
-pub const SLOTS: [&str; 2] = ["a", "b"];
+pub(crate) const SLOTS: [&str; 2] = ["a", "b"];
 
 /// A slot's record: what it holds and when it was installed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Record {
-    pub version: String,
-    pub installed_at: String,
+pub(crate) struct Record {
+    pub(crate) version: String,
+    pub(crate) installed_at: String,
     #[serde(default)]
-    pub update_id: Option<String>,
+    pub(crate) update_id: Option<String>,
     #[serde(default)]
-    pub package_sha256: Option<String>,
+    pub(crate) package_sha256: Option<String>,
     #[serde(default)]
-    pub files: u64,
+    pub(crate) files: u64,
     #[serde(default)]
-    pub bytes: u64,
+    pub(crate) bytes: u64,
     /// Installed from a package whose signature a trusted key verified: only then
     /// are the slot's `update-keys/` trusted (`update::trust`).
     #[serde(default)]
-    pub signed: bool,
+    pub(crate) signed: bool,
     /// `full` or `content` (absent in records of earlier releases: full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub(crate) kind: Option<String>,
 }
 
 /// Paths of an install root.
 #[derive(Debug, Clone)]
-pub struct Layout {
+pub(crate) struct Layout {
     root: PathBuf,
 }
 
 /// The other slot's name.
-pub fn other(slot: &str) -> &'static str {
+pub(crate) fn other(slot: &str) -> &'static str {
     if slot == "a" {
         "b"
     } else {
@@ -62,21 +62,21 @@ pub fn other(slot: &str) -> &'static str {
 
 impl Layout {
     /// The layout under `root` (nothing is created).
-    pub fn new(root: &Path) -> Layout {
+    pub(crate) fn new(root: &Path) -> Layout {
         Layout {
             root: root.to_path_buf(),
         }
     }
     /// `install.root`.
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
     /// `install.root/slots`.
-    pub fn slots_dir(&self) -> PathBuf {
+    pub(crate) fn slots_dir(&self) -> PathBuf {
         self.root.join("slots")
     }
     /// A slot's directory.
-    pub fn slot_dir(&self, slot: &str) -> PathBuf {
+    pub(crate) fn slot_dir(&self, slot: &str) -> PathBuf {
         self.slots_dir().join(slot)
     }
     fn record_path(&self, slot: &str) -> PathBuf {
@@ -90,28 +90,28 @@ impl Layout {
     }
 
     /// Whether a slot was marked bad (and not reinstalled since).
-    pub fn is_bad(&self, slot: &str) -> bool {
+    pub(crate) fn is_bad(&self, slot: &str) -> bool {
         self.bad_path(slot).exists()
     }
 
     /// Why a slot was marked bad, if it was.
-    pub fn bad_reason(&self, slot: &str) -> Option<String> {
+    pub(crate) fn bad_reason(&self, slot: &str) -> Option<String> {
         let data = fsutil::read_bounded(&self.bad_path(slot), 4096).ok()?;
         Some(String::from_utf8_lossy(&data).trim().to_string())
     }
 
     /// Marks a slot bad (the marker first, durably), then drops its record.
-    pub fn mark_bad(&self, slot: &str, why: &str) -> Result<()> {
+    pub(crate) fn mark_bad(&self, slot: &str, why: &str) -> Result<()> {
         fsutil::atomic_write(&self.bad_path(slot), format!("{why}\n").as_bytes(), 0o644)?;
         self.invalidate(slot)
     }
     /// The `current` symlink.
-    pub fn current(&self) -> PathBuf {
+    pub(crate) fn current(&self) -> PathBuf {
         self.root.join("current")
     }
 
     /// The slot `current` points at, if it is a link to `slots/a` or `slots/b`.
-    pub fn active(&self) -> Option<String> {
+    pub(crate) fn active(&self) -> Option<String> {
         let target = fs::read_link(self.current()).ok()?;
         let name = target.file_name()?.to_str()?;
         let parent = target.parent()?.file_name()?.to_str()?;
@@ -119,14 +119,14 @@ impl Layout {
     }
 
     /// The record of a complete slot; None while incomplete or never installed.
-    pub fn record(&self, slot: &str) -> Option<Record> {
+    pub(crate) fn record(&self, slot: &str) -> Option<Record> {
         let data = fsutil::read_bounded(&self.record_path(slot), 64 * 1024).ok()?;
         serde_json::from_slice(&data).ok()
     }
 
     /// Whether a slot holds a complete installation (recorded, or laid out by hand
     /// with a `VERSION` or `manifest.json`).
-    pub fn is_complete(&self, slot: &str) -> bool {
+    pub(crate) fn is_complete(&self, slot: &str) -> bool {
         !self.is_bad(slot)
             && (self.record(slot).is_some()
                 || (self.slot_dir(slot).is_dir() && self.version_in_tree(slot).is_some()))
@@ -134,7 +134,7 @@ impl Layout {
 
     /// The version of a slot: its record, else `manifest.json` or `VERSION` in the
     /// slot (a hand-made layout), else "0.0.0".
-    pub fn version(&self, slot: &str) -> String {
+    pub(crate) fn version(&self, slot: &str) -> String {
         if let Some(r) = self.record(slot) {
             return r.version;
         }
@@ -154,12 +154,12 @@ impl Layout {
     }
 
     /// Creates `install.root/slots` on a fresh box.
-    pub fn ensure(&self) -> Result<()> {
+    pub(crate) fn ensure(&self) -> Result<()> {
         fsutil::ensure_dir(&self.slots_dir(), 0o755)
     }
 
     /// Marks a slot incomplete: its record goes first, durably.
-    pub fn invalidate(&self, slot: &str) -> Result<()> {
+    pub(crate) fn invalidate(&self, slot: &str) -> Result<()> {
         let p = self.record_path(slot);
         match fs::remove_file(&p) {
             Ok(()) => fsutil::fsync_dir(&self.slots_dir())
@@ -170,7 +170,7 @@ impl Layout {
     }
 
     /// Empties a slot (after invalidating it) and leaves an empty directory.
-    pub fn clear(&self, slot: &str) -> Result<()> {
+    pub(crate) fn clear(&self, slot: &str) -> Result<()> {
         self.invalidate(slot)?;
         let dir = self.slot_dir(slot);
         match fs::symlink_metadata(&dir) {
@@ -186,7 +186,7 @@ impl Layout {
     }
 
     /// Writes a slot's record (atomically): from now on the slot is complete.
-    pub fn write_record(&self, slot: &str, rec: &Record) -> Result<()> {
+    pub(crate) fn write_record(&self, slot: &str, rec: &Record) -> Result<()> {
         fsutil::atomic_write_json(&self.record_path(slot), rec, 0o644)?;
         if self.is_bad(slot) {
             std::fs::remove_file(self.bad_path(slot))
@@ -199,7 +199,7 @@ impl Layout {
 
     /// Points `current` at `slot` atomically (symlink under a temporary name, rename
     /// over `current`, fsync of install.root); None removes `current` (fresh box).
-    pub fn switch_to(&self, slot: Option<&str>) -> Result<()> {
+    pub(crate) fn switch_to(&self, slot: Option<&str>) -> Result<()> {
         let cur = self.current();
         match slot {
             Some(s) => {
@@ -222,12 +222,12 @@ impl Layout {
     }
 
     /// Removes leftovers of an interrupted switch.
-    pub fn tidy(&self) {
+    pub(crate) fn tidy(&self) {
         let _ = fs::remove_file(self.root.join(".current.tmp"));
     }
 
     /// Disk space a slot's files take (reclaimed when it is cleared).
-    pub fn usage(&self, slot: &str) -> u64 {
+    pub(crate) fn usage(&self, slot: &str) -> u64 {
         fn walk(p: &Path) -> u64 {
             use std::os::unix::fs::MetadataExt;
             let Ok(m) = fs::symlink_metadata(p) else {
@@ -442,7 +442,7 @@ fn remove_any(p: &Path) -> Result<()> {
 /// Removes the paths a content package deletes from the copied slot. A path whose
 /// parent is not a real directory (a link, a file) is not followed: it names nothing
 /// in the copy, so there is nothing to delete.
-pub fn delete_paths(dir: &Path, paths: &[String]) -> Result<u64> {
+pub(crate) fn delete_paths(dir: &Path, paths: &[String]) -> Result<u64> {
     let mut n = 0;
     'next: for rel in paths {
         let mut p = dir.to_path_buf();
@@ -469,7 +469,7 @@ pub fn delete_paths(dir: &Path, paths: &[String]) -> Result<u64> {
 /// in the kernel (`copy_file_range`). `skip` top-level names are left out (the old
 /// package's `hooks/`: hooks come only from the package being installed). Not synced
 /// here: the extraction's `syncfs` makes the whole slot durable at once.
-pub fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(u64, u64)> {
+pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(u64, u64)> {
     let mut files = 0u64;
     let mut bytes = 0u64;
     let mut stack = vec![(from.to_path_buf(), to.to_path_buf(), 0usize)];

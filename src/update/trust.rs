@@ -16,37 +16,37 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 /// The directory of a package (and so of a slot) holding the keys it hands on.
-pub const KEYS_DIR: &str = "update-keys";
+pub(crate) const KEYS_DIR: &str = "update-keys";
 /// Most key files read from one directory.
 const MAX_KEYS: usize = 64;
 
 /// The keys in force and where they come from.
 #[derive(Debug, Clone, Default)]
-pub struct Trust {
+pub(crate) struct Trust {
     /// Signatures are required (`updates.public_key` is set).
-    pub required: bool,
-    pub keys: Vec<[u8; 32]>,
+    pub(crate) required: bool,
+    pub(crate) keys: Vec<[u8; 32]>,
     /// "updates.public_key" or "slot a/update-keys".
-    pub source: String,
+    pub(crate) source: String,
     /// Entries that gave no key (a missing directory, an unreadable file).
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 impl Trust {
     /// Short ids of the keys, for status.json and logs.
-    pub fn ids(&self) -> Vec<String> {
+    pub(crate) fn ids(&self) -> Vec<String> {
         self.keys.iter().map(key_id).collect()
     }
 }
 
 /// First 16 hex digits of the SHA-256 of a public key (what `cybersensei-pack` prints).
-pub fn key_id(k: &[u8; 32]) -> String {
+pub(crate) fn key_id(k: &[u8; 32]) -> String {
     crate::hex::encode(ring::digest::digest(&ring::digest::SHA256, k).as_ref())[..16].to_string()
 }
 
 /// The trust in force. A configured entry that is neither a key nor a readable file
 /// or directory is a configuration error (exit 2), as before.
-pub fn load(cfg: &Config) -> Result<Trust> {
+pub(crate) fn load(cfg: &Config) -> Result<Trust> {
     let mut t = Trust {
         required: !cfg.updates.public_key.is_empty(),
         source: "updates.public_key".into(),
@@ -135,7 +135,7 @@ fn slot_keys(cfg: &Config) -> Option<(String, Vec<[u8; 32]>)> {
 }
 
 /// Refusal used when signatures are required and no key is usable.
-pub fn no_key_error(t: &Trust) -> Error {
+pub(crate) fn no_key_error(t: &Trust) -> Error {
     Error::PackageRejected(format!(
         "package signatures are required (updates.public_key) but no trusted key was found: {}",
         t.problems.join("; ")

@@ -19,17 +19,17 @@ pub use super::manifest::{check_version, MANIFEST};
 
 /// The archive over the one open descriptor of a package (verified and extracted
 /// through the same `File`: nothing is reopened by path).
-pub type Zip<'a> = ZipArchive<&'a File>;
+pub(crate) type Zip<'a> = ZipArchive<&'a File>;
 /// Install hooks a package may carry (run with the new slot's path, no shell).
-pub const HOOK_POST_INSTALL: &str = "hooks/post-install";
+pub(crate) const HOOK_POST_INSTALL: &str = "hooks/post-install";
 /// Run after the switch, before the new services start (see docs/updates.md).
-pub const HOOK_POST_SWITCH: &str = "hooks/post-switch";
+pub(crate) const HOOK_POST_SWITCH: &str = "hooks/post-switch";
 /// Detached signature of the manifest's exact bytes.
-pub const SIGNATURE: &str = "manifest.sig";
+pub(crate) const SIGNATURE: &str = "manifest.sig";
 /// Plain version file, for `install` of packages without a manifest.
-pub const VERSION_FILE: &str = "VERSION";
+pub(crate) const VERSION_FILE: &str = "VERSION";
 /// Copy buffer for entry data (verification and extraction).
-pub const BUF: usize = 64 * 1024;
+pub(crate) const BUF: usize = 64 * 1024;
 const MAX_MANIFEST: u64 = 4 << 20;
 const MAX_SIG: u64 = 1024;
 const MAX_LINK: u64 = 4096;
@@ -49,7 +49,7 @@ pub struct Limits {
 
 /// What an entry becomes in the slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Dir,
     File,
     /// A relative link whose target stays inside the slot.
@@ -58,44 +58,44 @@ pub enum Kind {
 
 /// One checked entry: where it goes, what it is, its permission bits and size.
 #[derive(Debug, Clone)]
-pub struct Entry {
-    pub index: usize,
+pub(crate) struct Entry {
+    pub(crate) index: usize,
     /// Normalized relative path (`/`-separated, no trailing slash).
-    pub path: String,
-    pub kind: Kind,
+    pub(crate) path: String,
+    pub(crate) kind: Kind,
     /// Permission bits only (setuid, setgid and sticky stripped).
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// Declared uncompressed size.
-    pub size: u64,
+    pub(crate) size: u64,
     /// SHA-256 the manifest lists for it (of the target string for a link).
-    pub sha256: Option<String>,
+    pub(crate) sha256: Option<String>,
 }
 
 /// A package that passed verification.
 #[derive(Debug, Clone)]
 pub struct Package {
-    pub entries: Vec<Entry>,
+    pub(crate) entries: Vec<Entry>,
     /// Sum of declared uncompressed sizes.
-    pub total: u64,
-    pub manifest_version: Option<String>,
-    pub version_file: Option<String>,
+    pub(crate) total: u64,
+    pub(crate) manifest_version: Option<String>,
+    pub(crate) version_file: Option<String>,
     /// The manifest signature was checked against the configured key.
-    pub signed: bool,
+    pub(crate) signed: bool,
     /// The parsed manifest (v2 or older), when the package has one.
-    pub manifest: Option<Manifest>,
+    pub(crate) manifest: Option<Manifest>,
     /// `version.json`, when the package has one (the backend's packages do).
-    pub info: Option<VersionInfo>,
+    pub(crate) info: Option<VersionInfo>,
     /// Full or content (see [`resolve_kind`]).
-    pub kind: PackageKind,
+    pub(crate) kind: PackageKind,
 }
 
 impl Package {
     /// Paths a content package removes from the copy of the active slot.
-    pub fn deletions(&self) -> &[String] {
+    pub(crate) fn deletions(&self) -> &[String] {
         self.manifest.as_ref().map_or(&[], |m| &m.delete)
     }
     /// Whether the package carries an entry at this path (the agent).
-    pub fn has_path(&self, path: &str) -> bool {
+    pub(crate) fn has_path(&self, path: &str) -> bool {
         self.entries.iter().any(|e| e.path == path)
     }
 }
@@ -105,7 +105,7 @@ impl Package {
 /// *content* (what the real backend generates: `version.json` + `exercises.json`,
 /// applied on top of the node's files), any other is *full* (this agent's own
 /// packages: a complete installation, as before kinds existed).
-pub fn resolve_kind(m: Option<&Manifest>, v: Option<&VersionInfo>) -> Result<PackageKind> {
+pub(crate) fn resolve_kind(m: Option<&Manifest>, v: Option<&VersionInfo>) -> Result<PackageKind> {
     let (a, b) = (m.and_then(|m| m.kind), v.and_then(|v| v.kind));
     match (a, b) {
         (Some(x), Some(y)) if x != y => Err(reject(format!(
@@ -731,7 +731,7 @@ fn read_manifest(zip: &mut Zip, pkg: &Package, keys: &[[u8; 32]]) -> Result<Opti
 
 /// Reads every file's data once: the ZIP CRC is checked by the reader at the end of
 /// each entry, sizes are held to what the headers declare, and listed digests match.
-pub fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
+pub(crate) fn scan_data(zip: &mut Zip, pkg: &Package) -> Result<()> {
     let mut buf = vec![0u8; BUF];
     for e in &pkg.entries {
         let expected = e.sha256.as_ref();

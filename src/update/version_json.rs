@@ -11,18 +11,18 @@ use serde_json::Value;
 use std::cmp::Ordering;
 
 /// The metadata file at a package's root.
-pub const VERSION_JSON: &str = "version.json";
+pub(crate) const VERSION_JSON: &str = "version.json";
 
 /// What `version.json` says (unknown fields ignored, as the backend allows them).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VersionInfo {
-    pub version: String,
-    pub required_node_version: Option<String>,
-    pub platform: Option<String>,
-    pub architecture: Option<String>,
-    pub breaking: bool,
-    pub security_update: bool,
-    pub kind: Option<PackageKind>,
+    pub(crate) version: String,
+    pub(crate) required_node_version: Option<String>,
+    pub(crate) platform: Option<String>,
+    pub(crate) architecture: Option<String>,
+    pub(crate) breaking: bool,
+    pub(crate) security_update: bool,
+    pub(crate) kind: Option<PackageKind>,
 }
 
 fn reject(msg: impl Into<String>) -> Error {
@@ -69,11 +69,11 @@ pub fn parse(data: &[u8]) -> Result<VersionInfo> {
 /// A semantic version (semver.org 2.0.0): `MAJOR.MINOR.PATCH[-pre][+build]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Semver {
-    pub major: u64,
-    pub minor: u64,
-    pub patch: u64,
+    pub(crate) major: u64,
+    pub(crate) minor: u64,
+    pub(crate) patch: u64,
     /// Dot-separated pre-release identifiers (empty for a release).
-    pub pre: Vec<String>,
+    pub(crate) pre: Vec<String>,
 }
 
 impl Semver {
@@ -165,7 +165,7 @@ impl PartialOrd for Semver {
 }
 
 /// The canonical name of an architecture spelling, None when unknown.
-pub fn canonical_arch(a: &str) -> Option<&'static str> {
+pub(crate) fn canonical_arch(a: &str) -> Option<&'static str> {
     match a.trim().to_ascii_lowercase().as_str() {
         "x64" | "amd64" | "x86_64" | "x86-64" => Some("x86_64"),
         "arm64" | "aarch64" | "armv8" => Some("aarch64"),
@@ -175,25 +175,25 @@ pub fn canonical_arch(a: &str) -> Option<&'static str> {
 }
 
 /// This box's architecture, in the canonical names above.
-pub fn box_arch() -> &'static str {
+pub(crate) fn box_arch() -> &'static str {
     canonical_arch(std::env::consts::ARCH).unwrap_or(std::env::consts::ARCH)
 }
 
 /// The facts of this box a package's metadata is checked against.
 #[derive(Debug, Clone)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     /// Canonical architecture (`box_arch()`).
-    pub arch: &'a str,
+    pub(crate) arch: &'a str,
     /// Version of the active slot ("0.0.0" on a fresh box).
-    pub installed: &'a str,
+    pub(crate) installed: &'a str,
     /// The check's `latestVersion`, for a package from the backend.
-    pub latest: Option<&'a str>,
+    pub(crate) latest: Option<&'a str>,
     /// The manifest's version, when the package has a manifest.
-    pub manifest: Option<&'a str>,
+    pub(crate) manifest: Option<&'a str>,
 }
 
 /// Every refusal `version.json` can cause (exit 21 with the reason).
-pub fn check(v: &VersionInfo, f: &Facts) -> Result<()> {
+pub(crate) fn check(v: &VersionInfo, f: &Facts) -> Result<()> {
     let ours = Semver::parse(&v.version).ok_or_else(|| {
         reject(format!(
             "{VERSION_JSON}: version {:?} is not a semantic version (MAJOR.MINOR.PATCH)",

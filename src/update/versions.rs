@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 
 /// The file, in `state_dir/update/`.
-pub const HIGHEST_FILE: &str = "highest-version";
+pub(crate) const HIGHEST_FILE: &str = "highest-version";
 
 fn parse(v: &str) -> Option<Semver> {
     Semver::parse(v.trim())
@@ -21,7 +21,7 @@ fn parse(v: &str) -> Option<Semver> {
 
 /// The highest version installed on this box (a recorded slot, or what was stored);
 /// None on a box that never installed a comparable version.
-pub fn highest(cfg: &Config) -> Option<String> {
+pub(crate) fn highest(cfg: &Config) -> Option<String> {
     let layout = Layout::new(&cfg.install.root);
     let stored = fsutil::read_bounded(&cfg.state_dir.join("update").join(HIGHEST_FILE), 256)
         .ok()
@@ -39,7 +39,7 @@ pub fn highest(cfg: &Config) -> Option<String> {
 
 /// Refuses `version` when it is lower than the highest installed (or cannot be
 /// compared with it), unless `allow`. Stores the highest on the way.
-pub fn check(cfg: &Config, version: &str, allow: bool) -> Result<()> {
+pub(crate) fn check(cfg: &Config, version: &str, allow: bool) -> Result<()> {
     let Some(high) = highest(cfg) else {
         return Ok(());
     };
@@ -72,7 +72,7 @@ pub fn check(cfg: &Config, version: &str, allow: bool) -> Result<()> {
 
 /// The signed manifest must name the version the check announced (TUF's
 /// mix-and-match and freeze: a correctly signed but other package served for it).
-pub fn bind(announced: Option<&str>, manifest: Option<&str>) -> Result<()> {
+pub(crate) fn bind(announced: Option<&str>, manifest: Option<&str>) -> Result<()> {
     let (Some(a), Some(m)) = (announced, manifest) else {
         return Ok(());
     };

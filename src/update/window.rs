@@ -7,8 +7,8 @@
 /// A daily local-time window, in minutes since local midnight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window {
-    pub start: u32,
-    pub end: u32,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
 }
 
 fn hhmm(s: &str) -> Option<u32> {

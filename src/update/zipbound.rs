@@ -14,10 +14,10 @@ use std::os::unix::fs::FileExt;
 const CD_HEADER: u64 = 46;
 /// Most a central header may honestly take: fixed part, a name (`verify::MAX_NAME`),
 /// and 1 KiB of extra fields and comment (real ones are tens of bytes).
-pub const MAX_PER_ENTRY: u64 = CD_HEADER + 1024 + 1024;
+pub(crate) const MAX_PER_ENTRY: u64 = CD_HEADER + 1024 + 1024;
 /// Absolute bound on the central directory (100 000 entries of ordinary names take
 /// ~10 MB).
-pub const MAX_DIRECTORY: u64 = 32 << 20;
+pub(crate) const MAX_DIRECTORY: u64 = 32 << 20;
 const EOCD_LEN: u64 = 22;
 const LOCATOR_LEN: u64 = 20;
 const ZIP64_EOCD_LEN: u64 = 56;
@@ -40,17 +40,17 @@ fn u64_at(b: &[u8], i: usize) -> u64 {
 
 /// What the end of the file says about the central directory.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Directory {
-    pub entries: u64,
-    pub size: u64,
-    pub offset: u64,
+pub(crate) struct Directory {
+    pub(crate) entries: u64,
+    pub(crate) size: u64,
+    pub(crate) offset: u64,
     /// Where the directory must end (the ZIP64 end record, else the end record).
-    pub end: u64,
+    pub(crate) end: u64,
 }
 
 /// Reads the end record (and the ZIP64 one it points to). None: no end record, which
 /// the archive reader then refuses with its own message.
-pub fn read(f: &File) -> Result<Option<Directory>> {
+pub(crate) fn read(f: &File) -> Result<Option<Directory>> {
     let len = f
         .metadata()
         .map_err(|e| Error::io("reading the package", e))?
@@ -114,7 +114,7 @@ pub fn read(f: &File) -> Result<Option<Directory>> {
 }
 
 /// Refuses a directory the reader should not be allowed to load (module doc).
-pub fn check(f: &File, max_entries: u64) -> Result<()> {
+pub(crate) fn check(f: &File, max_entries: u64) -> Result<()> {
     let Some(d) = read(f)? else {
         return Ok(());
     };

@@ -3,8 +3,7 @@
 //! `CYBERSENSEI_AGENT_BIN` replaces the binary cargo built (e.g. the aarch64 build from
 //! `board/build.sh`); `CYBERSENSEI_AGENT_RUNNER` is a command line put in front of it
 //! (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`), split on whitespace.
-//! `board/test-arm.sh` sets both. Same contract as `harness::agent_command`.
-#![allow(dead_code)]
+//! `board/test-arm.sh` sets both.
 
 use std::process::Command;
 
@@ -31,15 +30,6 @@ pub fn agent_command() -> Command {
         c.env_remove(v);
     }
     c
-}
-
-/// The N of a `Range: bytes=N-` header the simulator recorded.
-pub fn range_start(h: &Option<String>) -> Option<u64> {
-    h.as_deref()?
-        .strip_prefix("bytes=")?
-        .strip_suffix('-')?
-        .parse()
-        .ok()
 }
 
 fn bare_command() -> Command {
