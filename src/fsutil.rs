@@ -183,7 +183,7 @@ pub fn nearest_existing(path: &Path) -> PathBuf {
 }
 
 /// statvfs(2) of the filesystem holding `path` (which must exist).
-pub(crate) fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
+pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;

@@ -25,6 +25,7 @@ fn status_into_a_closed_pipe_ends_quietly() {
     assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
     // SAFETY: the read end is ours to close; the write end goes to the child.
     unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end is a descriptor we own and nothing else closes it.
     let write_end = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fds[1]) };
     for args in [&["status"][..], &["status", "--json"], &["config", "check"]] {
         let out = n

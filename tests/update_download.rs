@@ -328,10 +328,7 @@ fn free_space_short_is_exit_22_before_downloading() {
 
 /// statvfs of the filesystem holding `p`: (bytes available, fs id).
 fn free_space(p: &std::path::Path) -> (u64, u64) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
+    let s = cybersensei_agent::fsutil::statvfs(p).unwrap();
     (s.f_bavail as u64 * s.f_frsize as u64, s.f_fsid as u64)
 }
 

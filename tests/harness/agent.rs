@@ -24,7 +24,7 @@ const AGENT_ENV: &[&str] = &[
 
 /// A `Command` for the agent under test, honouring the two variables above, with the
 /// runner's environment cleaned of what would change the agent's behaviour.
-pub fn agent_command() -> Command {
+pub(crate) fn agent_command() -> Command {
     let mut c = bare_command();
     for v in AGENT_ENV {
         c.env_remove(v);

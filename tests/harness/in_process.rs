@@ -8,7 +8,7 @@ use cybersensei_agent::daemon::Daemon;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The wall clock now, Unix seconds: where a [`FakeClock`] starts.
-pub fn wall_now() -> f64 {
+pub(crate) fn wall_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -17,7 +17,7 @@ pub fn wall_now() -> f64 {
 
 impl Node {
     /// The daemon of this box's config on `clock`, started (its boot steps done).
-    pub fn started_daemon<'a>(&self, clock: &'a dyn Clock) -> Daemon<'a> {
+    pub(crate) fn started_daemon<'a>(&self, clock: &'a dyn Clock) -> Daemon<'a> {
         let cfg = Config::load(&self.config).unwrap();
         let mut d = Daemon::new(cfg, self.config.clone(), clock).unwrap();
         d.start().unwrap();
@@ -27,7 +27,7 @@ impl Node {
 
 /// Ticks `d` until `clock`'s monotonic time reaches `until` (each tick sleeps, on the
 /// fake clock, until its next step).
-pub fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
+pub(crate) fn run_until(d: &mut Daemon, clock: &FakeClock, until: Duration) {
     while clock.monotonic() < until {
         assert!(d.tick(), "the loop stopped");
     }

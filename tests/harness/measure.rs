@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How a measured run ended.
-pub struct Run {
+pub(crate) struct Run {
     /// Exit code (-1 when a signal ended it).
     pub code: i32,
     /// stdout and stderr, interleaved as written.
@@ -21,7 +21,7 @@ pub struct Run {
 /// (wait4's ru_maxrss is no use here: Linux carries the spawning test process's
 /// RSS across exec into it.) VmHWM only grows, so an unbounded read is caught while
 /// it grows, whenever the process ends. A run longer than 120 s fails the test.
-pub fn run_measured(mut cmd: Command, dir: &Path) -> Run {
+pub(crate) fn run_measured(mut cmd: Command, dir: &Path) -> Run {
     let out_path = dir.join("run.out");
     let f = File::create(&out_path).unwrap();
     cmd.stdout(f.try_clone().unwrap()).stderr(f);
@@ -56,7 +56,7 @@ pub fn run_measured(mut cmd: Command, dir: &Path) -> Run {
 
 /// True when the agent runs under an emulator (the ARM runs): the RSS measured is the
 /// emulator's, so not checked.
-pub fn under_emulator() -> bool {
+pub(crate) fn under_emulator() -> bool {
     std::env::var("CYBERSENSEI_AGENT_RUNNER").is_ok_and(|r| !r.trim().is_empty())
 }
 

@@ -5,13 +5,13 @@
 //! [`Node::updates`] adds service commands that log what they are asked (the update
 //! tests). Packages are built by [`package`], the agent started by [`agent`].
 
-pub mod agent;
-pub mod in_process;
-pub mod measure;
-pub mod package;
-pub mod proxy;
+pub(crate) mod agent;
+pub(crate) mod in_process;
+pub(crate) mod measure;
+pub(crate) mod package;
+pub(crate) mod proxy;
 
-pub use agent::agent_command;
+pub(crate) use agent::agent_command;
 
 use cybersensei_sim::{Sim, SimOptions};
 use package::{expected_tree, tree, E};
@@ -24,13 +24,13 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A key with the characters that break naive URL building ([`Node::new`]'s).
-pub const KEY: &str = "A1B2C3D4-E5F6+G7H8/I9J0=K1L2";
+pub(crate) const KEY: &str = "A1B2C3D4-E5F6+G7H8/I9J0=K1L2";
 
 /// The key of the boxes of [`Node::updates`] (valid on [`tls_sim`]).
-pub const UPDATE_KEY: &str = "TEST-KEY-1234";
+pub(crate) const UPDATE_KEY: &str = "TEST-KEY-1234";
 
 /// One simulated box: its config, state dir, install root, key file and logs.
-pub struct Node {
+pub(crate) struct Node {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub state_dir: PathBuf,
@@ -44,7 +44,7 @@ pub struct Node {
 
 /// A TLS simulator with defaults; its profile (guide or central) comes from
 /// `CYBERSENSEI_SIM_PROFILE`, so `scripts/test.sh` runs these tests under both.
-pub fn sim() -> Sim {
+pub(crate) fn sim() -> Sim {
     Sim::start(SimOptions {
         tls: true,
         ..Default::default()
@@ -53,7 +53,7 @@ pub fn sim() -> Sim {
 }
 
 /// [`sim`] with [`UPDATE_KEY`] (the update boxes' key) valid.
-pub fn tls_sim() -> Sim {
+pub(crate) fn tls_sim() -> Sim {
     let sim = sim();
     sim.valid_license(UPDATE_KEY);
     sim
@@ -62,7 +62,7 @@ pub fn tls_sim() -> Sim {
 impl Node {
     /// A box pointed at `sim` (TLS, its CA as `backend.ca_file`): key [`KEY`] (with
     /// spaces around it in the file), 3 attempts without delay, telemetry every 300 s.
-    pub fn new(sim: &Sim) -> Node {
+    pub(crate) fn new(sim: &Sim) -> Node {
         let mut n = Node::bare(
             &sim.url(),
             sim.ca_pem().as_deref(),
@@ -76,7 +76,7 @@ impl Node {
     }
 
     /// A box for the update tests pointed at `sim`: see [`Node::updates_at`].
-    pub fn updates(sim: &Sim) -> Node {
+    pub(crate) fn updates(sim: &Sim) -> Node {
         Node::updates_at(&sim.url(), sim.ca_pem().as_deref())
     }
 
@@ -84,7 +84,7 @@ impl Node {
     /// key [`UPDATE_KEY`], 2 attempts without delay; its services are shell one-liners
     /// that append `<verb> <slot dir>` to `svc_log`, and its health check fails when
     /// the slot holds a file `unhealthy`.
-    pub fn updates_at(url: &str, ca: Option<&str>) -> Node {
+    pub(crate) fn updates_at(url: &str, ca: Option<&str>) -> Node {
         let mut n = Node::bare(url, ca, "license.key", &format!("{UPDATE_KEY}\n"));
         let log = n.svc_log.to_str().unwrap().to_string();
         let verb = |v: &str| {
@@ -103,7 +103,7 @@ impl Node {
     }
 
     /// An update box for `install` only (no backend).
-    pub fn offline() -> Node {
+    pub(crate) fn offline() -> Node {
         Node::updates_at("https://127.0.0.1:9", None)
     }
 
@@ -144,18 +144,18 @@ impl Node {
     }
 
     /// Rewrites the config file from `self.cfg`.
-    pub fn write_config(&self) {
+    pub(crate) fn write_config(&self) {
         std::fs::write(&self.config, serde_json::to_vec_pretty(&self.cfg).unwrap()).unwrap();
     }
 
     /// Sets `section.key` and rewrites the config.
-    pub fn set(&mut self, section: &str, key: &str, v: Value) {
+    pub(crate) fn set(&mut self, section: &str, key: &str, v: Value) {
         self.cfg[section][key] = v;
         self.write_config();
     }
 
     /// A command for the real binary with this box's config.
-    pub fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = agent_command();
         c.arg("-c").arg(&self.config).args(args);
         c.stdin(Stdio::null());
@@ -163,19 +163,19 @@ impl Node {
     }
 
     /// `run` (the daemon) with its output discarded, ready to spawn.
-    pub fn daemon(&self) -> Command {
+    pub(crate) fn daemon(&self) -> Command {
         let mut c = self.command(&["run"]);
         c.stdout(Stdio::null()).stderr(Stdio::null());
         c
     }
 
     /// Runs the binary to completion.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("agent runs")
     }
 
     /// Runs with `CYBERSENSEI_TEST_CRASH_AT=point`.
-    pub fn run_crashing(&self, args: &[&str], point: &str) -> Output {
+    pub(crate) fn run_crashing(&self, args: &[&str], point: &str) -> Output {
         self.command(args)
             .env("CYBERSENSEI_TEST_CRASH_AT", point)
             .output()
@@ -183,33 +183,33 @@ impl Node {
     }
 
     /// status.json as JSON.
-    pub fn status(&self) -> Value {
+    pub(crate) fn status(&self) -> Value {
         let data = std::fs::read(self.state_dir.join("status.json")).expect("status.json exists");
         serde_json::from_slice(&data).expect("status.json parses")
     }
 
     /// Writes a package file in the box's directory; returns its path.
-    pub fn package(&self, name: &str, bytes: &[u8]) -> PathBuf {
+    pub(crate) fn package(&self, name: &str, bytes: &[u8]) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
         p
     }
 
     /// Installs a package through the real binary.
-    pub fn install(&self, bytes: &[u8]) -> Output {
+    pub(crate) fn install(&self, bytes: &[u8]) -> Output {
         let p = self.package("pkg.zip", bytes);
         self.run(&["install", p.to_str().unwrap()])
     }
 
     /// Where `current` points (None if absent).
-    pub fn current(&self) -> Option<String> {
+    pub(crate) fn current(&self) -> Option<String> {
         std::fs::read_link(self.root.join("current"))
             .ok()
             .map(|p| p.to_string_lossy().into_owned())
     }
 
     /// The directory of slot `s` (`a` or `b`).
-    pub fn slot(&self, s: &str) -> PathBuf {
+    pub(crate) fn slot(&self, s: &str) -> PathBuf {
         self.root.join("slots").join(s)
     }
 
@@ -217,7 +217,7 @@ impl Node {
     /// `package::tree`), but for the agent's own log (it warns there about unsigned
     /// installs) and the package [`Node::install`] writes: what an install must not
     /// touch.
-    pub fn files_outside(&self) -> BTreeMap<String, String> {
+    pub(crate) fn files_outside(&self) -> BTreeMap<String, String> {
         tree(self.dir.path())
             .into_iter()
             .filter(|(k, _)| {
@@ -230,18 +230,18 @@ impl Node {
     }
 
     /// What the services were asked so far (empty when never).
-    pub fn services_log(&self) -> String {
+    pub(crate) fn services_log(&self) -> String {
         std::fs::read_to_string(&self.svc_log).unwrap_or_default()
     }
 }
 
 /// The exit code of an output (-1 when a signal ended it).
-pub fn code(o: &Output) -> i32 {
+pub(crate) fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
 /// stdout + stderr as text, for assertions and messages.
-pub fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -250,7 +250,7 @@ pub fn text(o: &Output) -> String {
 }
 
 /// Sends `sig` to a child of this test (still running or not yet reaped).
-pub fn signal(child: &Child, sig: i32) {
+pub(crate) fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on the pid of our own child, which cannot have been reused
     // before we reap it.
     unsafe {
@@ -260,7 +260,7 @@ pub fn signal(child: &Child, sig: i32) {
 
 /// `f` over `items` on `workers` threads, results in the items' order: for matrices
 /// whose points each run their own simulator and box.
-pub fn in_parallel<T: Sync, R: Send>(
+pub(crate) fn in_parallel<T: Sync, R: Send>(
     items: &[T],
     workers: usize,
     f: impl Fn(&T) -> R + Sync,
@@ -281,12 +281,12 @@ pub fn in_parallel<T: Sync, R: Send>(
 }
 
 /// True when the process was killed by SIGKILL.
-pub fn killed(o: &Output) -> bool {
+pub(crate) fn killed(o: &Output) -> bool {
     o.status.signal() == Some(libc::SIGKILL)
 }
 
 /// The N of a `Range: bytes=N-` header the simulator recorded.
-pub fn range_start(h: &Option<String>) -> Option<u64> {
+pub(crate) fn range_start(h: &Option<String>) -> Option<u64> {
     h.as_deref()?
         .strip_prefix("bytes=")?
         .strip_suffix('-')?
@@ -295,7 +295,7 @@ pub fn range_start(h: &Option<String>) -> Option<u64> {
 }
 
 /// Every file under `dir`, recursively (for secret scans).
-pub fn all_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn all_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -312,7 +312,7 @@ pub fn all_files(dir: &Path) -> Vec<PathBuf> {
 
 /// A test that cannot run here: fails under `CI=true` (CI has what it needs), else
 /// says SKIPPED with the reason (the caller then returns).
-pub fn skip_or_fail(test: &str, why: &str) {
+pub(crate) fn skip_or_fail(test: &str, why: &str) {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test} cannot run under CI: {why}");
     }
@@ -320,13 +320,13 @@ pub fn skip_or_fail(test: &str, why: &str) {
 }
 
 /// The JSON of file `p`, or why not.
-pub fn read_json(p: &Path) -> Result<Value, String> {
+pub(crate) fn read_json(p: &Path) -> Result<Value, String> {
     let data = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
     serde_json::from_slice(&data).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// The permission bits of `p` (not following a link).
-pub fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
@@ -334,7 +334,7 @@ pub fn mode(p: &Path) -> u32 {
 /// libfaketime's preload library, or None when it is not installed (CI installs it,
 /// and there a missing one fails the test). Preloaded directly rather than through
 /// the `faketime` wrapper, so that signals reach the agent itself.
-pub fn faketime() -> Option<PathBuf> {
+pub(crate) fn faketime() -> Option<PathBuf> {
     if std::env::var_os("CYBERSENSEI_AGENT_RUNNER").is_some() {
         // An emulated agent (qemu-user): the preload would fake the emulator's clock
         // calls, not the guest's.
@@ -360,7 +360,7 @@ pub fn faketime() -> Option<PathBuf> {
 
 /// Installs `1.0.0` (`package::app`) into slot a through the binary, signed by `key`'s
 /// pair when given (its public key then configured), and asserts it worked.
-pub fn install_v1(node: &mut Node, key: Option<(&Ed25519KeyPair, &str)>, ctx: &str) {
+pub(crate) fn install_v1(node: &mut Node, key: Option<(&Ed25519KeyPair, &str)>, ctx: &str) {
     let v1 = package::app("1.0.0");
     let o = match key {
         Some((kp, pk)) => {
@@ -373,13 +373,13 @@ pub fn install_v1(node: &mut Node, key: Option<(&Ed25519KeyPair, &str)>, ctx: &s
 }
 
 /// The restart: any locked command runs recovery first (as `run` does at boot).
-pub fn restart(node: &Node) {
+pub(crate) fn restart(node: &Node) {
     let o = node.run(&["validate"]);
     assert!(!killed(&o), "{}", text(&o));
 }
 
 /// `current` names a recorded slot whose tree is exactly one of the packages.
-pub fn assert_complete(node: &Node, want: &[(&str, &[E])], ctx: &str) -> String {
+pub(crate) fn assert_complete(node: &Node, want: &[(&str, &[E])], ctx: &str) -> String {
     let cur = node
         .current()
         .unwrap_or_else(|| panic!("{ctx}: no current"));
@@ -413,7 +413,7 @@ pub fn assert_complete(node: &Node, want: &[(&str, &[E])], ctx: &str) -> String 
 /// journal before its license step: a boot validation, or (validations are counted by
 /// the real backend) the reuse of the recent cached one, which it logs. Once either
 /// happened the recovery is over. Then SIGTERM, which must end it with 0.
-pub fn restart_run(node: &Node, sim: &Sim) -> Result<(), String> {
+pub(crate) fn restart_run(node: &Node, sim: &Sim) -> Result<(), String> {
     let before = sim.count("/api/license/validate");
     let log = &node.log_file;
     let log_before = std::fs::read_to_string(log).unwrap_or_default().len();

@@ -11,7 +11,7 @@ use zip::{CompressionMethod, ZipWriter};
 
 /// One entry of a test package.
 #[derive(Clone, Debug)]
-pub enum E {
+pub(crate) enum E {
     File(String, Vec<u8>, u32),
     Deflated(String, Vec<u8>),
     Dir(String),
@@ -21,12 +21,12 @@ pub enum E {
 }
 
 /// A regular file, mode 0644.
-pub fn file(name: &str, data: &[u8]) -> E {
+pub(crate) fn file(name: &str, data: &[u8]) -> E {
     E::File(name.into(), data.to_vec(), 0o644)
 }
 
 /// Builds a ZIP from entries.
-pub fn zip(entries: &[E]) -> Vec<u8> {
+pub(crate) fn zip(entries: &[E]) -> Vec<u8> {
     let mut w = ZipWriter::new(Cursor::new(Vec::new()));
     let stored = SimpleFileOptions::default().compression_method(CompressionMethod::Stored);
     for e in entries {
@@ -61,7 +61,7 @@ pub fn zip(entries: &[E]) -> Vec<u8> {
 }
 
 /// A normal application package of `version`: VERSION, app files, an executable.
-pub fn app(version: &str) -> Vec<E> {
+pub(crate) fn app(version: &str) -> Vec<E> {
     vec![
         E::Dir("bin/".into()),
         E::File("bin/run".into(), b"#!/bin/sh\nexit 0\n".to_vec(), 0o755),
@@ -77,12 +77,12 @@ pub fn app(version: &str) -> Vec<E> {
 /// `version.json` for `version`, as the real backend's upload requires it, of a full
 /// installation (`kind: full`); no minimum node version, so that any test box may
 /// install it.
-pub fn full_version_json(version: &str) -> Vec<u8> {
+pub(crate) fn full_version_json(version: &str) -> Vec<u8> {
     cybersensei_sim::version_json(version, "- tests", "0.0.0").into_bytes()
 }
 
 /// A fresh Ed25519 key pair and its public key in base64.
-pub fn keypair() -> (Ed25519KeyPair, String) {
+pub(crate) fn keypair() -> (Ed25519KeyPair, String) {
     use base64::Engine;
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
@@ -92,7 +92,7 @@ pub fn keypair() -> (Ed25519KeyPair, String) {
 }
 
 /// Lowercase hex SHA-256.
-pub fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     ring::digest::digest(&ring::digest::SHA256, data)
         .as_ref()
         .iter()
@@ -101,7 +101,7 @@ pub fn sha256(data: &[u8]) -> String {
 }
 
 /// The manifest listing every file (and link target) of `entries`.
-pub fn manifest(version: &str, entries: &[E]) -> Vec<u8> {
+pub(crate) fn manifest(version: &str, entries: &[E]) -> Vec<u8> {
     let mut files = serde_json::Map::new();
     for e in entries {
         match e {
@@ -118,7 +118,7 @@ pub fn manifest(version: &str, entries: &[E]) -> Vec<u8> {
 }
 
 /// `entries` plus a manifest and its base64 signature by `kp`.
-pub fn signed(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> Vec<E> {
+pub(crate) fn signed(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> Vec<E> {
     use base64::Engine;
     let m = manifest(version, entries);
     let sig = base64::engine::general_purpose::STANDARD.encode(kp.sign(&m).as_ref());
@@ -130,7 +130,7 @@ pub fn signed(version: &str, entries: &[E], kp: &Ed25519KeyPair) -> Vec<E> {
 
 /// Every path under `dir` (relative) with its content: file bytes, `-> target` for
 /// links, nothing for directories.
-pub fn tree(dir: &Path) -> BTreeMap<String, String> {
+pub(crate) fn tree(dir: &Path) -> BTreeMap<String, String> {
     fn walk(base: &Path, p: &Path, out: &mut BTreeMap<String, String>) {
         let Ok(rd) = std::fs::read_dir(p) else { return };
         for e in rd.flatten() {
@@ -160,7 +160,7 @@ pub fn tree(dir: &Path) -> BTreeMap<String, String> {
 }
 
 /// What `tree` should show for a slot holding exactly `entries`.
-pub fn expected_tree(entries: &[E]) -> BTreeMap<String, String> {
+pub(crate) fn expected_tree(entries: &[E]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for e in entries {
         let (name, val) = match e {
@@ -178,7 +178,7 @@ pub fn expected_tree(entries: &[E]) -> BTreeMap<String, String> {
 }
 
 /// Incompressible bytes (xorshift from `seed`): a package as big as its content.
-pub fn noise(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..n)
         .map(|_| {
@@ -191,18 +191,23 @@ pub fn noise(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// An executable (mode 0755): hooks, scripts.
-pub fn exe(name: &str, body: &str) -> E {
+pub(crate) fn exe(name: &str, body: &str) -> E {
     E::File(name.into(), body.as_bytes().to_vec(), 0o755)
 }
 
 /// `version.json` as the real backend writes it (pretty JSON), from `v`.
-pub fn version_json(v: Value) -> E {
+pub(crate) fn version_json(v: Value) -> E {
     file("version.json", &serde_json::to_vec_pretty(&v).unwrap())
 }
 
 /// A manifest v2 listing every file and link of `entries` with type, size and mode,
 /// plus `kind` and `delete` when given.
-pub fn manifest_v2(version: &str, kind: Option<&str>, entries: &[E], delete: &[&str]) -> Vec<u8> {
+pub(crate) fn manifest_v2(
+    version: &str,
+    kind: Option<&str>,
+    entries: &[E],
+    delete: &[&str],
+) -> Vec<u8> {
     let mut files = Vec::new();
     for e in entries {
         match e {
@@ -228,7 +233,7 @@ pub fn manifest_v2(version: &str, kind: Option<&str>, entries: &[E], delete: &[&
 }
 
 /// `entries` without the one named `name` (to replace what `app()` carries).
-pub fn without(mut entries: Vec<E>, name: &str) -> Vec<E> {
+pub(crate) fn without(mut entries: Vec<E>, name: &str) -> Vec<E> {
     entries.retain(|e| match e {
         E::File(n, ..) | E::Raw(n, ..) | E::Deflated(n, _) | E::Link(n, _) => n != name,
         _ => true,

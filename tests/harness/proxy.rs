@@ -10,13 +10,13 @@ use std::time::Duration;
 
 /// What the proxy saw of one request.
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub request_line: String,
     pub proxy_authorization: Option<String>,
 }
 
 /// A running proxy; stops accepting when dropped.
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
@@ -24,7 +24,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts a proxy; `auth` = Some("user:pass") requires those basic credentials.
-    pub fn start(auth: Option<&str>) -> Proxy {
+    pub(crate) fn start(auth: Option<&str>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -51,7 +51,7 @@ impl Proxy {
     }
 
     /// `http://[auth@]127.0.0.1:port`
-    pub fn url(&self, auth: Option<&str>) -> String {
+    pub(crate) fn url(&self, auth: Option<&str>) -> String {
         match auth {
             Some(a) => format!("http://{a}@127.0.0.1:{}", self.port),
             None => format!("http://127.0.0.1:{}", self.port),
@@ -59,7 +59,7 @@ impl Proxy {
     }
 
     /// Requests seen so far.
-    pub fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
