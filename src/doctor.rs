@@ -409,14 +409,7 @@ fn tls_handshake(
         match conn.complete_io(&mut tcp) {
             Ok(_) => {}
             Err(e) => {
-                let hint = if e.to_string().contains("UnknownIssuer") {
-                    " (a TLS-inspecting proxy, or a private CA: backend.ca_file)"
-                } else if e.to_string().contains("NotValidYet") || e.to_string().contains("Expired")
-                {
-                    " (check the clock, then the backend's certificate)"
-                } else {
-                    ""
-                };
+                let hint = tls_hint(&e);
                 return Err(format!("{host}: {e}{hint}"));
             }
         }
@@ -572,6 +565,20 @@ fn slots(cfg: &Config) -> Outcome {
     ))
 }
 
+/// What to look at for a handshake failure: matched on rustls's error kind, not its
+/// text (which changes between rustls releases).
+fn tls_hint(e: &std::io::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(C::UnknownIssuer)) => {
+            " (a TLS-inspecting proxy, or a private CA: backend.ca_file)"
+        }
+        Some(rustls::Error::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        )) => " (check the clock, then the backend's certificate)",
+        _ => "",
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,6 +262,10 @@ fn clock_in_1970_fails_clock() {
     assert_eq!(word(&out, "clock"), "FAIL", "{out}");
     assert!(line(&out, "clock").contains("1970"), "{out}");
     assert!(stderr(&o).contains("first failure: clock"), "{}", text(&o));
+    // The backend's certificate is not valid yet in 1970: the TLS line says to look at
+    // the clock (matched on rustls's error kind, not its wording).
+    assert_eq!(word(&out, "tls"), "FAIL", "{out}");
+    assert!(line(&out, "tls").contains("check the clock"), "{out}");
 }
 
 #[test]
