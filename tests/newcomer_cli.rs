@@ -193,3 +193,15 @@ fn health_check_output_is_labelled() {
         out(&o)
     );
 }
+
+#[test]
+fn check_update_on_a_fresh_offline_box_says_why_it_needs_a_validation() {
+    // A fresh box (never validated) whose backend is down: the check needs the tenant id
+    // of a first validation, and says so instead of only naming the validate URL.
+    let rig = Node::offline();
+    let o = rig.run(&["check-update"]);
+    assert_eq!(code(&o), 14, "{}", text(&o));
+    let e = err(&o);
+    assert!(e.contains("never validated its license"), "{e}");
+    assert!(e.contains("tenant id"), "{e}");
+}

@@ -282,9 +282,22 @@ fn tenant(ctx: &Ctx) -> Result<String> {
     if let Some(t) = crate::license::cached_tenant_id(&ctx.cfg.state_dir) {
         return Ok(t);
     }
-    let out = crate::license::validate(ctx)?;
+    // Say why a check talks to the validate URL: an operator running `check-update` on
+    // a fresh box would otherwise read an error about a URL they did not ask for.
+    let first = |e: Error| {
+        match e {
+        Error::Unreachable { message, source } => Error::Unreachable {
+            message: format!(
+                "this box has never validated its license, and the update check needs the tenant id a validation gives: {message}"
+            ),
+            source,
+        },
+        e => e,
+    }
+    };
+    let out = crate::license::validate(ctx).map_err(first)?;
     if let Some(e) = out.to_error() {
-        return Err(e);
+        return Err(first(e));
     }
     crate::license::cached_tenant_id(&ctx.cfg.state_dir)
         .or(out.tenant_id)
