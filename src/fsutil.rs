@@ -65,7 +65,7 @@ pub(crate) fn atomic_write_json<T: serde::Serialize>(
     mode: u32,
 ) -> Result<()> {
     let mut data = serde_json::to_vec_pretty(value)
-        .map_err(|e| Error::Other(format!("serializing {}: {e}", path.display())))?;
+        .map_err(|e| Error::io(format!("serializing {}", path.display()), e.into()))?;
     data.push(b'\n');
     atomic_write(path, &data, mode)
 }

@@ -87,7 +87,7 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Journal>> {
     match fsutil::read_bounded(&p, MAX_JOURNAL) {
         Ok(data) => serde_json::from_slice(&data)
             .map(Some)
-            .map_err(|e| Error::Other(format!("{}: unreadable journal: {e}", p.display()))),
+            .map_err(|e| Error::io(format!("{}: unreadable journal", p.display()), e.into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("reading {}", p.display()), e)),
     }
@@ -190,6 +190,13 @@ mod tests {
     fn garbage_journal_is_an_error_not_a_guess() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(path(d.path()), b"{not json").unwrap();
-        assert!(load(d.path()).is_err());
+        let e = load(d.path()).unwrap_err();
+        assert!(e.to_string().contains("unreadable journal: "), "{e}");
+        // The parse error stays behind it as a source, not only as words.
+        let io = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("an io::Error source");
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+        assert!(io.get_ref().is_some_and(|j| j.is::<serde_json::Error>()));
     }
 }
