@@ -136,6 +136,10 @@ if [ "$BUILD_STD" = 1 ]; then
   # Display or format the fields (docs/board.md, "Size mode").
   cmd+=(-Zbuild-std-features=optimize_for_size)
   BOARD_RUSTFLAGS="-Zlocation-detail=none -Zfmt-debug=shallow ${BOARD_RUSTFLAGS:-}"
+  # armv7: Thumb-2, std included (as Debian's armhf compiles its C): a quarter smaller
+  # than ARM code, same speed class on Cortex-A; ring's assembly keeps its own mode.
+  # rustc calls the feature unstable (a warning), like the -Z flags above.
+  case "$TARGET" in armv7-*) BOARD_RUSTFLAGS="-C target-feature=+thumb-mode $BOARD_RUSTFLAGS" ;; esac
   # std is rebuilt from source, so the nightly sysroot has no lib/ for this target
   # (no rust-std installed, none exists for armv7 musl); rustc still passes it to the
   # linker with -L, and every link printed "warning: linker stderr: unable to open
