@@ -12,7 +12,8 @@ TARGETS=${SIZE_TARGETS:-"armv7-unknown-linux-gnueabihf armv7-unknown-linux-musle
 MiB=1048576
 source board/size-budget.sh
 
-echo "== stripped sizes (release profile: $(grep -A8 '^\[profile.release\]' Cargo.toml | tr '\n' ' ' | sed 's/\[profile.release\] *//'))"
+# The profile's settings: the lines of [profile.release] up to the next blank line.
+echo "== stripped sizes (release profile: $(sed -n '/^\[profile.release\]/,/^$/p' Cargo.toml | grep -v '^\[\|^$' | tr '\n' ' '))"
 printf '%-34s %10s %9s %10s  %s\n' target bytes MiB budget verdict
 for t in $TARGETS; do
   [ "${SIZE_SKIP_BUILD:-0}" = 1 ] || board/build.sh "$t" >/dev/null 2>&1 || { echo "$t: build failed"; continue; }
