@@ -65,8 +65,9 @@ pub struct Daemon<'a> {
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit code.
 pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
     if let Err(e) = signals::install() {
+        let e = Error::io("installing the signal handlers", e);
         eprintln!("error: {e}");
-        return crate::error::Error::io("signals", e).exit_code();
+        return e.exit_code();
     }
     if let Err(e) = crate::fsutil::ensure_dir(&cfg.state_dir, 0o755) {
         eprintln!("error: {e}");

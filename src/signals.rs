@@ -30,10 +30,7 @@ pub(crate) fn install() -> std::io::Result<()> {
         };
         if rc != 0 {
             let e = std::io::Error::last_os_error();
-            return Err(std::io::Error::new(
-                e.kind(),
-                format!("cannot install the handler of signal {sig}: {e}"),
-            ));
+            return Err(std::io::Error::new(e.kind(), format!("signal {sig}: {e}")));
         }
     }
     Ok(())
