@@ -12,9 +12,16 @@
 #   PyPI:   cargo-zigbuild and ziglang into a virtualenv ($BOARD_TOOLS_VENV, default
 #           ~/.local/share/cybersensei-board/venv): no pip into the system or as root
 #           outside a venv. The board scripts add its bin/ to PATH.
-# apt never removes a package here: a package whose install would remove another
-# (e.g. Debian's qemu-system-arm next to a newer qemu-utils from backports: the two
-# qemu versions conflict) is left out with the reason, and the rest is installed.
+# apt never removes a package here: a package whose install would remove another is
+# left out with the reason, and the rest is installed. qemu is the one exception made
+# on purpose: every qemu package is installed at one version, the candidate of
+# qemu-system-arm (Debian 12's 7.2). A machine image that ships a newer qemu-utils
+# (10.0 from bookworm-backports, with no backports source configured) gets it
+# *replaced* by 7.2 together with qemu-block-extra, never removed: qemu-img and
+# qemu-nbd stay on the machine, one major version older. The install is simulated
+# first and refused if it would remove anything.
+# At the end it prints, for each tool the tests use, the Debian package (or rustup,
+# the venv) it came from: a green run must not hide a tool installed by hand.
 # BOARD_SETUP_MINIMAL=1 skips the boot-test packages and the arm64 architecture.
 set -euo pipefail
 
@@ -30,7 +37,7 @@ have file || need_apt+=(file)
 have faketime || need_apt+=(faketime)
 have strace || need_apt+=(strace)
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
-  have qemu-system-aarch64 || need_apt+=(qemu-system-arm)
+  have qemu-system-aarch64 && have qemu-system-arm || need_apt+=(qemu-system-arm)
   have cpio || need_apt+=(cpio)
   have python3 || need_apt+=(python3)
   have mke2fs || need_apt+=(e2fsprogs)
@@ -49,11 +56,37 @@ removals() {
   apt-get install -s -q --no-install-recommends "$@" 2>/dev/null | awk '/^Remv /{print $2}' | sort -u | tr '\n' ' '
 }
 
+# The installed qemu packages whose version differs from $1, as name=$1 (to be
+# installed at that version: a downgrade that replaces, never a removal).
+qemu_align() {
+  dpkg-query -W -f '${Package} ${Version} ${db:Status-Abbrev}\n' 'qemu-*' 2>/dev/null |
+    awk -v v="$1" '$3 ~ /^ii/ && $2 != v {print $1 "=" v}'
+}
+
 if [ ${#need_apt[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   if [ ${#need_apt[@]} -gt 0 ]; then
     mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
+    # qemu at one version: the candidate of qemu-system-arm (or qemu-user), with every
+    # installed qemu package (qemu-utils, …) and qemu-block-extra pinned to it.
+    if printf '%s\n' "${need_apt[@]}" | grep -q '^qemu-'; then
+      qv=$(apt-cache policy qemu-system-arm qemu-user 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" {print $2; exit}')
+      if [ -n "$qv" ]; then
+        pinned=()
+        for p in "${need_apt[@]}"; do
+          case "$p" in qemu-*) pinned+=("$p=$qv") ;; *) pinned+=("$p") ;; esac
+        done
+        mapfile -t extra < <(qemu_align "$qv")
+        if [ ${#extra[@]} -gt 0 ]; then
+          echo "ci-setup: qemu at one version ($qv): replacing ${extra[*]}"
+          # qemu-utils' block drivers live in qemu-block-extra: same version too.
+          printf '%s\n' "${pinned[@]}" | grep -q '^qemu-block-extra=' || pinned+=("qemu-block-extra=$qv")
+          pinned+=("${extra[@]}")
+        fi
+        mapfile -t need_apt < <(printf '%s\n' "${pinned[@]}" | sort -u)
+      fi
+    fi
     if [ -n "$(removals "${need_apt[@]}")" ]; then
       keep=()
       for p in "${need_apt[@]}"; do
@@ -72,7 +105,7 @@ if [ ${#need_apt[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
     fi
     # --no-remove: should the simulation have missed something, apt stops instead.
     [ ${#need_apt[@]} -eq 0 ] ||
-      $SUDO apt-get install -y -q --no-install-recommends --no-remove "${need_apt[@]}"
+      $SUDO apt-get install -y -q --no-install-recommends --no-remove --allow-downgrades "${need_apt[@]}"
   fi
 fi
 
@@ -98,4 +131,33 @@ if ! have cargo-zigbuild || ! { have zig || python3 -m ziglang version >/dev/nul
   "$VENV/bin/python3" -m pip install --quiet cargo-zigbuild ziglang
   echo "ci-setup: cargo-zigbuild and zig installed in $VENV (board scripts add $VENV/bin to PATH)"
 fi
+# Where each tool the tests use comes from (dpkg -S on its resolved path).
+origin() {
+  local t=$1 p pkg
+  if [ "$t" = zig ] && ! have zig; then
+    local z
+    z=$("$VENV/bin/python3" -m ziglang version 2>/dev/null || python3 -m ziglang version 2>/dev/null) &&
+      { echo "ci-setup:   zig: $z, PyPI package ziglang (python3 -m ziglang)"; return; }
+  fi
+  p=$(command -v "$t" 2>/dev/null) || { echo "ci-setup:   $t: MISSING"; return; }
+  p=$(readlink -f "$p")
+  # merged /usr: dpkg may know the file under /bin or /sbin.
+  pkg=$({ dpkg -S "$p" || dpkg -S "${p#/usr}"; } 2>/dev/null | head -1 | cut -d: -f1) || true
+  if [ -n "$pkg" ]; then
+    echo "ci-setup:   $t: $p, package $pkg $(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null)"
+  else
+    case "$p" in
+      "$VENV"/*) echo "ci-setup:   $t: $p, PyPI, in the venv made above" ;;
+      "$HOME"/.pyenv/*) echo "ci-setup:   $t: $p, the machine image's pyenv Python" ;;
+      *) echo "ci-setup:   $t: $p (not from a Debian package)" ;;
+    esac
+  fi
+}
+echo "ci-setup: where the tools come from:"
+for t in qemu-arm qemu-aarch64 qemu-system-aarch64 qemu-system-arm qemu-img arm-linux-gnueabihf-gcc \
+  aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace cpio mke2fs \
+  e2fsck dpkg-deb python3 cargo-zigbuild zig; do
+  origin "$t"
+done
+echo "ci-setup:   nightly: $(rustup run nightly rustc --version 2>/dev/null || echo MISSING), rust-src: $(rustup component list --toolchain nightly --installed 2>/dev/null | grep -c '^rust-src')"
 echo "ci-setup: board tools ready"
