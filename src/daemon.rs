@@ -51,6 +51,8 @@ pub struct Daemon<'a> {
     next_drain: Option<Duration>,
     /// The drain's current gap (`telemetry::next_drain_gap`).
     drain_gap: Duration,
+    /// When the AI service is next timed (`telemetry.ai_probe_url`).
+    next_probe: Duration,
     refused_streak: u32,
     unreachable_streak: u32,
     license: LicenseState,
@@ -140,6 +142,7 @@ impl<'a> Daemon<'a> {
             next_check: Duration::ZERO,
             next_drain: None,
             drain_gap: telemetry::DRAIN_START_GAP,
+            next_probe: Duration::ZERO,
             refused_streak: 0,
             unreachable_streak: 0,
             license: LicenseState::Unknown,
@@ -290,6 +293,11 @@ impl<'a> Daemon<'a> {
         if self.ctx.cfg.telemetry.enabled && now >= self.next_telemetry {
             self.step_telemetry();
         }
+        if self.probing() && now >= self.next_probe {
+            // Local and lock-free: the AI service's latency between two samples.
+            telemetry::probe_ai(&self.ctx, &mut self.collector);
+            self.next_probe = now + telemetry::probe::PROBE_EVERY;
+        }
         if signals::stop_requested() {
             return false;
         }
@@ -317,7 +325,15 @@ impl<'a> Daemon<'a> {
                 due = due.min(d);
             }
         }
+        if self.probing() {
+            due = due.min(self.next_probe);
+        }
         due
+    }
+
+    /// Whether the daemon times the AI service between samples.
+    fn probing(&self) -> bool {
+        self.ctx.cfg.telemetry.enabled && self.ctx.cfg.telemetry.ai_probe_url.is_some()
     }
 
     /// Runs the steps due now without sleeping (an in-process fleet drives many
@@ -534,12 +550,17 @@ impl<'a> Daemon<'a> {
     fn step_telemetry(&mut self) {
         let now = self.ctx.clock.monotonic();
         let interval = self.ctx.cfg.telemetry.interval;
+        // Measured before the lock: the application's sources must not hold it.
+        let measured = telemetry::measure(&self.ctx, &mut self.collector);
+        if signals::stop_requested() {
+            return;
+        }
         let Some(_lock) = self.lock() else {
             self.next_telemetry = now + LOCK_RETRY;
             return;
         };
         self.counters.telemetry += 1;
-        match telemetry::send_cycle(&self.ctx, &mut self.collector, telemetry::CYCLE_FLUSH) {
+        match telemetry::send_cycle(&self.ctx, measured, telemetry::CYCLE_FLUSH) {
             Ok(r) if r.delivered => {}
             Ok(r) if r.flushed > 0 => {
                 // Delivering again: the backlog drains paced, starting now.

@@ -9,7 +9,9 @@
 //! `drain`, one sample per gap, the gap adapted to the backend's throttler
 //! (`next_drain_gap`): the boxes of a site share one address and one budget.
 
+pub(crate) mod app;
 pub mod collect;
+pub(crate) mod probe;
 pub mod queue;
 pub mod send;
 
@@ -81,14 +83,88 @@ fn app_max_age(ctx: &Ctx) -> Duration {
     ctx.cfg.telemetry.interval.saturating_mul(2)
 }
 
-/// Measures a fresh sample for `tenant_id`, stamped with `additionalData.collectedAt`.
-pub(crate) fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -> TelemetryPayload {
-    let s = collector.sample(
-        ctx.clock,
-        &ctx.cfg.install.root,
-        &ctx.cfg.telemetry.app_metrics_file,
-        app_max_age(ctx),
-    );
+/// A fresh measurement, taken without the state lock (the application's file, its
+/// command and the AI probe are the application's, and may take their time or try
+/// to block: docs/security.md), then sent under it.
+pub(crate) struct Measured {
+    sample: collect::Sample,
+    collected_at: f64,
+    /// Where each field came from, for status.json (`TelemetryStatus::sources`).
+    sources: std::collections::BTreeMap<String, String>,
+}
+
+/// Times the AI service once (the daemon calls it every `probe::PROBE_EVERY`).
+pub(crate) fn probe_ai(ctx: &Ctx, collector: &mut Collector) {
+    if let Some(url) = &ctx.cfg.telemetry.ai_probe_url {
+        collector.probes.probe(url, ctx.clock);
+    }
+}
+
+/// Measures the box and the application.
+pub(crate) fn measure(ctx: &Ctx, collector: &mut Collector) -> Measured {
+    let t = &ctx.cfg.telemetry;
+    let mut sample = collector.sample(ctx.clock, &ctx.cfg.install.root);
+    let mut sources = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        sources.insert(k.to_string(), v);
+    };
+    for (k, v) in [
+        ("uptime", sample.uptime.is_some()),
+        ("cpuUsage", sample.cpu_usage.is_some()),
+        ("memoryUsage", sample.memory_usage.is_some()),
+        ("diskUsage", sample.disk_usage.is_some()),
+    ] {
+        put(k, if v { "measured" } else { "absent (unreadable)" }.into());
+    }
+    let (app, origin) = if t.app_metrics_command.is_empty() {
+        let r = collect::read_app_metrics(&t.app_metrics_file, ctx.now(), app_max_age(ctx));
+        let what = t.app_metrics_file.display().to_string();
+        (collector.app_outcome(&what, r), "file")
+    } else {
+        let r = app::run(&t.app_metrics_command, ctx.clock, app::COMMAND_TIMEOUT);
+        let what = format!("app_metrics_command `{}`", t.app_metrics_command.join(" "));
+        (collector.app_outcome(&what, r), "command")
+    };
+    match app {
+        Ok(m) => {
+            sample.app = m;
+            put("activeUsers", origin.into());
+            put("exercisesCompletedToday", origin.into());
+            if m.ai_latency.is_some() {
+                put("aiLatency", origin.into());
+            }
+        }
+        Err(why) => {
+            let v = format!("0, {origin} failed: {why}");
+            put("activeUsers", v.clone());
+            put("exercisesCompletedToday", v);
+        }
+    }
+    if let Some(url) = &t.ai_probe_url {
+        // The probe, when configured, is the only source of the latency.
+        match collector.probes.take_median(url, ctx.clock) {
+            Ok(ms) => {
+                sample.app.ai_latency = Some(ms);
+                put("aiLatency", "probe".into());
+            }
+            Err(why) => {
+                sample.app.ai_latency = None;
+                put("aiLatency", format!("absent, probe: {why}"));
+            }
+        }
+    } else if sample.app.ai_latency.is_none() {
+        put("aiLatency", "absent".into());
+    }
+    Measured {
+        sample,
+        collected_at: ctx.now(),
+        sources,
+    }
+}
+
+/// The payload of a measurement for `tenant_id`, stamped with `additionalData.collectedAt`.
+fn payload_of(ctx: &Ctx, m: &Measured, tenant_id: String) -> TelemetryPayload {
+    let s = &m.sample;
     let mut extra = Map::new();
     for (k, v) in [
         ("cpuUsage", s.cpu_usage),
@@ -99,7 +175,10 @@ pub(crate) fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -
             extra.insert(k.into(), Value::from(v));
         }
     }
-    extra.insert("collectedAt".into(), Value::from(clock::iso8601(ctx.now())));
+    extra.insert(
+        "collectedAt".into(),
+        Value::from(clock::iso8601(m.collected_at)),
+    );
     TelemetryPayload {
         tenant_id,
         uptime: s.uptime.or_else(collect::sysinfo_uptime).unwrap_or(0),
@@ -114,6 +193,7 @@ pub(crate) fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -
 /// Builds the payload of a fresh sample without sending it (`telemetry --print`).
 /// Without a cached validation the tenantId is empty, and a warning says why.
 pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload> {
+    let m = measure(ctx, collector);
     let tenant = match crate::license::cached_tenant_id(&ctx.cfg.state_dir) {
         Some(t) => t,
         None => {
@@ -125,13 +205,14 @@ pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload>
             String::new()
         }
     };
-    Ok(collect(ctx, collector, tenant))
+    Ok(payload_of(ctx, &m, tenant))
 }
 
 /// What happened during a cycle, for status.json.
 #[derive(Default)]
 struct Cycle {
     report: SendReport,
+    sources: Option<std::collections::BTreeMap<String, String>>,
     sent_any: bool,
     lost: u64,
     failure: Option<String>,
@@ -140,7 +221,8 @@ struct Cycle {
 /// One cycle as a person runs it: flush up to `queue::FLUSH_BATCH` queued samples
 /// (oldest first), then send a fresh sample (queued on failure).
 pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
-    send_cycle(ctx, collector, queue::FLUSH_BATCH)
+    let m = measure(ctx, collector);
+    send_cycle(ctx, m, queue::FLUSH_BATCH)
 }
 
 /// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
@@ -174,13 +256,10 @@ fn recorded(
     result.map(|()| c.report)
 }
 
-/// One cycle: flush up to `max_flush` queued samples (oldest first), then send a
-/// fresh sample (queued on failure, or when older samples still wait).
-pub(crate) fn send_cycle(
-    ctx: &Ctx,
-    collector: &mut Collector,
-    max_flush: usize,
-) -> Result<SendReport> {
+/// One cycle with a fresh measurement `m` (taken before the state lock): flush up to
+/// `max_flush` queued samples (oldest first), then send the fresh sample (queued on
+/// failure, or when older samples still wait).
+pub(crate) fn send_cycle(ctx: &Ctx, m: Measured, max_flush: usize) -> Result<SendReport> {
     let state_dir = &ctx.cfg.state_dir;
     let Some(tenant) = crate::license::cached_tenant_id(state_dir) else {
         let e = no_tenant_error();
@@ -189,13 +268,17 @@ pub(crate) fn send_cycle(
             None,
             &Cycle {
                 failure: Some(e.to_string()),
+                sources: Some(m.sources),
                 ..Default::default()
             },
         );
         return Err(e);
     };
-    let fresh = collect(ctx, collector, tenant);
-    recorded(ctx, |q, c| cycle(ctx, q, fresh, c, max_flush))
+    let fresh = payload_of(ctx, &m, tenant);
+    recorded(ctx, |q, c| {
+        c.sources = Some(m.sources);
+        cycle(ctx, q, fresh, c, max_flush)
+    })
 }
 
 fn cycle(
@@ -314,6 +397,9 @@ fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
         }
         t.last_error = c.failure.clone();
         t.dropped = t.dropped.saturating_add(c.lost);
+        if let Some(src) = &c.sources {
+            t.sources = src.clone();
+        }
     });
     if let Err(e) = r {
         log::warn!("telemetry: cannot update status.json: {e}");
