@@ -737,7 +737,7 @@ mod tests {
         ("telemetry.queue_max", "0", "0", r#""288""#, r#"expected a whole number, got "288""#,
             Some(("100001", "100001 is out of range (0 to 100000)"))),
         ("telemetry.app_metrics_command", r#"["/bin/m", "-x"]"#, r#"["/bin/m","-x"]"#, r#""/bin/m""#,
-            "expected an argv array of strings (or an array of them), got a string",
+            r#"expected an argv array of strings (or an array of them), got "/bin/m""#,
             Some((r#"[["a"], ["b"]]"#, "expected one argv array of strings, got 2 commands"))),
         ("telemetry.ai_probe_url", r#""http://127.0.0.1:8000/health""#, r#""http://127.0.0.1:8000/health""#, "1",
             "expected a non-empty string, got 1",
