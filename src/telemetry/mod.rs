@@ -190,6 +190,79 @@ fn payload_of(ctx: &Ctx, m: &Measured, tenant_id: String) -> TelemetryPayload {
     }
 }
 
+/// `doctor`'s telemetry line: where the application's fields come from, each source
+/// tried once now (read-only), and the last delivery (status.json). Err when a
+/// source the config names fails; a missing metrics file without a command is what
+/// a box has by default, said but not failed.
+pub(crate) fn diagnose(
+    cfg: &crate::config::Config,
+    clock: &dyn clock::Clock,
+) -> std::result::Result<String, String> {
+    let t = &cfg.telemetry;
+    if !t.enabled {
+        return Ok("disabled (telemetry.enabled false)".into());
+    }
+    let mut parts = Vec::new();
+    let mut failed = false;
+    let counts = |m: collect::AppMetrics| {
+        format!(
+            "activeUsers {}, exercisesCompletedToday {}",
+            m.active_users, m.exercises_completed_today
+        )
+    };
+    if t.app_metrics_command.is_empty() {
+        let f = t.app_metrics_file.display();
+        match collect::read_app_metrics(
+            &t.app_metrics_file,
+            clock.now_unix(),
+            t.interval.saturating_mul(2),
+        ) {
+            Ok(m) => parts.push(format!("file {f}: {}", counts(m))),
+            Err(("missing", _)) => parts.push(format!(
+                "file {f} missing: activeUsers and exercisesCompletedToday sent as 0 \
+                 (set telemetry.app_metrics_command, e.g. board/node-metrics.sh)"
+            )),
+            Err((_, why)) => {
+                failed = true;
+                parts.push(format!("file {f}: {why}"));
+            }
+        }
+    } else {
+        let shown = t.app_metrics_command.join(" ");
+        match app::run(&t.app_metrics_command, clock, app::COMMAND_TIMEOUT) {
+            Ok(m) => parts.push(format!("command `{shown}`: {}", counts(m))),
+            Err((_, why)) => {
+                failed = true;
+                parts.push(format!("command `{shown}` failed: {why}"));
+            }
+        }
+    }
+    if let Some(url) = &t.ai_probe_url {
+        match probe::Target::parse(url).and_then(|p| p.time(clock, probe::PROBE_TIMEOUT)) {
+            Ok(d) => parts.push(format!(
+                "aiLatency probe {url}: {:.1} ms",
+                d.as_secs_f64() * 1000.0
+            )),
+            Err(why) => {
+                failed = true;
+                parts.push(format!("aiLatency probe {url}: {why}"));
+            }
+        }
+    }
+    let st = Status::load(&cfg.state_dir).telemetry;
+    parts.push(format!(
+        "last delivery {}, {} queued",
+        st.last_sent_at.as_deref().unwrap_or("never"),
+        st.queued
+    ));
+    let text = parts.join("; ");
+    if failed {
+        Err(text)
+    } else {
+        Ok(text)
+    }
+}
+
 /// Builds the payload of a fresh sample without sending it (`telemetry --print`).
 /// Without a cached validation the tenantId is empty, and a warning says why.
 pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload> {

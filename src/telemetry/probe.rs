@@ -187,6 +187,36 @@ impl Probes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
+    use std::io::Write;
+
+    /// The median of the answers since the last sample: three probes answered after
+    /// 20, 400 and 60 ms, one refused; then a new window with none answered.
+    #[test]
+    fn median_of_the_answers_since_the_last_sample() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for ms in [20u64, 400, 60] {
+                let Ok((mut c, _)) = l.accept() else { return };
+                let mut b = [0u8; 512];
+                let _ = std::io::Read::read(&mut c, &mut b);
+                std::thread::sleep(Duration::from_millis(ms));
+                let _ = c.write_all(b"HTTP/1.0 204 No Content\r\n\r\n");
+            }
+        });
+        let clock = SystemClock::new();
+        let mut p = Probes::default();
+        for _ in 0..3 {
+            p.probe(&url, &clock);
+        }
+        p.probe("http://127.0.0.1:1/health", &clock);
+        let m = p.take_median(&url, &clock).unwrap();
+        assert!((60.0..300.0).contains(&m), "median {m}");
+        // Nothing answers now (the server is gone): no latency invented.
+        let e = p.take_median(&url, &clock).unwrap_err();
+        assert!(e.starts_with("1 probe(s), none answered"), "{e}");
+    }
 
     #[test]
     fn urls() {
