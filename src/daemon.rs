@@ -53,6 +53,8 @@ pub struct Daemon<'a> {
     drain_gap: Duration,
     /// When the AI service is next timed (`telemetry.ai_probe_url`).
     next_probe: Duration,
+    /// The gap between fresh samples on a shared throttler (`telemetry::pace`).
+    pace: telemetry::pace::Pace,
     refused_streak: u32,
     unreachable_streak: u32,
     license: LicenseState,
@@ -133,6 +135,7 @@ impl<'a> Daemon<'a> {
     /// A daemon over `cfg`, reloading from `config_path` on SIGHUP.
     pub fn new(cfg: Config, config_path: PathBuf, clock: &'a dyn Clock) -> Result<Daemon<'a>> {
         let ctx = Ctx::new(cfg, clock, false)?;
+        let pace = telemetry::pace::Pace::new(ctx.cfg.telemetry.interval);
         Ok(Daemon {
             ctx,
             config_path,
@@ -143,6 +146,7 @@ impl<'a> Daemon<'a> {
             next_drain: None,
             drain_gap: telemetry::DRAIN_START_GAP,
             next_probe: Duration::ZERO,
+            pace,
             refused_streak: 0,
             unreachable_streak: 0,
             license: LicenseState::Unknown,
@@ -345,40 +349,48 @@ impl<'a> Daemon<'a> {
         self.tick()
     }
 
-    /// A 429 on any route silences every route until its `Retry-After` has passed
-    /// (the throttler counts per client address, shared by the site's boxes): the
-    /// steps due before then move past it, spread over a few seconds so the boxes
-    /// behind one address do not all come back in the same second.
+    /// A 429 silences its own route until its `Retry-After` has passed (the backend's
+    /// throttler counts per client address and route, shared by every box behind the
+    /// address): the steps of that route due before then move past it, spread over a
+    /// few seconds so the boxes behind one address do not all come back in the same
+    /// second. A 429 on telemetry never delays a validation or an update check.
     fn honour_throttle(&mut self) {
-        let Some(left) = self.ctx.transport.throttled(self.ctx.clock) else {
+        let now = self.ctx.clock.monotonic();
+        let t = &self.ctx.transport;
+        let clock = self.ctx.clock;
+        let routes = [
+            t.throttled(clock, "/api/license/"),
+            t.throttled(clock, telemetry::send::PATH),
+            t.throttled(clock, "/update/"),
+        ];
+        let Some(longest) = routes.iter().flatten().max().copied() else {
             return;
         };
-        let now = self.ctx.clock.monotonic();
-        let until = now + left;
-        let spread = Duration::from_secs_f64(left.as_secs_f64() * 0.2 * self.ctx.clock.random());
+        let spread = 0.2 * self.ctx.clock.random();
         let mut moved = false;
-        for next in [
-            &mut self.next_validate,
-            &mut self.next_telemetry,
-            &mut self.next_check,
-        ] {
-            if *next < until {
-                *next = until + spread;
-                moved = true;
+        let mut push = |next: &mut Duration, left: Option<Duration>| {
+            if let Some(left) = left {
+                let until = now + left;
+                if *next < until {
+                    *next = until + Duration::from_secs_f64(left.as_secs_f64() * spread);
+                    moved = true;
+                }
             }
-        }
+        };
+        push(&mut self.next_validate, routes[0]);
+        push(&mut self.next_telemetry, routes[1]);
         if let Some(d) = self.next_drain.as_mut() {
-            if *d < until {
-                *d = until + spread;
-                moved = true;
-            }
+            push(d, routes[1]);
         }
+        push(&mut self.next_check, routes[2]);
         if moved {
             self.counters.throttled += 1;
-            self.drain_gap = telemetry::next_drain_gap(self.drain_gap, None, true);
+            if routes[1].is_some() {
+                self.drain_gap = telemetry::next_drain_gap(self.drain_gap, None, true);
+            }
             log::warn!(
-                "backend rate limit (429): no request to it for {} as it asks",
-                crate::error::human_duration(left)
+                "backend rate limit (429): no request to that route for {} as it asks",
+                crate::error::human_duration(longest)
             );
         }
     }
@@ -389,8 +401,8 @@ impl<'a> Daemon<'a> {
         match Config::load(&self.config_path) {
             Ok(cfg) => match Ctx::new(cfg, self.ctx.clock, false) {
                 Ok(ctx) => {
-                    if let Some(left) = self.ctx.transport.throttled(self.ctx.clock) {
-                        ctx.transport.block_until(self.ctx.clock.monotonic() + left);
+                    for (route, until) in self.ctx.transport.blocks() {
+                        ctx.transport.block_until(&route, until);
                     }
                     let old = std::mem::replace(&mut self.ctx, ctx);
                     logging::init(&self.ctx.cfg.log.level, None);
@@ -560,21 +572,30 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.telemetry += 1;
-        match telemetry::send_cycle(&self.ctx, measured, telemetry::CYCLE_FLUSH) {
-            Ok(r) if r.delivered => {}
-            Ok(r) if r.flushed > 0 => {
-                // Delivering again: the backlog drains paced, starting now.
-                log::info!(
-                    "telemetry: {} sample(s) queued, draining them paced",
-                    r.queued
-                );
-                self.schedule_drain(now);
+        let r = telemetry::send_cycle(&self.ctx, measured, telemetry::CYCLE_FLUSH, true);
+        let throttled = self
+            .ctx
+            .transport
+            .throttled(self.ctx.clock, telemetry::send::PATH)
+            .is_some();
+        match r {
+            Ok(r) if r.delivered || r.flushed > 0 => {
+                if r.queued > 0 && self.next_drain.is_none() {
+                    // Delivering again: the backlog drains paced, in the room left.
+                    log::info!(
+                        "telemetry: {} sample(s) queued, draining them paced",
+                        r.queued
+                    );
+                    self.schedule_drain(now);
+                }
             }
             Ok(r) => log::warn!("telemetry not delivered; {} sample(s) queued", r.queued),
             Err(Error::Interrupted) => return,
             Err(e) => log::warn!("telemetry: {e}"),
         }
-        self.next_telemetry = now + self.jittered(interval);
+        let budget = telemetry::budget(self.ctx.transport.rate_budget());
+        self.pace.after_post(interval, budget, throttled);
+        self.next_telemetry = now + self.jittered(self.pace.gap(interval));
     }
 
     /// Next drain of the backlog, one gap after the last, the gap adapted to what the

@@ -11,6 +11,7 @@
 
 pub(crate) mod app;
 pub mod collect;
+pub mod pace;
 pub(crate) mod probe;
 pub mod queue;
 pub mod send;
@@ -47,35 +48,22 @@ pub(crate) fn no_tenant_error() -> Error {
     )
 }
 
-/// The daemon's fastest pace when draining a backlog: one queued sample per gap.
-pub(crate) const DRAIN_GAP: Duration = Duration::from_secs(5);
-/// The gap a drain starts at (slow start: a site's boxes all come back together
-/// after an outage, and speed up only while the throttler has room).
-pub(crate) const DRAIN_START_GAP: Duration = Duration::from_secs(60);
-/// Its slowest pace (a site with many boxes behind one address).
-pub(crate) const MAX_DRAIN_GAP: Duration = Duration::from_secs(600);
+pub(crate) use pace::DRAIN_START_GAP;
 /// Queued samples the daemon sends in a regular cycle (the rest drain paced).
 pub(crate) const CYCLE_FLUSH: usize = 1;
 
-/// The next gap of the paced drain, adapted to what the backend's throttler says
-/// (`X-RateLimit-Remaining` of the last answer, shared by every box behind the
-/// address; a 429): the site's boxes together settle near three quarters of the
-/// throttler's budget, leaving the rest to fresh samples, without knowing how many
-/// they are. Slow down fast (x2 when less than an eighth is left or on a 429, x1.25
-/// under a quarter), speed up gently (-1/8) otherwise.
+/// What the throttler said of the telemetry route's window, as `pace` reads it.
+pub(crate) fn budget(b: Option<crate::transport::RateBudget>) -> pace::Budget {
+    b.map(|b| (b.remaining, b.limit))
+}
+
+/// The next gap of the paced drain (`pace::drain_gap`).
 pub(crate) fn next_drain_gap(
     gap: Duration,
-    budget: Option<crate::transport::RateBudget>,
+    b: Option<crate::transport::RateBudget>,
     throttled: bool,
 ) -> Duration {
-    let g = gap.as_secs_f64();
-    let g = match budget {
-        _ if throttled => g * 2.0,
-        Some(b) if b.remaining.saturating_mul(8) < b.limit => g * 2.0,
-        Some(b) if b.remaining.saturating_mul(4) < b.limit => g * 1.25,
-        _ => g * 7.0 / 8.0,
-    };
-    Duration::from_secs_f64(g.clamp(DRAIN_GAP.as_secs_f64(), MAX_DRAIN_GAP.as_secs_f64()))
+    pace::drain_gap(gap, budget(b), throttled)
 }
 
 /// How old the application's metrics file may be: two telemetry intervals.
@@ -295,7 +283,7 @@ struct Cycle {
 /// (oldest first), then send a fresh sample (queued on failure).
 pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
     let m = measure(ctx, collector);
-    send_cycle(ctx, m, queue::FLUSH_BATCH)
+    send_cycle(ctx, m, queue::FLUSH_BATCH, false)
 }
 
 /// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
@@ -332,7 +320,17 @@ fn recorded(
 /// One cycle with a fresh measurement `m` (taken before the state lock): flush up to
 /// `max_flush` queued samples (oldest first), then send the fresh sample (queued on
 /// failure, or when older samples still wait).
-pub(crate) fn send_cycle(ctx: &Ctx, m: Measured, max_flush: usize) -> Result<SendReport> {
+///
+/// `fresh_first` (the daemon): the fresh sample goes first, and queued ones follow
+/// only when it was delivered and the throttler's window has room to spare
+/// (`pace::spare`): the backend always has each box's newest sample before its
+/// history. Otherwise (a person's `telemetry --once`) samples go in measurement order.
+pub(crate) fn send_cycle(
+    ctx: &Ctx,
+    m: Measured,
+    max_flush: usize,
+    fresh_first: bool,
+) -> Result<SendReport> {
     let state_dir = &ctx.cfg.state_dir;
     let Some(tenant) = crate::license::cached_tenant_id(state_dir) else {
         let e = no_tenant_error();
@@ -350,7 +348,11 @@ pub(crate) fn send_cycle(ctx: &Ctx, m: Measured, max_flush: usize) -> Result<Sen
     let fresh = payload_of(ctx, &m, tenant);
     recorded(ctx, |q, c| {
         c.sources = Some(m.sources);
-        cycle(ctx, q, fresh, c, max_flush)
+        if fresh_first {
+            cycle_fresh_first(ctx, q, fresh, c, max_flush)
+        } else {
+            cycle(ctx, q, fresh, c, max_flush)
+        }
     })
 }
 
@@ -387,6 +389,37 @@ fn cycle(
         }
     }
     // Not sent, or older samples still wait: the fresh one joins the end of the queue.
+    c.lost += q.push(&fresh)?;
+    Ok(())
+}
+
+/// The daemon's cycle: the fresh sample first; queued ones after it only with room
+/// to spare in the throttler's window; a fresh sample not delivered is queued.
+fn cycle_fresh_first(
+    ctx: &Ctx,
+    q: &mut Queue,
+    fresh: TelemetryPayload,
+    c: &mut Cycle,
+    max_flush: usize,
+) -> Result<()> {
+    match deliver(ctx, q, &fresh) {
+        Ok(Delivery::Delivered(_)) => {
+            c.report.delivered = true;
+            c.sent_any = true;
+            if pace::spare(budget(ctx.transport.rate_budget())) {
+                flush(ctx, q, c, max_flush)?;
+            }
+            return Ok(());
+        }
+        Ok(Delivery::Rejected { status, message }) => {
+            c.failure = Some(format!("backend answered {status}: {message}"));
+        }
+        Ok(Delivery::Failed(why)) => c.failure = Some(why),
+        Err(e) => {
+            c.lost += q.push(&fresh)?;
+            return Err(e);
+        }
+    }
     c.lost += q.push(&fresh)?;
     Ok(())
 }
@@ -476,30 +509,5 @@ fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
     });
     if let Err(e) = r {
         log::warn!("telemetry: cannot update status.json: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transport::RateBudget;
-
-    fn b(remaining: u64) -> Option<RateBudget> {
-        Some(RateBudget {
-            remaining,
-            limit: 60,
-            reset: Some(60),
-        })
-    }
-
-    #[test]
-    fn the_drain_slows_down_fast_and_speeds_up_gently() {
-        let g = Duration::from_secs(40);
-        assert_eq!(next_drain_gap(g, b(50), false), Duration::from_secs(35));
-        assert_eq!(next_drain_gap(g, b(10), false), Duration::from_secs(50));
-        assert_eq!(next_drain_gap(g, b(3), false), Duration::from_secs(80));
-        assert_eq!(next_drain_gap(g, b(50), true), Duration::from_secs(80));
-        assert_eq!(next_drain_gap(DRAIN_GAP, None, false), DRAIN_GAP);
-        assert_eq!(next_drain_gap(MAX_DRAIN_GAP, b(0), false), MAX_DRAIN_GAP);
     }
 }
