@@ -33,8 +33,6 @@ pub struct Counters {
     pub telemetry: u64,
     pub checks: u64,
     pub(crate) reloads: u64,
-    /// Paced drain steps of the telemetry backlog.
-    pub(crate) drains: u64,
     /// Times a 429 silenced the backend calls.
     pub throttled: u64,
 }
@@ -47,10 +45,6 @@ pub struct Daemon<'a> {
     next_validate: Duration,
     next_telemetry: Duration,
     next_check: Duration,
-    /// When the next paced drain of the telemetry backlog is due (None: no backlog).
-    next_drain: Option<Duration>,
-    /// The drain's current gap (`telemetry::next_drain_gap`).
-    drain_gap: Duration,
     /// When the AI service is next timed (`telemetry.ai_probe_url`).
     next_probe: Duration,
     /// The gap between fresh samples on a shared throttler (`telemetry::pace`).
@@ -143,8 +137,6 @@ impl<'a> Daemon<'a> {
             next_validate: Duration::ZERO,
             next_telemetry: Duration::ZERO,
             next_check: Duration::ZERO,
-            next_drain: None,
-            drain_gap: telemetry::DRAIN_START_GAP,
             next_probe: Duration::ZERO,
             pace,
             refused_streak: 0,
@@ -309,13 +301,6 @@ impl<'a> Daemon<'a> {
             self.step_check();
         }
         self.honour_throttle();
-        if signals::stop_requested() {
-            return false;
-        }
-        if self.next_drain.is_some_and(|d| now >= d) {
-            self.step_drain();
-            self.honour_throttle();
-        }
         release_free_memory();
         !signals::stop_requested()
     }
@@ -325,9 +310,6 @@ impl<'a> Daemon<'a> {
         let mut due = self.next_validate.min(self.next_check);
         if self.ctx.cfg.telemetry.enabled {
             due = due.min(self.next_telemetry);
-            if let Some(d) = self.next_drain {
-                due = due.min(d);
-            }
         }
         if self.probing() {
             due = due.min(self.next_probe);
@@ -379,15 +361,9 @@ impl<'a> Daemon<'a> {
         };
         push(&mut self.next_validate, routes[0]);
         push(&mut self.next_telemetry, routes[1]);
-        if let Some(d) = self.next_drain.as_mut() {
-            push(d, routes[1]);
-        }
         push(&mut self.next_check, routes[2]);
         if moved {
             self.counters.throttled += 1;
-            if routes[1].is_some() {
-                self.drain_gap = telemetry::next_drain_gap(self.drain_gap, None, true);
-            }
             log::warn!(
                 "backend rate limit (429): no request to that route for {} as it asks",
                 crate::error::human_duration(longest)
@@ -572,60 +548,34 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.telemetry += 1;
-        let r = telemetry::send_cycle(&self.ctx, measured, telemetry::CYCLE_FLUSH, true);
+        let r = telemetry::send_cycle(&self.ctx, measured, telemetry::pace::SPARE_FLUSH, true);
         let throttled = self
             .ctx
             .transport
             .throttled(self.ctx.clock, telemetry::send::PATH)
             .is_some();
-        match r {
-            Ok(r) if r.delivered || r.flushed > 0 => {
-                if r.queued > 0 && self.next_drain.is_none() {
-                    // Delivering again: the backlog drains paced, in the room left.
+        match &r {
+            Ok(r) if r.delivered => {
+                if r.flushed > 0 {
                     log::info!(
-                        "telemetry: {} sample(s) queued, draining them paced",
+                        "telemetry: {} queued sample(s) delivered after the fresh one, {} left",
+                        r.flushed,
                         r.queued
                     );
-                    self.schedule_drain(now);
                 }
             }
             Ok(r) => log::warn!("telemetry not delivered; {} sample(s) queued", r.queued),
             Err(Error::Interrupted) => return,
             Err(e) => log::warn!("telemetry: {e}"),
         }
-        let budget = telemetry::budget(self.ctx.transport.rate_budget());
+        // The window as this cycle's last answer described it; an older answer's
+        // (a failed cycle) says nothing of now.
+        let budget = match &r {
+            Ok(r) if r.delivered => telemetry::budget(self.ctx.transport.rate_budget()),
+            _ => None,
+        };
         self.pace.after_post(interval, budget, throttled);
         self.next_telemetry = now + self.jittered(self.pace.gap(interval));
-    }
-
-    /// Next drain of the backlog, one gap after the last, the gap adapted to what the
-    /// throttler said of the last telemetry request.
-    fn schedule_drain(&mut self, now: Duration) {
-        self.drain_gap =
-            telemetry::next_drain_gap(self.drain_gap, self.ctx.transport.rate_budget(), false);
-        self.next_drain = Some(now + self.jittered(self.drain_gap));
-    }
-
-    /// One paced drain step: one queued sample.
-    fn step_drain(&mut self) {
-        let now = self.ctx.clock.monotonic();
-        let Some(_lock) = self.lock() else {
-            self.next_drain = Some(now + LOCK_RETRY);
-            return;
-        };
-        self.counters.drains += 1;
-        self.next_drain = None;
-        match telemetry::drain(&self.ctx, 1) {
-            Ok(r) if r.flushed > 0 && r.queued > 0 => self.schedule_drain(now),
-            Ok(r) if r.queued == 0 => {
-                log::info!("telemetry backlog delivered");
-                self.drain_gap = telemetry::DRAIN_START_GAP;
-            }
-            // Not delivered: the next regular cycle tries again.
-            Ok(_) => {}
-            Err(Error::Interrupted) => {}
-            Err(e) => log::warn!("telemetry: {e}"),
-        }
     }
 
     fn step_check(&mut self) {

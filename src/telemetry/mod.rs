@@ -1,13 +1,17 @@
 //! Telemetry (docs/protocol.md §4): measure the box (`collect`), send (`send`), and keep
 //! what could not be sent in a bounded on-disk queue (`queue`).
 //!
-//! One cycle (`send_cycle`): measure; send the queued samples oldest first (at most
-//! `max_flush`), stopping at the first failure; then send the fresh sample if the
-//! queue is empty, else append it to the queue so samples reach the backend in the
-//! order they were measured. A person's `telemetry --once` flushes up to
-//! `queue::FLUSH_BATCH`; the daemon flushes one per cycle and drains the rest with
-//! `drain`, one sample per gap, the gap adapted to the backend's throttler
-//! (`next_drain_gap`): the boxes of a site share one address and one budget.
+//! The application's half comes from its file or command (`app`) and the AI probe
+//! (`probe`), measured before the state lock is taken (`measure`).
+//!
+//! A person's cycle (`telemetry --once`): the queued samples oldest first (at most
+//! `queue::FLUSH_BATCH`), stopping at the first failure, then the fresh sample if the
+//! queue is empty, else it joins the queue (measurement order).
+//! The daemon's cycle, freshest first (docs/telemetry.md, "A fleet behind one
+//! address"): the fresh sample goes first; queued ones follow only while the shared
+//! throttler's window is more than half free; the gap between cycles follows the
+//! window (`pace`). A fresh sample the throttler refuses (429) is dropped and counted,
+//! not queued: the next one supersedes it, and a queued copy would only add load.
 
 pub(crate) mod app;
 pub mod collect;
@@ -48,22 +52,9 @@ pub(crate) fn no_tenant_error() -> Error {
     )
 }
 
-pub(crate) use pace::DRAIN_START_GAP;
-/// Queued samples the daemon sends in a regular cycle (the rest drain paced).
-pub(crate) const CYCLE_FLUSH: usize = 1;
-
 /// What the throttler said of the telemetry route's window, as `pace` reads it.
 pub(crate) fn budget(b: Option<crate::transport::RateBudget>) -> pace::Budget {
     b.map(|b| (b.remaining, b.limit))
-}
-
-/// The next gap of the paced drain (`pace::drain_gap`).
-pub(crate) fn next_drain_gap(
-    gap: Duration,
-    b: Option<crate::transport::RateBudget>,
-    throttled: bool,
-) -> Duration {
-    pace::drain_gap(gap, budget(b), throttled)
 }
 
 /// How old the application's metrics file may be: two telemetry intervals.
@@ -286,12 +277,6 @@ pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
     send_cycle(ctx, m, queue::FLUSH_BATCH, false)
 }
 
-/// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
-/// drain); stops at the first failure.
-pub(crate) fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
-    recorded(ctx, |q, c| flush(ctx, q, c, max))
-}
-
 /// Opens the queue, runs `work` on it, and records the cycle in status.json with
 /// what is left queued and the failure, whichever step failed.
 fn recorded(
@@ -406,15 +391,33 @@ fn cycle_fresh_first(
         Ok(Delivery::Delivered(_)) => {
             c.report.delivered = true;
             c.sent_any = true;
-            if pace::spare(budget(ctx.transport.rate_budget())) {
-                flush(ctx, q, c, max_flush)?;
+            // The backlog in the room left, the window checked after each answer.
+            for _ in 0..max_flush {
+                if !pace::spare(budget(ctx.transport.rate_budget())) {
+                    break;
+                }
+                let before = c.report.flushed;
+                flush(ctx, q, c, 1)?;
+                if c.report.flushed == before {
+                    break;
+                }
             }
             return Ok(());
         }
         Ok(Delivery::Rejected { status, message }) => {
             c.failure = Some(format!("backend answered {status}: {message}"));
         }
-        Ok(Delivery::Failed(why)) => c.failure = Some(why),
+        Ok(Delivery::Failed(why)) => {
+            if ctx.transport.throttled(ctx.clock, send::PATH).is_some() {
+                // Refused by the shared throttler: superseded by the next sample.
+                log::warn!("telemetry: sample refused by the backend's rate limit (429); dropped, the next one replaces it");
+                q.add_dropped(1)?;
+                c.lost += 1;
+                c.failure = Some(why);
+                return Ok(());
+            }
+            c.failure = Some(why)
+        }
         Err(e) => {
             c.lost += q.push(&fresh)?;
             return Err(e);
