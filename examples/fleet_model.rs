@@ -401,10 +401,9 @@ impl Bx {
         if now >= self.next_telemetry {
             self.step_telemetry(w, now);
         }
-        if now >= self.next_check {
-            if !matches!(self.send(w, Route::Check, now), Answer::TooMany(_)) {
-                self.next_check = now + self.jittered(Duration::from_millis(CHECK_INTERVAL));
-            }
+        if now >= self.next_check && !matches!(self.send(w, Route::Check, now), Answer::TooMany(_))
+        {
+            self.next_check = now + self.jittered(Duration::from_millis(CHECK_INTERVAL));
         }
         self.honour_throttle(w, now);
         if self.next_drain.is_some_and(|d| now >= d) {
@@ -502,10 +501,7 @@ fn run(n: usize, policy: Policy, per_box: bool) -> String {
         let mut next_minute = from + MIN;
         let mut first_p95_ok: Option<u64> = None;
         let mut all_heard: Option<u64> = None;
-        loop {
-            let Some(&std::cmp::Reverse((due, i))) = heap.peek() else {
-                break;
-            };
+        while let Some(&std::cmp::Reverse((due, i))) = heap.peek() {
             if due.min(until) >= next_minute {
                 if trace {
                     let mut g: Vec<u64> = fleet

@@ -419,7 +419,9 @@ fn ai_latency_is_timed_and_left_out_without_an_answer() {
     let healthy = Ai::start(Duration::from_millis(120), 200);
     let slow = Ai::start(Duration::from_secs(8), 200);
     let failing = Ai::start(Duration::ZERO, 500);
-    let cases: [(&str, String, Option<(f64, f64)>); 4] = [
+    // (name, url, the latency range expected in ms or none at all)
+    type Case<'a> = (&'a str, String, Option<(f64, f64)>);
+    let cases: [Case; 4] = [
         ("healthy", healthy.url(), Some((120.0, 2000.0))),
         ("slow", slow.url(), None),
         ("dead", dead_url(), None),
