@@ -40,6 +40,7 @@ mod license_unit;
 mod newcomer_cli;
 mod power_cut_leftovers;
 mod security_children;
+mod security_downgrade;
 mod security_packages;
 mod security_process;
 mod security_signing;

@@ -302,6 +302,11 @@ impl<'c, 'f> Driver<'c, 'f> {
     /// status.json and the log after a commit.
     fn report_committed(&self) {
         let ctx = self.ctx;
+        // The downgrade guard's durable record: a slot record can be dropped later
+        // (a slot marked bad), this file is not.
+        if let Err(e) = super::versions::store(&ctx.cfg) {
+            log::warn!("storing the highest version installed: {e}");
+        }
         let now = crate::clock::iso8601(ctx.now());
         let kind = self.j.kind;
         report(ctx, |u| {
