@@ -58,6 +58,85 @@ fn atomic_write_io(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// The `struct open_how` of openat2(2) (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens `rel` (`/`-separated, relative, without `.` or `..`) under the directory
+/// `dir` without following any link on the way, the last component included, and
+/// without leaving `dir`: openat2(2) with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`;
+/// where the kernel (or qemu-user) lacks openat2, a walk of `openat(O_NOFOLLOW)`
+/// from `dir`'s descriptor, one component at a time. A link anywhere is `ELOOP` (or
+/// `ENOTDIR`). `flags`: `O_RDONLY`, `O_DIRECTORY`, … (`O_CLOEXEC | O_NOFOLLOW` added).
+pub(crate) fn open_beneath(dir: &Path, rel: &str, flags: i32) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::unix::io::FromRawFd;
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    if comps.is_empty() || comps.iter().any(|c| *c == "." || *c == "..") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{rel:?}: not a plain relative path"),
+        ));
+    }
+    let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path");
+    let base = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let path = CString::new(comps.join("/")).map_err(nul)?;
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: openat2 reads the C string and `how` (of the size given), both alive
+    // for the call; the result is a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            base.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a descriptor the kernel just returned, owned by nothing else.
+        return Ok(unsafe { File::from_raw_fd(fd as i32) });
+    }
+    let e = io::Error::last_os_error();
+    // ENOSYS: kernel < 5.6 or qemu-user; EPERM: a seccomp filter; E2BIG: a kernel
+    // that knows another size of `open_how`.
+    if !matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSYS | libc::EPERM | libc::E2BIG)
+    ) {
+        return Err(e);
+    }
+    let mut cur = base;
+    for (i, c) in comps.iter().enumerate() {
+        let f = if i + 1 == comps.len() {
+            flags
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
+        };
+        let name = CString::new(*c).map_err(nul)?;
+        // SAFETY: openat on a descriptor we own, with a valid C string.
+        let fd = unsafe { libc::openat(cur.as_raw_fd(), name.as_ptr(), f) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        cur = unsafe { File::from_raw_fd(fd) };
+    }
+    Ok(cur)
+}
+
 /// Serializes `value` as pretty JSON and writes it atomically.
 pub(crate) fn atomic_write_json<T: serde::Serialize>(
     path: &Path,
@@ -200,6 +279,25 @@ pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn open_beneath_refuses_every_link_and_dot_dot() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::create_dir_all(d.join("a/b")).unwrap();
+        fs::write(d.join("a/b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("b", d.join("a/l")).unwrap();
+        std::os::unix::fs::symlink("f", d.join("a/b/lf")).unwrap();
+        assert!(open_beneath(d, "a/b/f", libc::O_RDONLY).is_ok());
+        for bad in ["a/l/f", "a/b/lf", "a/../a/b/f", "", "/etc/passwd"] {
+            if bad == "/etc/passwd" {
+                // Leading slashes are dropped: relative to `d`, not the root.
+                assert!(open_beneath(d, bad, libc::O_RDONLY).is_err());
+                continue;
+            }
+            assert!(open_beneath(d, bad, libc::O_RDONLY).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ensure_dir_creates_every_missing_level_with_its_mode_and_is_idempotent() {

@@ -41,6 +41,7 @@ mod newcomer_cli;
 mod power_cut_leftovers;
 mod security_children;
 mod security_downgrade;
+mod security_key_set;
 mod security_packages;
 mod security_process;
 mod security_signing;

@@ -359,7 +359,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                 .as_deref()
                 .ok_or_else(|| Error::Other("content package without an active slot".into()))?;
             let src = self.layout.slot_dir(from);
-            let (n, b) = slots::copy_tree(&src, &slot_dir, &["hooks"])?;
+            let (n, b) = slots::copy_tree(&src, &slot_dir, &slots::NOT_COPIED)?;
             let d = slots::delete_paths(&slot_dir, st.pkg.deletions())?;
             log::info!(
                 "copied slot {from} ({n} files, {b} bytes) into slot {target}; {d} paths deleted"
@@ -399,6 +399,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                 bytes,
                 kind: Some(st.pkg.kind.as_str().to_string()),
                 signed: st.pkg.signed,
+                keys: Some(super::trust::package_keys(&slot_dir, &st.pkg)?),
             },
         )?;
         log::info!(

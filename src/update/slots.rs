@@ -43,7 +43,16 @@ pub(crate) struct Record {
     /// `full` or `content` (absent in records of earlier releases: full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) kind: Option<String>,
+    /// The keys (base64) the package shipped in `update-keys/`: the set trusted
+    /// while this slot is active (if `signed`). Absent in records of earlier
+    /// releases (then the slot's `update-keys/` is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) keys: Option<Vec<String>>,
 }
+
+/// Top-level names a content package's copy of the active slot leaves out: hooks
+/// and the key set come only from the package being installed.
+pub(crate) const NOT_COPIED: [&str; 2] = ["hooks", super::trust::KEYS_DIR];
 
 /// Paths of an install root.
 #[derive(Debug, Clone)]
@@ -603,6 +612,7 @@ mod tests {
             bytes: 1,
             signed: false,
             kind: None,
+            keys: None,
         };
         l.write_record("b", &rec).unwrap();
         assert!(l.is_complete("b"));
