@@ -42,6 +42,7 @@ mod power_cut_leftovers;
 mod security_children;
 mod security_downgrade;
 mod security_key_set;
+mod security_links;
 mod security_packages;
 mod security_process;
 mod security_signing;

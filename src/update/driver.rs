@@ -413,10 +413,11 @@ impl<'c, 'f> Driver<'c, 'f> {
 
 /// Self-update guard: a package carrying the agent must carry one that runs here.
 fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
-    let bin = slot_dir.join(AGENT_IN_SLOT);
-    if std::fs::symlink_metadata(&bin).is_err() {
-        return Ok(());
-    }
+    let bin = match hooks::in_slot(slot_dir, AGENT_IN_SLOT) {
+        Ok(Some(bin)) => bin,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(Error::PackageRejected(e.to_string())),
+    };
     let child = services::child_command(&bin)
         .arg("--version")
         .stdin(std::process::Stdio::null())

@@ -29,17 +29,9 @@ pub(crate) fn run(
     clock: &dyn Clock,
     budget: Duration,
 ) -> Result<bool> {
-    let hook = slot.join(rel);
-    match std::fs::symlink_metadata(&hook) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => {
-            return Err(Error::Other(format!(
-                "{rel} in the new slot is not a regular file"
-            )))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io(format!("reading {}", hook.display()), e)),
-    }
+    let Some(hook) = in_slot(slot, rel)? else {
+        return Ok(false);
+    };
     let name = rel.rsplit('/').next().unwrap_or(rel);
     log::info!("running {rel} of version {version}");
     // Its own process group (killed whole), and a clean environment: code from a
@@ -73,6 +65,29 @@ pub(crate) fn run(
         Ok(st) => Err(Error::Other(format!("{rel} failed ({st})"))),
         Err(services::Gave::Stop) => Err(Error::Interrupted),
         Err(e) => Err(Error::Other(format!("{rel}: {e}"))),
+    }
+}
+
+/// The path of the program `rel` of a slot, once opened beneath the slot without
+/// following any link (`fsutil::open_beneath`) and found a regular file; None when
+/// there is none. A link anywhere on the way refuses it: a hook or an agent is run
+/// only from the slot's own files, never from where a chain of links leads.
+pub(crate) fn in_slot(slot: &Path, rel: &str) -> Result<Option<std::path::PathBuf>> {
+    let f = match crate::fsutil::open_beneath(slot, rel, libc::O_RDONLY | libc::O_NONBLOCK) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)) => {
+            return Err(Error::Other(format!(
+                "{rel} in the new slot is reached through a link (or a file stands on its way): refused"
+            )))
+        }
+        Err(e) => return Err(Error::io(format!("opening {rel} in {}", slot.display()), e)),
+    };
+    match f.metadata() {
+        Ok(m) if m.is_file() => Ok(Some(slot.join(rel))),
+        _ => Err(Error::Other(format!(
+            "{rel} in the new slot is not a regular file"
+        ))),
     }
 }
 

@@ -308,8 +308,90 @@ pub fn extract(
         fs::set_permissions(&d, fs::Permissions::from_mode(mode))
             .map_err(|x| io_err(&d, "setting mode of", x))?;
     }
+    check_links(dir)?;
     sync_tree(dir)?;
     Ok((files, total))
+}
+
+/// Refuses a staged slot one of whose links leads out of it, resolved against the
+/// real tree as the kernel would (chains followed, links copied from the active
+/// slot included): the package's lexical check cannot see links it does not carry.
+pub(crate) fn check_links(dir: &Path) -> Result<()> {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let here = dir.join(&rel);
+        let rd = fs::read_dir(&here).map_err(|e| io_err(&here, "reading", e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| io_err(&here, "reading", e))?;
+            let r = rel.join(ent.file_name());
+            let ft = ent.file_type().map_err(|e| io_err(&here, "reading", e))?;
+            if ft.is_dir() {
+                stack.push(r);
+            } else if ft.is_symlink() && !resolves_inside(dir, &r) {
+                let t = fs::read_link(dir.join(&r)).unwrap_or_default();
+                return Err(Error::PackageRejected(format!(
+                    "{}: link to {} leaves the slot (resolved through the installed tree)",
+                    r.display(),
+                    t.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the path `rel` (under `root`) resolves inside `root`, each link on the
+/// way replaced by its target (relative ones only; at most 40 links, as the kernel).
+/// A missing component ends the real walk: the rest is taken lexically.
+fn resolves_inside(root: &Path, rel: &Path) -> bool {
+    use std::path::Component;
+    let mut at = PathBuf::new();
+    let mut depth = 0usize;
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    let push_all = |todo: &mut Vec<std::ffi::OsString>, p: &Path| -> bool {
+        let mut comps = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => comps.push(n.to_os_string()),
+                Component::ParentDir => comps.push("..".into()),
+                Component::CurDir => {}
+                Component::RootDir | Component::Prefix(_) => return false,
+            }
+        }
+        todo.extend(comps.into_iter().rev());
+        true
+    };
+    if !push_all(&mut todo, rel) {
+        return false;
+    }
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            if depth == 0 {
+                return false;
+            }
+            at.pop();
+            depth -= 1;
+            continue;
+        }
+        let p = root.join(&at).join(&c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                let Ok(t) = fs::read_link(&p) else {
+                    return false;
+                };
+                if hops > 40 || !push_all(&mut todo, &t) {
+                    return false;
+                }
+            }
+            _ => {
+                at.push(&c);
+                depth += 1;
+            }
+        }
+    }
+    true
 }
 
 /// Writes one file entry to `dest` (created anew, never through a link), hashing
@@ -620,6 +702,29 @@ mod tests {
         l.clear("b").unwrap();
         assert!(!l.is_complete("b"));
         assert_eq!(fs::read_dir(l.slot_dir("b")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn links_resolve_against_the_real_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let slot = d.path().join("s");
+        fs::create_dir_all(slot.join("d1/d2/d3")).unwrap();
+        std::os::unix::fs::symlink("../../..", slot.join("d1/d2/d3/l1")).unwrap();
+        std::os::unix::fs::symlink("d1/d2", slot.join("ok")).unwrap();
+        assert!(check_links(&slot).is_ok());
+        for (name, t) in [
+            ("x", "d1/d2/d3/l1/../.."),
+            ("y", "/etc"),
+            ("z", "d1/d2/d3/l1/d1/d2/d3/l1/.."),
+        ] {
+            std::os::unix::fs::symlink(t, slot.join(name)).unwrap();
+            let e = check_links(&slot).unwrap_err().to_string();
+            assert!(e.contains("leaves the slot"), "{t}: {e}");
+            fs::remove_file(slot.join(name)).unwrap();
+        }
+        // A loop is refused, not followed forever.
+        std::os::unix::fs::symlink("loop", slot.join("loop")).unwrap();
+        assert!(check_links(&slot).is_err());
     }
 
     #[test]
