@@ -47,6 +47,7 @@ mod security_packages;
 mod security_process;
 mod security_signing;
 mod security_slow;
+mod security_staging;
 mod security_zip_bounds;
 mod shared_process;
 mod telemetry_collect;
