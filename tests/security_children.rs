@@ -140,3 +140,39 @@ fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
     assert!(rig.state_dir.join("update/journal.json").exists());
     assert_ne!(rig.status()["update"]["state"], "rolled-back");
 }
+
+/// Issue 23, item 7: the staged agent's `--version` probe runs with the same
+/// cleared environment as hooks (no proxy credentials, no fallback flag, no key).
+#[test]
+fn the_staged_agents_version_probe_gets_a_cleared_environment() {
+    let rig = Node::offline();
+    let env_out = rig.dir.path().join("probe.env");
+    let mut e = app("1.0.0");
+    e.push(exe(
+        "bin/cybersensei-agent",
+        &format!(
+            "#!/bin/sh\nenv > '{}'\necho cybersensei-agent 1.0.0\n",
+            env_out.display()
+        ),
+    ));
+    let pkg = rig.package("v1.zip", &zip(&e));
+    let o = rig
+        .command(&["install", pkg.to_str().unwrap()])
+        .env("CYBERSENSEI_LICENSE_KEY", SECRET)
+        .env("HTTPS_PROXY", "http://operator:PROXY-PASSWORD@127.0.0.1:9")
+        .env("CYBERSENSEI_AGENT_FALLBACK", "1")
+        .env("SOME_OPERATOR_VARIABLE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let env = std::fs::read_to_string(&env_out).expect("the probe ran");
+    for bad in [
+        SECRET,
+        "PROXY-PASSWORD",
+        "CYBERSENSEI_AGENT_FALLBACK",
+        "SOME_OPERATOR_VARIABLE",
+    ] {
+        assert!(!env.contains(bad), "{bad} reached the probe:\n{env}");
+    }
+    assert!(env.contains("PATH="), "{env}");
+}

@@ -418,9 +418,9 @@ fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
         Ok(None) => return Ok(()),
         Err(e) => return Err(Error::PackageRejected(e.to_string())),
     };
-    let child = services::child_command(&bin)
+    // The same cleared environment as hooks: no proxy credentials, no fallback flag.
+    let child = hooks::package_command(&bin, slot_dir)
         .arg("--version")
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -34,22 +34,11 @@ pub(crate) fn run(
     };
     let name = rel.rsplit('/').next().unwrap_or(rel);
     log::info!("running {rel} of version {version}");
-    // Its own process group (killed whole), and a clean environment: code from a
-    // package never sees the agent's (the license key may be in
-    // `CYBERSENSEI_LICENSE_KEY`, proxy credentials in `HTTPS_PROXY`).
-    let mut c = services::child_command(&hook);
-    c.env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("LANG", "C.UTF-8")
-        .arg(slot)
-        .current_dir(slot)
+    let mut c = package_command(&hook, slot);
+    c.arg(slot)
         .env(services::SLOT_ENV, slot)
         .env("CYBERSENSEI_VERSION", version)
-        .env("CYBERSENSEI_HOOK", name)
-        .stdin(Stdio::null());
+        .env("CYBERSENSEI_HOOK", name);
     match old_slot {
         Some(o) => c.env("CYBERSENSEI_OLD_SLOT_DIR", o),
         None => &mut c,
@@ -66,6 +55,24 @@ pub(crate) fn run(
         Err(services::Gave::Stop) => Err(Error::Interrupted),
         Err(e) => Err(Error::Other(format!("{rel}: {e}"))),
     }
+}
+
+/// A command for a program a package brings (a hook, the staged agent's probe): its
+/// own process group (killed whole), run from the slot, stdin closed, and a clean
+/// environment: code from a package never sees the agent's (the license key may be
+/// in `CYBERSENSEI_LICENSE_KEY`, proxy credentials in `HTTPS_PROXY`, the init
+/// script's `CYBERSENSEI_AGENT_FALLBACK`): `PATH` and `LANG` only.
+pub(crate) fn package_command(prog: &Path, slot: &Path) -> std::process::Command {
+    let mut c = services::child_command(prog);
+    c.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C.UTF-8")
+        .current_dir(slot)
+        .stdin(Stdio::null());
+    c
 }
 
 /// The path of the program `rel` of a slot, once opened beneath the slot without
