@@ -37,15 +37,20 @@ fn atomic_write_io(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
+    // A leftover of a crashed write under this pid (or a link planted there) is
+    // removed, never written through: the temp file is created anew (O_EXCL), and
+    // O_NOFOLLOW refuses a link put back in between.
+    let _ = fs::remove_file(&tmp);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(mode)
             .open(&tmp)?;
-        // The mode given to open() is filtered by the umask; set it exactly.
-        fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        // The mode given to open() is filtered by the umask; set it exactly, on the
+        // descriptor (fchmod), not by path.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -279,6 +284,25 @@ pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_never_writes_through_a_link_at_its_temp_name() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, b"root's file").unwrap();
+        let target = t.path().join("state.json");
+        let tmp = t
+            .path()
+            .join(format!(".state.json.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        atomic_write(&target, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"root's file");
+        let m = fs::symlink_metadata(&target).unwrap();
+        assert!(m.is_file(), "{m:?}");
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert!(fs::symlink_metadata(&tmp).is_err());
+    }
 
     #[test]
     fn open_beneath_refuses_every_link_and_dot_dot() {

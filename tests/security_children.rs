@@ -176,3 +176,47 @@ fn the_staged_agents_version_probe_gets_a_cleared_environment() {
     }
     assert!(env.contains("PATH="), "{env}");
 }
+
+/// Issue 23, item 9: a hook that leaves the agent's process group (`setsid`) is
+/// still killed when the hook times out.
+#[test]
+fn a_hook_that_calls_setsid_dies_at_its_timeout() {
+    let mut rig = Node::offline();
+    rig.set("updates", "hook_timeout", json!(1));
+    let pidfile = rig.dir.path().join("escaped.pid");
+    let mut e = app("1.0.0");
+    e.push(exe(
+        "hooks/post-install",
+        &format!(
+            "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{}\"; exec sleep 1000' &\nsleep 30\n",
+            pidfile.display()
+        ),
+    ));
+    let p = rig.package("hook.zip", &zip(&e));
+    let t = Instant::now();
+    // Not `output()`: an escaped child holds the agent's stdout open.
+    let st = rig
+        .command(&["install", p.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(21), "{st}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the hook started its escapee")
+        .trim()
+        .parse()
+        .unwrap();
+    let escaped = alive(pid)
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("1000"));
+    if escaped {
+        // SAFETY: kill(2) with scalar arguments: the leftover goes before failing.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        !escaped,
+        "the setsid child of the hook outlived its timeout"
+    );
+}

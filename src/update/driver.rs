@@ -418,7 +418,9 @@ fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
         Ok(None) => return Ok(()),
         Err(e) => return Err(Error::PackageRejected(e.to_string())),
     };
-    // The same cleared environment as hooks: no proxy credentials, no fallback flag.
+    // The same cleared environment as hooks: no proxy credentials, no fallback flag;
+    // and nothing it starts outlives it.
+    let _contain = hooks::Contain::start();
     let child = hooks::package_command(&bin, slot_dir)
         .arg("--version")
         .stdout(std::process::Stdio::null())

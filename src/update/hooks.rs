@@ -43,6 +43,7 @@ pub(crate) fn run(
         Some(o) => c.env("CYBERSENSEI_OLD_SLOT_DIR", o),
         None => &mut c,
     };
+    let _contain = Contain::start();
     let child = c
         .spawn()
         .map_err(|e| Error::io(format!("{rel} cannot run"), e))?;
@@ -73,6 +74,117 @@ pub(crate) fn package_command(prog: &Path, slot: &Path) -> std::process::Command
         .current_dir(slot)
         .stdin(Stdio::null());
     c
+}
+
+/// Keeps what a package's program starts from outliving it: while one runs, the
+/// agent is a child subreaper (`PR_SET_CHILD_SUBREAPER`: whatever the program
+/// orphans, `setsid` or a double fork included, becomes the agent's child, not
+/// init's), and when it ends (done, failed, timed out) every process that became
+/// the agent's descendant since is killed and reaped. A hook must not leave
+/// processes behind: services are started by `services.start`.
+pub(crate) struct Contain {
+    before: Vec<i32>,
+    was_reaper: bool,
+    active: bool,
+}
+
+impl Contain {
+    /// Becomes a subreaper and notes the descendants there are already.
+    pub(crate) fn start() -> Contain {
+        // The crate's unit tests run in parallel threads of one process: there the
+        // other tests' children would look left behind (the binary's tests cover it).
+        if cfg!(test) {
+            return Contain {
+                before: Vec::new(),
+                was_reaper: true,
+                active: false,
+            };
+        }
+        let mut was: libc::c_int = 0;
+        // SAFETY: prctl(2) writes one int through the pointer we pass; scalars else.
+        unsafe {
+            libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut was as *mut libc::c_int);
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong);
+        }
+        Contain {
+            before: descendants(),
+            was_reaper: was != 0,
+            active: true,
+        }
+    }
+}
+
+impl Drop for Contain {
+    fn drop(&mut self) {
+        if !self.active {
+            return;
+        }
+        let me = std::process::id() as i32;
+        // A few rounds: a process may fork while the previous round kills.
+        for _ in 0..20 {
+            let left: Vec<i32> = descendants()
+                .into_iter()
+                .filter(|p| !self.before.contains(p))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            for &pid in &left {
+                // SAFETY: kill(2) and waitpid(2) with scalars and a local int.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            for &pid in &left {
+                if parent(pid) == Some(me) {
+                    let mut st = 0;
+                    // SAFETY: as above.
+                    unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+                }
+            }
+            log::warn!(
+                "killed {} process(es) a package's program left behind",
+                left.len()
+            );
+        }
+        if !self.was_reaper {
+            // SAFETY: prctl(2) with scalars.
+            unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0 as libc::c_ulong) };
+        }
+    }
+}
+
+/// `(pid, ppid)` of every process, from /proc.
+fn processes() -> Vec<(i32, i32)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| Some((pid, parent(pid)?)))
+        .collect()
+}
+
+/// A process's parent (field 4 of /proc/PID/stat, after the command's `)`).
+fn parent(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Every descendant of the agent (zombies included, until reaped).
+fn descendants() -> Vec<i32> {
+    let all = processes();
+    let mut out = vec![std::process::id() as i32];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(all.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out.remove(0);
+    out
 }
 
 /// The path of the program `rel` of a slot, once opened beneath the slot without
