@@ -80,16 +80,26 @@ pub(crate) fn package_command(prog: &Path, slot: &Path) -> std::process::Command
 /// agent is a child subreaper (`PR_SET_CHILD_SUBREAPER`: whatever the program
 /// orphans, `setsid` or a double fork included, becomes the agent's child, not
 /// init's), and when it ends (done, failed, timed out) every process that became
-/// the agent's descendant since is killed and reaped. A hook must not leave
+/// the agent's descendant since is killed and reaped. Where the kernel or qemu-user
+/// refuses the subreaper, a thread samples the descendants every 20 ms instead, and
+/// those seen are killed by pid (and start time) at the end. A hook must not leave
 /// processes behind: services are started by `services.start`.
 pub(crate) struct Contain {
     before: Vec<i32>,
     was_reaper: bool,
     active: bool,
+    watch: Option<Watch>,
 }
 
+/// The sampling thread of [`Contain`] without a subreaper: its stop flag, and the
+/// `(pid, start time)` of every new descendant it saw.
+type Watch = (
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::thread::JoinHandle<Vec<(i32, u64)>>,
+);
+
 impl Contain {
-    /// Becomes a subreaper and notes the descendants there are already.
+    /// Becomes a subreaper (or starts sampling) and notes the descendants there are.
     pub(crate) fn start() -> Contain {
         // The crate's unit tests run in parallel threads of one process: there the
         // other tests' children would look left behind (the binary's tests cover it).
@@ -98,18 +108,43 @@ impl Contain {
                 before: Vec::new(),
                 was_reaper: true,
                 active: false,
+                watch: None,
             };
         }
         let mut was: libc::c_int = 0;
         // SAFETY: prctl(2) writes one int through the pointer we pass; scalars else.
-        unsafe {
+        let reaper = unsafe {
             libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut was as *mut libc::c_int);
-            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong);
-        }
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) == 0
+        };
+        let before = descendants();
+        let watch = (!reaper).then(|| {
+            use std::sync::atomic::{AtomicBool, Ordering};
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let (flag, known) = (stop.clone(), before.clone());
+            let h = std::thread::spawn(move || {
+                let mut seen: Vec<(i32, u64)> = Vec::new();
+                loop {
+                    for p in descendants().into_iter().filter(|p| !known.contains(p)) {
+                        if let Some((_, t)) = stat(p) {
+                            if !seen.contains(&(p, t)) {
+                                seen.push((p, t));
+                            }
+                        }
+                    }
+                    if flag.load(Ordering::Relaxed) {
+                        return seen;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            (stop, h)
+        });
         Contain {
-            before: descendants(),
-            was_reaper: was != 0,
+            before,
+            was_reaper: was != 0 || !reaper,
             active: true,
+            watch,
         }
     }
 }
@@ -118,6 +153,16 @@ impl Drop for Contain {
     fn drop(&mut self) {
         if !self.active {
             return;
+        }
+        if let Some((stop, h)) = self.watch.take() {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let seen = h.join().unwrap_or_default();
+            for (pid, t) in seen {
+                if stat(pid).is_some_and(|(_, now)| now == t) {
+                    // SAFETY: kill(2) with scalars; the start time matched: that process.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
         }
         let me = std::process::id() as i32;
         // A few rounds: a process may fork while the previous round kills.
@@ -130,16 +175,14 @@ impl Drop for Contain {
                 break;
             }
             for &pid in &left {
-                // SAFETY: kill(2) and waitpid(2) with scalars and a local int.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
+                // SAFETY: kill(2) with scalars.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
             std::thread::sleep(Duration::from_millis(20));
             for &pid in &left {
-                if parent(pid) == Some(me) {
+                if stat(pid).is_some_and(|(pp, _)| pp == me) {
                     let mut st = 0;
-                    // SAFETY: as above.
+                    // SAFETY: waitpid(2) on our own child, into a local int.
                     unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
                 }
             }
@@ -155,27 +198,25 @@ impl Drop for Contain {
     }
 }
 
-/// `(pid, ppid)` of every process, from /proc.
-fn processes() -> Vec<(i32, i32)> {
-    let Ok(rd) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    rd.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(|pid| Some((pid, parent(pid)?)))
-        .collect()
-}
-
-/// A process's parent (field 4 of /proc/PID/stat, after the command's `)`).
-fn parent(pid: i32) -> Option<i32> {
+/// A process's parent and start time (fields 4 and 22 of /proc/PID/stat, counted
+/// after the command's `)`).
+fn stat(pid: i32) -> Option<(i32, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
 }
 
 /// Every descendant of the agent (zombies included, until reaped).
 fn descendants() -> Vec<i32> {
-    let all = processes();
+    let all: Vec<(i32, i32)> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter_map(|pid| Some((pid, stat(pid)?.0)))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut out = vec![std::process::id() as i32];
     let mut i = 0;
     while i < out.len() {
