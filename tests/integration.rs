@@ -34,6 +34,7 @@ mod fault_kill_matrix;
 mod fault_packages;
 mod fault_servers;
 mod field_clock;
+mod field_clock_budget;
 mod field_proxy;
 mod license_cli;
 mod license_unit;
