@@ -375,6 +375,8 @@ impl<'c, 'f> Driver<'c, 'f> {
         if st.pkg.has_path(AGENT_IN_SLOT) {
             probe_agent(ctx, &slot_dir)?;
         }
+        // The keys the package hands on, read before any of its code runs.
+        let keys = super::trust::package_keys(&slot_dir, &st.pkg)?;
         let old = self.j.from.as_deref().map(|s| self.layout.slot_dir(s));
         hooks::run(
             &slot_dir,
@@ -399,7 +401,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                 bytes,
                 kind: Some(st.pkg.kind.as_str().to_string()),
                 signed: st.pkg.signed,
-                keys: Some(super::trust::package_keys(&slot_dir, &st.pkg)?),
+                keys: Some(keys),
             },
         )?;
         log::info!(
