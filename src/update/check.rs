@@ -11,6 +11,34 @@ use crate::status::Status;
 use crate::transport::{percent_encode, Reply};
 use std::cmp::Ordering;
 
+/// What `/update/check` said, as the CLI and status report it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CheckReport {
+    pub(crate) available: bool,
+    pub(crate) current_version: String,
+    pub(crate) latest_version: Option<String>,
+    pub(crate) update_id: Option<String>,
+    pub(crate) changelog: Option<String>,
+    pub(crate) file_size: Option<u64>,
+    /// The real backend's extra facts (required node version, flags, message).
+    pub(crate) details: Details,
+}
+
+impl CheckReport {
+    /// The report of answer `c` for a node at `current`.
+    pub(crate) fn of(c: &UpdateCheck, current: String) -> CheckReport {
+        CheckReport {
+            available: c.update_available,
+            details: Details::of(c, &current),
+            current_version: current,
+            latest_version: c.latest_version.clone(),
+            update_id: c.update_id.clone(),
+            changelog: c.changelog.clone(),
+            file_size: c.file_size,
+        }
+    }
+}
+
 /// The real backend's extra facts about an update, as `check-update` and status.json
 /// show them.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -1,0 +1,240 @@
+//! The one place an update's phases and outcomes become `status.json`'s `update`
+//! section (plus `version` and `slot`). Nothing else in `update/` writes it.
+//!
+//! The interface, called by the pipeline (`pipeline.rs`), the driver (`driver.rs`)
+//! and recovery (`recover.rs`); an update history or a live progress feed hangs off
+//! these same calls:
+//!
+//! | call                              | when                                          | update.state            |
+//! |-----------------------------------|-----------------------------------------------|-------------------------|
+//! | [`Reporter::checked`]             | the backend answered a check                  | available / idle        |
+//! | [`Reporter::check_failed`]        | the check failed                              | (unchanged), lastError  |
+//! | [`Reporter::phase`]               | a [`Phase`] starts (download, verify, install, health check) | its state |
+//! | [`Reporter::progress`]            | bytes downloaded so far (throttled here)      | (unchanged)             |
+//! | [`Reporter::downloaded`]          | the package is whole                          | (unchanged)             |
+//! | [`Reporter::paused`]              | a download paused or was stopped              | available               |
+//! | [`Reporter::deferred`]            | downloaded and verified, the install waits    | available, deferred     |
+//! | [`Reporter::failed`]              | the update stopped on an error                | failed, lastError       |
+//! | [`Reporter::rolled_back`]         | the journaled phase went back to the old slot | rolled-back, lastError  |
+//! | [`Reporter::committed`]           | the journaled phase committed                 | idle                    |
+//! | [`Reporter::settle_stale`]        | start-up found an in-flight state, no journal | available / idle        |
+//!
+//! Each call is one atomic rewrite of status.json (each fsyncs); a failure to write it
+//! is logged, never fatal to the update.
+
+use super::check::CheckReport;
+use super::factory;
+use super::journal::Kind;
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::status::{Status, UpdateState, UpdateStatus};
+use std::cell::Cell;
+use std::time::Duration;
+
+/// status.json is rewritten every this many downloaded bytes...
+const STATUS_EVERY: u64 = 8 << 20;
+/// ...but not more often than this: each rewrite fsyncs, and on ext4 (data=ordered)
+/// that flushes the partial download's dirty pages too, which stalled a fast
+/// download (a 50 MB package took 1.5x as long as curl).
+const STATUS_MIN_GAP: Duration = Duration::from_secs(5);
+
+/// A phase of an update, as status.json names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The package is being downloaded (its announced size is `fileSize`, from the
+    /// check).
+    Downloading,
+    /// The package was inspected; what its `version.json` says (when it has one).
+    Verifying {
+        breaking_security: Option<(bool, bool)>,
+    },
+    /// The inactive slot is being filled, or `current` switched.
+    Installing,
+    /// `current` names the new slot; its services start and are checked.
+    HealthCheck,
+}
+
+/// Writes an update's phases and outcomes into status.json.
+pub(crate) struct Reporter<'c> {
+    ctx: &'c Ctx<'c>,
+    /// The next progress write: at this many bytes, not before this instant.
+    next_progress: Cell<(u64, Duration)>,
+}
+
+impl<'c> Reporter<'c> {
+    /// A reporter for the update `ctx` runs.
+    pub(crate) fn new(ctx: &'c Ctx<'c>) -> Self {
+        Reporter {
+            ctx,
+            next_progress: Cell::new((0, Duration::ZERO)),
+        }
+    }
+
+    /// Rewrites the update section (and the version and slot now active).
+    fn write(&self, f: impl FnOnce(&mut UpdateStatus)) {
+        let ctx = self.ctx;
+        let (slot, version) = factory::active(&ctx.cfg);
+        let r = Status::modify(&ctx.cfg.state_dir, ctx.now(), |s| {
+            f(&mut s.update);
+            s.slot = slot;
+            s.version = version;
+        });
+        if let Err(e) = r {
+            log::warn!("status.json: {e}");
+        }
+    }
+
+    /// What the backend answered (now).
+    pub(crate) fn checked(&self, r: &CheckReport) {
+        let now = crate::clock::iso8601(self.ctx.now());
+        let rr = r.clone();
+        self.write(move |u| {
+            u.available = rr.available;
+            u.latest_version = rr.latest_version;
+            u.changelog = rr.changelog;
+            u.update_id = rr.update_id;
+            u.file_size = rr.file_size;
+            u.last_checked_at = Some(now);
+            if !rr.available {
+                // Nothing waits any more: what described the waiting package goes.
+                u.deferred = None;
+                u.breaking = None;
+                u.security_update = None;
+            }
+            // A failed or rolled-back update stays visible until the next attempt.
+            if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !rr.available {
+                u.state = if rr.available {
+                    UpdateState::Available
+                } else {
+                    UpdateState::Idle
+                };
+            }
+        });
+    }
+
+    /// The check failed: said, the state left as it was.
+    pub(crate) fn check_failed(&self, e: &Error) {
+        let msg = e.to_string();
+        self.write(|u| u.last_error = Some(format!("check: {msg}")));
+    }
+
+    /// A phase starts.
+    pub(crate) fn phase(&self, p: Phase) {
+        match p {
+            Phase::Downloading => {
+                let now = self.ctx.clock.monotonic();
+                self.next_progress.set((STATUS_EVERY, now + STATUS_MIN_GAP));
+                self.write(|u| {
+                    u.state = UpdateState::Downloading;
+                    u.downloaded_bytes = Some(0);
+                });
+            }
+            Phase::Verifying { breaking_security } => self.write(|u| {
+                u.state = UpdateState::Verifying;
+                if let Some((b, s)) = breaking_security {
+                    u.breaking = Some(b);
+                    u.security_update = Some(s);
+                }
+            }),
+            Phase::Installing => self.write(|u| u.state = UpdateState::Installing),
+            Phase::HealthCheck => self.write(|u| u.state = UpdateState::HealthCheck),
+        }
+    }
+
+    /// `bytes` of the package are on disk: written every `STATUS_EVERY` bytes, at
+    /// most once per `STATUS_MIN_GAP`.
+    pub(crate) fn progress(&self, bytes: u64) {
+        let (at_bytes, at) = self.next_progress.get();
+        let now = self.ctx.clock.monotonic();
+        if bytes >= at_bytes && now >= at {
+            self.next_progress
+                .set((bytes + STATUS_EVERY, now + STATUS_MIN_GAP));
+            self.write(|u| u.downloaded_bytes = Some(bytes));
+        }
+    }
+
+    /// The package is whole (`bytes` long).
+    pub(crate) fn downloaded(&self, bytes: u64) {
+        self.write(|u| u.downloaded_bytes = Some(bytes));
+    }
+
+    /// A download paused (the daemon's other steps) or stopped by a signal: the
+    /// update is still available, its partial file kept.
+    pub(crate) fn paused(&self) {
+        self.write(|u| u.state = UpdateState::Available);
+    }
+
+    /// Downloaded and verified; the install waits, for this reason.
+    pub(crate) fn deferred(&self, why: String) {
+        self.write(|u| {
+            u.state = UpdateState::Available;
+            u.deferred = Some(why);
+        });
+    }
+
+    /// The update stopped on `e`; the active slot untouched.
+    pub(crate) fn failed(&self, e: &Error) {
+        self.error(UpdateState::Failed, e);
+    }
+
+    /// The journaled phase went back to the old slot, for `why`.
+    pub(crate) fn rolled_back(&self, why: &str) {
+        self.error(UpdateState::RolledBack, &Error::RolledBack(why.to_string()));
+    }
+
+    fn error(&self, state: UpdateState, e: &Error) {
+        let msg = e.to_string();
+        log::info!("update: {msg}");
+        self.write(|u| {
+            u.state = state;
+            u.last_error = Some(msg);
+        });
+    }
+
+    /// The journaled phase committed (an update, or a `rollback` command).
+    pub(crate) fn committed(&self, kind: Kind) {
+        let now = crate::clock::iso8601(self.ctx.now());
+        self.write(|u| {
+            u.state = UpdateState::Idle;
+            u.last_error = None;
+            u.deferred = None;
+            if kind == Kind::Update {
+                u.available = false;
+                u.downloaded_bytes = None;
+                u.last_installed_at = Some(now);
+                u.breaking = None;
+                u.security_update = None;
+            }
+        });
+    }
+
+    /// Without a journal nothing is in flight (recovery runs under the state lock),
+    /// so a downloading/verifying state left by a process that died (power cut,
+    /// kill -9 in the middle of a download) is stale: reset it, or status.json would
+    /// claim a download forever. The partial download stays and is resumed by the
+    /// next update.
+    pub(crate) fn settle_stale(&self) {
+        let u = Status::load(&self.ctx.cfg.state_dir).update;
+        if !matches!(
+            u.state,
+            UpdateState::Downloading
+                | UpdateState::Verifying
+                | UpdateState::Installing
+                | UpdateState::HealthCheck
+        ) {
+            return;
+        }
+        let was = format!("{:?}", u.state).to_lowercase();
+        log::warn!("update.state was {was} but no update is in flight: interrupted");
+        self.write(|u| {
+            u.state = if u.available {
+                UpdateState::Available
+            } else {
+                UpdateState::Idle
+            };
+            u.last_error = Some(format!(
+                "interrupted while {was} (the agent stopped); the next update resumes"
+            ));
+        });
+    }
+}
