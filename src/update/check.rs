@@ -2,6 +2,7 @@
 //! its errors mean, and what it promises about the package (size, digest, version),
 //! checked against the download's headers.
 
+use super::version;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::license::normalize;
@@ -61,7 +62,7 @@ impl Details {
         let node_too_old = !c.update_available
             && c.required_node_version
                 .as_deref()
-                .is_some_and(|r| compare_versions(current, r) == Ordering::Less);
+                .is_some_and(|r| version::compare_loose(current, r) == Ordering::Less);
         Details {
             required_node_version: c.required_node_version.clone(),
             breaking: c.breaking.unwrap_or(false),
@@ -228,21 +229,6 @@ fn record(ctx: &Ctx, c: &UpdateCheck, version: &str) {
     }
 }
 
-/// Compares versions as the real backend does: the numeric `major.minor.patch`,
-/// pre-release tags ignored, missing or non-numeric parts as 0.
-pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |v: &str| -> [u64; 3] {
-        let core = v.trim().trim_start_matches('v');
-        let core = core.split(['-', '+']).next().unwrap_or("");
-        let mut out = [0; 3];
-        for (slot, p) in out.iter_mut().zip(core.split('.')) {
-            *slot = p.parse().unwrap_or(0);
-        }
-        out
-    };
-    parts(a).cmp(&parts(b))
-}
-
 /// An update id we are willing to put in a URL path and a file.
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
@@ -395,13 +381,6 @@ mod tests {
         assert!(d.node_too_old);
         let d = Details::of(&parse(body).unwrap(), "1.0.0");
         assert!(!d.node_too_old);
-    }
-
-    #[test]
-    fn versions_compare_like_the_backend() {
-        assert_eq!(compare_versions("1.2.0", "1.10.0"), Ordering::Less);
-        assert_eq!(compare_versions("1.2.0-rc1", "1.2.0"), Ordering::Equal);
-        assert_eq!(compare_versions("2.0.0", "1.9.9"), Ordering::Greater);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! so a version committed is counted even if the box lost power right after.
 
 use super::slots::{Layout, SLOTS};
-use super::version_json::Semver;
+use super::version::Semver;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
