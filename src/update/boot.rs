@@ -27,7 +27,7 @@ pub(crate) fn agent_failed(cfg: &Config, target: &str) -> bool {
     is_fallback()
         && Layout::new(&cfg.install.root)
             .slot_dir(target)
-            .join(super::AGENT_IN_SLOT)
+            .join(super::driver::AGENT_IN_SLOT)
             .is_file()
 }
 

@@ -1,8 +1,8 @@
 //! `version.json`: the metadata the real backend puts at the root of every package it
 //! builds or accepts (platform/api `VersionMetadata`: `version`, `changelog`,
 //! `requiredNodeVersion`, optional `platform`, `architecture`, `breaking`,
-//! `securityUpdate`, `dependencies`, `createdAt`; ours: `kind`), semantic versions,
-//! and the checks a package's metadata must pass on this box. Pure: the box's facts
+//! `securityUpdate`, `dependencies`, `createdAt`; ours: `kind`) (versions compared by
+//! `version.rs`), and the checks a package's metadata must pass on this box. Pure: the box's facts
 //! come in as arguments.
 
 use super::manifest::PackageKind;
