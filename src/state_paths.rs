@@ -63,35 +63,42 @@ impl StatePaths {
         self.root.join("update")
     }
 
+    /// A file of `update/` (one copy of the joins for all of them: size budget).
+    fn in_update(&self, name: &str) -> PathBuf {
+        let mut p = self.update();
+        p.push(name);
+        p
+    }
+
     /// `update/journal.json`: the update in flight (`update/journal.rs`).
     pub(crate) fn journal(&self) -> PathBuf {
-        self.update().join("journal.json")
+        self.in_update("journal.json")
     }
 
     /// `update/download.part`: a download under way (`update/download.rs`).
     pub(crate) fn download_part(&self) -> PathBuf {
-        self.update().join("download.part")
+        self.in_update("download.part")
     }
 
     /// `update/download.json`: which update the download files belong to.
     pub(crate) fn download_meta(&self) -> PathBuf {
-        self.update().join("download.json")
+        self.in_update("download.json")
     }
 
     /// `update/package.zip`: a complete package waiting to be installed.
     pub(crate) fn package(&self) -> PathBuf {
-        self.update().join("package.zip")
+        self.in_update("package.zip")
     }
 
     /// `update/failed-id`: the update that failed its health check (not retried by
     /// the daemon).
     pub(crate) fn failed_id(&self) -> PathBuf {
-        self.update().join("failed-id")
+        self.in_update("failed-id")
     }
 
     /// `update/highest-version`: the downgrade guard's record (`update/versions.rs`).
     pub(crate) fn highest_version(&self) -> PathBuf {
-        self.update().join("highest-version")
+        self.in_update("highest-version")
     }
 
     /// `update/install-PID.zip`: `install`'s private copy of a local package,

@@ -156,12 +156,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             match (follow, t.end) {
                 (Some(e), _) => ev = e,
                 (None, Some(end)) => return Ok(self.outcome(end)),
-                (None, None) => {
-                    return Err(invalid(&format!(
-                        "rested without an end after {ev:?} at step {:?}",
-                        t.next.step
-                    )))
-                }
+                (None, None) => return Err(invalid("the machine rested without an end")),
             }
             state = self.state();
         }

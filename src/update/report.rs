@@ -70,8 +70,9 @@ impl<'c> Reporter<'c> {
         }
     }
 
-    /// Rewrites the update section (and the version and slot now active).
-    fn write(&self, f: impl FnOnce(&mut UpdateStatus)) {
+    /// Rewrites the update section (and the version and slot now active). `dyn`:
+    /// one copy of the load-change-save for every call (board size budget).
+    fn write(&self, f: &mut dyn FnMut(&mut UpdateStatus)) {
         let ctx = self.ctx;
         let (slot, version) = factory::active(&ctx.cfg);
         let r = Status::modify(&ctx.cfg.state_dir, ctx.now(), |s| {
@@ -87,23 +88,22 @@ impl<'c> Reporter<'c> {
     /// What the backend answered (now).
     pub(crate) fn checked(&self, r: &CheckReport) {
         let now = crate::clock::iso8601(self.ctx.now());
-        let rr = r.clone();
-        self.write(move |u| {
-            u.available = rr.available;
-            u.latest_version = rr.latest_version;
-            u.changelog = rr.changelog;
-            u.update_id = rr.update_id;
-            u.file_size = rr.file_size;
-            u.last_checked_at = Some(now);
-            if !rr.available {
+        self.write(&mut |u| {
+            u.available = r.available;
+            u.latest_version = r.latest_version.clone();
+            u.changelog = r.changelog.clone();
+            u.update_id = r.update_id.clone();
+            u.file_size = r.file_size;
+            u.last_checked_at = Some(now.clone());
+            if !r.available {
                 // Nothing waits any more: what described the waiting package goes.
                 u.deferred = None;
                 u.breaking = None;
                 u.security_update = None;
             }
             // A failed or rolled-back update stays visible until the next attempt.
-            if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !rr.available {
-                u.state = if rr.available {
+            if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !r.available {
+                u.state = if r.available {
                     UpdateState::Available
                 } else {
                     UpdateState::Idle
@@ -115,7 +115,7 @@ impl<'c> Reporter<'c> {
     /// The check failed: said, the state left as it was.
     pub(crate) fn check_failed(&self, e: &Error) {
         let msg = e.to_string();
-        self.write(|u| u.last_error = Some(format!("check: {msg}")));
+        self.write(&mut |u| u.last_error = Some(format!("check: {msg}")));
     }
 
     /// A phase starts.
@@ -124,20 +124,20 @@ impl<'c> Reporter<'c> {
             Phase::Downloading => {
                 let now = self.ctx.clock.monotonic();
                 self.next_progress.set((STATUS_EVERY, now + STATUS_MIN_GAP));
-                self.write(|u| {
+                self.write(&mut |u| {
                     u.state = UpdateState::Downloading;
                     u.downloaded_bytes = Some(0);
                 });
             }
-            Phase::Verifying { breaking_security } => self.write(|u| {
+            Phase::Verifying { breaking_security } => self.write(&mut |u| {
                 u.state = UpdateState::Verifying;
                 if let Some((b, s)) = breaking_security {
                     u.breaking = Some(b);
                     u.security_update = Some(s);
                 }
             }),
-            Phase::Installing => self.write(|u| u.state = UpdateState::Installing),
-            Phase::HealthCheck => self.write(|u| u.state = UpdateState::HealthCheck),
+            Phase::Installing => self.write(&mut |u| u.state = UpdateState::Installing),
+            Phase::HealthCheck => self.write(&mut |u| u.state = UpdateState::HealthCheck),
         }
     }
 
@@ -149,26 +149,27 @@ impl<'c> Reporter<'c> {
         if bytes >= at_bytes && now >= at {
             self.next_progress
                 .set((bytes + STATUS_EVERY, now + STATUS_MIN_GAP));
-            self.write(|u| u.downloaded_bytes = Some(bytes));
+            self.write(&mut |u| u.downloaded_bytes = Some(bytes));
         }
     }
 
     /// The package is whole (`bytes` long).
     pub(crate) fn downloaded(&self, bytes: u64) {
-        self.write(|u| u.downloaded_bytes = Some(bytes));
+        self.write(&mut |u| u.downloaded_bytes = Some(bytes));
     }
 
     /// A download paused (the daemon's other steps) or stopped by a signal: the
     /// update is still available, its partial file kept.
     pub(crate) fn paused(&self) {
-        self.write(|u| u.state = UpdateState::Available);
+        self.write(&mut |u| u.state = UpdateState::Available);
     }
 
     /// Downloaded and verified; the install waits, for this reason.
     pub(crate) fn deferred(&self, why: String) {
-        self.write(|u| {
+        let mut why = Some(why);
+        self.write(&mut |u| {
             u.state = UpdateState::Available;
-            u.deferred = Some(why);
+            u.deferred = why.take();
         });
     }
 
@@ -183,25 +184,25 @@ impl<'c> Reporter<'c> {
     }
 
     fn error(&self, state: UpdateState, e: &Error) {
-        let msg = e.to_string();
-        log::info!("update: {msg}");
-        self.write(|u| {
+        let mut msg = Some(e.to_string());
+        log::info!("update: {}", msg.as_deref().unwrap_or_default());
+        self.write(&mut |u| {
             u.state = state;
-            u.last_error = Some(msg);
+            u.last_error = msg.take();
         });
     }
 
     /// The journaled phase committed (an update, or a `rollback` command).
     pub(crate) fn committed(&self, kind: Kind) {
-        let now = crate::clock::iso8601(self.ctx.now());
-        self.write(|u| {
+        let mut now = Some(crate::clock::iso8601(self.ctx.now()));
+        self.write(&mut |u| {
             u.state = UpdateState::Idle;
             u.last_error = None;
             u.deferred = None;
             if kind == Kind::Update {
                 u.available = false;
                 u.downloaded_bytes = None;
-                u.last_installed_at = Some(now);
+                u.last_installed_at = now.take();
                 u.breaking = None;
                 u.security_update = None;
             }
@@ -226,7 +227,7 @@ impl<'c> Reporter<'c> {
         }
         let was = format!("{:?}", u.state).to_lowercase();
         log::warn!("update.state was {was} but no update is in flight: interrupted");
-        self.write(|u| {
+        self.write(&mut |u| {
             u.state = if u.available {
                 UpdateState::Available
             } else {
