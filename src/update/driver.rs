@@ -5,10 +5,10 @@
 
 use super::download;
 use super::hooks;
-use super::journal::{self, Journal, Kind, Step};
+use super::journal::{self, Journal, Kind};
 use super::machine::{self, Action, End, Event, State, Which};
 use super::manifest::PackageKind;
-use super::report::{Phase, Reporter};
+use super::report::Reporter;
 use super::slots::{self, Layout, Record};
 use super::verify::{self, Package, Zip};
 use crate::context::Ctx;
@@ -265,8 +265,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             }
             Action::MarkTargetBad => self.mark_target_bad(j),
             Action::ReportCommitted => {
-                self.report.committed(j.kind);
-                log::info!("version {} committed in slot {}", j.version, j.target);
+                self.report.committed(j);
             }
             Action::DiscardDownload => {
                 download::discard(&self.paths);
@@ -278,10 +277,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                 self.report.failed(&e);
                 self.error = Some(e);
             }
-            Action::ReportRolledBack => {
-                self.report
-                    .rolled_back(j.reason.as_deref().unwrap_or_default());
-            }
+            Action::ReportRolledBack => self.report.rolled_back(j),
             Action::SettleStatus => self.report.settle_stale(),
             Action::HandOver => log::info!(
                 "version {} brings a new agent: it health-checks and commits after the restart",
@@ -291,23 +287,10 @@ impl<'c, 'f> Driver<'c, 'f> {
         Ok(None)
     }
 
-    /// Saves the journal, and reports the new step in status.json (or the log).
+    /// Saves the journal, and reports the step it names.
     fn persist(&self, j: &Journal) -> Result<()> {
         journal::save(&self.paths, j)?;
-        match j.step {
-            // One status write per state: `switching` follows `staging` (or a
-            // rollback command, which reports `installing` here).
-            Step::Staging => self.report.phase(Phase::Installing),
-            Step::Switching if self.staging.is_none() => self.report.phase(Phase::Installing),
-            Step::Switching => {}
-            Step::Switched => self.report.phase(Phase::HealthCheck),
-            Step::RollingBack => log::error!(
-                "rolling back to slot {}: {}",
-                j.from.as_deref().unwrap_or("(none)"),
-                j.reason.as_deref().unwrap_or("")
-            ),
-            Step::Committed => {}
-        }
+        self.report.step(j, self.staging.is_some());
         Ok(())
     }
 

@@ -1,30 +1,34 @@
 //! The one place an update's phases and outcomes become `status.json`'s `update`
 //! section (plus `version` and `slot`). Nothing else in `update/` writes it.
 //!
-//! The interface, called by the pipeline (`pipeline.rs`), the driver (`driver.rs`)
-//! and recovery (`recover.rs`); an update history or a live progress feed hangs off
-//! these same calls:
+//! The interface: one [`Reporter`] per command or daemon step, called by the
+//! pipeline (`pipeline.rs`: check, download, inspect, and its failures, in
+//! `pipeline::stopped`), the driver (`driver.rs`: the journaled phase) and recovery
+//! (`recover.rs`). An update history or a live progress feed hangs off these same
+//! calls (each receives what it describes):
 //!
-//! | call                              | when                                          | update.state            |
-//! |-----------------------------------|-----------------------------------------------|-------------------------|
-//! | [`Reporter::checked`]             | the backend answered a check                  | available / idle        |
-//! | [`Reporter::check_failed`]        | the check failed                              | (unchanged), lastError  |
-//! | [`Reporter::phase`]               | a [`Phase`] starts (download, verify, install, health check) | its state |
-//! | [`Reporter::progress`]            | bytes downloaded so far (throttled here)      | (unchanged)             |
-//! | [`Reporter::downloaded`]          | the package is whole                          | (unchanged)             |
-//! | [`Reporter::paused`]              | a download paused or was stopped              | available               |
-//! | [`Reporter::deferred`]            | downloaded and verified, the install waits    | available, deferred     |
-//! | [`Reporter::failed`]              | the update stopped on an error                | failed, lastError       |
-//! | [`Reporter::rolled_back`]         | the journaled phase went back to the old slot | rolled-back, lastError  |
-//! | [`Reporter::committed`]           | the journaled phase committed                 | idle                    |
-//! | [`Reporter::settle_stale`]        | start-up found an in-flight state, no journal | available / idle        |
+//! | call                       | when                                               | update.state           |
+//! |----------------------------|----------------------------------------------------|------------------------|
+//! | [`Reporter::checked`]      | the backend answered a check                       | available / idle       |
+//! | [`Reporter::check_failed`] | the check failed                                   | (kept), lastError      |
+//! | [`Reporter::phase`]        | a [`Phase`] starts: downloading, verifying (the package's flags), installing, health check | its state |
+//! | [`Reporter::progress`]     | bytes downloaded so far (status.json: throttled)   | (kept)                 |
+//! | [`Reporter::downloaded`]   | the package is whole                               | (kept)                 |
+//! | [`Reporter::paused`]       | a download paused or was stopped by a signal       | available              |
+//! | [`Reporter::deferred`]     | downloaded and verified, the install waits (why)   | available, deferred    |
+//! | [`Reporter::failed`]       | the update stopped on an error                     | failed, lastError      |
+//! | [`Reporter::step`]         | the journaled phase wrote its journal (the journal)| installing / health-check |
+//! | [`Reporter::rolled_back`]  | the journaled phase went back (the journal)        | rolled-back, lastError |
+//! | [`Reporter::committed`]    | the journaled phase committed (the journal)        | idle                   |
+//! | [`Reporter::settle_stale`] | start-up found an in-flight state and no journal   | available / idle       |
 //!
-//! Each call is one atomic rewrite of status.json (each fsyncs); a failure to write it
-//! is logged, never fatal to the update.
+//! The total of a download is the check's `fileSize` (status.json `update.fileSize`).
+//! Each status.json change is one atomic rewrite (each fsyncs); a failure to write
+//! it is logged, never fatal to the update.
 
 use super::check::CheckReport;
 use super::factory;
-use super::journal::Kind;
+use super::journal::{Journal, Kind, Step};
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::status::{Status, UpdateState, UpdateStatus};
@@ -178,9 +182,28 @@ impl<'c> Reporter<'c> {
         self.error(UpdateState::Failed, e);
     }
 
-    /// The journaled phase went back to the old slot, for `why`.
-    pub(crate) fn rolled_back(&self, why: &str) {
-        self.error(UpdateState::RolledBack, &Error::RolledBack(why.to_string()));
+    /// The journaled phase wrote its journal at `j.step` (`staging`: it stages a
+    /// package, not a `rollback` command).
+    pub(crate) fn step(&self, j: &Journal, staging: bool) {
+        match j.step {
+            // One status write per state: `switching` follows `staging` (or a
+            // rollback command, which reports `installing` here).
+            Step::Staging => self.phase(Phase::Installing),
+            Step::Switching if !staging => self.phase(Phase::Installing),
+            Step::Switching | Step::Committed => {}
+            Step::Switched => self.phase(Phase::HealthCheck),
+            Step::RollingBack => log::error!(
+                "rolling back to slot {}: {}",
+                j.from.as_deref().unwrap_or("(none)"),
+                j.reason.as_deref().unwrap_or("")
+            ),
+        }
+    }
+
+    /// The journaled phase `j` went back to the old slot (for `j.reason`).
+    pub(crate) fn rolled_back(&self, j: &Journal) {
+        let why = j.reason.clone().unwrap_or_default();
+        self.error(UpdateState::RolledBack, &Error::RolledBack(why));
     }
 
     fn error(&self, state: UpdateState, e: &Error) {
@@ -192,8 +215,9 @@ impl<'c> Reporter<'c> {
         });
     }
 
-    /// The journaled phase committed (an update, or a `rollback` command).
-    pub(crate) fn committed(&self, kind: Kind) {
+    /// The journaled phase `j` committed (an update, or a `rollback` command).
+    pub(crate) fn committed(&self, j: &Journal) {
+        let kind = j.kind;
         let mut now = Some(crate::clock::iso8601(self.ctx.now()));
         self.write(&mut |u| {
             u.state = UpdateState::Idle;
@@ -207,6 +231,7 @@ impl<'c> Reporter<'c> {
                 u.security_update = None;
             }
         });
+        log::info!("version {} committed in slot {}", j.version, j.target);
     }
 
     /// Without a journal nothing is in flight (recovery runs under the state lock),
