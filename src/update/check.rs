@@ -8,7 +8,6 @@ use crate::error::{Error, Result};
 use crate::license::normalize;
 use crate::protocol::UpdateCheck;
 use crate::redact;
-use crate::status::Status;
 use crate::transport::{percent_encode, Reply};
 use std::cmp::Ordering;
 
@@ -116,7 +115,6 @@ pub(crate) fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateChe
         // Both forms of the digest, when both are given, must name the same file.
         expected_digest(&c)?;
     }
-    record(ctx, &c, version);
     Ok(c)
 }
 
@@ -203,29 +201,6 @@ pub(crate) fn download_refusal(status: u16, url_path: &str, body: &[u8]) -> Erro
             status,
             message: what,
         },
-    }
-}
-
-/// Keeps the real backend's extra facts in status.json (the rest is the update
-/// module's report).
-fn record(ctx: &Ctx, c: &UpdateCheck, version: &str) {
-    let d = Details::of(c, version);
-    let r = Status::modify(&ctx.cfg.state_dir, ctx.now(), |s| {
-        let u = &mut s.update;
-        u.required_node_version = d.required_node_version.clone();
-        u.breaking = d.breaking.then_some(true);
-        u.security_update = d.security_update.then_some(true);
-        u.message = d.message.clone();
-        u.node_too_old = d.node_too_old.then_some(true);
-    });
-    if let Err(e) = r {
-        log::warn!("status.json: {e}");
-    }
-    if d.node_too_old {
-        log::warn!(
-            "update: {}",
-            d.too_old_text(version, c.latest_version.as_deref())
-        );
     }
 }
 

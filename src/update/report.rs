@@ -89,10 +89,22 @@ impl<'c> Reporter<'c> {
         }
     }
 
-    /// What the backend answered (now).
+    /// What the backend answered (now), with the real backend's extra facts.
     pub(crate) fn checked(&self, r: &CheckReport) {
         let now = crate::clock::iso8601(self.ctx.now());
+        let d = &r.details;
+        if d.node_too_old {
+            log::warn!(
+                "update: {}",
+                d.too_old_text(&r.current_version, r.latest_version.as_deref())
+            );
+        }
         self.write(&mut |u| {
+            u.required_node_version = d.required_node_version.clone();
+            u.breaking = d.breaking.then_some(true);
+            u.security_update = d.security_update.then_some(true);
+            u.message = d.message.clone();
+            u.node_too_old = d.node_too_old.then_some(true);
             u.available = r.available;
             u.latest_version = r.latest_version.clone();
             u.changelog = r.changelog.clone();
