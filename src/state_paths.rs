@@ -96,7 +96,7 @@ impl StatePaths {
         self.in_update("failed-id")
     }
 
-    /// `update/highest-version`: the downgrade guard's record (`update/versions.rs`).
+    /// `update/highest-version`: the downgrade guard's record (`update/downgrade.rs`).
     pub(crate) fn highest_version(&self) -> PathBuf {
         self.in_update("highest-version")
     }

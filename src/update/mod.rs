@@ -10,6 +10,7 @@
 
 pub(crate) mod boot;
 pub mod check;
+pub(crate) mod downgrade;
 pub mod download;
 pub(crate) mod driver;
 pub(crate) mod factory;
@@ -25,7 +26,6 @@ pub(crate) mod trust;
 pub mod verify;
 pub(crate) mod version;
 pub mod version_json;
-pub mod versions;
 pub mod window;
 pub mod zipbound;
 

@@ -12,7 +12,7 @@ use super::machine::Event;
 use super::manifest::{self, PackageKind};
 use super::report::{Phase, Reporter};
 use super::slots::{self, Layout};
-use super::{factory, trust, verify, version_json, versions, window};
+use super::{downgrade, factory, trust, verify, version_json, window};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::UpdateCheck;
@@ -322,7 +322,7 @@ fn download(
     // An announced downgrade is refused before a byte is downloaded (the package
     // would be refused anyway, and the daemon would fetch it again every hour).
     if let Some(v) = &c.latest_version {
-        versions::check(&ctx.cfg, v, false).map_err(Stop::Failed)?;
+        downgrade::check(&ctx.cfg, v, false).map_err(Stop::Failed)?;
     }
     let want = download::Want {
         update_id: c.update_id.clone().unwrap_or_default(),
@@ -403,8 +403,8 @@ fn inspect<'f>(
         version_json::check(info, &facts).map_err(Stop::Rejected)?;
     }
     // The signed manifest names the version announced; never lower than installed.
-    versions::bind(src.latest_version.as_deref(), p.manifest_version.as_deref())
-        .and_then(|_| versions::check(&ctx.cfg, &package_version(&p, src), src.allow_downgrade))
+    downgrade::bind(src.latest_version.as_deref(), p.manifest_version.as_deref())
+        .and_then(|_| downgrade::check(&ctx.cfg, &package_version(&p, src), src.allow_downgrade))
         .map_err(Stop::Rejected)?;
     Ok((zip, p))
 }
