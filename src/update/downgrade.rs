@@ -10,13 +10,11 @@
 //! commit, so a record dropped later (a slot marked bad) does not lose the version.
 
 use super::slots::{Layout, SLOTS};
-use super::version_json::Semver;
+use super::version::Semver;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
-
-/// The file, in `state_dir/update/`.
-pub(crate) const HIGHEST_FILE: &str = "highest-version";
+use crate::state_paths::StatePaths;
 
 fn parse(v: &str) -> Option<Semver> {
     Semver::parse(v.trim())
@@ -26,7 +24,8 @@ fn parse(v: &str) -> Option<Semver> {
 /// factory's); None on a box with no comparable version anywhere.
 pub(crate) fn highest(cfg: &Config) -> Option<String> {
     let layout = Layout::new(&cfg.install.root);
-    let stored = fsutil::read_bounded(&cfg.state_dir.join("update").join(HIGHEST_FILE), 256)
+    let paths = StatePaths::new(&cfg.state_dir);
+    let stored = fsutil::read_bounded(&paths.highest_version(), 256)
         .ok()
         .map(|d| String::from_utf8_lossy(&d).trim().to_string());
     let recorded = SLOTS
@@ -50,9 +49,13 @@ pub(crate) fn store(cfg: &Config) -> Result<Option<String>> {
     let Some(high) = highest(cfg) else {
         return Ok(None);
     };
-    let d = cfg.state_dir.join("update");
-    fsutil::ensure_dir(&d, 0o700)?;
-    fsutil::atomic_write(&d.join(HIGHEST_FILE), format!("{high}\n").as_bytes(), 0o644)?;
+    let paths = StatePaths::new(&cfg.state_dir);
+    fsutil::ensure_dir(&paths.update(), 0o700)?;
+    fsutil::atomic_write(
+        &paths.highest_version(),
+        format!("{high}\n").as_bytes(),
+        0o644,
+    )?;
     Ok(Some(high))
 }
 
