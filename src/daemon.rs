@@ -8,6 +8,7 @@ use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::fsutil::StateLock;
 use crate::license::{self, clock_is_sane};
+use crate::state_paths::StatePaths;
 use crate::status::{LicenseState, Status};
 use crate::update::slots::Layout;
 use crate::{logging, services, signals, telemetry, update};
@@ -54,6 +55,8 @@ pub struct Daemon<'a> {
     license: LicenseState,
     services_running: Option<bool>,
     clock_warned: bool,
+    /// The update session (a paused download) between check steps.
+    updater: update::Updater,
     /// The agent a just-committed update brought, to be exec'd once the loop ends.
     new_agent: Option<PathBuf>,
     /// Steps run so far.
@@ -71,7 +74,10 @@ pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
         eprintln!("error: {e}");
         return e.exit_code();
     }
-    let run_lock = match StateLock::acquire_file(&cfg.state_dir.join("run.lock"), Duration::ZERO) {
+    let run_lock = match StateLock::acquire_file(
+        &StatePaths::new(&cfg.state_dir).run_lock(),
+        Duration::ZERO,
+    ) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!(
@@ -144,6 +150,7 @@ impl<'a> Daemon<'a> {
             license: LicenseState::Unknown,
             services_running: None,
             clock_warned: false,
+            updater: update::Updater::default(),
             new_agent: None,
             counters: Counters::default(),
         })
@@ -598,10 +605,7 @@ impl<'a> Daemon<'a> {
         if self.ctx.cfg.telemetry.enabled {
             due = due.min(self.next_telemetry);
         }
-        self.ctx.yield_at = Some(due.max(now));
-        let r = update::daemon_step(&self.ctx);
-        self.ctx.yield_at = None;
-        match r {
+        match self.updater.step(&self.ctx, due.max(now)) {
             Ok(()) => {}
             // A signal, or the pause above: `next_check` stays due.
             Err(Error::Interrupted) => return,

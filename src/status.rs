@@ -265,7 +265,7 @@ fn scrub_strings(v: &mut serde_json::Value) {
 
 /// Path of status.json in a state directory.
 pub(crate) fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join("status.json")
+    crate::state_paths::StatePaths::new(state_dir).status()
 }
 
 impl Status {
