@@ -324,7 +324,11 @@ impl Bx {
                 None
             };
             self.pace.after_post(INTERVAL, seen, throttled);
-            self.pace.gap(INTERVAL)
+            // As the daemon: the jitter's factor, and a new phase after a 429.
+            let f = 1.0 + 0.1 * (2.0 * self.rand() - 1.0);
+            let d = self.pace.delay(INTERVAL, throttled, f, self.rand());
+            self.next_telemetry = now + d.as_millis() as u64;
+            return;
         } else {
             INTERVAL
         };

@@ -582,7 +582,10 @@ impl<'a> Daemon<'a> {
             _ => None,
         };
         self.pace.after_post(interval, budget, throttled);
-        self.next_telemetry = now + self.jittered(self.pace.gap(interval));
+        let pct = self.ctx.cfg.schedule.jitter_percent as f64 / 100.0;
+        let f = 1.0 + pct * (2.0 * self.ctx.clock.random() - 1.0);
+        let r = self.ctx.clock.random();
+        self.next_telemetry = now + self.pace.delay(interval, throttled, f, r);
     }
 
     fn step_check(&mut self) {

@@ -72,6 +72,23 @@ impl Pace {
     }
 }
 
+impl Pace {
+    /// The delay to the next fresh sample: the gap with the daemon's jitter `f` (a
+    /// factor near 1), or, after a 429, a fresh phase drawn from `r` in [0, 1)
+    /// anywhere in the gap's last three quarters. A 429 means many boxes posted
+    /// together; jitter alone takes hours to spread such a cluster, a new phase
+    /// spreads it at once (and the refused box is heard sooner).
+    pub fn delay(&self, interval: Duration, throttled: bool, f: f64, r: f64) -> Duration {
+        let g = self.gap(interval).as_secs_f64();
+        let d = if throttled {
+            g * (0.25 + 0.75 * r)
+        } else {
+            g * f
+        };
+        Duration::from_secs_f64(d.max(1.0))
+    }
+}
+
 /// Most queued samples sent after a fresh one in a cycle, while the window has room.
 pub const SPARE_FLUSH: usize = 10;
 
@@ -100,6 +117,15 @@ mod tests {
         assert_eq!(p.gap(i), g, "a failed post: unknown, unchanged");
         p.after_post(i, Some((20, 60)), false);
         assert!((p.gap(i).as_secs_f64() - g.as_secs_f64() / DECREASE).abs() < 1.0);
+        let d = |p: &Pace, t, r| p.delay(i, t, 1.0, r).as_secs_f64();
+        let g = p.gap(i).as_secs_f64();
+        assert_eq!(d(&p, false, 0.9), g, "no 429: the gap (times the jitter)");
+        assert_eq!(
+            d(&p, true, 0.0),
+            g / 4.0,
+            "a 429: a new phase, at least a quarter"
+        );
+        assert!((d(&p, true, 0.999) - g).abs() < 1.0, "and at most the gap");
         for _ in 0..40 {
             p.after_post(i, None, true);
         }
