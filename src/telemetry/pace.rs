@@ -9,6 +9,8 @@
 //!   never shorter than `telemetry.interval`; it widens when the window is more
 //!   than half full and narrows back when it has room, so a fleet settles below the
 //!   limit, each box at about the same pace;
+//! - `Pace::delay`: after a 429, the next sample at a new phase in the gap (the
+//!   boxes a 429 caught posted together; a new phase spreads them at once);
 //! - `spare`: queued samples follow a fresh one only while the window is more than
 //!   half free (at most `SPARE_FLUSH` a cycle): a backlog never competes with the
 //!   fleet's fresh samples.
