@@ -437,7 +437,11 @@ fn status_others(s: &Status) {
     }
     if !t.sources.is_empty() {
         // Where each field of the last sample came from (docs/telemetry.md).
-        let shown: Vec<String> = t.sources.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let shown: Vec<String> = t
+            .sources
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or("?")))
+            .collect();
         println!("  sources: {}", shown.join("; "));
     }
     let sec = &s.security;

@@ -186,7 +186,7 @@ pub(crate) struct TelemetryStatus {
     /// Where each field of the last sample came from: `measured`, `file`, `command`,
     /// `probe`, or what was sent instead and why (docs/telemetry.md).
     #[serde(default)]
-    pub(crate) sources: std::collections::BTreeMap<String, String>,
+    pub(crate) sources: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The `services` object: whether the agent let the main services run, and why.

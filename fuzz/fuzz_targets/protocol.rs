@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(s) = std::str::from_utf8(body) {
         let _ = update::check::parse_hex_digest(s);
         let _ = update::verify::check_version(s, "fuzz");
-        let _ = update::version_json::Semver::parse(s);
+        let _ = update::version::Semver::parse(s);
         let _ = update::window::Window::parse(s);
         let _ = update::verify::parse_public_key(s);
     }

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::services;
 use std::io::Read;
 use std::process::Stdio;
-use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// How long the command may run before it is killed (and the sample goes without).
@@ -21,18 +21,31 @@ pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes of stderr kept for the log.
 const MAX_STDERR: u64 = 1024;
 
-/// Reads at most `limit + 1` bytes of `r` on a thread; the result comes on the channel
-/// (a grandchild holding the pipe open must not hold the agent).
-fn bounded_reader(r: Option<impl Read + Send + 'static>, limit: u64) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    if let Some(r) = r {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.take(limit + 1).read_to_end(&mut buf);
-            let _ = tx.send(buf);
-        });
+/// Reads at most `limit + 1` bytes of `r` on a thread.
+fn bounded_reader(
+    r: Option<impl Read + Send + 'static>,
+    limit: u64,
+) -> Option<JoinHandle<Vec<u8>>> {
+    let r = r?;
+    Some(std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.take(limit + 1).read_to_end(&mut buf);
+        buf
+    }))
+}
+
+/// What a reader got, waiting at most `wait` (a grandchild holding the pipe open must
+/// not hold the agent: its reader is left behind, detached).
+fn collect(h: Option<JoinHandle<Vec<u8>>>, wait: Duration) -> Vec<u8> {
+    let Some(h) = h else { return Vec::new() };
+    let deadline = std::time::Instant::now() + wait;
+    while !h.is_finished() {
+        if std::time::Instant::now() >= deadline {
+            return Vec::new();
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
-    rx
+    h.join().unwrap_or_default()
 }
 
 /// Runs `argv` and parses what it prints; the error is (kind, message) as the file's.
@@ -64,9 +77,9 @@ pub(crate) fn run(
     let status = services::wait_child(child, clock, timeout, Duration::ZERO)
         .map_err(|g| ("failed", g.to_string()))?;
     let wait = Duration::from_millis(500);
-    let stdout = out.recv_timeout(wait).unwrap_or_default();
+    let stdout = collect(out, wait);
     if !status.success() {
-        let stderr = err.recv_timeout(wait).unwrap_or_default();
+        let stderr = collect(err, wait);
         let why = String::from_utf8_lossy(&stderr);
         let why = why
             .lines()

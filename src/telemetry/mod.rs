@@ -69,7 +69,7 @@ pub(crate) struct Measured {
     sample: collect::Sample,
     collected_at: f64,
     /// Where each field came from, for status.json (`TelemetryStatus::sources`).
-    sources: std::collections::BTreeMap<String, String>,
+    sources: Map<String, Value>,
 }
 
 /// Times the AI service once (the daemon calls it every `probe::PROBE_EVERY`).
@@ -83,9 +83,9 @@ pub(crate) fn probe_ai(ctx: &Ctx, collector: &mut Collector) {
 pub(crate) fn measure(ctx: &Ctx, collector: &mut Collector) -> Measured {
     let t = &ctx.cfg.telemetry;
     let mut sample = collector.sample(ctx.clock, &ctx.cfg.install.root);
-    let mut sources = std::collections::BTreeMap::new();
+    let mut sources = Map::new();
     let mut put = |k: &str, v: String| {
-        sources.insert(k.to_string(), v);
+        sources.insert(k.to_string(), Value::from(v));
     };
     for (k, v) in [
         ("uptime", sample.uptime.is_some()),
@@ -264,7 +264,7 @@ pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload>
 #[derive(Default)]
 struct Cycle {
     report: SendReport,
-    sources: Option<std::collections::BTreeMap<String, String>>,
+    sources: Option<Map<String, Value>>,
     sent_any: bool,
     lost: u64,
     failure: Option<String>,

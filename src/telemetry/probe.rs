@@ -173,7 +173,14 @@ impl Probes {
                 self.last_error.as_deref().unwrap_or("?")
             ));
         }
-        v.sort_unstable_by(|a, b| a.total_cmp(b));
+        // Insertion sort: at most 64 values, and no sort code of its own in the binary.
+        for i in 1..v.len() {
+            let mut j = i;
+            while j > 0 && v[j - 1] > v[j] {
+                v.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         let n = v.len();
         let m = if n % 2 == 1 {
             v[n / 2]

@@ -24,7 +24,7 @@ pub(crate) mod report;
 pub mod slots;
 pub(crate) mod trust;
 pub mod verify;
-pub(crate) mod version;
+pub mod version;
 pub mod version_json;
 pub mod window;
 pub mod zipbound;

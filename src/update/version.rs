@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 /// A semantic version (semver.org 2.0.0): `MAJOR.MINOR.PATCH[-pre][+build]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Semver {
+pub struct Semver {
     pub(crate) major: u64,
     pub(crate) minor: u64,
     pub(crate) patch: u64,
@@ -16,7 +16,7 @@ pub(crate) struct Semver {
 
 impl Semver {
     /// Parses a strict semantic version; a leading `v` is not accepted.
-    pub(crate) fn parse(s: &str) -> Option<Semver> {
+    pub fn parse(s: &str) -> Option<Semver> {
         let core_pre = s.split_once('+').map_or(s, |(a, build)| {
             if build.is_empty() || !build.split('.').all(ident_ok) {
                 ""
