@@ -14,38 +14,12 @@
 //!    it is spent the daemon keeps the cached state and validates when the oldest one
 //!    leaves the window. A person's `validate` is never refused, but counted.
 
-use crate::license::{clock_is_sane, Cached};
+use crate::license::{clock_is_sane, recent_window as window, Cached, SKEW, WINDOW};
 use crate::status::LicenseState;
 use std::time::Duration;
 
-/// The budget's window.
-pub(crate) const WINDOW: f64 = 86_400.0;
 /// Automatic (daemon) validations allowed in any `WINDOW`.
 pub const DAILY: usize = 4;
-/// Entries kept at most (the file stays small whatever happens).
-const MAX_KEPT: usize = 64;
-/// Tolerance for a wall clock that stepped back a little (NTP).
-const SKEW: f64 = 300.0;
-
-/// The validations of `recent` that still count at `now`: inside the window, not
-/// from the future (a clock set back far would otherwise block validations forever).
-pub(crate) fn window(recent: &[f64], now: f64) -> Vec<f64> {
-    let mut v: Vec<f64> = recent
-        .iter()
-        .copied()
-        .filter(|t| *t > now - WINDOW && *t <= now + SKEW)
-        .collect();
-    let excess = v.len().saturating_sub(MAX_KEPT - 1);
-    v.drain(..excess);
-    v
-}
-
-/// A short fingerprint of the key (SHA-256, 16 hex digits): tells whether a cached
-/// validation was for the key in use, without keeping the key.
-pub(crate) fn key_id(key: &str) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
-    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// Rule 1: the age of a cached validation `run` may start on instead of asking.
 pub(crate) fn reusable_at_start(
@@ -92,6 +66,7 @@ pub(crate) fn wait_for_budget(cache: Option<&Cached>, now: f64) -> Option<Durati
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::id as key_id;
 
     const NOW: f64 = 1_798_761_600.0;
 

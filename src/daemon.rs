@@ -66,19 +66,20 @@ pub struct Daemon<'a> {
 pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
     if let Err(e) = signals::install() {
         let e = Error::io("installing the signal handlers", e);
-        eprintln!("error: {e}");
+        crate::error::print(&e);
         return e.exit_code();
     }
     if let Err(e) = crate::fsutil::ensure_dir(&cfg.state_dir, 0o755) {
-        eprintln!("error: {e}");
+        crate::error::print(&e);
         return e.exit_code();
     }
     let run_lock = match StateLock::acquire_file(&cfg.state_dir.join("run.lock"), Duration::ZERO) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!(
-                "another `cybersensei-agent run` is already running for {} ({e})",
-                cfg.state_dir.display()
+                "another `cybersensei-agent run` is already running for {} ({})",
+                cfg.state_dir.display(),
+                e.chain()
             );
             log::error!("{msg}");
             eprintln!("error: {msg}");
@@ -94,13 +95,13 @@ pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
                 exit::OK
             }
             Err(e) => {
-                log::error!("daemon stopped: {e}");
+                log::error!("daemon stopped: {}", e.chain());
                 e.exit_code()
             }
         },
         Err(e) => {
-            log::error!("cannot start: {e}");
-            eprintln!("error: {e}");
+            log::error!("cannot start: {}", e.chain());
+            crate::error::print(&e);
             e.exit_code()
         }
     };
@@ -185,7 +186,7 @@ impl<'a> Daemon<'a> {
             if let Err(e) = update::recover(&self.ctx) {
                 // A failed recovery is logged and reported, but the loop still runs:
                 // the license and telemetry must keep working so the box stays reachable.
-                log::error!("update recovery: {e}");
+                log::error!("update recovery: {}", e.chain());
             }
             crate::leftovers::sweep(&self.ctx.cfg);
             // Up and recovered: the init script's count of failed starts is reset.
@@ -216,18 +217,14 @@ impl<'a> Daemon<'a> {
     /// of spending one; the next validation falls when that one is an interval old.
     fn reuse_validation(&mut self) -> bool {
         let cfg = &self.ctx.cfg;
-        let Ok(key) = license::read_key(cfg) else {
+        let Ok(key) = crate::key::LicenseKey::read(&cfg.license.key_file) else {
             return false;
         };
         let wall = self.ctx.now();
         let interval = cfg.license.revalidate_interval;
         let cache = license::load_cache(&cfg.state_dir);
-        let Some(age) = crate::budget::reusable_at_start(
-            cache.as_ref(),
-            &crate::budget::key_id(&key),
-            interval,
-            wall,
-        ) else {
+        let Some(age) = crate::budget::reusable_at_start(cache.as_ref(), &key.id(), interval, wall)
+        else {
             return false;
         };
         let Some(out) = license::cached_outcome(cfg, wall) else {
@@ -244,7 +241,7 @@ impl<'a> Daemon<'a> {
             log::warn!("{w}");
         }
         if let Err(e) = license::record(&cfg.state_dir, &out, wall) {
-            log::warn!("status.json: {e}");
+            log::warn!("status.json: {}", e.chain());
         }
         self.license = out.state;
         self.next_validate = self.ctx.clock.monotonic() + interval.saturating_sub(age);
@@ -392,10 +389,16 @@ impl<'a> Daemon<'a> {
                     log::info!("configuration reloaded from {}", self.config_path.display());
                 }
                 Err(e) => {
-                    log::error!("configuration reload refused, keeping the previous one: {e}")
+                    log::error!(
+                        "configuration reload refused, keeping the previous one: {}",
+                        e.chain()
+                    )
                 }
             },
-            Err(e) => log::error!("configuration reload refused, keeping the previous one: {e}"),
+            Err(e) => log::error!(
+                "configuration reload refused, keeping the previous one: {}",
+                e.chain()
+            ),
         }
     }
 
@@ -403,7 +406,7 @@ impl<'a> Daemon<'a> {
         match StateLock::acquire(&self.ctx.cfg.state_dir, STEP_LOCK_WAIT) {
             Ok(l) => Some(l),
             Err(e) => {
-                log::warn!("step postponed: {e}");
+                log::warn!("step postponed: {}", e.chain());
                 None
             }
         }
@@ -434,9 +437,9 @@ impl<'a> Daemon<'a> {
             Err(Error::Interrupted) => return,
             Err(e) => {
                 // Missing key file and the like: the services cannot be licensed.
-                log::error!("license validation impossible: {e}");
+                log::error!("license validation impossible: {}", e.chain());
                 let o = license::Outcome {
-                    message: Some(e.to_string()),
+                    message: Some(e.chain()),
                     ..license::Outcome::default()
                 };
                 let _ = license::record(&self.ctx.cfg.state_dir, &o, wall);
@@ -527,7 +530,7 @@ impl<'a> Daemon<'a> {
                     st.services.reason = Some(reason);
                 });
             }
-            Err(e) => log::error!("services: {e}"),
+            Err(e) => log::error!("services: {}", e.chain()),
         }
     }
 
@@ -551,7 +554,7 @@ impl<'a> Daemon<'a> {
             }
             Ok(r) => log::warn!("telemetry not delivered; {} sample(s) queued", r.queued),
             Err(Error::Interrupted) => return,
-            Err(e) => log::warn!("telemetry: {e}"),
+            Err(e) => log::warn!("telemetry: {}", e.chain()),
         }
         self.next_telemetry = now + self.jittered(interval);
     }
@@ -582,7 +585,7 @@ impl<'a> Daemon<'a> {
             // Not delivered: the next regular cycle tries again.
             Ok(_) => {}
             Err(Error::Interrupted) => {}
-            Err(e) => log::warn!("telemetry: {e}"),
+            Err(e) => log::warn!("telemetry: {}", e.chain()),
         }
     }
 
@@ -613,7 +616,7 @@ impl<'a> Daemon<'a> {
             Ok(()) => {}
             // A signal, or the pause above: `next_check` stays due.
             Err(Error::Interrupted) => return,
-            Err(e) => log::warn!("update: {e}"),
+            Err(e) => log::warn!("update: {}", e.chain()),
         }
         self.next_check = now + self.jittered(interval);
         // A committed update that carries an agent: run it now rather than at the next

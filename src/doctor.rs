@@ -8,6 +8,7 @@
 use crate::clock::{iso8601, Clock};
 use crate::config::Config;
 use crate::error::exit;
+use crate::key::{KeySource, LicenseKey};
 use crate::transport::Transport;
 use crate::update::manifest::{self, FileType};
 use crate::update::slots::Layout;
@@ -65,7 +66,7 @@ pub(crate) fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) 
             Outcome::Skip(t) => ("skip", t),
         };
         // A closed stdout must not stop the checks' exit code from reaching the caller.
-        let _ = writeln!(out, "{word}  {:<7} {text}", c.name);
+        let _ = writeln!(out, "{word}  {:<7} {}", c.name, redact::scrub(text));
         let _ = out.flush();
         if matches!(c.outcome, Outcome::Fail(_)) && first.is_none() {
             first = Some(c);
@@ -81,7 +82,7 @@ pub(crate) fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) 
                 Outcome::Fail(t) => t.as_str(),
                 _ => "",
             };
-            eprintln!("doctor: first failure: {}: {why}", c.name);
+            eprintln!("doctor: first failure: {}: {}", c.name, redact::scrub(why));
             exit_code(c.name)
         }
     }
@@ -112,31 +113,26 @@ pub(crate) fn check_all(
 }
 
 fn key(cfg: &Config) -> Outcome {
-    let k = match license::read_key(cfg) {
+    let k = match LicenseKey::read(&cfg.license.key_file) {
         Ok(k) => k,
-        Err(e) if e.to_string().contains("set-key") => return Outcome::Fail(e.to_string()),
+        Err(e) if e.chain().contains("set-key") => return Outcome::Fail(e.chain()),
         Err(e) => {
             return Outcome::Fail(format!(
-                "{e}; store it with: echo KEY | cybersensei-agent set-key"
+                "{}; store it with: echo KEY | cybersensei-agent set-key",
+                e.chain()
             ))
         }
     };
-    let from_env = std::env::var("CYBERSENSEI_LICENSE_KEY")
-        .map(|v| !v.trim().is_empty())
-        .unwrap_or(false);
-    if from_env {
-        return Outcome::Ok(format!("{} from $CYBERSENSEI_LICENSE_KEY", redact::key(&k)));
+    let KeySource::File(path) = k.source() else {
+        return Outcome::Ok(format!("{} from {}", k.shown(), k.source()));
+    };
+    if let Some(problem) = crate::key::file_exposure(path) {
+        return Outcome::Fail(problem);
     }
-    let path = &cfg.license.key_file;
     match std::fs::metadata(path) {
-        Ok(m) if m.permissions().mode() & 0o004 != 0 => Outcome::Fail(format!(
-            "{} is world-readable (mode {:o}): chmod 600 it",
-            path.display(),
-            m.permissions().mode() & 0o777
-        )),
         Ok(m) => Outcome::Ok(format!(
             "{} in {} (mode {:o})",
-            redact::key(&k),
+            k.shown(),
             path.display(),
             m.permissions().mode() & 0o777
         )),
@@ -394,7 +390,7 @@ fn tls_handshake(
     mut tcp: TcpStream,
     timeout: Duration,
 ) -> Result<String, String> {
-    let config = crate::tls::client_config(&cfg.backend).map_err(|e| e.to_string())?;
+    let config = crate::tls::client_config(&cfg.backend).map_err(|e| e.chain())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host}: not a TLS server name: {e}"))?;
     let mut conn =
@@ -432,7 +428,7 @@ fn http(cfg: &Config, clock: &dyn Clock) -> Outcome {
     b.retry_attempts = 1;
     let t = match Transport::new(&b) {
         Ok(t) => t,
-        Err(e) => return Outcome::Fail(e.to_string()),
+        Err(e) => return Outcome::Fail(e.chain()),
     };
     match t.get(clock, "/health") {
         Ok(r) => {
@@ -460,7 +456,7 @@ fn http(cfg: &Config, clock: &dyn Clock) -> Outcome {
                 )),
             }
         }
-        Err(e) => Outcome::Fail(e.to_string()),
+        Err(e) => Outcome::Fail(e.chain()),
     }
 }
 
@@ -552,7 +548,7 @@ fn slots(cfg: &Config) -> Outcome {
     };
     let files = match verify::parse_manifest(&data) {
         Ok(m) => m.files.unwrap_or_default(),
-        Err(e) => return Outcome::Fail(format!("slot {slot}: {e}")),
+        Err(e) => return Outcome::Fail(format!("slot {slot}: {}", e.chain())),
     };
     for (rel, item) in &files {
         if let Err(e) = matches_manifest(&dir, rel, item) {

@@ -3,6 +3,8 @@
 //! Shaped like ureq's: one enum, `#[non_exhaustive]`, variants that keep their cause
 //! (`std::error::Error::source`) instead of flattening it into text, and the kinds
 //! that callers act on kept apart (unreachable vs. not the protocol vs. throttled).
+//! `Display` is the error's own words; the cause is only in `source()`, and
+//! [`chain`] writes both, once, for a person or a log.
 
 use std::fmt;
 use std::time::Duration;
@@ -21,11 +23,14 @@ pub mod exit {
     pub(crate) const NO_SPACE: u8 = 22;
 }
 
-/// A cause kept behind an error (a parse error, a library error).
-pub(crate) type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// A cause handed to an error (a parse error, a library error).
+pub(crate) type BoxedCause = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// A cause kept behind an error; shared, so that an error can be cloned (a license
+/// outcome keeps the transport's error it was decided on).
+pub(crate) type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong, grouped by what the caller does about it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// Bad command line or configuration; the message names the field or argument.
@@ -35,7 +40,7 @@ pub enum Error {
         /// What was asked, what went wrong, how many attempts.
         message: String,
         /// The HTTP client's error of the last attempt, when there was one.
-        source: Option<Source>,
+        source: Option<Cause>,
     },
     /// The backend answered, but not in the protocol: a body the agent cannot read,
     /// a missing field, a header that contradicts the body. Not a network problem.
@@ -43,7 +48,7 @@ pub enum Error {
         /// What was asked and what was wrong with the answer.
         message: String,
         /// The parse error, when there is one.
-        source: Option<Source>,
+        source: Option<Cause>,
     },
     /// The backend asked us to wait (429, `Retry-After`); nothing more is sent to it
     /// before `retry_after` has passed.
@@ -68,7 +73,7 @@ pub enum Error {
         /// What was being written, and how much was missing when known.
         message: String,
         /// The kernel's error, when the disk actually filled up.
-        source: Option<std::io::Error>,
+        source: Option<std::sync::Arc<std::io::Error>>,
     },
     /// The update failed after the switch and was rolled back.
     RolledBack(String),
@@ -79,13 +84,18 @@ pub enum Error {
         /// What was being done and to which path.
         context: String,
         /// The operating system's error.
-        source: std::io::Error,
+        source: std::sync::Arc<std::io::Error>,
     },
     /// Anything else.
     Other(String),
 }
 
 impl Error {
+    /// This error and its causes, each once ([`chain`]): for logs and status.json.
+    pub(crate) fn chain(&self) -> String {
+        chain(self)
+    }
+
     /// The process exit code the README assigns to this error.
     ///
     /// An answer that is not the protocol and a backend that asks us to wait both
@@ -115,18 +125,26 @@ impl Error {
         if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
             Error::NoSpace {
                 message: context.to_string(),
-                source: Some(e),
+                source: Some(std::sync::Arc::new(e)),
             }
         } else {
             Error::Io {
                 context: context.to_string(),
-                source: e,
+                source: std::sync::Arc::new(e),
             }
         }
     }
 
+    /// The backend could not be reached, with the HTTP client's error behind it.
+    pub(crate) fn unreachable_by(message: impl Into<String>, source: Option<BoxedCause>) -> Error {
+        Error::Unreachable {
+            message: message.into(),
+            source: source.map(Cause::from),
+        }
+    }
+
     /// The backend could not be reached; no cause kept beyond the words.
-    pub(crate) fn unreachable(message: impl Into<String>) -> Error {
+    pub fn unreachable(message: impl Into<String>) -> Error {
         Error::Unreachable {
             message: message.into(),
             source: None,
@@ -142,10 +160,13 @@ impl Error {
     }
 
     /// An answer that is not the protocol, with the parse error behind it.
-    pub(crate) fn protocol(message: impl Into<String>, source: impl Into<Option<Source>>) -> Error {
+    pub(crate) fn protocol(
+        message: impl Into<String>,
+        source: impl Into<Option<BoxedCause>>,
+    ) -> Error {
         Error::Protocol {
             message: message.into(),
-            source: source.into(),
+            source: source.into().map(Cause::from),
         }
     }
 }
@@ -155,13 +176,10 @@ impl fmt::Display for Error {
         match self {
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Unreachable { message, .. } => write!(f, "backend unreachable: {message}"),
-            Error::Protocol { message, source } => {
-                write!(f, "backend answer not understood: {message}")?;
-                if let Some(s) = source {
-                    write!(f, " ({s})")?;
-                }
-                write!(f, "; is backend.url the CyberSensei backend?")
-            }
+            Error::Protocol { message, .. } => write!(
+                f,
+                "backend answer not understood: {message}; is backend.url the CyberSensei backend?"
+            ),
             Error::Throttled { what, retry_after } => write!(
                 f,
                 "backend rate limit: {what} answered 429 Too Many Requests; it asks to wait {} before any new request",
@@ -172,16 +190,10 @@ impl fmt::Display for Error {
             Error::LicenseExpired(m) => write!(f, "license expired: {m}"),
             Error::TenantInactive(m) => write!(f, "tenant inactive: {m}"),
             Error::PackageRejected(m) => write!(f, "update package rejected: {m}"),
-            Error::NoSpace { message, source } => {
-                write!(f, "not enough disk space: {message}")?;
-                if let Some(s) = source {
-                    write!(f, ": {s}")?;
-                }
-                Ok(())
-            }
+            Error::NoSpace { message, .. } => write!(f, "not enough disk space: {message}"),
             Error::RolledBack(m) => write!(f, "update rolled back: {m}"),
             Error::Interrupted => write!(f, "interrupted by a signal"),
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Io { context, .. } => write!(f, "{context}"),
             Error::Other(m) => write!(f, "{m}"),
         }
     }
@@ -198,11 +210,34 @@ impl std::error::Error for Error {
             } => Some(s.as_ref()),
             Error::NoSpace {
                 source: Some(s), ..
-            } => Some(s),
-            Error::Io { source, .. } => Some(source),
+            } => Some(s.as_ref()),
+            Error::Io { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
+}
+
+/// An error and its causes, each once: `what failed: why: why that`. How the CLI
+/// prints an error, and how logs and status.json word one. A cause whose words are
+/// already there (a transport message naming the network error) is not repeated.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let words = c.to_string();
+        if !words.is_empty() && !out.contains(&words) {
+            out.push_str(": ");
+            out.push_str(&words);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// Prints an error for the person at the terminal: `error: ` and its [`chain`],
+/// scrubbed of secrets.
+pub(crate) fn print(e: &Error) {
+    eprintln!("error: {}", crate::redact::scrub(&chain(e)));
 }
 
 /// "45 s", "12 min", "3 h 5 min": how long, for a person.
@@ -232,16 +267,29 @@ mod tests {
         assert!(e.source().is_some());
         let e = Error::io("writing x", std::io::Error::from_raw_os_error(libc::EACCES));
         assert_eq!(e.exit_code(), exit::FAILURE);
-        assert!(e.to_string().starts_with("writing x: "));
+        assert_eq!(e.to_string(), "writing x");
+        assert_eq!(
+            chain(&e),
+            format!(
+                "writing x: {}",
+                std::io::Error::from_raw_os_error(libc::EACCES)
+            )
+        );
     }
 
     #[test]
     fn protocol_is_not_unreachable() {
         let parse = serde_json::from_str::<u64>("\"x\"").unwrap_err();
-        let e = Error::protocol("GET /update/check", Some(Box::new(parse) as Source));
+        let words = parse.to_string();
+        let e = Error::protocol("GET /update/check", Some(Box::new(parse) as BoxedCause));
         assert!(e.to_string().starts_with("backend answer not understood"));
         assert!(!e.to_string().contains("unreachable"));
         assert!(e.source().is_some());
+        assert!(
+            !e.to_string().contains(&words),
+            "the cause is in source() only"
+        );
+        assert_eq!(chain(&e).matches(&words).count(), 1, "{}", chain(&e));
         assert_eq!(e.exit_code(), exit::UNREACHABLE);
     }
 

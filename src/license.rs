@@ -1,18 +1,17 @@
 //! License validation (docs/protocol.md §1): the backend's decision, the cached last good
 //! validation, and the offline grace rules.
 
-use crate::budget::{self, key_id};
 use crate::clock;
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::key::LicenseKey;
 use crate::protocol::LicenseResponse;
 use crate::status::{LicenseState, Status};
-use crate::transport::{percent_encode, Reply};
+use crate::transport::Reply;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Earliest wall time we ever believe (2026-01-01T00:00:00Z). A box without an RTC
 /// boots in 1970; before NTP sets it, expiry arithmetic means nothing.
@@ -32,6 +31,27 @@ pub(crate) fn clock_floor() -> f64 {
 /// True when the wall clock can be trusted for expiry arithmetic.
 pub(crate) fn clock_is_sane(now: f64) -> bool {
     now >= clock_floor()
+}
+
+/// The window of the validation budget (`budget`): validations older than this no
+/// longer count.
+pub(crate) const WINDOW: f64 = 86_400.0;
+/// Validation times kept at most (the file stays small whatever happens).
+const MAX_KEPT: usize = 64;
+/// Tolerance for a wall clock that stepped back a little (NTP).
+pub(crate) const SKEW: f64 = 300.0;
+
+/// The validations of `recent` that still count at `now`: inside the window, not
+/// from the future (a clock set back far would otherwise block validations forever).
+pub(crate) fn recent_window(recent: &[f64], now: f64) -> Vec<f64> {
+    let mut v: Vec<f64> = recent
+        .iter()
+        .copied()
+        .filter(|t| *t > now - WINDOW && *t <= now + SKEW)
+        .collect();
+    let excess = v.len().saturating_sub(MAX_KEPT - 1);
+    v.drain(..excess);
+    v
 }
 
 /// The last validation, kept in `state_dir/license.json` (mode 0600).
@@ -58,52 +78,8 @@ pub(crate) struct Cached {
     pub(crate) recent: Vec<f64>,
 }
 
-/// Why the backend gave no decision.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Fault {
-    /// Network, TLS, 5xx after the retries: the transport's words.
-    Unreachable(String),
-    /// An answer that is not the license protocol (portal, wrong URL, bad JSON).
-    NotProtocol(String),
-    /// 429: the backend asked us to wait.
-    Throttled { what: String, retry_after: Duration },
-}
-
-impl Fault {
-    /// The error a one-shot command exits with (14 for all three; words differ).
-    pub(crate) fn to_error(&self) -> Error {
-        match self {
-            Fault::Unreachable(m) => Error::unreachable(m.clone()),
-            Fault::NotProtocol(m) => Error::protocol(m.clone(), None),
-            Fault::Throttled { what, retry_after } => Error::Throttled {
-                what: what.clone(),
-                retry_after: *retry_after,
-            },
-        }
-    }
-
-    /// The fault behind a transport error.
-    pub(crate) fn of(e: Error) -> Fault {
-        match e {
-            Error::Unreachable { message, .. } => Fault::Unreachable(message),
-            Error::Throttled { what, retry_after } => Fault::Throttled { what, retry_after },
-            Error::Protocol { message, source } => Fault::NotProtocol(match source {
-                Some(s) => format!("{message} ({s})"),
-                None => message,
-            }),
-            other => Fault::Unreachable(other.to_string()),
-        }
-    }
-}
-
-impl std::fmt::Display for Fault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.to_error())
-    }
-}
-
 /// What one validation concluded.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Outcome {
     pub state: LicenseState,
     pub(crate) tenant_id: Option<String>,
@@ -115,8 +91,9 @@ pub struct Outcome {
     pub(crate) max_usage_count: Option<u64>,
     /// Warnings for the operator (expiry near, usage near its maximum, clock not set).
     pub warnings: Vec<String>,
-    /// Why there was no decision, when there was none.
-    pub(crate) fault: Option<Fault>,
+    /// Why there was no decision, when there was none: the transport's error,
+    /// its cause kept.
+    pub(crate) fault: Option<Error>,
 }
 
 impl Outcome {
@@ -136,6 +113,12 @@ impl Outcome {
         }
     }
 
+    /// The exit code of a one-shot command that printed this outcome.
+    pub(crate) fn exit_code(&self) -> u8 {
+        self.to_error()
+            .map_or(crate::error::exit::OK, |e| e.exit_code())
+    }
+
     /// The error (and so exit code) a one-shot command reports for this outcome.
     pub fn to_error(&self) -> Option<Error> {
         let m = self.message.clone().unwrap_or_default();
@@ -145,7 +128,7 @@ impl Outcome {
             LicenseState::Inactive => Some(Error::TenantInactive(m)),
             LicenseState::Invalid => Some(Error::LicenseRefused(m)),
             LicenseState::Unknown => Some(match &self.fault {
-                Some(f) => f.to_error(),
+                Some(f) => f.clone(),
                 None => Error::unreachable(m),
             }),
         }
@@ -153,37 +136,22 @@ impl Outcome {
 }
 
 /// The backend's answer, classified.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Decision {
     Valid(LicenseResponse),
     Expired(String),
     Inactive(String),
     Invalid(String),
-    /// Not a license decision: network failure, 5xx.
-    Unreachable(String),
-    /// Not a license decision: an answer that is not the protocol (captive portal,
-    /// wrong `backend.url`, a redirect, an error without a backend body).
-    NotProtocol(String),
-    /// Not a license decision: the backend asked us to wait (429).
-    Throttled {
-        what: String,
-        retry_after: Duration,
-    },
+    /// Not a license decision: the backend could not be used. The error says why:
+    /// `Unreachable` (network, 5xx), `Protocol` (a captive portal, a wrong
+    /// `backend.url`, a redirect, an error without a backend body) or `Throttled`
+    /// (429).
+    NoDecision(Error),
 }
 
-impl Decision {
-    /// The fault of a non-decision.
-    fn fault(&self) -> Option<Fault> {
-        match self {
-            Decision::Unreachable(m) => Some(Fault::Unreachable(m.clone())),
-            Decision::NotProtocol(m) => Some(Fault::NotProtocol(m.clone())),
-            Decision::Throttled { what, retry_after } => Some(Fault::Throttled {
-                what: what.clone(),
-                retry_after: *retry_after,
-            }),
-            _ => None,
-        }
-    }
+/// An answer that is not the license protocol.
+fn not_protocol(message: String) -> Decision {
+    Decision::NoDecision(Error::protocol(message, None))
 }
 
 /// Lowercases and strips French accents, so `Licence EXPIRÉE` matches `licence expiree`.
@@ -220,22 +188,20 @@ pub fn classify(reply: &Reply) -> Decision {
         200 => match serde_json::from_slice::<LicenseResponse>(&reply.body) {
             Ok(r) if r.valid => match &r.tenant_id {
                 Some(t) if t.len() > MAX_TENANT_ID || t.chars().any(|c| c.is_control()) => {
-                    Decision::NotProtocol("the license answer has an unusable tenantId".into())
+                    not_protocol("the license answer has an unusable tenantId".into())
                 }
                 Some(t) if !t.trim().is_empty() => Decision::Valid(bounded(r)),
-                _ => Decision::NotProtocol(
-                    "the license answer says valid but has no tenantId".into(),
-                ),
+                _ => not_protocol("the license answer says valid but has no tenantId".into()),
             },
             Ok(_) => Decision::Invalid("the backend answered valid: false".into()),
-            Err(_) => Decision::NotProtocol(format!(
+            Err(_) => not_protocol(format!(
                 "GET /api/license/validate answered 200 with something that is not the license JSON ({}): a captive portal or a wrong backend.url?",
                 reply.content_type.as_deref().unwrap_or("no content type")
             )),
         },
         400 | 404 => {
             let Some(msg) = reply.error_message() else {
-                return Decision::NotProtocol(format!(
+                return not_protocol(format!(
                     "GET /api/license/validate answered {} without a backend error body (a wrong backend.url, or a proxy answered?)",
                     reply.status
                 ));
@@ -244,7 +210,7 @@ pub fn classify(reply: &Reply) -> Decision {
             if n.starts_with("cannot get") {
                 // NestJS's own 404 for a route it does not have: the URL is wrong.
                 // (Its text repeats the URL, key included: not kept.)
-                return Decision::NotProtocol(
+                return not_protocol(
                     "the server has no /api/license/validate route (404 Cannot GET): is backend.url the CyberSensei backend?".into(),
                 );
             }
@@ -261,71 +227,23 @@ pub fn classify(reply: &Reply) -> Decision {
             } else if reply.status == 400 && !n.contains("licence") && !n.contains("license") && !n.contains("cle") {
                 // A ValidationPipe refusal of the request (`key must be a string`):
                 // ours is malformed, which says nothing about the license.
-                Decision::NotProtocol(format!(
-                    "GET /api/license/validate answered 400: {msg}"
-                ))
+                not_protocol(format!("GET /api/license/validate answered 400: {msg}"))
             } else {
                 Decision::Invalid(msg)
             }
         }
-        s if (300..400).contains(&s) => Decision::NotProtocol(format!(
+        s if (300..400).contains(&s) => not_protocol(format!(
             "GET /api/license/validate answered a redirect (HTTP {s}), not followed: a captive portal or a wrong backend.url?"
         )),
         s => {
             let detail = reply.error_message().unwrap_or_default();
-            Decision::Unreachable(
+            Decision::NoDecision(Error::unreachable(
                 format!("GET /api/license/validate: unexpected HTTP {s} {detail}")
                     .trim()
                     .to_string(),
-            )
+            ))
         }
     }
-}
-
-/// Reads the license key: `$CYBERSENSEI_LICENSE_KEY`, else `license.key_file`, trimmed.
-pub(crate) fn read_key(cfg: &Config) -> Result<String> {
-    if let Ok(k) = std::env::var("CYBERSENSEI_LICENSE_KEY") {
-        let k = k.trim();
-        if !k.is_empty() {
-            crate::redact::add_secret(k);
-            return Ok(k.to_string());
-        }
-    }
-    let path = &cfg.license.key_file;
-    let data = fsutil::read_bounded(path, 4096).map_err(|e| {
-        Error::Config(format!(
-            "license.key_file: cannot read {}: {e} (set the key with `cybersensei-agent set-key`)",
-            path.display()
-        ))
-    })?;
-    let key = String::from_utf8(data)
-        .map_err(|_| Error::Config(format!("license.key_file: {} is not text", path.display())))?;
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(Error::Config(format!(
-            "license.key_file: {} is empty",
-            path.display()
-        )));
-    }
-    crate::redact::add_secret(key);
-    Ok(key.to_string())
-}
-
-/// Writes a key to `license.key_file` atomically with mode 0600 (creating its directory).
-pub(crate) fn store_key(path: &Path, key: &str) -> Result<()> {
-    let key = key.trim();
-    if key.is_empty() {
-        return Err(Error::Config(
-            "set-key: the key read from stdin is empty".into(),
-        ));
-    }
-    if key.len() > 1024 || key.chars().any(|c| c.is_control()) {
-        return Err(Error::Config(
-            "set-key: the key must be one line of at most 1024 characters".into(),
-        ));
-    }
-    fsutil::ensure_dir(&fsutil::parent_of(path), 0o700)?;
-    fsutil::atomic_write(path, format!("{key}\n").as_bytes(), 0o600)
 }
 
 fn cache_path(state_dir: &Path) -> PathBuf {
@@ -363,9 +281,9 @@ pub(crate) fn offline_state(
     cache: Option<&Cached>,
     cfg: &Config,
     now: f64,
-    fault: &Fault,
+    fault: &Error,
 ) -> Outcome {
-    let why = fault.to_string();
+    let why = crate::error::chain(fault);
     let Some(c) = cache else {
         return Outcome {
             state: LicenseState::Unknown,
@@ -465,7 +383,6 @@ pub(crate) fn decide_for(
 ) -> Result<Outcome> {
     let state_dir = &cfg.state_dir;
     let previous = load_cache(state_dir);
-    let fault = decision.fault();
     let refuse = |state: LicenseState, msg: String| -> Result<Outcome> {
         if let Some(mut c) = previous.clone() {
             c.last_decision = state;
@@ -485,7 +402,7 @@ pub(crate) fn decide_for(
         Decision::Valid(r) => {
             let mut recent = previous
                 .as_ref()
-                .map(|c| budget::window(&c.recent, now))
+                .map(|c| recent_window(&c.recent, now))
                 .unwrap_or_default();
             recent.push(now);
             let cache = Cached {
@@ -521,44 +438,41 @@ pub(crate) fn decide_for(
             LicenseState::Invalid,
             format!("{m}: check the license key, then contact CyberSensei support"),
         )?,
-        Decision::Unreachable(_) | Decision::NotProtocol(_) | Decision::Throttled { .. } => {
-            let fault = fault.unwrap_or_else(|| Fault::Unreachable(String::new()));
-            offline_state(previous.as_ref(), cfg, now, &fault)
-        }
+        Decision::NoDecision(fault) => offline_state(previous.as_ref(), cfg, now, &fault),
     };
     warnings_for(&mut out, cfg);
     Ok(out)
 }
 
-/// Validates once against the backend, updates the cache and status.json.
+/// Validates the key in use once against the backend, updates the cache and
+/// status.json.
 pub fn validate(ctx: &Ctx) -> Result<Outcome> {
-    let key = read_key(&ctx.cfg)?;
-    ctx.transport.add_secret(&key);
-    let path = format!("/api/license/validate?key={}", percent_encode(&key));
+    validate_key(ctx, &LicenseKey::read(&ctx.cfg.license.key_file)?)
+}
+
+/// Validates `key` once against the backend, updates the cache and status.json.
+pub(crate) fn validate_key(ctx: &Ctx, key: &LicenseKey) -> Result<Outcome> {
+    let path = format!("/api/license/validate?key={}", key.query_value());
     let before = ctx.now();
     // In 1970 (no RTC, NTP not there yet) every certificate is "not yet valid": asking
     // would only burn retries and look like a backend failure. Plain http (a LAN
     // backend) can still answer, so it is asked.
     let clock_unset = !clock_is_sane(before) && !ctx.cfg.backend.url.starts_with("http://");
     let decision = if clock_unset {
-        Decision::Unreachable(format!(
+        Decision::NoDecision(Error::unreachable(format!(
             "system clock not set (reads {}, before {}): certificates cannot be checked until NTP sets it",
             clock::iso8601(before),
             clock::iso8601(clock_floor())
-        ))
+        )))
     } else {
         match ctx.transport.get(ctx.clock, &path) {
             Ok(reply) => classify(&reply),
             Err(Error::Interrupted) => return Err(Error::Interrupted),
-            Err(e) => match Fault::of(e) {
-                Fault::Unreachable(m) => Decision::Unreachable(m),
-                Fault::NotProtocol(m) => Decision::NotProtocol(m),
-                Fault::Throttled { what, retry_after } => Decision::Throttled { what, retry_after },
-            },
+            Err(e) => Decision::NoDecision(e),
         }
     };
     let now = ctx.now();
-    let out = decide_for(decision, &ctx.cfg, now, Some(&key_id(&key)))?;
+    let out = decide_for(decision, &ctx.cfg, now, Some(&key.id()))?;
     for w in &out.warnings {
         log::warn!("{w}");
     }

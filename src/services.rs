@@ -99,11 +99,12 @@ pub(crate) fn health_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) ->
                 let elapsed = clock.monotonic().saturating_sub(start);
                 if elapsed + HEALTH_RETRY >= timeout {
                     return Err(Error::Other(format!(
-                        "health check failed for {}s ({round} rounds): {e}",
-                        timeout.as_secs()
+                        "health check failed for {}s ({round} rounds): {}",
+                        timeout.as_secs(),
+                        e.chain()
                     )));
                 }
-                log::info!("health check round {round} failed: {e}; retrying");
+                log::info!("health check round {round} failed: {}; retrying", e.chain());
                 clock.sleep(HEALTH_RETRY);
                 if crate::signals::stop_requested() {
                     return Err(Error::Interrupted);

@@ -269,8 +269,15 @@ impl Status {
     /// (logged), since status is a report and must never stop the agent.
     pub(crate) fn load(state_dir: &Path) -> Status {
         let p = path(state_dir);
+        // Scrubbed on the way in too: a file written before the key was known to
+        // this process, or by an older agent, is shown by `status`.
+        let parsed = |data: &[u8]| {
+            let mut v: serde_json::Value = serde_json::from_slice(data)?;
+            scrub_strings(&mut v);
+            serde_json::from_value(v)
+        };
         match fsutil::read_bounded(&p, 4 << 20) {
-            Ok(data) => match serde_json::from_slice(&data) {
+            Ok(data) => match parsed(&data) {
                 Ok(s) => s,
                 Err(e) => {
                     log::warn!(

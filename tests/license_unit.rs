@@ -1,6 +1,7 @@
 //! License decisions and offline grace, driven by fixed replies and an injected time.
 
 use cybersensei_agent::config::Config;
+use cybersensei_agent::error::Error;
 use cybersensei_agent::license::{classify, decide, normalize, Decision};
 use cybersensei_agent::status::LicenseState;
 use cybersensei_agent::transport::Reply;
@@ -68,26 +69,29 @@ fn impostors_are_not_decisions() {
         content_type: Some("text/html".into()),
         body: b"<html><body>Welcome to the hotel wifi</body></html>".to_vec(),
     };
-    assert!(matches!(classify(&html), Decision::NotProtocol(_)));
+    assert!(matches!(
+        classify(&html),
+        Decision::NoDecision(Error::Protocol { .. })
+    ));
     assert!(matches!(
         classify(&reply(200, r#"{"hello": 1}"#)),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(200, r#"{"valid": "yes"}"#)),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(404, "<h1>Not Found</h1>")),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(302, "")),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(401, "{}")),
-        Decision::Unreachable(_)
+        Decision::NoDecision(Error::Unreachable { .. })
     ));
 }
 
@@ -110,7 +114,9 @@ fn grace_then_expiry_while_offline() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    let off = |c: &Config, t: f64| decide(Decision::Unreachable("down".into()), c, t).unwrap();
+    let off = |c: &Config, t: f64| {
+        decide(Decision::NoDecision(Error::unreachable("down")), c, t).unwrap()
+    };
     assert_eq!(off(&c, NOW + 3600.0).state, LicenseState::Grace);
     assert_eq!(
         off(&c, NOW + 3.0 * 86400.0 - 1.0).state,
@@ -132,7 +138,12 @@ fn grace_then_expiry_while_offline() {
 #[test]
 fn never_validated_and_offline_is_unknown() {
     let dir = tempfile::tempdir().unwrap();
-    let o = decide(Decision::Unreachable("x".into()), &cfg(dir.path()), NOW).unwrap();
+    let o = decide(
+        Decision::NoDecision(Error::unreachable("x")),
+        &cfg(dir.path()),
+        NOW,
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Unknown);
     assert_eq!(o.to_error().unwrap().exit_code(), 14);
 }
@@ -148,7 +159,12 @@ fn refusal_is_not_undone_by_going_offline() {
     let o = decide(Decision::Inactive("Tenant inactif".into()), &c, NOW + 10.0).unwrap();
     assert_eq!(o.state, LicenseState::Inactive);
     assert_eq!(o.to_error().unwrap().exit_code(), 12);
-    let o = decide(Decision::Unreachable("down".into()), &c, NOW + 20.0).unwrap();
+    let o = decide(
+        Decision::NoDecision(Error::unreachable("down")),
+        &c,
+        NOW + 20.0,
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Inactive);
 }
 
@@ -184,7 +200,12 @@ fn unset_clock_never_expires_nor_counts_days() {
     };
     decide(Decision::Valid(r), &c, NOW).unwrap();
     // Reboot without RTC: 1970.
-    let o = decide(Decision::Unreachable("tls: not yet valid".into()), &c, 60.0).unwrap();
+    let o = decide(
+        Decision::NoDecision(Error::unreachable("tls: not yet valid")),
+        &c,
+        60.0,
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Grace);
     assert!(o.message.unwrap().contains("clock not set"));
     assert_eq!(o.days_left, None);

@@ -159,7 +159,7 @@ fn recorded(
     let mut q = match Queue::open(&ctx.cfg.state_dir, ctx.cfg.telemetry.queue_max) {
         Ok(q) => q,
         Err(e) => {
-            c.failure = Some(e.to_string());
+            c.failure = Some(e.chain());
             record(ctx, None, &c);
             return Err(e);
         }
@@ -168,7 +168,7 @@ fn recorded(
     let queued = q.len().ok();
     c.report.queued = queued.unwrap_or(0);
     if let Err(e) = &result {
-        c.failure = Some(e.to_string());
+        c.failure = Some(e.chain());
     }
     record(ctx, queued, &c);
     result.map(|()| c.report)
@@ -188,7 +188,7 @@ pub(crate) fn send_cycle(
             ctx,
             None,
             &Cycle {
-                failure: Some(e.to_string()),
+                failure: Some(e.chain()),
                 ..Default::default()
             },
         );
@@ -316,7 +316,7 @@ fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
         t.dropped = t.dropped.saturating_add(c.lost);
     });
     if let Err(e) = r {
-        log::warn!("telemetry: cannot update status.json: {e}");
+        log::warn!("telemetry: cannot update status.json: {}", e.chain());
     }
 }
 

@@ -96,7 +96,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<UpdateCheck> {
     serde_json::from_slice(body).map_err(|e| {
         Error::protocol(
             "GET /update/check: the answer is not the update-check JSON",
-            Some(Box::new(e) as crate::error::Source),
+            Some(Box::new(e) as crate::error::BoxedCause),
         )
     })
 }
@@ -190,7 +190,7 @@ fn record(ctx: &Ctx, c: &UpdateCheck, version: &str) {
         u.node_too_old = d.node_too_old.then_some(true);
     });
     if let Err(e) = r {
-        log::warn!("status.json: {e}");
+        log::warn!("status.json: {}", e.chain());
     }
     if d.node_too_old {
         log::warn!(
@@ -355,7 +355,7 @@ mod tests {
         let e = parse(br#"{"currentVersion":"1.0.0"}"#).unwrap_err();
         assert!(matches!(e, Error::Protocol { .. }), "{e}");
         let e = parse(br#"{"available":true,"updateAvailable":false}"#).unwrap_err();
-        assert!(e.to_string().contains("disagree"), "{e}");
+        assert!(e.chain().contains("disagree"), "{e}");
         assert!(parse(br#"{"available":true,"fileSize":"-3"}"#).is_err());
     }
 

@@ -165,12 +165,12 @@ impl<'c, 'f> Driver<'c, 'f> {
             }
             Action::ClearTarget => {
                 if let Err(e) = self.layout.clear(&self.j.target) {
-                    log::warn!("clearing slot {}: {e}", self.j.target);
+                    log::warn!("clearing slot {}: {}", self.j.target, e.chain());
                 }
             }
             Action::StopServices(w) => {
                 if let Err(e) = services::stop_in(s, self.slot(w).as_deref(), ctx.clock) {
-                    log::warn!("stopping services: {e}; going on");
+                    log::warn!("stopping services: {}; going on", e.chain());
                 }
             }
             Action::PointCurrent(Which::Target) => return Ok(Some(self.switch_to_target())),
@@ -187,7 +187,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             Action::StartServices(Which::From) => {
                 if let Some(from) = self.slot(Which::From) {
                     if let Err(e) = services::start_in(s, Some(&from), ctx.clock) {
-                        log::error!("restarting the services of the old slot: {e}");
+                        log::error!("restarting the services of the old slot: {}", e.chain());
                     }
                 }
             }
@@ -259,7 +259,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                         .as_ref()
                         .is_some_and(|st| st.pkg.has_path(AGENT_IN_SLOT)),
             },
-            Err(e) => Event::SwitchFailed(e.to_string()),
+            Err(e) => Event::SwitchFailed(e.chain()),
         }
     }
 
@@ -280,7 +280,7 @@ impl<'c, 'f> Driver<'c, 'f> {
 
     /// The new version did not come up: why, for the rollback.
     fn unhealthy(&self, e: &Error) -> Event {
-        Event::Unhealthy(format!("version {}: {e}", self.j.version))
+        Event::Unhealthy(format!("version {}: {}", self.j.version, e.chain()))
     }
 
     /// Marks the target slot bad, and remembers the update so that the daemon does
@@ -292,7 +292,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             self.j.reason.as_deref().unwrap_or("not healthy")
         );
         if let Err(e) = self.layout.mark_bad(&self.j.target, &why) {
-            log::warn!("marking slot {} bad: {e}", self.j.target);
+            log::warn!("marking slot {} bad: {}", self.j.target, e.chain());
         }
         if let Some(id) = &self.j.update_id {
             let _ = crate::fsutil::atomic_write(&self.dir.join("failed-id"), id.as_bytes(), 0o600);
@@ -381,7 +381,7 @@ impl<'c, 'f> Driver<'c, 'f> {
         )
         .map_err(|e| match e {
             Error::Interrupted => e,
-            e => Error::PackageRejected(format!("install hook: {e}")),
+            e => Error::PackageRejected(format!("install hook: {}", e.chain())),
         })?;
         self.layout.write_record(
             &target,

@@ -105,7 +105,7 @@ fn report(ctx: &Ctx, f: impl FnOnce(&mut UpdateStatus)) {
         s.version = version;
     });
     if let Err(e) = r {
-        log::warn!("status.json: {e}");
+        log::warn!("status.json: {}", e.chain());
     }
 }
 
@@ -114,7 +114,7 @@ fn set_state(ctx: &Ctx, state: UpdateState) {
 }
 
 fn fail(ctx: &Ctx, state: UpdateState, e: &Error) {
-    let msg = e.to_string();
+    let msg = e.chain();
     log::info!("update: {msg}");
     report(ctx, |u| {
         u.state = state;
@@ -148,7 +148,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
         Err(e) => {
             // Atomic writes make this unreachable short of disk corruption; `current`
             // still names a slot that was complete when it was switched to.
-            log::error!("{e}; dropping it and keeping the active slot");
+            log::error!("{}; dropping it and keeping the active slot", e.chain());
             journal::clear(&d)?;
             fail(ctx, UpdateState::Failed, &e);
             return Ok(());
@@ -235,7 +235,7 @@ fn check_inner(ctx: &Ctx) -> Result<(CheckReport, crate::protocol::UpdateCheck)>
     let c = match check::ask(ctx, &tenant, &version) {
         Ok(c) => c,
         Err(e) => {
-            let msg = e.to_string();
+            let msg = e.chain();
             report(ctx, |u| u.last_error = Some(format!("check: {msg}")));
             return Err(e);
         }

@@ -107,7 +107,7 @@ fn read_dir_keys(dir: &Path, keys: &mut Vec<[u8; 32]>, problems: &mut Vec<String
                 keys.push(k);
                 n += 1;
             }
-            Some(Err(e)) => problems.push(format!("{}: {e}", p.display())),
+            Some(Err(e)) => problems.push(format!("{}: {}", p.display(), e.chain())),
             None => problems.push(format!("{}: name not UTF-8", p.display())),
         }
     }
