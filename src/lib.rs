@@ -31,3 +31,4 @@ pub mod telemetry;
 pub(crate) mod tls;
 pub mod transport;
 pub mod update;
+pub mod window;

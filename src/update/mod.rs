@@ -19,7 +19,8 @@ pub(crate) mod trust;
 pub mod verify;
 pub mod version_json;
 pub mod versions;
-pub mod window;
+/// The install window now lives below the config that holds it (`crate::window`).
+pub use crate::window;
 pub mod zipbound;
 
 use crate::config::Config;
@@ -524,8 +525,7 @@ pub(crate) fn daemon_step(ctx: &Ctx) -> Result<()> {
 /// Why an automatic install must wait for `updates.install_window`, if it must.
 fn outside_window(ctx: &Ctx, security: bool) -> Option<String> {
     let u = &ctx.cfg.updates;
-    let w = u.install_window.as_deref()?;
-    let win = window::Window::parse(w).ok()?;
+    let win = u.install_window?;
     if security && u.security_outside_window {
         return None;
     }
@@ -534,7 +534,7 @@ fn outside_window(ctx: &Ctx, security: bool) -> Option<String> {
         None
     } else {
         Some(format!(
-            "outside updates.install_window ({w}, local time): installs inside it"
+            "outside updates.install_window ({win}, local time): installs inside it"
         ))
     }
 }
