@@ -86,7 +86,24 @@ pub enum Error {
         /// The operating system's error.
         source: std::sync::Arc<std::io::Error>,
     },
-    /// Anything else.
+    /// `agent.lock` stayed held by another command or the daemon for the whole wait.
+    Busy(String),
+    /// The box has never validated its license, so it has no tenant id (telemetry
+    /// and update checks need one).
+    NeverValidated(String),
+    /// A service command or an update hook failed: its exit status, a spawn error,
+    /// its timeout.
+    CommandFailed(String),
+    /// One of the agent's own values could not be written as JSON (a broken
+    /// invariant: the types written have no map with non-string keys).
+    Serialize {
+        /// What was being written.
+        what: String,
+        /// serde's error.
+        source: Cause,
+    },
+    /// A broken invariant of the agent itself (a state machine asked for a move it
+    /// does not have): nothing an operator did, reported rather than panicking.
     Other(String),
 }
 
@@ -113,9 +130,14 @@ impl Error {
             Error::PackageRejected(_) => exit::PACKAGE_REJECTED,
             Error::NoSpace { .. } => exit::NO_SPACE,
             Error::RolledBack(_) => exit::ROLLED_BACK,
-            Error::Http { .. } | Error::Interrupted | Error::Io { .. } | Error::Other(_) => {
-                exit::FAILURE
-            }
+            Error::Http { .. }
+            | Error::Interrupted
+            | Error::Io { .. }
+            | Error::Busy(_)
+            | Error::NeverValidated(_)
+            | Error::CommandFailed(_)
+            | Error::Serialize { .. }
+            | Error::Other(_) => exit::FAILURE,
         }
     }
 
@@ -132,6 +154,14 @@ impl Error {
                 context: context.to_string(),
                 source: std::sync::Arc::new(e),
             }
+        }
+    }
+
+    /// One of the agent's own values could not be written as JSON.
+    pub(crate) fn serialize(what: impl Into<String>, e: serde_json::Error) -> Error {
+        Error::Serialize {
+            what: what.into(),
+            source: std::sync::Arc::new(e),
         }
     }
 
@@ -194,6 +224,8 @@ impl fmt::Display for Error {
             Error::RolledBack(m) => write!(f, "update rolled back: {m}"),
             Error::Interrupted => write!(f, "interrupted by a signal"),
             Error::Io { context, .. } => write!(f, "{context}"),
+            Error::Busy(m) | Error::NeverValidated(m) | Error::CommandFailed(m) => write!(f, "{m}"),
+            Error::Serialize { what, .. } => write!(f, "serializing {what}"),
             Error::Other(m) => write!(f, "{m}"),
         }
     }
@@ -212,6 +244,7 @@ impl std::error::Error for Error {
                 source: Some(s), ..
             } => Some(s.as_ref()),
             Error::Io { source, .. } => Some(source.as_ref()),
+            Error::Serialize { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }

@@ -302,7 +302,7 @@ impl Status {
         self.updated_at = Some(crate::clock::iso8601(now_unix));
         // A server may echo the key back in a message: status.json is world-readable.
         let mut v = serde_json::to_value(&*self)
-            .map_err(|e| crate::error::Error::Other(format!("serializing status: {e}")))?;
+            .map_err(|e| crate::error::Error::serialize("status.json", e))?;
         scrub_strings(&mut v);
         fsutil::atomic_write_json(&path(state_dir), &v, 0o644)
     }

@@ -38,7 +38,7 @@ pub struct SendReport {
 
 /// The error `send_once` returns on a box that has never validated its license.
 pub(crate) fn no_tenant_error() -> Error {
-    Error::Other(
+    Error::NeverValidated(
         "no tenantId yet: the license has never been validated (run `cybersensei-agent \
          validate`); telemetry needs the tenantId the backend returns, so nothing was sent"
             .into(),

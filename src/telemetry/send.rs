@@ -22,8 +22,8 @@ pub(crate) enum Delivery {
 
 /// Sends one sample. Only a stop request is an error; everything else is a `Delivery`.
 pub(crate) fn post(ctx: &Ctx, payload: &TelemetryPayload) -> Result<Delivery> {
-    let body = serde_json::to_vec(payload)
-        .map_err(|e| Error::Other(format!("serializing a telemetry sample: {e}")))?;
+    let body =
+        serde_json::to_vec(payload).map_err(|e| Error::serialize("a telemetry sample", e))?;
     let reply = match ctx.transport.post_json(ctx.clock, PATH, &body) {
         Ok(r) => r,
         Err(Error::Interrupted) => return Err(Error::Interrupted),

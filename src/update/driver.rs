@@ -425,7 +425,7 @@ fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
     match services::wait_child(child, ctx.clock, AGENT_PROBE_TIMEOUT, services::STOP_GRACE) {
         Ok(st) if st.success() => Ok(()),
         // SIGTERM: not the package's fault; the staging is resumed at the next start.
-        Err(services::Gave::Stop) => Err(Error::Interrupted),
+        Err(services::Abandoned::Stop) => Err(Error::Interrupted),
         Ok(st) => Err(Error::PackageRejected(format!(
             "{AGENT_IN_SLOT} in the package fails `--version` ({st})"
         ))),

@@ -71,7 +71,7 @@ pub(crate) fn run(
             Ok(true)
         }
         Ok(st) => Err(Error::Other(format!("{rel} failed ({st})"))),
-        Err(services::Gave::Stop) => Err(Error::Interrupted),
+        Err(services::Abandoned::Stop) => Err(Error::Interrupted),
         Err(e) => Err(Error::Other(format!("{rel}: {e}"))),
     }
 }
