@@ -2,6 +2,7 @@
 //! time is only for timestamps and expiry, so an NTP jump neither fires every timer
 //! nor stalls them.
 
+use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::context::Ctx;
@@ -447,10 +448,7 @@ impl<'a> Daemon<'a> {
             }
         };
         self.license = outcome.state;
-        let backoff = |first: Duration, streak: u32| -> Duration {
-            let f = first.as_secs_f64() * 2f64.powi(streak.min(16) as i32);
-            Duration::from_secs_f64(f.min(interval.as_secs_f64()))
-        };
+        let backoff = |first: Duration, streak: u32| Backoff::new(first, interval).delay(streak);
         let next = if !clock_is_sane(wall) {
             if !self.clock_warned {
                 log::warn!(

@@ -1,6 +1,7 @@
 //! cybersensei-agent: license validation, telemetry and A/B updates for a
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
+pub(crate) mod backoff;
 pub mod budget;
 pub(crate) mod build_info;
 pub(crate) mod child_output;

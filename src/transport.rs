@@ -352,9 +352,8 @@ impl Transport {
 
     /// Exponential backoff from `retry_delay`, times a random factor in [0.5, 1.5).
     fn backoff(&self, clock: &dyn Clock, attempt: u32) -> Duration {
-        let base = self.retry_delay.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1) as i32);
-        let jittered = base * (0.5 + clock.random());
-        Duration::from_secs_f64(jittered.min(MAX_BACKOFF.as_secs_f64()))
+        crate::backoff::Backoff::new(self.retry_delay, MAX_BACKOFF)
+            .jittered(attempt.saturating_sub(1), clock.random())
     }
 
     /// One request, classified: an answer, a failure worth retrying, or a 429.
