@@ -14,7 +14,8 @@
 //!    it is spent the daemon keeps the cached state and validates when the oldest one
 //!    leaves the window. A person's `validate` is never refused, but counted.
 
-use crate::license::{clock_is_sane, recent_window as window, Cached, SKEW, WINDOW};
+use crate::clock::UnixTime;
+use crate::license::{recent_window as window, Cached, SKEW, WINDOW};
 use crate::status::LicenseState;
 use std::time::Duration;
 
@@ -26,25 +27,21 @@ pub(crate) fn reusable_at_start(
     cache: Option<&Cached>,
     key_id: &str,
     revalidate_interval: Duration,
-    now: f64,
+    now: UnixTime,
 ) -> Option<Duration> {
     let c = cache?;
     if c.last_decision != LicenseState::Valid || c.key_id.as_deref() != Some(key_id) {
         return None;
     }
-    if !clock_is_sane(now) {
+    if !now.is_sane() {
         return None;
     }
     let at = c.validated_at?;
-    let age = now - at;
+    let age = now.since(at);
     if !(-SKEW..revalidate_interval.as_secs_f64()).contains(&age) {
         return None;
     }
-    if let Some(exp) = c
-        .expires_at
-        .as_deref()
-        .and_then(crate::clock::parse_iso8601)
-    {
+    if let Some(exp) = c.expires_at.as_deref().and_then(UnixTime::parse) {
         if now >= exp {
             return None;
         }
@@ -53,14 +50,16 @@ pub(crate) fn reusable_at_start(
 }
 
 /// Rule 3: how long until the daemon may validate again (None: now).
-pub(crate) fn wait_for_budget(cache: Option<&Cached>, now: f64) -> Option<Duration> {
+pub(crate) fn wait_for_budget(cache: Option<&Cached>, now: UnixTime) -> Option<Duration> {
     let c = cache?;
     let w = window(&c.recent, now);
     if w.len() < DAILY {
         return None;
     }
-    let oldest = w.iter().copied().fold(f64::INFINITY, f64::min);
-    Some(Duration::from_secs_f64((oldest + WINDOW - now).max(60.0)))
+    let oldest = w.iter().map(|t| t.secs()).fold(f64::INFINITY, f64::min);
+    Some(Duration::from_secs_f64(
+        (oldest + WINDOW - now.secs()).max(60.0),
+    ))
 }
 
 #[cfg(test)]
@@ -68,9 +67,9 @@ mod tests {
     use super::*;
     use crate::key::id as key_id;
 
-    const NOW: f64 = 1_798_761_600.0;
+    const NOW: UnixTime = UnixTime(1_798_761_600.0);
 
-    fn cache(validated_at: f64, key: &str, recent: Vec<f64>) -> Cached {
+    fn cache(validated_at: UnixTime, key: &str, recent: Vec<UnixTime>) -> Cached {
         Cached {
             tenant_id: "t".into(),
             tenant_name: None,
@@ -88,7 +87,7 @@ mod tests {
     #[test]
     fn reuse_only_young_same_key_valid() {
         let day = Duration::from_secs(86_400);
-        let c = cache(NOW - 3600.0, "K", vec![]);
+        let c = cache(NOW.plus(-3600.0), "K", vec![]);
         assert_eq!(
             reusable_at_start(Some(&c), &key_id("K"), day, NOW),
             Some(Duration::from_secs(3600))
@@ -107,7 +106,7 @@ mod tests {
             reusable_at_start(Some(&refused), &key_id("K"), day, NOW),
             None
         );
-        let future = cache(NOW + 7200.0, "K", vec![]);
+        let future = cache(NOW.plus(7200.0), "K", vec![]);
         assert_eq!(
             reusable_at_start(Some(&future), &key_id("K"), day, NOW),
             None
@@ -116,14 +115,14 @@ mod tests {
 
     #[test]
     fn budget_counts_a_rolling_day() {
-        let recent: Vec<f64> = (0..DAILY)
-            .map(|i| NOW - 3600.0 * (i as f64 + 1.0))
+        let recent: Vec<UnixTime> = (0..DAILY)
+            .map(|i| NOW.plus(-3600.0 * (i as f64 + 1.0)))
             .collect();
-        let c = cache(NOW - 3600.0, "K", recent);
+        let c = cache(NOW.plus(-3600.0), "K", recent);
         let wait = wait_for_budget(Some(&c), NOW).unwrap();
         assert_eq!(wait, Duration::from_secs(86_400 - 3600 * DAILY as u64));
-        assert_eq!(wait_for_budget(Some(&c), NOW + 86_400.0), None);
+        assert_eq!(wait_for_budget(Some(&c), NOW.plus(86_400.0)), None);
         // A clock set back by years does not block validations for years.
-        assert_eq!(wait_for_budget(Some(&c), NOW - 1e8), None);
+        assert_eq!(wait_for_budget(Some(&c), NOW.plus(-1e8)), None);
     }
 }

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::fsutil::StateLock;
-use crate::license::{self, clock_is_sane};
+use crate::license;
 use crate::status::{LicenseState, Status};
 use crate::update::slots::Layout;
 use crate::{logging, services, signals, telemetry, update};
@@ -221,7 +221,7 @@ impl<'a> Daemon<'a> {
         let Ok(key) = crate::key::LicenseKey::read(&cfg.license.key_file) else {
             return false;
         };
-        let wall = self.ctx.now();
+        let wall = self.ctx.clock.now();
         let interval = cfg.license.revalidate_interval;
         let cache = license::load_cache(&cfg.state_dir);
         let Some(age) = crate::budget::reusable_at_start(cache.as_ref(), &key.id(), interval, wall)
@@ -417,7 +417,7 @@ impl<'a> Daemon<'a> {
         let now = self.ctx.clock.monotonic();
         // Budget rule 3: never more than budget::DAILY automatic validations a day.
         let cache = license::load_cache(&self.ctx.cfg.state_dir);
-        if let Some(wait) = crate::budget::wait_for_budget(cache.as_ref(), self.ctx.now()) {
+        if let Some(wait) = crate::budget::wait_for_budget(cache.as_ref(), self.ctx.clock.now()) {
             log::warn!(
                 "license: {} validations in the last 24 h already (the backend counts each one); keeping the cached state, next validation in {}",
                 crate::budget::DAILY,
@@ -432,7 +432,7 @@ impl<'a> Daemon<'a> {
         };
         self.counters.validations += 1;
         let interval = self.ctx.cfg.license.revalidate_interval;
-        let wall = self.ctx.now();
+        let wall = self.ctx.clock.now();
         let outcome = match license::validate(&self.ctx) {
             Ok(o) => o,
             Err(Error::Interrupted) => return,
@@ -449,12 +449,12 @@ impl<'a> Daemon<'a> {
         };
         self.license = outcome.state;
         let backoff = |first: Duration, streak: u32| Backoff::new(first, interval).delay(streak);
-        let next = if !clock_is_sane(wall) {
+        let next = if !wall.is_sane() {
             if !self.clock_warned {
                 log::warn!(
                     "system clock not set (reads {}, before {}); retrying in {}s",
-                    crate::clock::iso8601(wall),
-                    crate::clock::iso8601(license::clock_floor()),
+                    wall.iso8601(),
+                    crate::clock::floor().iso8601(),
                     CLOCK_RETRY.as_secs()
                 );
                 self.clock_warned = true;

@@ -5,7 +5,7 @@
 //! Order: config, key, clock, disk, then the backend one layer at a time (dns, tcp,
 //! tls, http: the first layer that fails is the one to fix), then the active slot.
 
-use crate::clock::{iso8601, Clock};
+use crate::clock::{Clock, UnixTime};
 use crate::config::Config;
 use crate::error::exit;
 use crate::key::{KeySource, LicenseKey};
@@ -13,7 +13,7 @@ use crate::transport::Transport;
 use crate::update::manifest::{self, FileType};
 use crate::update::slots::Layout;
 use crate::update::verify;
-use crate::{fsutil, license, redact};
+use crate::{fsutil, redact};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
@@ -104,7 +104,7 @@ pub(crate) fn check_all(
         },
     );
     emit("key", key(cfg));
-    emit("clock", clock_check(clock.now_unix()));
+    emit("clock", clock_check(clock.now()));
     emit("disk", disk(cfg));
     for c in network(cfg, clock) {
         emit(c.name, c.outcome);
@@ -140,15 +140,15 @@ fn key(cfg: &Config) -> Outcome {
     }
 }
 
-fn clock_check(now: f64) -> Outcome {
-    if license::clock_is_sane(now) {
-        Outcome::Ok(format!("{} (UTC)", iso8601(now)))
+fn clock_check(now: UnixTime) -> Outcome {
+    if now.is_sane() {
+        Outcome::Ok(format!("{} (UTC)", now.iso8601()))
     } else {
         Outcome::Fail(format!(
             "system clock not set: reads {}, before this agent's build date {}; no TLS \
              certificate can be checked until NTP sets it",
-            iso8601(now),
-            iso8601(license::clock_floor())
+            now.iso8601(),
+            crate::clock::floor().iso8601()
         ))
     }
 }
@@ -581,9 +581,9 @@ mod tests {
 
     #[test]
     fn clock_before_build_date_fails() {
-        assert!(matches!(clock_check(0.0), Outcome::Fail(m) if m.contains("1970")));
+        assert!(matches!(clock_check(UnixTime(0.0)), Outcome::Fail(m) if m.contains("1970")));
         assert!(matches!(
-            clock_check(license::clock_floor() + 86400.0),
+            clock_check(crate::clock::floor().plus(86400.0)),
             Outcome::Ok(_)
         ));
     }

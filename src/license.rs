@@ -1,7 +1,7 @@
 //! License validation (docs/protocol.md §1): the backend's decision, the cached last good
 //! validation, and the offline grace rules.
 
-use crate::clock;
+use crate::clock::{self, UnixTime};
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -13,26 +13,6 @@ use crate::transport::Reply;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Earliest wall time we ever believe (2026-01-01T00:00:00Z). A box without an RTC
-/// boots in 1970; before NTP sets it, expiry arithmetic means nothing.
-pub(crate) const MIN_SANE_UNIX: f64 = 1_767_225_600.0;
-
-/// The release's build date when it was stamped (`SOURCE_DATE_EPOCH` at compile time,
-/// set by board/build.sh from the commit date: reproducible), else `MIN_SANE_UNIX`:
-/// no box can truly be running before its agent was built.
-pub(crate) fn clock_floor() -> f64 {
-    option_env!("SOURCE_DATE_EPOCH")
-        // Whole seconds (reproducible-builds spec), read as an integer: no float
-        // parser in the binary for this.
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map_or(MIN_SANE_UNIX, |built| (built as f64).max(MIN_SANE_UNIX))
-}
-
-/// True when the wall clock can be trusted for expiry arithmetic.
-pub(crate) fn clock_is_sane(now: f64) -> bool {
-    now >= clock_floor()
-}
-
 /// The window of the validation budget (`budget`): validations older than this no
 /// longer count.
 pub(crate) const WINDOW: f64 = 86_400.0;
@@ -43,11 +23,11 @@ pub(crate) const SKEW: f64 = 300.0;
 
 /// The validations of `recent` that still count at `now`: inside the window, not
 /// from the future (a clock set back far would otherwise block validations forever).
-pub(crate) fn recent_window(recent: &[f64], now: f64) -> Vec<f64> {
-    let mut v: Vec<f64> = recent
+pub(crate) fn recent_window(recent: &[UnixTime], now: UnixTime) -> Vec<UnixTime> {
+    let mut v: Vec<UnixTime> = recent
         .iter()
         .copied()
-        .filter(|t| *t > now - WINDOW && *t <= now + SKEW)
+        .filter(|t| now.since(*t) < WINDOW && t.since(now) <= SKEW)
         .collect();
     let excess = v.len().saturating_sub(MAX_KEPT - 1);
     v.drain(..excess);
@@ -64,7 +44,7 @@ pub(crate) struct Cached {
     pub(crate) usage_count: Option<u64>,
     pub(crate) max_usage_count: Option<u64>,
     /// Wall time of the last `valid: true` answer (None if the clock was not set).
-    pub(crate) validated_at: Option<f64>,
+    pub(crate) validated_at: Option<UnixTime>,
     /// The last decision of the backend: only `valid` allows grace.
     pub(crate) last_decision: LicenseState,
     pub(crate) message: Option<String>,
@@ -75,7 +55,7 @@ pub(crate) struct Cached {
     /// Wall times of the successful validations of the last 24 h: the persisted
     /// budget (see `budget`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(crate) recent: Vec<f64>,
+    pub(crate) recent: Vec<UnixTime>,
 }
 
 /// What one validation concluded.
@@ -99,7 +79,7 @@ pub struct Outcome {
 impl Outcome {
     /// The outcome a cached validation stands for: its decision, tenant, expiry and
     /// usage, with no warnings yet.
-    fn from_cache(c: &Cached, now: f64) -> Outcome {
+    fn from_cache(c: &Cached, now: UnixTime) -> Outcome {
         Outcome {
             state: c.last_decision,
             tenant_id: Some(c.tenant_id.clone()),
@@ -268,19 +248,19 @@ pub(crate) fn cached_tenant_id(state_dir: &Path) -> Option<String> {
     load_cache(state_dir).map(|c| c.tenant_id)
 }
 
-fn days_left(expires_at: Option<&str>, now: f64) -> Option<i64> {
-    if !clock_is_sane(now) {
+fn days_left(expires_at: Option<&str>, now: UnixTime) -> Option<i64> {
+    if !now.is_sane() {
         return None;
     }
-    let exp = clock::parse_iso8601(expires_at?)?;
-    Some(((exp - now) / 86400.0).floor() as i64)
+    let exp = UnixTime::parse(expires_at?)?;
+    Some((exp.since(now) / 86400.0).floor() as i64)
 }
 
 /// What a cached validation allows when the backend gives no decision (`fault`).
 pub(crate) fn offline_state(
     cache: Option<&Cached>,
     cfg: &Config,
-    now: f64,
+    now: UnixTime,
     fault: &Error,
 ) -> Outcome {
     let why = crate::error::chain(fault);
@@ -302,7 +282,7 @@ pub(crate) fn offline_state(
     }
     // Unknown unless the grace period says otherwise; each path below sets the message.
     out.state = LicenseState::Unknown;
-    if !clock_is_sane(now) {
+    if !now.is_sane() {
         // Cannot measure the grace period or expiry: keep running on the last
         // validation, but say why; this is neither a refusal nor valid-forever,
         // since the clock is checked again on every step.
@@ -310,7 +290,7 @@ pub(crate) fn offline_state(
         out.message = Some(format!("system clock not set; {why}"));
         return out;
     }
-    if let Some(exp) = c.expires_at.as_deref().and_then(clock::parse_iso8601) {
+    if let Some(exp) = c.expires_at.as_deref().and_then(UnixTime::parse) {
         if now >= exp {
             out.state = LicenseState::Expired;
             out.message = Some(format!(
@@ -321,19 +301,22 @@ pub(crate) fn offline_state(
         }
     }
     match c.validated_at {
-        Some(at) if now - at <= cfg.license.grace_period.as_secs_f64() && now >= at - 300.0 => {
-            let left = cfg.license.grace_period.as_secs_f64() - (now - at);
+        Some(at)
+            if now.since(at) <= cfg.license.grace_period.as_secs_f64()
+                && now.since(at) >= -SKEW =>
+        {
+            let left = cfg.license.grace_period.as_secs_f64() - now.since(at);
             out.state = LicenseState::Grace;
             out.message = Some(format!(
                 "{why}; running on the validation of {} for {}h more",
-                clock::iso8601(at),
+                at.iso8601(),
                 (left / 3600.0).floor() as i64
             ));
         }
         Some(at) => {
             out.message = Some(format!(
                 "{why}; and the last validation ({}) is older than the grace period ({}s)",
-                clock::iso8601(at),
+                at.iso8601(),
                 cfg.license.grace_period.as_secs()
             ));
         }
@@ -370,7 +353,7 @@ pub(crate) fn usage_warning(used: Option<u64>, max: Option<u64>) -> Option<Strin
 }
 
 /// Applies a backend decision to the cache; returns the outcome.
-pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
+pub fn decide(decision: Decision, cfg: &Config, now: UnixTime) -> Result<Outcome> {
     decide_for(decision, cfg, now, None)
 }
 
@@ -378,7 +361,7 @@ pub fn decide(decision: Decision, cfg: &Config, now: f64) -> Result<Outcome> {
 pub(crate) fn decide_for(
     decision: Decision,
     cfg: &Config,
-    now: f64,
+    now: UnixTime,
     key_id: Option<&str>,
 ) -> Result<Outcome> {
     let state_dir = &cfg.state_dir;
@@ -411,7 +394,7 @@ pub(crate) fn decide_for(
                 expires_at: r.expires_at,
                 usage_count: r.usage_count,
                 max_usage_count: r.max_usage_count,
-                validated_at: clock_is_sane(now).then_some(now),
+                validated_at: now.is_sane().then_some(now),
                 last_decision: LicenseState::Valid,
                 message: None,
                 key_id: key_id.map(str::to_string),
@@ -420,7 +403,7 @@ pub(crate) fn decide_for(
             fsutil::ensure_dir(state_dir, 0o755)?;
             fsutil::atomic_write_json(&cache_path(state_dir), &cache, 0o600)?;
             let mut o = Outcome::from_cache(&cache, now);
-            if !clock_is_sane(now) {
+            if !now.is_sane() {
                 o.warnings
                     .push("system clock not set: expiry cannot be checked yet".into());
             }
@@ -453,16 +436,16 @@ pub fn validate(ctx: &Ctx) -> Result<Outcome> {
 /// Validates `key` once against the backend, updates the cache and status.json.
 pub(crate) fn validate_key(ctx: &Ctx, key: &LicenseKey) -> Result<Outcome> {
     let path = format!("/api/license/validate?key={}", key.query_value());
-    let before = ctx.now();
+    let before = ctx.clock.now();
     // In 1970 (no RTC, NTP not there yet) every certificate is "not yet valid": asking
     // would only burn retries and look like a backend failure. Plain http (a LAN
     // backend) can still answer, so it is asked.
-    let clock_unset = !clock_is_sane(before) && !ctx.cfg.backend.url.starts_with("http://");
+    let clock_unset = !before.is_sane() && !ctx.cfg.backend.url.starts_with("http://");
     let decision = if clock_unset {
         Decision::NoDecision(Error::unreachable(format!(
             "system clock not set (reads {}, before {}): certificates cannot be checked until NTP sets it",
-            clock::iso8601(before),
-            clock::iso8601(clock_floor())
+            before.iso8601(),
+            clock::floor().iso8601()
         )))
     } else {
         match ctx.transport.get(ctx.clock, &path) {
@@ -471,7 +454,7 @@ pub(crate) fn validate_key(ctx: &Ctx, key: &LicenseKey) -> Result<Outcome> {
             Err(e) => Decision::NoDecision(e),
         }
     };
-    let now = ctx.now();
+    let now = ctx.clock.now();
     let out = decide_for(decision, &ctx.cfg, now, Some(&key.id()))?;
     for w in &out.warnings {
         log::warn!("{w}");
@@ -501,7 +484,7 @@ pub(crate) fn validate_key(ctx: &Ctx, key: &LicenseKey) -> Result<Outcome> {
 
 /// The outcome the cache stands for, as if the backend had just said it again (the
 /// daemon starting on a reused validation: see `budget`). None without a cache.
-pub(crate) fn cached_outcome(cfg: &Config, now: f64) -> Option<Outcome> {
+pub(crate) fn cached_outcome(cfg: &Config, now: UnixTime) -> Option<Outcome> {
     let c = load_cache(&cfg.state_dir)?;
     let mut out = Outcome::from_cache(&c, now);
     warnings_for(&mut out, cfg);
@@ -509,9 +492,9 @@ pub(crate) fn cached_outcome(cfg: &Config, now: f64) -> Option<Outcome> {
 }
 
 /// Reports an outcome in status.json.
-pub(crate) fn record(state_dir: &Path, out: &Outcome, now: f64) -> Result<()> {
+pub(crate) fn record(state_dir: &Path, out: &Outcome, now: UnixTime) -> Result<()> {
     let cache = load_cache(state_dir);
-    Status::modify(state_dir, now, |s| {
+    Status::modify(state_dir, now.secs(), |s| {
         let l = &mut s.license;
         l.state = out.state;
         l.tenant_id = out.tenant_id.clone();
@@ -521,7 +504,7 @@ pub(crate) fn record(state_dir: &Path, out: &Outcome, now: f64) -> Result<()> {
         l.message = out.message.clone();
         l.usage_count = out.usage_count;
         l.max_usage_count = out.max_usage_count;
-        l.last_validated_at = cache.and_then(|c| c.validated_at).map(clock::iso8601);
+        l.last_validated_at = cache.and_then(|c| c.validated_at).map(UnixTime::iso8601);
         if out.message.is_none() && !out.warnings.is_empty() {
             l.message = Some(out.warnings.join("; "));
         }

@@ -1,5 +1,6 @@
 //! License decisions and offline grace, driven by fixed replies and an injected time.
 
+use cybersensei_agent::clock::UnixTime;
 use cybersensei_agent::config::Config;
 use cybersensei_agent::error::Error;
 use cybersensei_agent::license::{classify, decide, normalize, Decision};
@@ -103,7 +104,7 @@ fn grace_then_expiry_while_offline() {
     let Decision::Valid(r) = classify(&reply(200, VALID)) else {
         panic!()
     };
-    let o = decide(Decision::Valid(r), &c, NOW).unwrap();
+    let o = decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
     assert_eq!(o.state, LicenseState::Valid);
     assert_eq!(o.days_left, Some(364));
     // Cache file is private.
@@ -115,7 +116,12 @@ fn grace_then_expiry_while_offline() {
     assert_eq!(mode & 0o777, 0o600);
 
     let off = |c: &Config, t: f64| {
-        decide(Decision::NoDecision(Error::unreachable("down")), c, t).unwrap()
+        decide(
+            Decision::NoDecision(Error::unreachable("down")),
+            c,
+            UnixTime(t),
+        )
+        .unwrap()
     };
     assert_eq!(off(&c, NOW + 3600.0).state, LicenseState::Grace);
     assert_eq!(
@@ -141,7 +147,7 @@ fn never_validated_and_offline_is_unknown() {
     let o = decide(
         Decision::NoDecision(Error::unreachable("x")),
         &cfg(dir.path()),
-        NOW,
+        UnixTime(NOW),
     )
     .unwrap();
     assert_eq!(o.state, LicenseState::Unknown);
@@ -155,14 +161,19 @@ fn refusal_is_not_undone_by_going_offline() {
     let Decision::Valid(r) = classify(&reply(200, VALID)) else {
         panic!()
     };
-    decide(Decision::Valid(r), &c, NOW).unwrap();
-    let o = decide(Decision::Inactive("Tenant inactif".into()), &c, NOW + 10.0).unwrap();
+    decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
+    let o = decide(
+        Decision::Inactive("Tenant inactif".into()),
+        &c,
+        UnixTime(NOW + 10.0),
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Inactive);
     assert_eq!(o.to_error().unwrap().exit_code(), 12);
     let o = decide(
         Decision::NoDecision(Error::unreachable("down")),
         &c,
-        NOW + 20.0,
+        UnixTime(NOW + 20.0),
     )
     .unwrap();
     assert_eq!(o.state, LicenseState::Inactive);
@@ -177,7 +188,7 @@ fn warnings_near_expiry_and_usage() {
     let Decision::Valid(r) = classify(&reply(200, body)) else {
         panic!()
     };
-    let o = decide(Decision::Valid(r), &c, NOW).unwrap();
+    let o = decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
     assert_eq!(o.days_left, Some(10));
     assert!(
         o.warnings.iter().any(|w| w.contains("expires in 10 day")),
@@ -198,12 +209,12 @@ fn unset_clock_never_expires_nor_counts_days() {
     let Decision::Valid(r) = classify(&reply(200, VALID)) else {
         panic!()
     };
-    decide(Decision::Valid(r), &c, NOW).unwrap();
+    decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
     // Reboot without RTC: 1970.
     let o = decide(
         Decision::NoDecision(Error::unreachable("tls: not yet valid")),
         &c,
-        60.0,
+        UnixTime(60.0),
     )
     .unwrap();
     assert_eq!(o.state, LicenseState::Grace);
