@@ -66,14 +66,13 @@ pub(crate) fn next_drain_gap(
     budget: Option<crate::transport::RateBudget>,
     throttled: bool,
 ) -> Duration {
-    let g = gap.as_secs_f64();
-    let g = match budget {
-        _ if throttled => g * 2.0,
-        Some(b) if b.remaining.saturating_mul(8) < b.limit => g * 2.0,
-        Some(b) if b.remaining.saturating_mul(4) < b.limit => g * 1.25,
-        _ => g * 7.0 / 8.0,
+    let factor = match budget {
+        _ if throttled => 2.0,
+        Some(b) if b.remaining.saturating_mul(8) < b.limit => 2.0,
+        Some(b) if b.remaining.saturating_mul(4) < b.limit => 1.25,
+        _ => 7.0 / 8.0,
     };
-    Duration::from_secs_f64(g.clamp(DRAIN_GAP.as_secs_f64(), MAX_DRAIN_GAP.as_secs_f64()))
+    crate::backoff::Backoff::new(DRAIN_GAP, MAX_DRAIN_GAP).paced(gap, factor)
 }
 
 /// How old the application's metrics file may be: two telemetry intervals.
