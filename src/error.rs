@@ -91,6 +91,9 @@ pub enum Error {
     /// The box has never validated its license, so it has no tenant id (telemetry
     /// and update checks need one).
     NeverValidated(String),
+    /// The update the backend announced is no longer offered (deactivated or deleted
+    /// after the check): the next check says what to install.
+    Withdrawn(String),
     /// A service command or an update hook failed: its exit status, a spawn error,
     /// its timeout.
     CommandFailed(String),
@@ -135,6 +138,7 @@ impl Error {
             | Error::Io { .. }
             | Error::Busy(_)
             | Error::NeverValidated(_)
+            | Error::Withdrawn(_)
             | Error::CommandFailed(_)
             | Error::Serialize { .. }
             | Error::Other(_) => exit::FAILURE,
@@ -224,7 +228,10 @@ impl fmt::Display for Error {
             Error::RolledBack(m) => write!(f, "update rolled back: {m}"),
             Error::Interrupted => write!(f, "interrupted by a signal"),
             Error::Io { context, .. } => write!(f, "{context}"),
-            Error::Busy(m) | Error::NeverValidated(m) | Error::CommandFailed(m) => write!(f, "{m}"),
+            Error::Busy(m)
+            | Error::NeverValidated(m)
+            | Error::Withdrawn(m)
+            | Error::CommandFailed(m) => write!(f, "{m}"),
             Error::Serialize { what, .. } => write!(f, "serializing {what}"),
             Error::Other(m) => write!(f, "{m}"),
         }

@@ -159,11 +159,11 @@ pub(crate) fn download_refusal(status: u16, url_path: &str, body: &[u8]) -> Erro
     let what = format!("GET {url_path}");
     match (status, msg) {
         (400, Some(m)) if n.contains("plus active") || n.contains("no longer active") => {
-            Error::Other(format!(
+            Error::Withdrawn(format!(
                 "{what}: {m}: the backend withdrew this update after announcing it; the next check will say what to install"
             ))
         }
-        (404, Some(m)) => Error::Other(format!(
+        (404, Some(m)) => Error::Withdrawn(format!(
             "{what}: {m}: the update is no longer on the backend; the next check will say what to install"
         )),
         (_, Some(m)) => Error::Http {

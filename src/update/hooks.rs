@@ -33,7 +33,7 @@ pub(crate) fn run(
     match std::fs::symlink_metadata(&hook) {
         Ok(m) if m.is_file() => {}
         Ok(_) => {
-            return Err(Error::Other(format!(
+            return Err(Error::CommandFailed(format!(
                 "{rel} in the new slot is not a regular file"
             )))
         }
@@ -70,9 +70,9 @@ pub(crate) fn run(
             super::journal::crash_point(&format!("hook:{name}"));
             Ok(true)
         }
-        Ok(st) => Err(Error::Other(format!("{rel} failed ({st})"))),
+        Ok(st) => Err(Error::CommandFailed(format!("{rel} failed ({st})"))),
         Err(services::Abandoned::Stop) => Err(Error::Interrupted),
-        Err(e) => Err(Error::Other(format!("{rel}: {e}"))),
+        Err(e) => Err(Error::CommandFailed(format!("{rel}: {e}"))),
     }
 }
 
