@@ -55,25 +55,43 @@ impl Command {
 
     /// Whether this command works under `agent.lock` (and so first finishes an
     /// update a crash interrupted). `run` and `set-key` take it themselves.
+    /// Exhaustive, like the others: a new command must decide.
     fn holds_lock(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Command::Validate
-                | Command::CheckUpdate
-                | Command::Update
-                | Command::Install { .. }
-                | Command::Rollback
-                | Command::Telemetry { print: false }
-        )
+            | Command::CheckUpdate
+            | Command::Update
+            | Command::Install { .. }
+            | Command::Rollback
+            | Command::Telemetry { print: false } => true,
+            Command::Run
+            | Command::SetKey
+            | Command::Telemetry { print: true }
+            | Command::Status { .. }
+            | Command::ConfigCheck
+            | Command::Doctor
+            | Command::Help(_)
+            | Command::Version => false,
+        }
     }
 
-    /// Whether this command says nothing of a missing config file beyond its own
-    /// output (which names it already).
+    /// Whether this command names a missing config file in its own output (so no
+    /// separate note is printed).
     fn names_missing_config(&self) -> bool {
-        matches!(
-            self,
-            Command::Doctor | Command::Status { json: false } | Command::ConfigCheck
-        )
+        match self {
+            Command::Doctor | Command::Status { json: false } | Command::ConfigCheck => true,
+            Command::Status { json: true }
+            | Command::Telemetry { .. }
+            | Command::Run
+            | Command::Validate
+            | Command::CheckUpdate
+            | Command::Update
+            | Command::Install { .. }
+            | Command::Rollback
+            | Command::SetKey
+            | Command::Help(_)
+            | Command::Version => false,
+        }
     }
 }
 
@@ -127,13 +145,22 @@ impl Setup {
         Ok(Setup { cfg, path, missing })
     }
 
-    /// The context of a command that works under `agent.lock`: the lock taken, an
-    /// interrupted update finished, leftovers swept.
-    fn locked<'c>(self, clock: &'c dyn Clock) -> Result<(StateLock, Ctx<'c>)> {
-        let lock = StateLock::acquire(&self.cfg.state_dir, lock_wait())?;
+    /// The context `cmd` runs in; for a command that holds `agent.lock`, the lock
+    /// taken, an interrupted update finished and leftovers swept first.
+    fn context<'c>(
+        self,
+        cmd: &Command,
+        clock: &'c dyn Clock,
+    ) -> Result<(Option<StateLock>, Ctx<'c>)> {
+        let lock = match cmd.holds_lock() {
+            true => Some(StateLock::acquire(&self.cfg.state_dir, lock_wait())?),
+            false => None,
+        };
         let ctx = Ctx::new(self.cfg, clock, true)?;
-        update::recover(&ctx)?;
-        crate::leftovers::sweep(&ctx.cfg);
+        if lock.is_some() {
+            update::recover(&ctx)?;
+            crate::leftovers::sweep(&ctx.cfg);
+        }
         Ok((lock, ctx))
     }
 }
@@ -153,8 +180,7 @@ pub fn run(inv: Invocation) -> u8 {
 /// The one dispatch: every command, what it needs, what it does.
 fn execute(inv: &Invocation, clock: &dyn Clock) -> std::result::Result<u8, Stop> {
     let setup = || Setup::load(inv);
-    let locked = |s: Setup| s.locked(clock);
-    debug_assert!(inv.command.config_use() != ConfigUse::Ignored || !inv.command.holds_lock());
+    let context = |s: Setup| s.context(&inv.command, clock);
     Ok(match &inv.command {
         Command::Help(topic) => {
             match topic.as_deref().and_then(crate::help::text) {
@@ -184,7 +210,7 @@ fn execute(inv: &Invocation, clock: &dyn Clock) -> std::result::Result<u8, Stop>
             config_check(&s.cfg, s.missing.as_deref())?
         }
         Command::Telemetry { print: true } => {
-            let ctx = Ctx::new(setup()?.cfg, clock, true)?;
+            let (_, ctx) = context(setup()?)?;
             let mut col = telemetry::Collector::new();
             let p = telemetry::payload(&ctx, &mut col)?;
             println!("{}", json_text(&p, true));
@@ -192,18 +218,18 @@ fn execute(inv: &Invocation, clock: &dyn Clock) -> std::result::Result<u8, Stop>
         }
         Command::SetKey => set_key(setup()?.cfg, clock)?,
         Command::Validate => {
-            let (_lock, ctx) = locked(setup()?)?;
+            let (_lock, ctx) = context(setup()?)?;
             let out = license::validate(&ctx)?;
             print_license(&out);
             // The reason is on stdout already: exit with its code, not a third copy.
             out.exit_code()
         }
         Command::CheckUpdate => {
-            let (_lock, ctx) = locked(setup()?)?;
+            let (_lock, ctx) = context(setup()?)?;
             check_update(&ctx)?
         }
         Command::Update => {
-            let (_lock, ctx) = locked(setup()?)?;
+            let (_lock, ctx) = context(setup()?)?;
             let r = update::update_now(&ctx)?;
             if r.installed {
                 println!("Installed version {} in slot {}", r.version, r.slot);
@@ -216,19 +242,19 @@ fn execute(inv: &Invocation, clock: &dyn Clock) -> std::result::Result<u8, Stop>
             zip,
             allow_downgrade,
         } => {
-            let (_lock, ctx) = locked(setup()?)?;
+            let (_lock, ctx) = context(setup()?)?;
             let r = update::install_file(&ctx, zip, *allow_downgrade)?;
             println!("Installed version {} in slot {}", r.version, r.slot);
             exit::OK
         }
         Command::Rollback => {
-            let (_lock, ctx) = locked(setup()?)?;
+            let (_lock, ctx) = context(setup()?)?;
             let r = update::rollback(&ctx)?;
             println!("Rolled back to slot {} (version {})", r.slot, r.version);
             exit::OK
         }
         Command::Telemetry { print: false } => {
-            let (_lock, ctx) = locked(setup()?)?;
+            let (_lock, ctx) = context(setup()?)?;
             telemetry_once(&ctx)?
         }
     })
