@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// within 5 s, INTERFACE.md).
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Variables of the agent's environment a child never sees.
-pub(crate) const SECRET_ENV: &[&str] = &["CYBERSENSEI_LICENSE_KEY"];
+pub(crate) const SECRET_ENV: &[&str] = &[crate::key::ENV];
 
 /// A command for a child of the agent (service command, hook, staged agent probe):
 /// no secrets in its environment, its own process group (see [`wait_child`]).
