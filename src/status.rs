@@ -269,12 +269,10 @@ impl Status {
     /// (logged), since status is a report and must never stop the agent.
     pub(crate) fn load(state_dir: &Path) -> Status {
         let p = path(state_dir);
-        // Scrubbed on the way in too: a file written before the key was known to
-        // this process, or by an older agent, is shown by `status`.
+        // Scrubbed on the way in too: a file written by an older agent is shown by
+        // `status`. On the text: the stand-in has no character JSON escapes.
         let parsed = |data: &[u8]| {
-            let mut v: serde_json::Value = serde_json::from_slice(data)?;
-            scrub_strings(&mut v);
-            serde_json::from_value(v)
+            serde_json::from_str(&crate::redact::scrub(&String::from_utf8_lossy(data)))
         };
         match fsutil::read_bounded(&p, 4 << 20) {
             Ok(data) => match parsed(&data) {
