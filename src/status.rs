@@ -271,8 +271,9 @@ impl Status {
         let p = path(state_dir);
         // Scrubbed on the way in too: a file written by an older agent is shown by
         // `status`. On the text: the stand-in has no character JSON escapes.
+        // `from_slice`, as for the other state files: one deserializer of Status.
         let parsed = |data: &[u8]| {
-            serde_json::from_str(&crate::redact::scrub(&String::from_utf8_lossy(data)))
+            serde_json::from_slice(crate::redact::scrub(&String::from_utf8_lossy(data)).as_bytes())
         };
         match fsutil::read_bounded(&p, 4 << 20) {
             Ok(data) => match parsed(&data) {
