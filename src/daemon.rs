@@ -440,7 +440,7 @@ impl<'a> Daemon<'a> {
                 // Missing key file and the like: the services cannot be licensed.
                 log::error!("license validation impossible: {}", e.chain());
                 let o = license::Outcome {
-                    message: Some(e.chain()),
+                    message: Some(e.chain().to_string()),
                     ..license::Outcome::default()
                 };
                 let _ = license::record(&self.ctx.cfg.state_dir, &o, wall);

@@ -115,12 +115,14 @@ pub(crate) fn check_all(
 fn key(cfg: &Config) -> Outcome {
     let k = match LicenseKey::read(&cfg.license.key_file) {
         Ok(k) => k,
-        Err(e) if e.chain().contains("set-key") => return Outcome::Fail(e.chain()),
         Err(e) => {
+            let why = e.chain().to_string();
+            if why.contains("set-key") {
+                return Outcome::Fail(why);
+            }
             return Outcome::Fail(format!(
-                "{}; store it with: echo KEY | cybersensei-agent set-key",
-                e.chain()
-            ))
+                "{why}; store it with: echo KEY | cybersensei-agent set-key"
+            ));
         }
     };
     let KeySource::File(path) = k.source() else {
@@ -390,7 +392,7 @@ fn tls_handshake(
     mut tcp: TcpStream,
     timeout: Duration,
 ) -> Result<String, String> {
-    let config = crate::tls::client_config(&cfg.backend).map_err(|e| e.chain())?;
+    let config = crate::tls::client_config(&cfg.backend).map_err(|e| e.chain().to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host}: not a TLS server name: {e}"))?;
     let mut conn =
@@ -428,7 +430,7 @@ fn http(cfg: &Config, clock: &dyn Clock) -> Outcome {
     b.retry_attempts = 1;
     let t = match Transport::new(&b) {
         Ok(t) => t,
-        Err(e) => return Outcome::Fail(e.chain()),
+        Err(e) => return Outcome::Fail(e.chain().to_string()),
     };
     match t.get(clock, "/health") {
         Ok(r) => {
@@ -456,7 +458,7 @@ fn http(cfg: &Config, clock: &dyn Clock) -> Outcome {
                 )),
             }
         }
-        Err(e) => Outcome::Fail(e.chain()),
+        Err(e) => Outcome::Fail(e.chain().to_string()),
     }
 }
 

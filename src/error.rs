@@ -112,8 +112,10 @@ pub enum Error {
 
 impl Error {
     /// This error and its causes, each once ([`chain`]): for logs and status.json.
-    pub(crate) fn chain(&self) -> String {
-        chain(self)
+    /// (A `Display` adapter: a log line or a `format!` writes it without a
+    /// `String` at every call site.)
+    pub(crate) fn chain(&self) -> Chain<'_> {
+        Chain(self)
     }
 
     /// The process exit code docs/reference.md assigns to this error.
@@ -272,6 +274,15 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cause = c.source();
     }
     out
+}
+
+/// An error shown with its causes ([`chain`]).
+pub(crate) struct Chain<'a>(&'a Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&chain(self.0))
+    }
 }
 
 /// Prints an error for the person at the terminal: `error: ` and its [`chain`],

@@ -158,7 +158,7 @@ fn recorded(
     let mut q = match Queue::open(&ctx.cfg.state_dir, ctx.cfg.telemetry.queue_max) {
         Ok(q) => q,
         Err(e) => {
-            c.failure = Some(e.chain());
+            c.failure = Some(e.chain().to_string());
             record(ctx, None, &c);
             return Err(e);
         }
@@ -167,7 +167,7 @@ fn recorded(
     let queued = q.len().ok();
     c.report.queued = queued.unwrap_or(0);
     if let Err(e) = &result {
-        c.failure = Some(e.chain());
+        c.failure = Some(e.chain().to_string());
     }
     record(ctx, queued, &c);
     result.map(|()| c.report)
@@ -187,7 +187,7 @@ pub(crate) fn send_cycle(
             ctx,
             None,
             &Cycle {
-                failure: Some(e.chain()),
+                failure: Some(e.chain().to_string()),
                 ..Default::default()
             },
         );

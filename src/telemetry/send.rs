@@ -27,7 +27,7 @@ pub(crate) fn post(ctx: &Ctx, payload: &TelemetryPayload) -> Result<Delivery> {
     let reply = match ctx.transport.post_json(ctx.clock, PATH, &body) {
         Ok(r) => r,
         Err(Error::Interrupted) => return Err(Error::Interrupted),
-        Err(e) => return Ok(Delivery::Failed(e.chain())),
+        Err(e) => return Ok(Delivery::Failed(e.chain().to_string())),
     };
     let status = reply.status;
     Ok(match status {

@@ -355,7 +355,7 @@ mod tests {
         let e = parse(br#"{"currentVersion":"1.0.0"}"#).unwrap_err();
         assert!(matches!(e, Error::Protocol { .. }), "{e}");
         let e = parse(br#"{"available":true,"updateAvailable":false}"#).unwrap_err();
-        assert!(e.chain().contains("disagree"), "{e}");
+        assert!(e.chain().to_string().contains("disagree"), "{e}");
         assert!(parse(br#"{"available":true,"fileSize":"-3"}"#).is_err());
     }
 

@@ -259,7 +259,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                         .as_ref()
                         .is_some_and(|st| st.pkg.has_path(AGENT_IN_SLOT)),
             },
-            Err(e) => Event::SwitchFailed(e.chain()),
+            Err(e) => Event::SwitchFailed(e.chain().to_string()),
         }
     }
 

@@ -191,7 +191,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(path(d.path()), b"{not json").unwrap();
         let e = load(d.path()).unwrap_err();
-        assert!(e.chain().contains("unreadable journal: "), "{e}");
+        assert!(
+            e.chain().to_string().contains("unreadable journal: "),
+            "{e}"
+        );
         // The parse error stays behind it as a source, not only as words.
         let io = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<std::io::Error>())

@@ -115,7 +115,7 @@ fn set_state(ctx: &Ctx, state: UpdateState) {
 }
 
 fn fail(ctx: &Ctx, state: UpdateState, e: &Error) {
-    let msg = e.chain();
+    let msg = e.chain().to_string();
     log::info!("update: {msg}");
     report(ctx, |u| {
         u.state = state;
