@@ -19,7 +19,7 @@ import os, re, sys
 LAYERS = [
     "hex percent build_info clock signals help backoff",
     "redact",
-    "error",
+    "error state_paths version",
     "fsutil child_output logging protocol status window",
     "config cli",
     "tls transport key",
