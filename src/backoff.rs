@@ -1,8 +1,8 @@
 //! The one retry policy: exponential backoff from a first wait, doubled at each
 //! retry, capped; jittered when many boxes could retry together. Used by the
-//! transport (between the attempts of one request), the daemon (between license
-//! validations that gave no valid answer) and the telemetry drain (its pace, scaled
-//! between the same two bounds).
+//! transport (between the attempts of one request) and the daemon (between license
+//! validations that gave no valid answer). Telemetry's pace (`telemetry::pace`) is
+//! congestion control on a shared window, not a retry: it has its own rule.
 
 use std::time::Duration;
 
@@ -33,13 +33,6 @@ impl Backoff {
         self.scaled(n, 0.5 + random.clamp(0.0, 1.0))
     }
 
-    /// `gap` scaled by `factor`, kept between the first wait and the cap: a pace
-    /// that slows down or speeds up with what the backend says.
-    pub(crate) fn paced(&self, gap: Duration, factor: f64) -> Duration {
-        let g = gap.as_secs_f64() * factor;
-        Duration::from_secs_f64(g.clamp(self.first.as_secs_f64(), self.max.as_secs_f64()))
-    }
-
     fn scaled(&self, n: u32, factor: f64) -> Duration {
         let f = self.first.as_secs_f64() * 2f64.powi(n.min(MAX_DOUBLINGS) as i32) * factor;
         Duration::from_secs_f64(f.min(self.max.as_secs_f64()))
@@ -65,8 +58,5 @@ mod tests {
             Backoff::new(Duration::ZERO, s(300)).delay(5),
             Duration::ZERO
         );
-        assert_eq!(b.paced(s(40), 2.0), s(80));
-        assert_eq!(b.paced(s(200), 2.0), s(300), "capped");
-        assert_eq!(b.paced(s(5), 0.5), s(5), "never under the first wait");
     }
 }

@@ -91,6 +91,12 @@ pub enum Error {
     /// The box has never validated its license, so it has no tenant id (telemetry
     /// and update checks need one).
     NeverValidated(String),
+    /// The command cannot be done on this box as it is: a rollback with no complete
+    /// other slot, an update this node is too old for.
+    Refused(String),
+    /// An update stopped before its switch (cut by a restart while staging): the
+    /// active slot was not touched.
+    Unfinished(String),
     /// The update the backend announced is no longer offered (deactivated or deleted
     /// after the check): the next check says what to install.
     Withdrawn(String),
@@ -105,8 +111,10 @@ pub enum Error {
         /// serde's error.
         source: Cause,
     },
-    /// A broken invariant of the agent itself (a state machine asked for a move it
-    /// does not have): nothing an operator did, reported rather than panicking.
+    /// A broken invariant of the agent itself, nothing an operator did, reported
+    /// rather than panicking. Three uses, all in the update driver: the state machine
+    /// has no move for an event, the driver and the machine disagree, a content
+    /// package's journal has no active slot to copy from.
     Other(String),
 }
 
@@ -141,6 +149,8 @@ impl Error {
             | Error::Busy(_)
             | Error::NeverValidated(_)
             | Error::Withdrawn(_)
+            | Error::Refused(_)
+            | Error::Unfinished(_)
             | Error::CommandFailed(_)
             | Error::Serialize { .. }
             | Error::Other(_) => exit::FAILURE,
@@ -233,6 +243,8 @@ impl fmt::Display for Error {
             Error::Busy(m)
             | Error::NeverValidated(m)
             | Error::Withdrawn(m)
+            | Error::Refused(m)
+            | Error::Unfinished(m)
             | Error::CommandFailed(m) => write!(f, "{m}"),
             Error::Serialize { what, .. } => write!(f, "serializing {what}"),
             Error::Other(m) => write!(f, "{m}"),

@@ -119,7 +119,10 @@ impl StateLock {
     /// Takes the lock, waiting at most `wait` for another holder to let go.
     pub fn acquire(state_dir: &Path, wait: Duration) -> Result<StateLock> {
         ensure_dir(state_dir, 0o755)?;
-        StateLock::acquire_file(&state_dir.join("agent.lock"), wait)
+        StateLock::acquire_file(
+            &crate::state_paths::StatePaths::new(state_dir).agent_lock(),
+            wait,
+        )
     }
 
     /// Takes an exclusive lock on any lock file (e.g. the daemon's `run.lock`).

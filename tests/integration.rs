@@ -47,6 +47,7 @@ mod security_slow;
 mod security_zip_bounds;
 mod shared_process;
 mod telemetry_collect;
+mod telemetry_node;
 mod telemetry_queue;
 mod telemetry_sim;
 mod update_download;

@@ -10,13 +10,11 @@
 
 use super::slots::Layout;
 use crate::config::Config;
-use std::path::Path;
+use crate::state_paths::StatePaths;
 
 /// Set by the init scripts when they start the factory agent because the slot's
 /// agent failed.
 pub(crate) const FALLBACK_ENV: &str = "CYBERSENSEI_AGENT_FALLBACK";
-/// The init scripts' counter of unconfirmed starts, in `state_dir`.
-pub(crate) const STARTS_FILE: &str = "agent-starts";
 
 /// This agent was started instead of the slot's own, which failed.
 pub(crate) fn is_fallback() -> bool {
@@ -29,7 +27,7 @@ pub(crate) fn agent_failed(cfg: &Config, target: &str) -> bool {
     is_fallback()
         && Layout::new(&cfg.install.root)
             .slot_dir(target)
-            .join(super::AGENT_IN_SLOT)
+            .join(super::driver::AGENT_IN_SLOT)
             .is_file()
 }
 
@@ -41,15 +39,16 @@ pub(crate) fn confirm_start(cfg: &Config, slot_before: Option<&str>) {
     if is_fallback() && !moved {
         return;
     }
-    remove(&cfg.state_dir);
+    remove(&StatePaths::new(&cfg.state_dir));
 }
 
-fn remove(state_dir: &Path) {
-    match std::fs::remove_file(state_dir.join(STARTS_FILE)) {
+fn remove(paths: &StatePaths) {
+    let starts = paths.agent_starts();
+    match std::fs::remove_file(&starts) {
         Ok(()) => {
-            let _ = crate::fsutil::fsync_dir(state_dir);
+            let _ = crate::fsutil::fsync_dir(paths.root());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("{}: {e}", state_dir.join(STARTS_FILE).display()),
+        Err(e) => log::warn!("{}: {e}", starts.display()),
     }
 }

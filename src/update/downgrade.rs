@@ -7,13 +7,11 @@
 //! so a version committed is counted even if the box lost power right after.
 
 use super::slots::{Layout, SLOTS};
-use super::version_json::Semver;
+use super::version::Semver;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
-
-/// The file, in `state_dir/update/`.
-pub(crate) const HIGHEST_FILE: &str = "highest-version";
+use crate::state_paths::StatePaths;
 
 fn parse(v: &str) -> Option<Semver> {
     Semver::parse(v.trim())
@@ -23,7 +21,8 @@ fn parse(v: &str) -> Option<Semver> {
 /// None on a box that never installed a comparable version.
 pub(crate) fn highest(cfg: &Config) -> Option<String> {
     let layout = Layout::new(&cfg.install.root);
-    let stored = fsutil::read_bounded(&cfg.state_dir.join("update").join(HIGHEST_FILE), 256)
+    let paths = StatePaths::new(&cfg.state_dir);
+    let stored = fsutil::read_bounded(&paths.highest_version(), 256)
         .ok()
         .map(|d| String::from_utf8_lossy(&d).trim().to_string());
     let recorded = SLOTS
@@ -43,9 +42,13 @@ pub(crate) fn check(cfg: &Config, version: &str, allow: bool) -> Result<()> {
     let Some(high) = highest(cfg) else {
         return Ok(());
     };
-    let d = cfg.state_dir.join("update");
-    fsutil::ensure_dir(&d, 0o700)?;
-    fsutil::atomic_write(&d.join(HIGHEST_FILE), format!("{high}\n").as_bytes(), 0o644)?;
+    let paths = StatePaths::new(&cfg.state_dir);
+    fsutil::ensure_dir(&paths.update(), 0o700)?;
+    fsutil::atomic_write(
+        &paths.highest_version(),
+        format!("{high}\n").as_bytes(),
+        0o644,
+    )?;
     let (Some(h), new) = (parse(&high), parse(version)) else {
         return Ok(());
     };
