@@ -577,9 +577,6 @@ pub fn parse_retry_after(s: &str, now: std::time::SystemTime) -> Option<Duration
     Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(DAY))
 }
 
-/// Kept here for the modules that build request paths (`crate::percent` is its home).
-pub use crate::percent::percent_encode;
-
 #[cfg(test)]
 mod tests {
     use super::*;

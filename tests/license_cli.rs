@@ -241,7 +241,7 @@ fn key_never_leaks_to_output_logs_or_state() {
     }
     sim.set_down(true);
     outputs.push_str(&text(&node.run(&["validate"])));
-    let encoded = cybersensei_agent::transport::percent_encode(KEY);
+    let encoded = cybersensei_agent::percent::percent_encode(KEY);
     assert!(!outputs.contains(KEY), "key in output:\n{outputs}");
     assert!(!outputs.contains(&encoded), "encoded key in output");
     assert!(
@@ -384,7 +384,7 @@ fn second_command_waits_then_names_the_holder() {
 /// `key` as a server may quote it: raw, percent-encoded in upper and lower case, and
 /// form-encoded (`+` for a space).
 fn quoted_forms(key: &str) -> Vec<String> {
-    let upper = cybersensei_agent::transport::percent_encode(key);
+    let upper = cybersensei_agent::percent::percent_encode(key);
     let lower = upper
         .split('%')
         .enumerate()

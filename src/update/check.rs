@@ -6,9 +6,10 @@ use super::version;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::license::normalize;
+use crate::percent::percent_encode;
 use crate::protocol::UpdateCheck;
 use crate::redact;
-use crate::transport::{percent_encode, Reply};
+use crate::transport::Reply;
 use std::cmp::Ordering;
 
 /// What `/update/check` said, as the CLI and status report it.
