@@ -601,7 +601,7 @@ fn set_key(cfg: Config, clock: &dyn Clock) -> Result<u8> {
     let ctx = Ctx::new(cfg, clock, true)?;
     let out = license::validate_key(&ctx, &key)?;
     print_license(&out);
-    match out.to_error() {
+    match out.into_error() {
         Some(e) => Err(e),
         None => Ok(exit::OK),
     }

@@ -25,12 +25,11 @@ pub mod exit {
 
 /// A cause handed to an error (a parse error, a library error).
 pub(crate) type BoxedCause = Box<dyn std::error::Error + Send + Sync + 'static>;
-/// A cause kept behind an error; shared, so that an error can be cloned (a license
-/// outcome keeps the transport's error it was decided on).
-pub(crate) type Cause = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+/// A cause kept behind an error.
+pub(crate) type Cause = BoxedCause;
 
 /// Everything that can go wrong, grouped by what the caller does about it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// Bad command line or configuration; the message names the field or argument.
@@ -73,7 +72,7 @@ pub enum Error {
         /// What was being written, and how much was missing when known.
         message: String,
         /// The kernel's error, when the disk actually filled up.
-        source: Option<std::sync::Arc<std::io::Error>>,
+        source: Option<std::io::Error>,
     },
     /// The update failed after the switch and was rolled back.
     RolledBack(String),
@@ -84,7 +83,7 @@ pub enum Error {
         /// What was being done and to which path.
         context: String,
         /// The operating system's error.
-        source: std::sync::Arc<std::io::Error>,
+        source: std::io::Error,
     },
     /// `agent.lock` stayed held by another command or the daemon for the whole wait.
     Busy(String),
@@ -163,12 +162,12 @@ impl Error {
         if matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
             Error::NoSpace {
                 message: context.to_string(),
-                source: Some(std::sync::Arc::new(e)),
+                source: Some(e),
             }
         } else {
             Error::Io {
                 context: context.to_string(),
-                source: std::sync::Arc::new(e),
+                source: e,
             }
         }
     }
@@ -177,7 +176,7 @@ impl Error {
     pub(crate) fn serialize(what: impl Into<String>, e: serde_json::Error) -> Error {
         Error::Serialize {
             what: what.into(),
-            source: std::sync::Arc::new(e),
+            source: Box::new(e),
         }
     }
 
@@ -263,8 +262,8 @@ impl std::error::Error for Error {
             } => Some(s.as_ref()),
             Error::NoSpace {
                 source: Some(s), ..
-            } => Some(s.as_ref()),
-            Error::Io { source, .. } => Some(source.as_ref()),
+            } => Some(s),
+            Error::Io { source, .. } => Some(source),
             Error::Serialize { source, .. } => Some(source.as_ref()),
             _ => None,
         }

@@ -59,7 +59,7 @@ pub(crate) struct Cached {
 }
 
 /// What one validation concluded.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Outcome {
     pub state: LicenseState,
     pub(crate) tenant_id: Option<String>,
@@ -93,22 +93,31 @@ impl Outcome {
         }
     }
 
-    /// The exit code of a one-shot command that printed this outcome.
+    /// The exit code of a one-shot command that printed this outcome (that of
+    /// [`Outcome::into_error`]).
     pub(crate) fn exit_code(&self) -> u8 {
-        self.to_error()
-            .map_or(crate::error::exit::OK, |e| e.exit_code())
+        use crate::error::exit;
+        match (self.state, &self.fault) {
+            (LicenseState::Valid | LicenseState::Grace, _) => exit::OK,
+            (LicenseState::Expired, _) => exit::LICENSE_EXPIRED,
+            (LicenseState::Inactive, _) => exit::TENANT_INACTIVE,
+            (LicenseState::Invalid, _) => exit::LICENSE_REFUSED,
+            (LicenseState::Unknown, Some(f)) => f.exit_code(),
+            (LicenseState::Unknown, None) => exit::UNREACHABLE,
+        }
     }
 
-    /// The error (and so exit code) a one-shot command reports for this outcome.
-    pub fn to_error(&self) -> Option<Error> {
-        let m = self.message.clone().unwrap_or_default();
+    /// The error a one-shot command reports for this outcome (the transport's own,
+    /// its cause kept, when there was no decision).
+    pub fn into_error(self) -> Option<Error> {
+        let m = self.message.unwrap_or_default();
         match self.state {
             LicenseState::Valid | LicenseState::Grace => None,
             LicenseState::Expired => Some(Error::LicenseExpired(m)),
             LicenseState::Inactive => Some(Error::TenantInactive(m)),
             LicenseState::Invalid => Some(Error::LicenseRefused(m)),
-            LicenseState::Unknown => Some(match &self.fault {
-                Some(f) => f.clone(),
+            LicenseState::Unknown => Some(match self.fault {
+                Some(f) => f,
                 None => Error::unreachable(m),
             }),
         }
@@ -116,7 +125,7 @@ impl Outcome {
 }
 
 /// The backend's answer, classified.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Decision {
     Valid(LicenseResponse),
     Expired(String),
@@ -261,19 +270,19 @@ pub(crate) fn offline_state(
     cache: Option<&Cached>,
     cfg: &Config,
     now: UnixTime,
-    fault: &Error,
+    fault: Error,
 ) -> Outcome {
-    let why = crate::error::chain(fault);
+    let why = crate::error::chain(&fault);
     let Some(c) = cache else {
         return Outcome {
             state: LicenseState::Unknown,
             message: Some(format!("never validated; {why}")),
-            fault: Some(fault.clone()),
+            fault: Some(fault),
             ..Outcome::default()
         };
     };
     let mut out = Outcome {
-        fault: Some(fault.clone()),
+        fault: Some(fault),
         ..Outcome::from_cache(c, now)
     };
     if c.last_decision != LicenseState::Valid {
@@ -421,7 +430,7 @@ pub(crate) fn decide_for(
             LicenseState::Invalid,
             format!("{m}: check the license key, then contact CyberSensei support"),
         )?,
-        Decision::NoDecision(fault) => offline_state(previous.as_ref(), cfg, now, &fault),
+        Decision::NoDecision(fault) => offline_state(previous.as_ref(), cfg, now, fault),
     };
     warnings_for(&mut out, cfg);
     Ok(out)

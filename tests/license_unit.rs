@@ -130,7 +130,7 @@ fn grace_then_expiry_while_offline() {
     );
     let past = off(&c, NOW + 3.0 * 86400.0 + 1.0);
     assert_eq!(past.state, LicenseState::Unknown);
-    assert_eq!(past.to_error().unwrap().exit_code(), 14);
+    assert_eq!(past.into_error().unwrap().exit_code(), 14);
 
     // Expiry passing while offline ends grace even inside the grace period.
     c.license.grace_period = std::time::Duration::from_secs(365 * 86400);
@@ -138,7 +138,7 @@ fn grace_then_expiry_while_offline() {
     assert_eq!(off(&c, exp - 10.0).state, LicenseState::Grace);
     let o = off(&c, exp + 10.0);
     assert_eq!(o.state, LicenseState::Expired);
-    assert_eq!(o.to_error().unwrap().exit_code(), 11);
+    assert_eq!(o.into_error().unwrap().exit_code(), 11);
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn never_validated_and_offline_is_unknown() {
     )
     .unwrap();
     assert_eq!(o.state, LicenseState::Unknown);
-    assert_eq!(o.to_error().unwrap().exit_code(), 14);
+    assert_eq!(o.into_error().unwrap().exit_code(), 14);
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn refusal_is_not_undone_by_going_offline() {
     )
     .unwrap();
     assert_eq!(o.state, LicenseState::Inactive);
-    assert_eq!(o.to_error().unwrap().exit_code(), 12);
+    assert_eq!(o.into_error().unwrap().exit_code(), 12);
     let o = decide(
         Decision::NoDecision(Error::unreachable("down")),
         &c,

@@ -188,12 +188,13 @@ fn tenant(ctx: &Ctx) -> Result<String> {
         e => e,
     }
     };
-    let out = crate::license::validate(ctx).map_err(first)?;
-    if let Some(e) = out.to_error() {
+    let mut out = crate::license::validate(ctx).map_err(first)?;
+    let tenant = out.tenant_id.take();
+    if let Some(e) = out.into_error() {
         return Err(first(e));
     }
     crate::license::cached_tenant_id(&ctx.cfg.state_dir)
-        .or(out.tenant_id)
+        .or(tenant)
         .ok_or_else(|| Error::NeverValidated("no tenantId: the license was never validated".into()))
 }
 
