@@ -23,10 +23,8 @@ pub mod exit {
     pub(crate) const NO_SPACE: u8 = 22;
 }
 
-/// A cause handed to an error (a parse error, a library error).
-pub(crate) type BoxedCause = Box<dyn std::error::Error + Send + Sync + 'static>;
-/// A cause kept behind an error.
-pub(crate) type Cause = BoxedCause;
+/// A cause kept behind an error (a parse error, a library error).
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong, grouped by what the caller does about it.
 #[derive(Debug)]
@@ -181,10 +179,10 @@ impl Error {
     }
 
     /// The backend could not be reached, with the HTTP client's error behind it.
-    pub(crate) fn unreachable_by(message: impl Into<String>, source: Option<BoxedCause>) -> Error {
+    pub(crate) fn unreachable_by(message: impl Into<String>, source: Option<Cause>) -> Error {
         Error::Unreachable {
             message: message.into(),
-            source: source.map(Cause::from),
+            source: source,
         }
     }
 
@@ -205,13 +203,10 @@ impl Error {
     }
 
     /// An answer that is not the protocol, with the parse error behind it.
-    pub(crate) fn protocol(
-        message: impl Into<String>,
-        source: impl Into<Option<BoxedCause>>,
-    ) -> Error {
+    pub(crate) fn protocol(message: impl Into<String>, source: impl Into<Option<Cause>>) -> Error {
         Error::Protocol {
             message: message.into(),
-            source: source.into().map(Cause::from),
+            source: source.into(),
         }
     }
 }
@@ -343,7 +338,7 @@ mod tests {
     fn protocol_is_not_unreachable() {
         let parse = serde_json::from_str::<u64>("\"x\"").unwrap_err();
         let words = parse.to_string();
-        let e = Error::protocol("GET /update/check", Some(Box::new(parse) as BoxedCause));
+        let e = Error::protocol("GET /update/check", Some(Box::new(parse) as Cause));
         assert!(e.to_string().starts_with("backend answer not understood"));
         assert!(!e.to_string().contains("unreachable"));
         assert!(e.source().is_some());

@@ -346,7 +346,7 @@ impl Transport {
                 "{method} {shown}: {last} (after {} attempts)",
                 self.attempts
             ),
-            last_cause.map(|e| Box::new(e) as crate::error::BoxedCause),
+            last_cause.map(|e| Box::new(e) as crate::error::Cause),
         ))
     }
 

@@ -124,7 +124,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<UpdateCheck> {
     serde_json::from_slice(body).map_err(|e| {
         Error::protocol(
             "GET /update/check: the answer is not the update-check JSON",
-            Some(Box::new(e) as crate::error::BoxedCause),
+            Some(Box::new(e) as crate::error::Cause),
         )
     })
 }
