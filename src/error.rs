@@ -182,7 +182,7 @@ impl Error {
     pub(crate) fn unreachable_by(message: impl Into<String>, source: Option<Cause>) -> Error {
         Error::Unreachable {
             message: message.into(),
-            source: source,
+            source,
         }
     }
 
