@@ -213,7 +213,7 @@ fn execute(inv: &Invocation, clock: &dyn Clock) -> std::result::Result<u8, Stop>
             let (_, ctx) = context(setup()?)?;
             let mut col = telemetry::Collector::new();
             let p = telemetry::payload(&ctx, &mut col)?;
-            println!("{}", json_text(serde_json::to_string_pretty(&p)));
+            println!("{}", json_text(&p, true));
             exit::OK
         }
         Command::SetKey => set_key(setup()?.cfg, clock)?,
@@ -260,11 +260,15 @@ fn execute(inv: &Invocation, clock: &dyn Clock) -> std::result::Result<u8, Stop>
     })
 }
 
-/// JSON text to print: the types printed here (config, status, telemetry payload)
+/// A value as JSON text: the types printed here (config, status, telemetry payload)
 /// are plain structs whose serialisation cannot fail; should one ever, the reason is
-/// printed instead of a panic. (Takes the result, not the value: a generic over the
-/// value would carry both serializers for each type.)
-fn json_text(r: serde_json::Result<String>) -> String {
+/// printed instead of a panic.
+fn json_text<T: serde::Serialize>(v: &T, pretty: bool) -> String {
+    let r = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    };
     r.unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize: {e}\"}}"))
 }
 
@@ -418,7 +422,7 @@ fn config_check(cfg: &Config, missing: Option<&str>) -> Result<u8> {
     // Proxy credentials are a secret too: shown as `***`.
     let mut shown = cfg.clone();
     shown.backend.proxy = shown.backend.proxy.as_deref().map(redact::url_credentials);
-    println!("{}", json_text(serde_json::to_string_pretty(&shown)));
+    println!("{}", json_text(&shown, true));
     match LicenseKey::read(&cfg.license.key_file) {
         Ok(k) => println!("license key: {} (from {})", k.shown(), k.source()),
         Err(e) => println!("license key: not available ({})", e.chain()),
@@ -446,7 +450,7 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     s.version = version;
     s.security = crate::security::summary(cfg);
     if json {
-        println!("{}", json_text(serde_json::to_string(&s)));
+        println!("{}", json_text(&s, false));
         return Ok(exit::OK);
     }
     // The first three lines answer "is this box healthy, and if not what do I do".
