@@ -85,7 +85,7 @@ cargo_target=$TARGET
 cmd=(cargo)
 # Size: by default std is rebuilt (nightly) with the release profile and panics abort
 # immediately (no panic message/formatting machinery): about -280 KiB per binary,
-# part of what keeps armv7 under 1.4 MiB and aarch64 musl under 1.55 MiB. BOARD_PANIC=abort
+# part of what keeps armv7 under 1.1 MiB and aarch64 musl under 1.55 MiB. BOARD_PANIC=abort
 # builds with stable and the prebuilt std instead (except armv7 musl, see above).
 BOARD_PANIC=${BOARD_PANIC:-immediate-abort}
 BUILD_STD=${BUILD_STD:-0}
@@ -94,6 +94,11 @@ if [ "$BOARD_PANIC" = immediate-abort ]; then
   BUILD_STD=1
   export CARGO_PROFILE_RELEASE_PANIC=immediate-abort
   BOARD_CARGO_ARGS="-Zpanic-immediate-abort ${BOARD_CARGO_ARGS:-}"
+  # No unwind tables (.eh_frame and its index; .ARM.exidx on armv7), std's too: with
+  # panics that abort at once nothing unwinds or prints a backtrace, so they were
+  # dead weight (−217 kB on aarch64 musl, bytes in docs/board.md). Only a debugger's
+  # backtrace on the board loses them (the shipped binary is stripped anyway).
+  BOARD_RUSTFLAGS="-C force-unwind-tables=no ${BOARD_RUSTFLAGS:-}"
 elif [ "$BOARD_PANIC" != abort ]; then
   echo "build.sh: BOARD_PANIC must be immediate-abort or abort" >&2; exit 2
 fi
