@@ -4,7 +4,7 @@
 //! behind its Traefik without `trust proxy` every box in the field is one address
 //! (docs/telemetry.md, "For CyberSensei's operators"). A box does not know how many
 //! others share the budget; the throttler's `X-RateLimit-Remaining` on each answer
-//! says how full the shared window is, and the daemon reads it twice:
+//! says how full the shared window is, and the daemon acts on it:
 //! - `Pace`: the gap between two fresh samples (measured and posted together),
 //!   never shorter than `telemetry.interval`; it widens when the window is more
 //!   than half full and narrows back when it has room, so a fleet settles below the
