@@ -232,9 +232,19 @@ impl<'c, 'f> Driver<'c, 'f> {
         match self.j.step {
             // One status write per state: `switching` follows `staging` (or a
             // rollback command, which reports `installing` here).
-            Step::Staging => set_state(ctx, UpdateState::Installing),
+            Step::Staging => {
+                set_state(ctx, UpdateState::Installing);
+                crate::history::record(
+                    &ctx.cfg.state_dir,
+                    ctx.now(),
+                    crate::history::Event::Install,
+                    &self.j.version,
+                    self.j.update_id.as_deref(),
+                    &format!("installation dans le slot {}", self.j.target),
+                );
+            }
             Step::Switching if self.staging.is_none() => set_state(ctx, UpdateState::Installing),
-            Step::Switching => {}
+            Step::Switching => crate::progress::phase(crate::progress::Phase::Switch),
             Step::Switched => set_state(ctx, UpdateState::HealthCheck),
             Step::RollingBack => log::error!(
                 "rolling back to slot {}: {}",
@@ -320,6 +330,26 @@ impl<'c, 'f> Driver<'c, 'f> {
             "version {} committed in slot {}",
             self.j.version,
             self.j.target
+        );
+        crate::progress::phase(crate::progress::Phase::Commit);
+        let what = if kind == Kind::Update {
+            format!(
+                "version {} installée et validée (slot {})",
+                self.j.version, self.j.target
+            )
+        } else {
+            format!(
+                "retour à la version {} (slot {}) à la demande",
+                self.j.version, self.j.target
+            )
+        };
+        crate::history::record(
+            &ctx.cfg.state_dir,
+            ctx.now(),
+            crate::history::Event::Commit,
+            &self.j.version,
+            self.j.update_id.as_deref(),
+            &what,
         );
     }
 

@@ -103,6 +103,7 @@ fn report(ctx: &Ctx, f: impl FnOnce(&mut UpdateStatus)) {
         f(&mut s.update);
         s.slot = slot;
         s.version = version;
+        crate::progress::follow(s.update.state);
     });
     if let Err(e) = r {
         log::warn!("status.json: {e}");
@@ -118,8 +119,23 @@ fn fail(ctx: &Ctx, state: UpdateState, e: &Error) {
     log::info!("update: {msg}");
     report(ctx, |u| {
         u.state = state;
-        u.last_error = Some(msg);
+        u.last_error = Some(msg.clone());
     });
+    let offered = crate::progress::current_target();
+    let event = match (state, e) {
+        (UpdateState::RolledBack, _) => crate::history::Event::Rollback,
+        (_, Error::PackageRejected(_)) => crate::history::Event::Refused,
+        _ => crate::history::Event::Failed,
+    };
+    let version = offered.0.unwrap_or_else(|| "?".into());
+    crate::history::record(
+        &ctx.cfg.state_dir,
+        ctx.now(),
+        event,
+        &version,
+        offered.1.as_deref(),
+        &msg,
+    );
 }
 
 /// Completes or undoes an interrupted update; run before anything else at every start.
@@ -142,6 +158,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
                 j.target
             );
             let step = j.step;
+            crate::progress::target(Some(&j.version), j.update_id.as_deref());
             (j, Some(step))
         }
         Ok(None) => (nothing_in_flight(ctx), None),
@@ -307,7 +324,21 @@ fn tenant(ctx: &Ctx) -> Result<String> {
 /// Check, download, verify and install now (an operator's `update`: whatever
 /// `auto_*`, the install window or `breaking` say).
 pub(crate) fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
+    update_offered(ctx, None)
+}
+
+/// `update_now` for the admin API's apply: only while a fresh check still offers
+/// `update_id` (what the person saw on the page).
+pub(crate) fn update_offered(ctx: &Ctx, update_id: Option<&str>) -> Result<UpdateReport> {
     let (r, c) = check_inner(ctx)?;
+    if let Some(want) = update_id {
+        if !r.available || r.update_id.as_deref() != Some(want) {
+            return Err(Error::Other(format!(
+                "update {want} is no longer on offer (now: {})",
+                r.update_id.as_deref().unwrap_or("none")
+            )));
+        }
+    }
     if r.details.node_too_old {
         return Err(Error::Other(format!(
             "no update installed: {}",
@@ -350,6 +381,7 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
         sha256: check::expected_digest(c).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?,
         version: c.latest_version.clone(),
     };
+    crate::progress::target(want.version.as_deref(), Some(&want.update_id));
     let d = dir(&ctx.cfg);
     if let Some(p) = download::ready(&d, &want) {
         log::info!("package {} already downloaded", want.update_id);
@@ -364,6 +396,7 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
     let on_progress = |n: u64| {
         let (bytes, at) = next.get();
         let now = ctx.clock.monotonic();
+        crate::progress::bytes(n, want.size);
         if n >= bytes && now >= at {
             next.set((n + STATUS_EVERY, now + STATUS_MIN_GAP));
             report(ctx, |u| u.downloaded_bytes = Some(n));
@@ -399,6 +432,7 @@ fn fetch(ctx: &Ctx, c: &crate::protocol::UpdateCheck) -> Result<download::Downlo
 /// `allow_downgrade`: `install --allow-downgrade` (a version lower than the highest
 /// installed is refused otherwise).
 pub(crate) fn install_file(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Result<UpdateReport> {
+    crate::progress::target(None, None);
     let owned = own_copy(ctx, zip).inspect_err(|e| fail(ctx, UpdateState::Failed, e))?;
     let src = Source {
         allow_downgrade,
@@ -466,6 +500,7 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
             "slot {target} holds no complete installation; nothing to roll back to"
         )));
     }
+    crate::progress::target(Some(&layout.version(target)), None);
     let j = Journal {
         step: Step::Switching,
         kind: Kind::Rollback,
@@ -583,8 +618,10 @@ fn inspect<'f>(
     // One status write for both (each rewrite fsyncs): the inspection reads only the
     // central directory and a few small entries.
     let flags = p.info.as_ref().map(|i| (i.breaking, i.security_update));
+    let kind = p.kind.as_str();
     report(ctx, |u| {
         u.state = UpdateState::Verifying;
+        u.package_kind = Some(kind.into());
         if let Some((b, s)) = flags {
             u.breaking = Some(b);
             u.security_update = Some(s);
@@ -637,6 +674,7 @@ fn install(
     hand_over: bool,
 ) -> Result<UpdateReport> {
     let version = package_version(&p, &src);
+    crate::progress::target(Some(&version), src.update_id.as_deref());
     let layout = Layout::new(&ctx.cfg.install.root);
     let from = layout.active();
     let prepared = (|| {
