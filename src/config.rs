@@ -912,7 +912,7 @@ mod tests {
         assert_eq!(
             refused(r#"{"telemetri": {}}"#),
             "telemetri: unknown key (known keys here: backend, license, telemetry, updates, \
-             install, services, schedule, state_dir, log)"
+             install, services, schedule, state_dir, log, admin_api)"
         );
         // Keys are read in table order: the first bad one is named, whatever the file's order.
         assert_eq!(

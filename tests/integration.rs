@@ -19,6 +19,7 @@
 
 mod harness;
 
+mod admin_api;
 mod board_time;
 mod board_update;
 mod central_agent;
