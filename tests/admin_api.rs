@@ -75,7 +75,11 @@ pub(crate) fn raw(addr: SocketAddr, raw: &[u8]) -> (u16, Value) {
     parse_answer(&out)
 }
 
+/// (status, body); (0, null) when the connection closed without an answer.
 pub(crate) fn parse_answer(out: &[u8]) -> (u16, Value) {
+    if out.is_empty() {
+        return (0, Value::Null);
+    }
     let text = String::from_utf8_lossy(out);
     let status = text
         .get(9..12)
