@@ -7,7 +7,7 @@
 arm64_kernel() {
   mkdir -p "$CACHE"
   if ! ls "$CACHE"/k/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -x "$CACHE/bb/bin/busybox" ]; then
-    dpkg --print-foreign-architectures | grep -qx arm64 || { log "needs 'dpkg --add-architecture arm64 && apt-get update' (board/ci-setup.sh does it)"; exit 1; }
+    dpkg --print-foreign-architectures | grep -x arm64 >/dev/null || { log "needs 'dpkg --add-architecture arm64 && apt-get update' (board/ci-setup.sh does it)"; exit 1; }
     local kpkg
     kpkg=$(apt-cache depends linux-image-cloud-arm64 | awk '/Depends: linux-image/{print $2; exit}')
     (cd "$CACHE" && rm -f ./*.deb && apt-get download "$kpkg" busybox-static:arm64 2>/dev/null)

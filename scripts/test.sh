@@ -39,7 +39,7 @@ missing_for() {
       have qemu-arm || m+=(qemu-arm)
       have qemu-aarch64 || m+=(qemu-aarch64)
       have file || m+=(file)
-      rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' ||
+      rustup component list --toolchain nightly --installed 2>/dev/null | grep '^rust-src' >/dev/null ||
         m+=("nightly+rust-src")
       ;;
     board/qemu-boot.sh)
@@ -51,7 +51,7 @@ missing_for() {
       have python3 || m+=(python3)
       # The kernel deb is downloaded once into target/boot-cache.
       if ! ls target/boot-cache/k/boot/vmlinuz-* >/dev/null 2>&1 &&
-        ! dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64; then
+        ! dpkg --print-foreign-architectures 2>/dev/null | grep -x arm64 >/dev/null; then
         m+=("dpkg-arch-arm64")
       fi
       ;;
