@@ -109,7 +109,8 @@ pub(crate) fn current_target() -> (Option<String>, Option<String>) {
 
 /// Follows the update state written to status.json: the working states and the
 /// two failed ends enter their phase (`switch` and `commit` are entered by the
-/// driver; `idle`/`available` leave the last phase shown).
+/// driver). `idle`/`available` end a working phase (a paused download, a verified
+/// package waiting for `update`) and leave an ended one shown.
 pub(crate) fn follow(state: crate::status::UpdateState) {
     use crate::status::UpdateState as U;
     let p = match state {
@@ -119,7 +120,14 @@ pub(crate) fn follow(state: crate::status::UpdateState) {
         U::HealthCheck => Phase::HealthCheck,
         U::Failed => Phase::Failed,
         U::RolledBack => Phase::RolledBack,
-        U::Idle | U::Available => return,
+        U::Idle | U::Available => {
+            with(|s| {
+                if matches!(s.phase.step(), 1..=5) {
+                    s.phase = Phase::Idle;
+                }
+            });
+            return;
+        }
     };
     phase(p);
 }

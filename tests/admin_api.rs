@@ -618,3 +618,23 @@ fn kill_9_mid_apply_then_history_and_api_tell_the_truth() {
         "2.0.0"
     );
 }
+
+#[test]
+fn apply_of_a_package_downloaded_and_waiting_for_an_operator() {
+    let sim = tls_sim();
+    let mut node = Node::updates(&sim);
+    install_v1(&mut node, None, "deferred");
+    let id = sim.publish_update("2.0.0", zip(&app("2.0.0")), "- attend");
+    node.set("updates", "auto_download", json!(true));
+    let addr = api_on(&mut node, "none", None);
+    let _d = start(&node, addr);
+    // Downloaded and verified by the daemon, then waiting: auto_install is off.
+    wait_for("the package to wait", Duration::from_secs(15), || {
+        get(addr, "/api/update/check", None).1["deferred"].is_string()
+    });
+    let (_, g) = get(addr, "/api/agent/progress", None);
+    assert_eq!(g["active"], false, "{g}");
+    let (s, r) = post(addr, "/api/update/apply", &json!({"updateId": id}), None);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(node.status()["version"], "2.0.0");
+}
