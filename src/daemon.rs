@@ -100,10 +100,7 @@ pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
         None
     });
     let code = match Daemon::new(cfg, config_path, &clock) {
-        Ok(mut d) => match {
-            d.admin = listener;
-            d.run()
-        } {
+        Ok(mut d) => match d.with_admin(listener).run() {
             Ok(()) => {
                 new_agent = d.new_agent().map(Path::to_path_buf);
                 exit::OK
@@ -165,6 +162,12 @@ impl<'a> Daemon<'a> {
             pending: None,
             counters: Counters::default(),
         })
+    }
+
+    /// Gives the daemon the admin API's job channel.
+    fn with_admin(&mut self, admin: Option<admin::Handle>) -> &mut Self {
+        self.admin = admin;
+        self
     }
 
     /// The license state as of the last validation.

@@ -16,7 +16,7 @@ pub(crate) mod server;
 use crate::config::AdminApi;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, SyncSender};
 
 /// Jobs waiting for the loop, at most (more: 503).
 const QUEUE: usize = 2;
@@ -82,10 +82,7 @@ pub(crate) struct Handle {
 impl Handle {
     /// The next job, if one waits.
     pub(crate) fn next_job(&self) -> Option<Job> {
-        match self.jobs.try_recv() {
-            Ok(j) => Some(j),
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-        }
+        self.jobs.try_recv().ok()
     }
 }
 
