@@ -442,7 +442,7 @@ fn status_history(cfg: &Config) {
         println!(
             "  {} {:<8} {:<10} {}{times}",
             e.applied_at,
-            format!("{:?}", e.event).to_lowercase(),
+            e.event.as_str(),
             e.version,
             e.details
         );

@@ -5,7 +5,8 @@
 //! power cut the file holds what the journal's recovery then completes.
 
 use crate::fsutil;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Most events kept.
@@ -16,7 +17,7 @@ const MAX_DETAILS: usize = 300;
 const MAX_FILE: u64 = 256 * 1024;
 
 /// What happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Event {
     /// An install started (staging the inactive slot).
@@ -31,8 +32,29 @@ pub(crate) enum Event {
     Failed,
 }
 
+impl Event {
+    /// Every event, for reading the file back.
+    const ALL: [Event; 5] = [
+        Event::Install,
+        Event::Commit,
+        Event::Rollback,
+        Event::Refused,
+        Event::Failed,
+    ];
+    /// The word in the file.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Event::Install => "install",
+            Event::Commit => "commit",
+            Event::Rollback => "rollback",
+            Event::Refused => "refused",
+            Event::Failed => "failed",
+        }
+    }
+}
+
 /// One event, in the dashboard's `UpdateHistory` shape plus `event` and `repeat`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Entry {
     /// Increasing number, as a string (the dashboard's key).
@@ -47,15 +69,32 @@ pub(crate) struct Entry {
     pub(crate) details: String,
     pub(crate) event: Event,
     /// The backend's update id, when known.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) update_id: Option<String>,
     /// How many times in a row the same event happened (an hourly failing download).
-    #[serde(default = "one")]
     pub(crate) repeat: u32,
 }
 
-fn one() -> u32 {
-    1
+impl Entry {
+    /// One entry of the file, read by hand (a derived Deserialize costs the boards
+    /// kilobytes); None when it is not one.
+    fn from_json(v: &Value) -> Option<Entry> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+        let word = v.get("event")?.as_str()?;
+        Some(Entry {
+            id: s("id")?,
+            version: s("version")?,
+            applied_at: s("appliedAt")?,
+            status: s("status")?,
+            details: s("details").unwrap_or_default(),
+            event: *Event::ALL.iter().find(|e| e.as_str() == word)?,
+            update_id: s("updateId"),
+            repeat: v
+                .get("repeat")
+                .and_then(Value::as_u64)
+                .map_or(1, |n| n.min(u32::MAX as u64) as u32),
+        })
+    }
 }
 
 fn path(state_dir: &Path) -> PathBuf {
@@ -66,10 +105,13 @@ fn path(state_dir: &Path) -> PathBuf {
 pub(crate) fn load(state_dir: &Path) -> Vec<Entry> {
     let p = path(state_dir);
     match fsutil::read_bounded(&p, MAX_FILE) {
-        Ok(data) => serde_json::from_slice(&data).unwrap_or_else(|e| {
-            log::warn!("{}: unreadable ({e}); history starts anew", p.display());
-            vec![]
-        }),
+        Ok(data) => match serde_json::from_slice::<Value>(&data) {
+            Ok(Value::Array(a)) => a.iter().filter_map(Entry::from_json).collect(),
+            _ => {
+                log::warn!("{}: unreadable; history starts anew", p.display());
+                vec![]
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => vec![],
         Err(e) => {
             log::warn!("{}: {e}", p.display());

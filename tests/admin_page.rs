@@ -261,6 +261,7 @@ fn after_a_kill_9_mid_apply_the_page_tells_the_truth() {
     let _d = start(&node, addr);
     wait_for("the recovery", Duration::from_secs(20), || {
         get(addr, "/api/update/history", None).1[0]["event"] == "rollback"
+            && !node.state_dir.join("update/journal.json").exists()
     });
     assert_complete(&node, &[("1.0.0", &app("1.0.0"))], "page kill");
     let dom = dump_dom(&format!("http://{addr}/"));

@@ -152,11 +152,21 @@ impl Response {
         }
     }
 
+    /// A JSON answer already written.
+    pub(crate) fn text(status: u16, body: String) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            body: body.into_bytes(),
+        }
+    }
+
     /// The node's error shape: `{"statusCode": N, "message": "..."}`.
     pub(crate) fn error(status: u16, message: &str) -> Response {
-        Response::json(
+        let m = serde_json::to_string(message).unwrap_or_default();
+        Response::text(
             status,
-            &serde_json::json!({"statusCode": status, "message": message}),
+            format!("{{\"statusCode\":{status},\"message\":{m}}}"),
         )
     }
 

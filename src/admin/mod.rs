@@ -14,9 +14,10 @@ pub(crate) mod routes;
 pub(crate) mod server;
 
 use crate::config::AdminApi;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 /// Jobs waiting for the loop, at most (more: 503).
 const QUEUE: usize = 2;
@@ -61,28 +62,40 @@ pub(crate) enum Action {
 /// The loop's answer: a sentence, or (HTTP status, message).
 pub(crate) type Reply = Result<String, (u16, String)>;
 
+/// Where the loop puts its answer to one job (a plain mutex rather than std's mpsc
+/// channels: those cost ~tens of kB of code on the boards).
+pub(crate) type ReplySlot = Arc<Mutex<Option<Reply>>>;
+
 /// An action with where to answer it.
 pub(crate) struct Job {
     pub(crate) action: Action,
-    pub(crate) reply: SyncSender<Reply>,
+    pub(crate) reply: ReplySlot,
 }
 
 impl Job {
     /// Answers (the listener may have given up waiting: ignored then).
     pub(crate) fn answer(self, r: Reply) {
-        let _ = self.reply.try_send(r);
+        *lock(&self.reply) = Some(r);
     }
 }
 
+/// Locks `m`; a panic elsewhere while it was held leaves plain data behind.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The jobs waiting for the loop, at most `QUEUE`.
+pub(crate) type Queue = Arc<Mutex<VecDeque<Job>>>;
+
 /// The daemon's end: the jobs the listener sends.
 pub(crate) struct Handle {
-    jobs: Receiver<Job>,
+    jobs: Queue,
 }
 
 impl Handle {
     /// The next job, if one waits.
     pub(crate) fn next_job(&self) -> Option<Job> {
-        self.jobs.try_recv().ok()
+        lock(&self.jobs).pop_front()
     }
 }
 
@@ -100,13 +113,13 @@ pub(crate) fn start(cfg: &crate::config::Config) -> std::io::Result<Option<Handl
     let Some(listen) = cfg.admin_api.listen.as_deref().and_then(Listen::parse) else {
         return Ok(None);
     };
-    let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE);
-    let api = routes::Api::new(cfg, &listen, tx);
+    let jobs: Queue = Arc::default();
+    let api = routes::Api::new(cfg, &listen, jobs.clone());
     let sock = server::Socket::bind(&listen)?;
     log::info!("admin API listening on {}", describe(&cfg.admin_api));
     std::thread::Builder::new()
         .name("admin-api".into())
         .stack_size(128 * 1024)
         .spawn(move || server::serve(sock, api))?;
-    Ok(Some(Handle { jobs: rx }))
+    Ok(Some(Handle { jobs }))
 }

@@ -4,13 +4,13 @@
 
 use super::auth::{Access, Checker, NodeUrl};
 use super::http::{Request, Response};
-use super::{Action, Job, Listen, Reply};
+use super::{lock, Action, Job, Listen, Queue, Reply, ReplySlot, QUEUE};
 use crate::clock::{iso8601, parse_iso8601};
 use crate::status::{Status, UpdateState};
 use crate::{history, progress};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// At most one forced check a minute (the backend throttles checks per box).
@@ -26,7 +26,7 @@ const NEVER: &str = "1970-01-01T00:00:00.000Z";
 pub(crate) struct Api {
     state_dir: PathBuf,
     checker: Option<Checker>,
-    jobs: SyncSender<Job>,
+    jobs: Queue,
     last_forced: Option<Instant>,
     /// `http://ADDR` forms of the listener's own address (Origin checks).
     own: Vec<String>,
@@ -51,7 +51,7 @@ enum After {
 /// A request waiting for the loop (or an answer ready to write).
 pub(crate) struct Waiting {
     ready: Option<Response>,
-    rx: Option<(Receiver<Reply>, After)>,
+    rx: Option<(ReplySlot, After)>,
     until: Instant,
 }
 
@@ -70,11 +70,16 @@ impl Waiting {
         if let Some(r) = self.ready.take() {
             return Some(r);
         }
-        let (rx, after) = self.rx.as_ref()?;
-        match rx.try_recv() {
-            Ok(reply) => Some(api.after(*after, reply)),
-            Err(TryRecvError::Empty) if now < self.until => None,
-            Err(TryRecvError::Empty) => Some(Response::error(
+        let (slot, after) = self.rx.as_ref()?;
+        if let Some(reply) = lock(slot).take() {
+            return Some(api.after(*after, reply));
+        }
+        // The loop dropped the job unanswered: it is stopping.
+        let dropped = Arc::strong_count(slot) == 1;
+        match () {
+            _ if dropped => Some(Response::error(503, "l'agent s'arrête ; réessayez")),
+            _ if now < self.until => None,
+            _ => Some(Response::error(
                 504,
                 &format!(
                     "toujours en cours après {} s (phase : {}) ; suivez /api/agent/progress, puis l'historique",
@@ -82,9 +87,6 @@ impl Waiting {
                     progress::snapshot().label
                 ),
             )),
-            Err(TryRecvError::Disconnected) => {
-                Some(Response::error(503, "l'agent s'arrête ; réessayez"))
-            }
         }
     }
 }
@@ -119,7 +121,7 @@ const ROUTES: [(&str, &str, Route); 10] = [
 
 impl Api {
     /// The routes over `cfg`, sending jobs on `jobs`.
-    pub(crate) fn new(cfg: &crate::config::Config, l: &Listen, jobs: SyncSender<Job>) -> Api {
+    pub(crate) fn new(cfg: &crate::config::Config, l: &Listen, jobs: Queue) -> Api {
         let a = &cfg.admin_api;
         let checker = (a.auth == "node")
             .then(|| NodeUrl::parse(&a.node_url))
@@ -182,21 +184,31 @@ impl Api {
             },
             Route::Check if force => return self.forced(After::Check),
             Route::SyncCheck => return self.forced(After::SyncStatus),
-            Route::Check => Response::json(200, &update_check(&st())),
-            Route::History => Response::json(
+            Route::Check => Response::text(200, update_check(&st())),
+            Route::History => Response::text(
                 200,
-                &history_json(&self.state_dir, req.query_has("all", "true")),
+                history_json(&self.state_dir, req.query_has("all", "true")),
             ),
             Route::Apply => return self.apply(req),
-            Route::License => Response::json(200, &license_info(&st())),
-            Route::SyncStatus => Response::json(200, &sync_status(&st())),
+            Route::License => Response::text(200, license_info(&st())),
+            Route::SyncStatus => Response::text(200, sync_status(&st())),
             Route::Push => return self.send(Action::TelemetryPush, After::Push),
             Route::AgentStatus => {
-                let mut v = serde_json::to_value(st()).unwrap_or(Value::Null);
-                v["adminApi"] = json!(self.describe);
+                // status.json's object, with two fields more.
+                let mut body = serde_json::to_string(&st()).unwrap_or_else(|_| "{}".into());
+                body.pop();
                 let h = history::load(&self.state_dir);
-                v["history"] = json!(h.iter().rev().take(5).collect::<Vec<_>>());
-                Response::json(200, &v)
+                let last: Vec<_> = h.iter().rev().take(5).collect();
+                let extra = Obj::new()
+                    .s("adminApi", Some(&self.describe))
+                    .raw(
+                        "history",
+                        &serde_json::to_string(&last).unwrap_or_else(|_| "[]".into()),
+                    )
+                    .done();
+                body.push(',');
+                body.push_str(&extra[1..]);
+                Response::text(200, body)
             }
             Route::Progress => Response::json(200, &progress::snapshot()),
         };
@@ -273,24 +285,26 @@ impl Api {
 
     /// Hands an action to the loop and waits for its answer.
     fn send(&mut self, action: Action, after: After) -> Outcome {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        match self.jobs.try_send(Job { action, reply: tx }) {
-            Ok(()) => {
-                crate::signals::wake();
-                Outcome::Wait(Waiting {
-                    ready: None,
-                    rx: Some((rx, after)),
-                    until: Instant::now() + ACTION_WAIT,
-                })
+        let slot = ReplySlot::default();
+        {
+            let mut q = lock(&self.jobs);
+            if q.len() >= QUEUE {
+                return Outcome::Now(Response::error(
+                    503,
+                    "l'agent traite déjà d'autres actions ; réessayez",
+                ));
             }
-            Err(TrySendError::Full(_)) => Outcome::Now(Response::error(
-                503,
-                "l'agent traite déjà d'autres actions ; réessayez",
-            )),
-            Err(TrySendError::Disconnected(_)) => {
-                Outcome::Now(Response::error(503, "l'agent s'arrête ; réessayez"))
-            }
+            q.push_back(Job {
+                action,
+                reply: slot.clone(),
+            });
         }
+        crate::signals::wake();
+        Outcome::Wait(Waiting {
+            ready: None,
+            rx: Some((slot, after)),
+            until: Instant::now() + ACTION_WAIT,
+        })
     }
 
     /// The answer to an action the loop performed.
@@ -300,20 +314,25 @@ impl Api {
             Err((s, m)) => return Response::error(s, &m),
         };
         let st = Status::load(&self.state_dir);
-        match after {
-            After::Check => Response::json(200, &update_check(&st)),
-            After::SyncStatus => Response::json(200, &sync_status(&st)),
-            After::Apply => Response::json(
-                200,
-                &json!({"success": true, "message": msg, "version": st.version,
-                        "slot": st.slot}),
-            ),
-            After::Push => Response::json(
-                200,
-                &json!({"success": true, "message": msg,
-                        "lastTelemetryPush": st.telemetry.last_sent_at.as_deref().map(date)}),
-            ),
-        }
+        let body = match after {
+            After::Check => update_check(&st),
+            After::SyncStatus => sync_status(&st),
+            After::Apply => Obj::new()
+                .b("success", true)
+                .s("message", Some(&msg))
+                .s("version", Some(&st.version))
+                .s("slot", st.slot.as_deref())
+                .done(),
+            After::Push => Obj::new()
+                .b("success", true)
+                .s("message", Some(&msg))
+                .s(
+                    "lastTelemetryPush",
+                    opt_date(st.telemetry.last_sent_at.as_deref()).as_deref(),
+                )
+                .done(),
+        };
+        Response::text(200, body)
     }
 }
 
@@ -322,12 +341,61 @@ fn date(s: &str) -> String {
     parse_iso8601(s).map_or_else(|| NEVER.to_string(), iso8601)
 }
 
-fn opt_date(s: Option<&str>) -> Value {
-    s.map_or(Value::Null, |d| Value::String(date(d)))
+fn opt_date(s: Option<&str>) -> Option<String> {
+    s.map(date)
+}
+
+/// A JSON object written field by field: `json!` inlines kilobytes of code per use,
+/// which the boards' size budget cannot spare.
+pub(crate) struct Obj(String);
+
+impl Obj {
+    pub(crate) fn new() -> Obj {
+        Obj("{".into())
+    }
+    /// `"k": v` with `v` already JSON.
+    pub(crate) fn raw(mut self, k: &str, v: &str) -> Obj {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push('"');
+        self.0.push_str(k);
+        self.0.push_str("\":");
+        self.0.push_str(v);
+        self
+    }
+    /// A string, or null.
+    pub(crate) fn s(self, k: &str, v: Option<&str>) -> Obj {
+        match v {
+            Some(v) => {
+                let q = serde_json::to_string(v).unwrap_or_default();
+                self.raw(k, &q)
+            }
+            None => self.raw(k, "null"),
+        }
+    }
+    /// A number, or null.
+    pub(crate) fn n(self, k: &str, v: Option<i64>) -> Obj {
+        match v {
+            Some(v) => self.raw(k, &v.to_string()),
+            None => self.raw(k, "null"),
+        }
+    }
+    pub(crate) fn b(self, k: &str, v: bool) -> Obj {
+        self.raw(k, if v { "true" } else { "false" })
+    }
+    pub(crate) fn done(mut self) -> String {
+        self.0.push('}');
+        self.0
+    }
+}
+
+fn num(v: Option<u64>) -> Option<i64> {
+    v.map(|n| n.min(i64::MAX as u64) as i64)
 }
 
 /// `UpdateInfo` of the dashboard.
-pub(crate) fn update_check(st: &Status) -> Value {
+pub(crate) fn update_check(st: &Status) -> String {
     let u = &st.update;
     let checked = date(u.last_checked_at.as_deref().unwrap_or(NEVER));
     let latest = u
@@ -335,46 +403,60 @@ pub(crate) fn update_check(st: &Status) -> Value {
         .clone()
         .filter(|_| u.available)
         .unwrap_or_else(|| st.version.clone());
-    let pending: Vec<Value> = match (&u.update_id, u.available) {
-        (Some(id), true) => vec![json!({
-            "id": id,
-            "version": latest,
-            "type": if u.package_kind.as_deref() == Some("content") { "content" } else { "system" },
-            "description": u.changelog.clone().unwrap_or_default(),
-            "size": u.file_size.map_or_else(|| "inconnue".to_string(), progress::human_size),
-            // The backend gives no release date: when the agent learned of the offer.
-            "releaseDate": checked,
-        })],
-        _ => vec![],
+    let pending = match (&u.update_id, u.available) {
+        (Some(id), true) => {
+            let size = u
+                .file_size
+                .map_or_else(|| "inconnue".to_string(), progress::human_size);
+            let kind = if u.package_kind.as_deref() == Some("content") {
+                "content"
+            } else {
+                "system"
+            };
+            let one = Obj::new()
+                .s("id", Some(id))
+                .s("version", Some(&latest))
+                .s("type", Some(kind))
+                .s(
+                    "description",
+                    Some(u.changelog.as_deref().unwrap_or_default()),
+                )
+                .s("size", Some(&size))
+                // The backend gives no release date: when the agent learned of the offer.
+                .s("releaseDate", Some(&checked))
+                .done();
+            format!("[{one}]")
+        }
+        _ => "[]".into(),
     };
-    json!({
-        "currentVersion": st.version,
-        "latestVersion": latest,
-        "updateAvailable": u.available,
-        "lastCheckDate": checked,
-        "contentVersion": st.version,
-        "pendingUpdates": pending,
-        "state": u.state.as_str(),
-        "lastError": u.last_error,
-        "deferred": u.deferred,
-        "message": u.message,
-    })
+    Obj::new()
+        .s("currentVersion", Some(&st.version))
+        .s("latestVersion", Some(&latest))
+        .b("updateAvailable", u.available)
+        .s("lastCheckDate", Some(&checked))
+        .s("contentVersion", Some(&st.version))
+        .raw("pendingUpdates", &pending)
+        .s("state", Some(u.state.as_str()))
+        .s("lastError", u.last_error.as_deref())
+        .s("deferred", u.deferred.as_deref())
+        .s("message", u.message.as_deref())
+        .done()
 }
 
 /// `UpdateHistory[]`, newest first: what ended (commits, rollbacks, refusals,
 /// failures); `all` adds the install starts.
-fn history_json(state_dir: &std::path::Path, all: bool) -> Value {
+fn history_json(state_dir: &std::path::Path, all: bool) -> String {
     let h = history::load(state_dir);
     let shown: Vec<_> = h
         .iter()
         .rev()
         .filter(|e| all || e.event != history::Event::Install)
         .collect();
-    json!(shown)
+    serde_json::to_string(&shown).unwrap_or_else(|_| "[]".into())
 }
 
 /// `LicenseInfo` plus what the agent knows.
-pub(crate) fn license_info(st: &Status) -> Value {
+pub(crate) fn license_info(st: &Status) -> String {
     let l = &st.license;
     let usage_percent = match (l.usage_count, l.max_usage_count) {
         (Some(u), Some(m)) if m > 0 => Some(u.saturating_mul(100) / m),
@@ -386,40 +468,84 @@ pub(crate) fn license_info(st: &Status) -> Value {
             | crate::status::LicenseState::Inactive
             | crate::status::LicenseState::Invalid
     );
-    json!({
+    let warnings = serde_json::to_string(&st.security.warnings).unwrap_or_else(|_| "[]".into());
+    Obj::new()
         // The backend's validation does not say the plan, seats or features.
-        "type": Value::Null,
-        "tenantId": l.tenant_id,
-        "expiresAt": opt_date(l.expires_at.as_deref()),
-        "maxUsers": Value::Null,
-        "features": [],
-        "tenantName": l.tenant_name,
-        "state": l.state.as_str(),
-        "daysLeft": l.days_left,
-        "lastValidatedAt": opt_date(l.last_validated_at.as_deref()),
-        "usageCount": l.usage_count,
-        "maxUsageCount": l.max_usage_count,
-        "usagePercent": usage_percent,
-        "message": l.message,
-        "critical": refused,
-        "contact": CONTACT,
-        "signatures": st.security.signatures,
-        "warnings": st.security.warnings,
-    })
+        .raw("type", "null")
+        .s("tenantId", l.tenant_id.as_deref())
+        .s("expiresAt", opt_date(l.expires_at.as_deref()).as_deref())
+        .raw("maxUsers", "null")
+        .raw("features", "[]")
+        .s("tenantName", l.tenant_name.as_deref())
+        .s("state", Some(l.state.as_str()))
+        .n("daysLeft", l.days_left)
+        .s(
+            "lastValidatedAt",
+            opt_date(l.last_validated_at.as_deref()).as_deref(),
+        )
+        .n("usageCount", num(l.usage_count))
+        .n("maxUsageCount", num(l.max_usage_count))
+        .n("usagePercent", num(usage_percent))
+        .s("message", l.message.as_deref())
+        .b("critical", refused)
+        .s("contact", Some(CONTACT))
+        .s("signatures", Some(&st.security.signatures))
+        .raw("warnings", &warnings)
+        .done()
 }
 
 /// `UpdateStatus` of the dashboard's sync client.
-fn sync_status(st: &Status) -> Value {
+fn sync_status(st: &Status) -> String {
     let u = &st.update;
-    json!({
-        "enabled": true,
-        "lastUpdateCheck": opt_date(u.last_checked_at.as_deref()),
-        "lastTelemetryPush": opt_date(st.telemetry.last_sent_at.as_deref()),
-        "currentVersion": st.version,
-        "updateAvailable": u.available,
-        "latestVersion": if u.available { u.latest_version.clone() } else { None },
-        "telemetryQueued": st.telemetry.queued,
-        "updateState": u.state.as_str(),
-        "busy": !matches!(u.state, UpdateState::Idle | UpdateState::Available | UpdateState::Failed | UpdateState::RolledBack),
-    })
+    Obj::new()
+        .b("enabled", true)
+        .s(
+            "lastUpdateCheck",
+            opt_date(u.last_checked_at.as_deref()).as_deref(),
+        )
+        .s(
+            "lastTelemetryPush",
+            opt_date(st.telemetry.last_sent_at.as_deref()).as_deref(),
+        )
+        .s("currentVersion", Some(&st.version))
+        .b("updateAvailable", u.available)
+        .s(
+            "latestVersion",
+            u.latest_version.as_deref().filter(|_| u.available),
+        )
+        .n("telemetryQueued", num(Some(st.telemetry.queued)))
+        .s("updateState", Some(u.state.as_str()))
+        .b(
+            "busy",
+            !matches!(
+                u.state,
+                UpdateState::Idle
+                    | UpdateState::Available
+                    | UpdateState::Failed
+                    | UpdateState::RolledBack
+            ),
+        )
+        .done()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hand_written_json_parses() {
+        let mut st = Status::default();
+        st.update.available = true;
+        st.update.update_id = Some("u\"1".into());
+        for body in [update_check(&st), license_info(&st), sync_status(&st)] {
+            let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+            assert!(v.is_object(), "{body}");
+        }
+        let e = Response::error(404, "x\"y");
+        let v: Value = serde_json::from_slice(&e.body).unwrap();
+        assert_eq!(
+            (v["statusCode"].as_u64(), v["message"].as_str()),
+            (Some(404), Some("x\"y"))
+        );
+    }
 }
