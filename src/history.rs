@@ -164,7 +164,9 @@ pub(crate) fn record(
     }
     let extra = all.len().saturating_sub(MAX);
     all.drain(..extra);
-    if let Err(e) = fsutil::atomic_write_json(&path(state_dir), &all, 0o644) {
+    // Compact: the same serializer as the API's answers (one copy of its code).
+    let data = serde_json::to_vec(&all).unwrap_or_else(|_| b"[]".to_vec());
+    if let Err(e) = fsutil::atomic_write(&path(state_dir), &data, 0o644) {
         log::warn!("update history: {e}");
     }
 }

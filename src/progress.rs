@@ -5,14 +5,12 @@
 //! process-wide value is enough; the update code sets it through a few calls
 //! without a new parameter, and the admin listener copies it under the lock.
 
-use serde::Serialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
 /// The steps of an update, in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Phase {
     /// Nothing ran since the agent started.
     #[default]
@@ -39,6 +37,20 @@ impl Phase {
             Phase::HealthCheck => 5,
             Phase::Commit => 6,
             _ => 0,
+        }
+    }
+    /// The word `/api/agent/progress` serves.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Download => "download",
+            Phase::Verify => "verify",
+            Phase::Extract => "extract",
+            Phase::Switch => "switch",
+            Phase::HealthCheck => "health-check",
+            Phase::Commit => "commit",
+            Phase::Failed => "failed",
+            Phase::RolledBack => "rolled-back",
         }
     }
     /// The French word the status page and a terminal show.
@@ -166,8 +178,7 @@ pub(crate) fn bytes(done: u64, total: Option<u64>) {
 }
 
 /// What `GET /api/agent/progress` serves.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Snapshot {
     pub(crate) phase: Phase,
     /// The phase in French.

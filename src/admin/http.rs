@@ -142,16 +142,6 @@ pub(crate) struct Response {
 }
 
 impl Response {
-    /// A JSON answer.
-    pub(crate) fn json(status: u16, v: &impl serde::Serialize) -> Response {
-        let body = serde_json::to_vec(v).unwrap_or_else(|_| b"null".to_vec());
-        Response {
-            status,
-            content_type: "application/json",
-            body,
-        }
-    }
-
     /// A JSON answer already written.
     pub(crate) fn text(status: u16, body: String) -> Response {
         Response {
@@ -189,10 +179,14 @@ impl Response {
             504 => "Gateway Timeout",
             _ => "Error",
         };
+        // "text/html;gzip": the page, compressed.
+        let (ct, enc) = match self.content_type.strip_suffix(";gzip") {
+            Some(ct) => (ct, "Content-Encoding: gzip\r\n"),
+            None => (self.content_type, ""),
+        };
         let head = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\r\n",
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {ct}; charset=utf-8\r\n{enc}Content-Length: {}\r\nConnection: close\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\n\r\n",
             self.status,
-            self.content_type,
             self.body.len()
         );
         let mut all = head.into_bytes();

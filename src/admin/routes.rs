@@ -177,11 +177,17 @@ impl Api {
         }
         let st = || Status::load(&self.state_dir);
         let r = match route {
-            Route::Page => Response {
-                status: 200,
-                content_type: "text/html",
-                body: super::page::PAGE.as_bytes().to_vec(),
-            },
+            Route::Page => {
+                let gzip = req
+                    .header("accept-encoding")
+                    .is_some_and(|a| a.contains("gzip"));
+                let (body, gz) = super::page::page(gzip);
+                Response {
+                    status: 200,
+                    content_type: if gz { "text/html;gzip" } else { "text/html" },
+                    body,
+                }
+            }
             Route::Check if force => return self.forced(After::Check),
             Route::SyncCheck => return self.forced(After::SyncStatus),
             Route::Check => Response::text(200, update_check(&st())),
@@ -210,7 +216,7 @@ impl Api {
                 body.push_str(&extra[1..]);
                 Response::text(200, body)
             }
-            Route::Progress => Response::json(200, &progress::snapshot()),
+            Route::Progress => Response::text(200, progress_json(&progress::snapshot())),
         };
         Outcome::Now(r)
     }
@@ -388,6 +394,22 @@ impl Obj {
         self.0.push('}');
         self.0
     }
+}
+
+/// `GET /api/agent/progress`.
+fn progress_json(p: &progress::Snapshot) -> String {
+    Obj::new()
+        .s("phase", Some(p.phase.as_str()))
+        .s("label", Some(p.label))
+        .n("step", Some(i64::from(p.step)))
+        .b("active", p.active)
+        .n("bytes", num(Some(p.bytes)))
+        .n("total", num(p.total))
+        .n("percent", p.percent.map(i64::from))
+        .n("etaSeconds", num(p.eta_seconds))
+        .s("version", p.version.as_deref())
+        .s("updateId", p.update_id.as_deref())
+        .done()
 }
 
 fn num(v: Option<u64>) -> Option<i64> {
