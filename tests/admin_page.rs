@@ -141,7 +141,6 @@ fn the_page_in_headless_chromium_shows_the_box_and_applies_the_update() {
         "Licence",
         "valide",
         "Version 2.0.0 proposée",
-        "- nouvel exercice de phishing",
         "Appliquer la mise à jour",
         "Historique",
         "En file d'attente",
@@ -150,6 +149,15 @@ fn the_page_in_headless_chromium_shows_the_box_and_applies_the_update() {
         assert!(dom.contains(want), "page lacks {want:?}:\n{dom}");
     }
     assert!(dom.contains("1.0.0"), "{dom}");
+    // The changelog as the backend gave it.
+    let changelog = node.status()["update"]["changelog"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        dom.contains(&changelog),
+        "page lacks the changelog {changelog:?}:\n{dom}"
+    );
     screenshot(&url, &shot_path("admin-page-offer.png"));
 
     // The apply button, clicked in the browser: confirm, then the answer after commit.
