@@ -162,23 +162,8 @@ impl Response {
 
     /// Writes the whole response.
     pub(crate) fn write_to(&self, w: &mut impl Write) -> std::io::Result<()> {
-        let reason = match self.status {
-            200 => "OK",
-            400 => "Bad Request",
-            401 => "Unauthorized",
-            403 => "Forbidden",
-            404 => "Not Found",
-            405 => "Method Not Allowed",
-            408 => "Request Timeout",
-            409 => "Conflict",
-            413 => "Content Too Large",
-            415 => "Unsupported Media Type",
-            429 => "Too Many Requests",
-            431 => "Request Header Fields Too Large",
-            503 => "Service Unavailable",
-            504 => "Gateway Timeout",
-            _ => "Error",
-        };
+        // Clients read the code; the reason phrase is optional (RFC 9112).
+        let reason = if self.status == 200 { "OK" } else { "" };
         // "text/html;gzip": the page, compressed.
         let (ct, enc) = match self.content_type.strip_suffix(";gzip") {
             Some(ct) => (ct, "Content-Encoding: gzip\r\n"),
