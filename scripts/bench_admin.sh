@@ -46,7 +46,7 @@ with zipfile.ZipFile(f'{w}/content.zip', 'w', zipfile.ZIP_DEFLATED) as z:
 with zipfile.ZipFile(f'{w}/full.zip', 'w', zipfile.ZIP_STORED) as z:
     z.writestr('VERSION', '2.0.0\n')
     for i in range(7):
-        z.writestr(f'app/blob{i}.bin', os.urandom(50 << 20 // 7))
+        z.writestr(f'app/blob{i}.bin', os.urandom((50 << 20) // 7))
 PY
 
 # apply PKG VERSION LOADED: one apply through the API; prints "seconds http_code late".
