@@ -85,7 +85,7 @@ cargo_target=$TARGET
 cmd=(cargo)
 # Size: by default std is rebuilt (nightly) with the release profile and panics abort
 # immediately (no panic message/formatting machinery): about -280 KiB per binary,
-# part of what keeps armv7 under 1.4 MiB and aarch64 musl under 1.55 MiB. BOARD_PANIC=abort
+# part of what keeps armv7 under 1.1 MiB and aarch64 musl under 1.55 MiB. BOARD_PANIC=abort
 # builds with stable and the prebuilt std instead (except armv7 musl, see above).
 BOARD_PANIC=${BOARD_PANIC:-immediate-abort}
 BUILD_STD=${BUILD_STD:-0}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prints the stripped size of the agent for the four board targets against the
-# budgets (board/size-budget.sh: armv7 <= 1.4 MiB, aarch64 musl <= 1.55 MiB), the ELF
+# budgets (board/size-budget.sh: armv7 <= 1.1 MiB, aarch64 musl <= 1.55 MiB), the ELF
 # sections of one, and the largest contributors: per crate and per symbol from
 # `nm --size-sort` of an unstripped armv7 musl build (same profile, strip off), plus cargo-bloat's per-crate
 # table for the host build when cargo-bloat is installed (`cargo install cargo-bloat`).

@@ -1,6 +1,7 @@
 //! cybersensei-agent: license validation, telemetry and A/B updates for a
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
+pub mod admin;
 pub mod budget;
 pub(crate) mod build_info;
 pub(crate) mod child_output;
@@ -16,9 +17,11 @@ pub mod fsutil;
 pub(crate) mod health;
 pub(crate) mod help;
 pub mod hex;
+pub(crate) mod history;
 pub mod leftovers;
 pub mod license;
 pub(crate) mod logging;
+pub(crate) mod progress;
 pub mod protocol;
 pub(crate) mod redact;
 pub mod security;
