@@ -94,6 +94,11 @@ if [ "$BOARD_PANIC" = immediate-abort ]; then
   BUILD_STD=1
   export CARGO_PROFILE_RELEASE_PANIC=immediate-abort
   BOARD_CARGO_ARGS="-Zpanic-immediate-abort ${BOARD_CARGO_ARGS:-}"
+  # No unwind tables (.eh_frame and its index; .ARM.exidx on armv7), std's too: with
+  # panics that abort at once nothing unwinds or prints a backtrace, so they were
+  # dead weight (−217 kB on aarch64 musl, bytes in docs/board.md). Only a debugger's
+  # backtrace on the board loses them (the shipped binary is stripped anyway).
+  BOARD_RUSTFLAGS="-C force-unwind-tables=no ${BOARD_RUSTFLAGS:-}"
 elif [ "$BOARD_PANIC" != abort ]; then
   echo "build.sh: BOARD_PANIC must be immediate-abort or abort" >&2; exit 2
 fi

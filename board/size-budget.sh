@@ -4,7 +4,7 @@
 #   board/size-budget.sh TARGET [BINARY]   # exit 1 when BINARY is over TARGET's budget
 #   source board/size-budget.sh            # just defines size_budget TARGET (bytes, 0: none)
 #
-# Budgets (stripped bytes): every armv7 target <= 1.1 MiB (Thumb-2; was 1.4 before it), aarch64 musl <= 1.55 MiB;
+# Budgets (stripped bytes): every armv7 target <= 1.1 MiB, aarch64 musl <= 1.55 MiB;
 # aarch64 gnu has none (glibc boxes have the room). BINARY defaults to
 # target/board/TARGET/cybersensei-agent (board/build.sh's output). board/test-arm.sh
 # runs the check after each build, so CI fails when a change goes over; what pays

@@ -2,7 +2,7 @@
 //!
 //! `board/build.sh` stamps both at compile time through the environment
 //! (`CYBERSENSEI_COMMIT`, and `SOURCE_DATE_EPOCH`, the commit's date, which is also
-//! the "clock not set" floor of `license::clock_floor`). A plain `cargo build` is
+//! the "clock not set" floor of `clock::floor`). A plain `cargo build` is
 //! unstamped, and says so rather than inventing a date.
 
 /// The commit this build was made from, when stamped (short hash, `-dirty` if the

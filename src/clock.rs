@@ -4,10 +4,69 @@
 use std::cell::Cell;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// A wall-clock instant: seconds since the Unix epoch, fractional (what
+/// `license.json` keeps, as a plain number). Never a duration: the difference of two
+/// is seconds ([`UnixTime::since`]).
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct UnixTime(pub f64);
+
+/// Earliest wall time we ever believe (2026-01-01T00:00:00Z). A box without an RTC
+/// boots in 1970; before NTP sets it, expiry arithmetic means nothing.
+pub(crate) const MIN_SANE: UnixTime = UnixTime(1_767_225_600.0);
+
+/// The release's build date when it was stamped (`SOURCE_DATE_EPOCH` at compile time,
+/// set by board/build.sh from the commit date: reproducible), else `MIN_SANE`:
+/// no box can truly be running before its agent was built.
+pub(crate) fn floor() -> UnixTime {
+    option_env!("SOURCE_DATE_EPOCH")
+        // Whole seconds (reproducible-builds spec), read as an integer: no float
+        // parser in the binary for this.
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or(MIN_SANE, |built| UnixTime((built as f64).max(MIN_SANE.0)))
+}
+
+impl UnixTime {
+    /// Seconds since the epoch.
+    pub fn secs(self) -> f64 {
+        self.0
+    }
+
+    /// Seconds from `earlier` to this instant (negative when `earlier` is later).
+    pub fn since(self, earlier: UnixTime) -> f64 {
+        self.0 - earlier.0
+    }
+
+    /// This instant moved by `secs` seconds (either way).
+    pub fn plus(self, secs: f64) -> UnixTime {
+        UnixTime(self.0 + secs)
+    }
+
+    /// True when this reading of the wall clock can be trusted for expiry
+    /// arithmetic: not before the agent was built ([`floor`]).
+    pub fn is_sane(self) -> bool {
+        self >= floor()
+    }
+
+    /// ISO-8601 UTC with milliseconds ([`iso8601`]).
+    pub fn iso8601(self) -> String {
+        iso8601(self.0)
+    }
+
+    /// Parses ISO-8601 UTC ([`parse_iso8601`]).
+    pub fn parse(s: &str) -> Option<UnixTime> {
+        parse_iso8601(s).map(UnixTime)
+    }
+}
+
 /// Wall time, monotonic time, sleeping and randomness, as the agent sees them.
 pub trait Clock {
     /// Wall-clock time as seconds since the Unix epoch (for timestamps and expiry).
     fn now_unix(&self) -> f64;
+    /// [`Clock::now_unix`] as an instant.
+    fn now(&self) -> UnixTime {
+        UnixTime(self.now_unix())
+    }
     /// Monotonic time since an arbitrary origin (for intervals and timeouts).
     fn monotonic(&self) -> Duration;
     /// Blocks for `d` (or less, if the clock decides to wake early: e.g. a signal).

@@ -6,6 +6,7 @@ use crate::config::{self, Config};
 use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::fsutil::StateLock;
+use crate::key::LicenseKey;
 use crate::status::Status;
 use crate::{license, logging, redact, telemetry, update};
 use std::io::Read;
@@ -21,83 +22,267 @@ pub(crate) fn lock_wait() -> Duration {
     Duration::from_secs(secs.min(3600))
 }
 
+/// What a command does with the config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConfigUse {
+    /// Never reads it (help, version).
+    Ignored,
+    /// Reads it; without one it goes on with the built-in defaults and says so.
+    Optional,
+    /// Cannot run without it.
+    Required,
+}
+
+impl Command {
+    /// What this command does with the config file.
+    fn config_use(&self) -> ConfigUse {
+        match self {
+            Command::Help(_) | Command::Version => ConfigUse::Ignored,
+            Command::Status { .. }
+            | Command::Doctor
+            | Command::ConfigCheck
+            | Command::Telemetry { print: true } => ConfigUse::Optional,
+            Command::Run
+            | Command::Validate
+            | Command::CheckUpdate
+            | Command::Update
+            | Command::Install { .. }
+            | Command::Rollback
+            | Command::Telemetry { print: false }
+            | Command::SetKey => ConfigUse::Required,
+        }
+    }
+
+    /// Whether this command works under `agent.lock` (and so first finishes an
+    /// update a crash interrupted). `run` and `set-key` take it themselves.
+    /// Exhaustive, like the others: a new command must decide.
+    fn holds_lock(&self) -> bool {
+        match self {
+            Command::Validate
+            | Command::CheckUpdate
+            | Command::Update
+            | Command::Install { .. }
+            | Command::Rollback
+            | Command::Telemetry { print: false } => true,
+            Command::Run
+            | Command::SetKey
+            | Command::Telemetry { print: true }
+            | Command::Status { .. }
+            | Command::ConfigCheck
+            | Command::Doctor
+            | Command::Help(_)
+            | Command::Version => false,
+        }
+    }
+
+    /// Whether this command names a missing config file in its own output (so no
+    /// separate note is printed).
+    fn names_missing_config(&self) -> bool {
+        match self {
+            Command::Doctor | Command::Status { json: false } | Command::ConfigCheck => true,
+            Command::Status { json: true }
+            | Command::Telemetry { .. }
+            | Command::Run
+            | Command::Validate
+            | Command::CheckUpdate
+            | Command::Update
+            | Command::Install { .. }
+            | Command::Rollback
+            | Command::SetKey
+            | Command::Help(_)
+            | Command::Version => false,
+        }
+    }
+}
+
+/// Why a command stopped before its work: its exit code, decided and said already.
+struct Said(u8);
+
+/// A command's outcome: an exit code, or an error to print once.
+enum Stop {
+    Said(u8),
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Stop {
+        Stop::Failed(e)
+    }
+}
+
+impl From<Said> for Stop {
+    fn from(s: Said) -> Stop {
+        Stop::Said(s.0)
+    }
+}
+
+/// The config a command runs with, where it was looked for, and why it is the
+/// defaults when there was no file.
+struct Setup {
+    cfg: Config,
+    path: std::path::PathBuf,
+    missing: Option<String>,
+}
+
+impl Setup {
+    /// Loads the config `inv` names and installs the logger with its level and file
+    /// (one-shot commands log there too). Errors before that go to stderr.
+    fn load(inv: &Invocation) -> std::result::Result<Setup, Said> {
+        let path = config::resolve_path(inv.config.as_deref());
+        // No config file: commands that only read go on with the defaults and say
+        // so; the others stop with what to do.
+        let missing = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(missing_config(inv, &path)),
+            _ => None,
+        };
+        let cfg = load_config(inv, &path, missing.as_deref()).map_err(Said)?;
+        logging::init(&log_level(&inv.command, &cfg), cfg.log.file.as_deref());
+        if let Some(m) = &missing {
+            if !inv.command.names_missing_config() {
+                eprintln!("note: {m}; using the built-in defaults");
+            }
+        }
+        Ok(Setup { cfg, path, missing })
+    }
+
+    /// The context `cmd` runs in; for a command that holds `agent.lock`, the lock
+    /// taken, an interrupted update finished and leftovers swept first.
+    fn context<'c>(
+        self,
+        cmd: &Command,
+        clock: &'c dyn Clock,
+    ) -> Result<(Option<StateLock>, Ctx<'c>)> {
+        let lock = match cmd.holds_lock() {
+            true => Some(StateLock::acquire(&self.cfg.state_dir, lock_wait())?),
+            false => None,
+        };
+        let ctx = Ctx::new(self.cfg, clock, true)?;
+        if lock.is_some() {
+            update::recover(&ctx)?;
+            crate::leftovers::sweep(&ctx.cfg);
+        }
+        Ok((lock, ctx))
+    }
+}
+
 /// Runs a parsed invocation; returns the process exit code.
 pub fn run(inv: Invocation) -> u8 {
-    match inv.command {
-        Command::Help(topic) => {
-            match topic.as_deref().and_then(crate::help::text) {
-                Some(t) => print!("{t}"),
-                None => print!("{USAGE}"),
-            }
-            return exit::OK;
-        }
-        Command::Version => {
-            println!("{}", crate::build_info::version_line());
-            return exit::OK;
-        }
-        _ => {}
-    }
-    let path = config::resolve_path(inv.config.as_deref());
-    // No config file: commands that only read (status, doctor, config check, telemetry
-    // --print) go on with the defaults and say so; the others stop with what to do.
-    let missing = match std::fs::metadata(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(missing_config(&inv, &path)),
-        _ => None,
-    };
-    // Errors before the config is known go to stderr through eprintln; the logger
-    // is installed once, with the config's file, so one-shot commands log there too.
-    let cfg = match load_config(&inv, &path, missing.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let level = log_level(&inv.command, &cfg);
-    logging::init(&level, cfg.log.file.as_deref());
-    if inv.command == Command::Run {
-        return crate::daemon::main(cfg, path);
-    }
     let clock = SystemClock::new();
-    if let Some(m) = &missing {
-        match inv.command {
-            Command::Doctor => return crate::doctor::run(Some(m), cfg, &clock),
-            Command::Status { json: false } => {}
-            Command::ConfigCheck => {}
-            _ => eprintln!("note: {m}; using the built-in defaults"),
-        }
-    }
-    if inv.command == Command::Doctor {
-        return crate::doctor::run(None, cfg, &clock);
-    }
-    let result = match (&inv.command, &missing) {
-        (Command::Status { json }, _) => status(&cfg, *json, missing.as_deref()),
-        (Command::ConfigCheck, m) => config_check(&cfg, m.as_deref()),
-        _ => dispatch(&inv.command, cfg, &clock),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
+    match execute(&inv, &clock) {
+        Ok(code) | Err(Stop::Said(code)) => code,
+        Err(Stop::Failed(e)) => {
+            crate::error::print(&e);
             e.exit_code()
         }
     }
 }
 
-/// The config the command runs with (the defaults for a command that only reads,
-/// when there is no file), or the exit code when there is none to run with (a
-/// broken config sends `doctor` straight to its checks).
+/// The one dispatch: every command, what it needs, what it does.
+fn execute(inv: &Invocation, clock: &dyn Clock) -> std::result::Result<u8, Stop> {
+    let setup = || Setup::load(inv);
+    let context = |s: Setup| s.context(&inv.command, clock);
+    Ok(match &inv.command {
+        Command::Help(topic) => {
+            match topic.as_deref().and_then(crate::help::text) {
+                Some(t) => print!("{t}"),
+                None => print!("{USAGE}"),
+            }
+            exit::OK
+        }
+        Command::Version => {
+            println!("{}", crate::build_info::version_line());
+            exit::OK
+        }
+        Command::Run => {
+            let s = setup()?;
+            crate::daemon::main(s.cfg, s.path)
+        }
+        Command::Doctor => {
+            let s = setup()?;
+            crate::doctor::run(s.missing.as_deref(), s.cfg, clock)
+        }
+        Command::Status { json } => {
+            let s = setup()?;
+            status(&s.cfg, *json, s.missing.as_deref())?
+        }
+        Command::ConfigCheck => {
+            let s = setup()?;
+            config_check(&s.cfg, s.missing.as_deref())?
+        }
+        Command::Telemetry { print: true } => {
+            let (_, ctx) = context(setup()?)?;
+            let mut col = telemetry::Collector::new();
+            let p = telemetry::payload(&ctx, &mut col)?;
+            println!("{}", json_text(&p, true));
+            exit::OK
+        }
+        Command::SetKey => set_key(setup()?.cfg, clock)?,
+        Command::Validate => {
+            let (_lock, ctx) = context(setup()?)?;
+            let out = license::validate(&ctx)?;
+            print_license(&out);
+            // The reason is on stdout already: exit with its code, not a third copy.
+            out.exit_code()
+        }
+        Command::CheckUpdate => {
+            let (_lock, ctx) = context(setup()?)?;
+            check_update(&ctx)?
+        }
+        Command::Update => {
+            let (_lock, ctx) = context(setup()?)?;
+            let r = update::update_now(&ctx)?;
+            if r.installed {
+                println!("Installed version {} in slot {}", r.version, r.slot);
+            } else {
+                println!("Up to date (version {})", r.version);
+            }
+            exit::OK
+        }
+        Command::Install {
+            zip,
+            allow_downgrade,
+        } => {
+            let (_lock, ctx) = context(setup()?)?;
+            let r = update::install_file(&ctx, zip, *allow_downgrade)?;
+            println!("Installed version {} in slot {}", r.version, r.slot);
+            exit::OK
+        }
+        Command::Rollback => {
+            let (_lock, ctx) = context(setup()?)?;
+            let r = update::rollback(&ctx)?;
+            println!("Rolled back to slot {} (version {})", r.slot, r.version);
+            exit::OK
+        }
+        Command::Telemetry { print: false } => {
+            let (_lock, ctx) = context(setup()?)?;
+            telemetry_once(&ctx)?
+        }
+    })
+}
+
+/// A value as JSON text: the types printed here (config, status, telemetry payload)
+/// are plain structs whose serialisation cannot fail; should one ever, the reason is
+/// printed instead of a panic.
+fn json_text<T: serde::Serialize>(v: &T, pretty: bool) -> String {
+    let r = if pretty {
+        serde_json::to_string_pretty(v)
+    } else {
+        serde_json::to_string(v)
+    };
+    r.unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize: {e}\"}}"))
+}
+
+/// The config the command runs with (the defaults for a command that can do
+/// without, when there is no file), or the exit code when there is none to run with
+/// (a broken config sends `doctor` straight to its checks).
 fn load_config(
     inv: &Invocation,
     path: &std::path::Path,
     missing: Option<&str>,
 ) -> std::result::Result<Config, u8> {
-    match (missing, &inv.command) {
-        (
-            Some(_),
-            Command::Status { .. }
-            | Command::Doctor
-            | Command::ConfigCheck
-            | Command::Telemetry { print: true },
-        ) => Ok(Config::default()),
-        (Some(m), _) => {
+    match (missing, inv.command.config_use()) {
+        (Some(_), ConfigUse::Optional | ConfigUse::Ignored) => Ok(Config::default()),
+        (Some(m), ConfigUse::Required) => {
             eprintln!("error: {m}");
             eprintln!("{MISSING_CONFIG_HINT}");
             Err(exit::USAGE)
@@ -107,12 +292,12 @@ fn load_config(
             // doctor names a broken config as its first failure and checks the rest
             // with the defaults.
             Err(e) if inv.command == Command::Doctor => Err(crate::doctor::run(
-                Some(&e.to_string()),
+                Some(&crate::error::chain(&e)),
                 Config::default(),
                 &SystemClock::new(),
             )),
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::error::print(&e);
                 Err(e.exit_code())
             }
         },
@@ -145,65 +330,6 @@ fn missing_config(inv: &Invocation, path: &std::path::Path) -> String {
         "the default path"
     };
     format!("no config file at {} ({source})", path.display())
-}
-
-fn dispatch(cmd: &Command, cfg: Config, clock: &dyn Clock) -> Result<u8> {
-    match cmd {
-        Command::ConfigCheck => config_check(&cfg, None),
-        Command::Telemetry { print: true } => {
-            let ctx = Ctx::new(cfg, clock, true)?;
-            let mut col = telemetry::Collector::new();
-            let p = telemetry::payload(&ctx, &mut col)?;
-            let text = serde_json::to_string_pretty(&p)
-                .map_err(|e| Error::Other(format!("serializing telemetry: {e}")))?;
-            println!("{text}");
-            Ok(exit::OK)
-        }
-        Command::SetKey => set_key(cfg, clock),
-        _ => {
-            let _lock = StateLock::acquire(&cfg.state_dir, lock_wait())?;
-            let ctx = Ctx::new(cfg, clock, true)?;
-            update::recover(&ctx)?;
-            crate::leftovers::sweep(&ctx.cfg);
-            locked(cmd, &ctx)
-        }
-    }
-}
-
-fn locked(cmd: &Command, ctx: &Ctx) -> Result<u8> {
-    match cmd {
-        Command::Validate => {
-            let out = license::validate(ctx)?;
-            print_license(&out);
-            // The reason is on stdout already: exit with its code, not a third copy.
-            Ok(out.to_error().map_or(exit::OK, |e| e.exit_code()))
-        }
-        Command::CheckUpdate => check_update(ctx),
-        Command::Update => {
-            let r = update::update_now(ctx)?;
-            if r.installed {
-                println!("Installed version {} in slot {}", r.version, r.slot);
-            } else {
-                println!("Up to date (version {})", r.version);
-            }
-            Ok(exit::OK)
-        }
-        Command::Install {
-            zip,
-            allow_downgrade,
-        } => {
-            let r = update::install_file(ctx, zip, *allow_downgrade)?;
-            println!("Installed version {} in slot {}", r.version, r.slot);
-            Ok(exit::OK)
-        }
-        Command::Rollback => {
-            let r = update::rollback(ctx)?;
-            println!("Rolled back to slot {} (version {})", r.slot, r.version);
-            Ok(exit::OK)
-        }
-        Command::Telemetry { .. } => telemetry_once(ctx),
-        _ => Err(Error::Other("unexpected command".into())),
-    }
 }
 
 /// `check-update`: what the backend offers, for a person.
@@ -285,10 +411,10 @@ fn print_license(out: &license::Outcome) {
         }
     }
     if let Some(m) = &out.message {
-        println!("Message: {m}");
+        println!("Message: {}", redact::scrub(m));
     }
     for w in &out.warnings {
-        println!("Warning: {w}");
+        println!("Warning: {}", redact::scrub(w));
     }
 }
 
@@ -296,22 +422,10 @@ fn config_check(cfg: &Config, missing: Option<&str>) -> Result<u8> {
     // Proxy credentials are a secret too: shown as `***`.
     let mut shown = cfg.clone();
     shown.backend.proxy = shown.backend.proxy.as_deref().map(redact::url_credentials);
-    let text = serde_json::to_string_pretty(&shown)
-        .map_err(|e| Error::Other(format!("serializing config: {e}")))?;
-    println!("{text}");
-    match license::read_key(cfg) {
-        Ok(k) => {
-            let source = if std::env::var("CYBERSENSEI_LICENSE_KEY")
-                .map(|v| !v.trim().is_empty())
-                .unwrap_or(false)
-            {
-                "$CYBERSENSEI_LICENSE_KEY".to_string()
-            } else {
-                cfg.license.key_file.display().to_string()
-            };
-            println!("license key: {} (from {source})", redact::key(&k));
-        }
-        Err(e) => println!("license key: not available ({e})"),
+    println!("{}", json_text(&shown, true));
+    match LicenseKey::read(&cfg.license.key_file) {
+        Ok(k) => println!("license key: {} (from {})", k.shown(), k.source()),
+        Err(e) => println!("license key: not available ({})", e.chain()),
     }
     for w in crate::security::summary(cfg).warnings {
         println!("WARNING: {w}");
@@ -328,21 +442,21 @@ fn config_check(cfg: &Config, missing: Option<&str>) -> Result<u8> {
 }
 
 fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> {
+    // Read first: the scrubber then knows the key when status.json is read.
+    let key_available = LicenseKey::read(&cfg.license.key_file).is_ok();
     let mut s = Status::load(&cfg.state_dir);
     let (slot, version) = update::active(cfg);
     s.slot = slot;
     s.version = version;
     s.security = crate::security::summary(cfg);
     if json {
-        let text = serde_json::to_string(&s)
-            .map_err(|e| Error::Other(format!("serializing status: {e}")))?;
-        println!("{text}");
+        println!("{}", json_text(&s, false));
         return Ok(exit::OK);
     }
     // The first three lines answer "is this box healthy, and if not what do I do".
     let facts = crate::health::Facts {
         missing_config: missing_config.map(String::from),
-        key_available: license::read_key(cfg).is_ok(),
+        key_available,
         expiry_warning_days: cfg.license.expiry_warning_days,
     };
     let v = crate::health::verdict(&s, &facts);
@@ -505,20 +619,18 @@ fn set_key(cfg: Config, clock: &dyn Clock) -> Result<u8> {
         .take(4096)
         .read_to_string(&mut input)
         .map_err(|e| Error::Config(format!("set-key: reading stdin: {e}")))?;
-    let key = input.trim().to_string();
     let _lock = StateLock::acquire(&cfg.state_dir, lock_wait())?;
-    license::store_key(&cfg.license.key_file, &key)?;
+    // The key just written is validated, whatever `$CYBERSENSEI_LICENSE_KEY` says.
+    let key = LicenseKey::store(&cfg.license.key_file, &input)?;
     println!(
         "License key stored in {} ({})",
         cfg.license.key_file.display(),
-        redact::key(&key)
+        key.shown()
     );
-    // The environment would shadow the key just stored; validate what was written.
-    std::env::remove_var("CYBERSENSEI_LICENSE_KEY");
     let ctx = Ctx::new(cfg, clock, true)?;
-    let out = license::validate(&ctx)?;
+    let out = license::validate_key(&ctx, &key)?;
     print_license(&out);
-    match out.to_error() {
+    match out.into_error() {
         Some(e) => Err(e),
         None => Ok(exit::OK),
     }

@@ -8,6 +8,7 @@
 //! every key has one); a check across keys goes in `Config::validate`.
 
 use crate::error::{Error, Result};
+use crate::window::Window;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -152,7 +153,7 @@ config! {
         /// Time over which `min_download_rate` is measured.
         slow_download_window: Duration = secs(120) => seconds(1..=86400),
         /// Local-time window `HH:MM-HH:MM` for automatic installs (None = any time).
-        install_window: Option<String> = None => window,
+        install_window: Option<Window> = None => window,
         /// A package marked `securityUpdate` installs automatically outside the window.
         security_outside_window: bool = false => boolean,
         /// How long a package's install hook may run before it is killed (and fails).
@@ -318,7 +319,7 @@ impl Config {
             return Err(Error::Config("state_dir: must not be empty".into()));
         }
         if let Some(u) = &self.telemetry.ai_probe_url {
-            crate::telemetry::probe::Target::parse(u)
+            crate::http_target::HttpTarget::parse(u)
                 .map_err(|e| Error::Config(format!("telemetry.ai_probe_url: {e}, got {u:?}")))?;
         }
         Ok(())
@@ -389,6 +390,15 @@ show_as_serde!(
     Vec<String>,
     Vec<Vec<String>>
 );
+
+impl Show for Option<Window> {
+    fn show<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Some(w) => s.collect_str(w),
+            None => s.serialize_none(),
+        }
+    }
+}
 
 /// A config field as `config check` shows it.
 struct Shown<'a, T>(&'a T);
@@ -726,18 +736,22 @@ mod rule {
         Ok(())
     }
 
-    /// `null` or a local-time window `HH:MM-HH:MM`.
+    /// `null` or a local-time window `HH:MM-HH:MM`, parsed here once.
     pub(super) fn window(
         o: &Obj,
         section: &str,
         key: &str,
-        out: &mut Option<String>,
+        out: &mut Option<crate::window::Window>,
     ) -> Result<()> {
-        opt_string(o, section, key, out)?;
-        if let Some(w) = out {
-            crate::update::window::Window::parse(w)
-                .map_err(|e| Error::Config(format!("{}: {e}", field(section, key))))?;
-        }
+        let mut text = None;
+        opt_string(o, section, key, &mut text)?;
+        *out = match text {
+            Some(w) => Some(
+                crate::window::Window::parse(&w)
+                    .map_err(|e| Error::Config(format!("{}: {e}", field(section, key))))?,
+            ),
+            None => None,
+        };
         Ok(())
     }
 }

@@ -2,12 +2,13 @@
 //! time is only for timestamps and expiry, so an NTP jump neither fires every timer
 //! nor stalls them.
 
+use crate::backoff::Backoff;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::fsutil::StateLock;
-use crate::license::{self, clock_is_sane};
+use crate::license;
 use crate::state_paths::StatePaths;
 use crate::status::{LicenseState, Status};
 use crate::update::slots::Layout;
@@ -71,11 +72,11 @@ pub struct Daemon<'a> {
 pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
     if let Err(e) = signals::install() {
         let e = Error::io("installing the signal handlers", e);
-        eprintln!("error: {e}");
+        crate::error::print(&e);
         return e.exit_code();
     }
     if let Err(e) = crate::fsutil::ensure_dir(&cfg.state_dir, 0o755) {
-        eprintln!("error: {e}");
+        crate::error::print(&e);
         return e.exit_code();
     }
     let run_lock = match StateLock::acquire_file(
@@ -85,8 +86,9 @@ pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
         Ok(l) => l,
         Err(e) => {
             let msg = format!(
-                "another `cybersensei-agent run` is already running for {} ({e})",
-                cfg.state_dir.display()
+                "another `cybersensei-agent run` is already running for {} ({})",
+                cfg.state_dir.display(),
+                e.chain()
             );
             log::error!("{msg}");
             eprintln!("error: {msg}");
@@ -110,13 +112,13 @@ pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
                 exit::OK
             }
             Err(e) => {
-                log::error!("daemon stopped: {e}");
+                log::error!("daemon stopped: {}", e.chain());
                 e.exit_code()
             }
         },
         Err(e) => {
-            log::error!("cannot start: {e}");
-            eprintln!("error: {e}");
+            log::error!("cannot start: {}", e.chain());
+            crate::error::print(&e);
             e.exit_code()
         }
     };
@@ -211,7 +213,7 @@ impl<'a> Daemon<'a> {
             if let Err(e) = update::recover(&self.ctx) {
                 // A failed recovery is logged and reported, but the loop still runs:
                 // the license and telemetry must keep working so the box stays reachable.
-                log::error!("update recovery: {e}");
+                log::error!("update recovery: {}", e.chain());
             }
             crate::leftovers::sweep(&self.ctx.cfg);
             // Up and recovered: the init script's count of failed starts is reset.
@@ -242,18 +244,14 @@ impl<'a> Daemon<'a> {
     /// of spending one; the next validation falls when that one is an interval old.
     fn reuse_validation(&mut self) -> bool {
         let cfg = &self.ctx.cfg;
-        let Ok(key) = license::read_key(cfg) else {
+        let Ok(key) = crate::key::LicenseKey::read(&cfg.license.key_file) else {
             return false;
         };
-        let wall = self.ctx.now();
+        let wall = self.ctx.clock.now();
         let interval = cfg.license.revalidate_interval;
         let cache = license::load_cache(&cfg.state_dir);
-        let Some(age) = crate::budget::reusable_at_start(
-            cache.as_ref(),
-            &crate::budget::key_id(&key),
-            interval,
-            wall,
-        ) else {
+        let Some(age) = crate::budget::reusable_at_start(cache.as_ref(), &key.id(), interval, wall)
+        else {
             return false;
         };
         let Some(out) = license::cached_outcome(cfg, wall) else {
@@ -270,7 +268,7 @@ impl<'a> Daemon<'a> {
             log::warn!("{w}");
         }
         if let Err(e) = license::record(&cfg.state_dir, &out, wall) {
-            log::warn!("status.json: {e}");
+            log::warn!("status.json: {}", e.chain());
         }
         self.license = out.state;
         self.next_validate = self.ctx.clock.monotonic() + interval.saturating_sub(age);
@@ -431,10 +429,16 @@ impl<'a> Daemon<'a> {
                     log::info!("configuration reloaded from {}", self.config_path.display());
                 }
                 Err(e) => {
-                    log::error!("configuration reload refused, keeping the previous one: {e}")
+                    log::error!(
+                        "configuration reload refused, keeping the previous one: {}",
+                        e.chain()
+                    )
                 }
             },
-            Err(e) => log::error!("configuration reload refused, keeping the previous one: {e}"),
+            Err(e) => log::error!(
+                "configuration reload refused, keeping the previous one: {}",
+                e.chain()
+            ),
         }
     }
 
@@ -442,7 +446,7 @@ impl<'a> Daemon<'a> {
         match StateLock::acquire(&self.ctx.cfg.state_dir, STEP_LOCK_WAIT) {
             Ok(l) => Some(l),
             Err(e) => {
-                log::warn!("step postponed: {e}");
+                log::warn!("step postponed: {}", e.chain());
                 None
             }
         }
@@ -452,7 +456,7 @@ impl<'a> Daemon<'a> {
         let now = self.ctx.clock.monotonic();
         // Budget rule 3: never more than budget::DAILY automatic validations a day.
         let cache = license::load_cache(&self.ctx.cfg.state_dir);
-        if let Some(wait) = crate::budget::wait_for_budget(cache.as_ref(), self.ctx.now()) {
+        if let Some(wait) = crate::budget::wait_for_budget(cache.as_ref(), self.ctx.clock.now()) {
             log::warn!(
                 "license: {} validations in the last 24 h already (the backend counts each one); keeping the cached state, next validation in {}",
                 crate::budget::DAILY,
@@ -467,15 +471,15 @@ impl<'a> Daemon<'a> {
         };
         self.counters.validations += 1;
         let interval = self.ctx.cfg.license.revalidate_interval;
-        let wall = self.ctx.now();
+        let wall = self.ctx.clock.now();
         let outcome = match license::validate(&self.ctx) {
             Ok(o) => o,
             Err(Error::Interrupted) => return,
             Err(e) => {
                 // Missing key file and the like: the services cannot be licensed.
-                log::error!("license validation impossible: {e}");
+                log::error!("license validation impossible: {}", e.chain());
                 let o = license::Outcome {
-                    message: Some(e.to_string()),
+                    message: Some(e.chain().to_string()),
                     ..license::Outcome::default()
                 };
                 let _ = license::record(&self.ctx.cfg.state_dir, &o, wall);
@@ -483,16 +487,13 @@ impl<'a> Daemon<'a> {
             }
         };
         self.license = outcome.state;
-        let backoff = |first: Duration, streak: u32| -> Duration {
-            let f = first.as_secs_f64() * 2f64.powi(streak.min(16) as i32);
-            Duration::from_secs_f64(f.min(interval.as_secs_f64()))
-        };
-        let next = if !clock_is_sane(wall) {
+        let backoff = |first: Duration, streak: u32| Backoff::new(first, interval).delay(streak);
+        let next = if !wall.is_sane() {
             if !self.clock_warned {
                 log::warn!(
                     "system clock not set (reads {}, before {}); retrying in {}s",
-                    crate::clock::iso8601(wall),
-                    crate::clock::iso8601(license::clock_floor()),
+                    wall.iso8601(),
+                    crate::clock::floor().iso8601(),
                     CLOCK_RETRY.as_secs()
                 );
                 self.clock_warned = true;
@@ -566,7 +567,7 @@ impl<'a> Daemon<'a> {
                     st.services.reason = Some(reason);
                 });
             }
-            Err(e) => log::error!("services: {e}"),
+            Err(e) => log::error!("services: {}", e.chain()),
         }
     }
 
@@ -601,7 +602,7 @@ impl<'a> Daemon<'a> {
             }
             Ok(r) => log::warn!("telemetry not delivered; {} sample(s) queued", r.queued),
             Err(Error::Interrupted) => return,
-            Err(e) => log::warn!("telemetry: {e}"),
+            Err(e) => log::warn!("telemetry: {}", e.chain()),
         }
         // The window as this cycle's last answer described it; an older answer's
         // (a failed cycle) says nothing of now.
@@ -756,7 +757,7 @@ impl<'a> Daemon<'a> {
             Ok(()) => {}
             // A signal, or the pause above: `next_check` stays due.
             Err(Error::Interrupted) => return,
-            Err(e) => log::warn!("update: {e}"),
+            Err(e) => log::warn!("update: {}", e.chain()),
         }
         self.next_check = now + self.jittered(interval);
         self.pick_up_new_agent(before);

@@ -6,14 +6,15 @@
 //! tls, http: the first layer that fails is the one to fix), then the active slot,
 //! then telemetry's sources (the application's command or file, the AI probe).
 
-use crate::clock::{iso8601, Clock};
+use crate::clock::{Clock, UnixTime};
 use crate::config::Config;
 use crate::error::exit;
+use crate::key::{KeySource, LicenseKey};
 use crate::transport::Transport;
 use crate::update::manifest::{self, FileType};
 use crate::update::slots::Layout;
 use crate::update::verify;
-use crate::{fsutil, license, redact};
+use crate::{fsutil, redact};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
@@ -66,7 +67,7 @@ pub(crate) fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) 
             Outcome::Skip(t) => ("skip", t),
         };
         // A closed stdout must not stop the checks' exit code from reaching the caller.
-        let _ = writeln!(out, "{word}  {:<7} {text}", c.name);
+        let _ = writeln!(out, "{word}  {:<7} {}", c.name, redact::scrub(text));
         let _ = out.flush();
         if matches!(c.outcome, Outcome::Fail(_)) && first.is_none() {
             first = Some(c);
@@ -82,7 +83,7 @@ pub(crate) fn run(config_problem: Option<&str>, cfg: Config, clock: &dyn Clock) 
                 Outcome::Fail(t) => t.as_str(),
                 _ => "",
             };
-            eprintln!("doctor: first failure: {}: {why}", c.name);
+            eprintln!("doctor: first failure: {}: {}", c.name, redact::scrub(why));
             exit_code(c.name)
         }
     }
@@ -104,7 +105,7 @@ pub(crate) fn check_all(
         },
     );
     emit("key", key(cfg));
-    emit("clock", clock_check(clock.now_unix()));
+    emit("clock", clock_check(clock.now()));
     emit("disk", disk(cfg));
     for c in network(cfg, clock) {
         emit(c.name, c.outcome);
@@ -130,31 +131,28 @@ fn admin_api(cfg: &Config) -> Outcome {
 }
 
 fn key(cfg: &Config) -> Outcome {
-    let k = match license::read_key(cfg) {
+    let k = match LicenseKey::read(&cfg.license.key_file) {
         Ok(k) => k,
-        Err(e) if e.to_string().contains("set-key") => return Outcome::Fail(e.to_string()),
         Err(e) => {
+            let why = e.chain().to_string();
+            if why.contains("set-key") {
+                return Outcome::Fail(why);
+            }
             return Outcome::Fail(format!(
-                "{e}; store it with: echo KEY | cybersensei-agent set-key"
-            ))
+                "{why}; store it with: echo KEY | cybersensei-agent set-key"
+            ));
         }
     };
-    let from_env = std::env::var("CYBERSENSEI_LICENSE_KEY")
-        .map(|v| !v.trim().is_empty())
-        .unwrap_or(false);
-    if from_env {
-        return Outcome::Ok(format!("{} from $CYBERSENSEI_LICENSE_KEY", redact::key(&k)));
+    let KeySource::File(path) = k.source() else {
+        return Outcome::Ok(format!("{} from {}", k.shown(), k.source()));
+    };
+    if let Some(problem) = crate::key::file_exposure(path) {
+        return Outcome::Fail(problem);
     }
-    let path = &cfg.license.key_file;
     match std::fs::metadata(path) {
-        Ok(m) if m.permissions().mode() & 0o004 != 0 => Outcome::Fail(format!(
-            "{} is world-readable (mode {:o}): chmod 600 it",
-            path.display(),
-            m.permissions().mode() & 0o777
-        )),
         Ok(m) => Outcome::Ok(format!(
             "{} in {} (mode {:o})",
-            redact::key(&k),
+            k.shown(),
             path.display(),
             m.permissions().mode() & 0o777
         )),
@@ -162,15 +160,15 @@ fn key(cfg: &Config) -> Outcome {
     }
 }
 
-fn clock_check(now: f64) -> Outcome {
-    if license::clock_is_sane(now) {
-        Outcome::Ok(format!("{} (UTC)", iso8601(now)))
+fn clock_check(now: UnixTime) -> Outcome {
+    if now.is_sane() {
+        Outcome::Ok(format!("{} (UTC)", now.iso8601()))
     } else {
         Outcome::Fail(format!(
             "system clock not set: reads {}, before this agent's build date {}; no TLS \
              certificate can be checked until NTP sets it",
-            iso8601(now),
-            iso8601(license::clock_floor())
+            now.iso8601(),
+            crate::clock::floor().iso8601()
         ))
     }
 }
@@ -412,7 +410,7 @@ fn tls_handshake(
     mut tcp: TcpStream,
     timeout: Duration,
 ) -> Result<String, String> {
-    let config = crate::tls::client_config(&cfg.backend).map_err(|e| e.to_string())?;
+    let config = crate::tls::client_config(&cfg.backend).map_err(|e| e.chain().to_string())?;
     let name = rustls::pki_types::ServerName::try_from(host.to_string())
         .map_err(|e| format!("{host}: not a TLS server name: {e}"))?;
     let mut conn =
@@ -450,7 +448,7 @@ fn http(cfg: &Config, clock: &dyn Clock) -> Outcome {
     b.retry_attempts = 1;
     let t = match Transport::new(&b) {
         Ok(t) => t,
-        Err(e) => return Outcome::Fail(e.to_string()),
+        Err(e) => return Outcome::Fail(e.chain().to_string()),
     };
     match t.get(clock, "/health") {
         Ok(r) => {
@@ -478,7 +476,7 @@ fn http(cfg: &Config, clock: &dyn Clock) -> Outcome {
                 )),
             }
         }
-        Err(e) => Outcome::Fail(e.to_string()),
+        Err(e) => Outcome::Fail(e.chain().to_string()),
     }
 }
 
@@ -570,7 +568,7 @@ fn slots(cfg: &Config) -> Outcome {
     };
     let files = match verify::parse_manifest(&data) {
         Ok(m) => m.files.unwrap_or_default(),
-        Err(e) => return Outcome::Fail(format!("slot {slot}: {e}")),
+        Err(e) => return Outcome::Fail(format!("slot {slot}: {}", e.chain())),
     };
     for (rel, item) in &files {
         if let Err(e) = matches_manifest(&dir, rel, item) {
@@ -603,9 +601,9 @@ mod tests {
 
     #[test]
     fn clock_before_build_date_fails() {
-        assert!(matches!(clock_check(0.0), Outcome::Fail(m) if m.contains("1970")));
+        assert!(matches!(clock_check(UnixTime(0.0)), Outcome::Fail(m) if m.contains("1970")));
         assert!(matches!(
-            clock_check(license::clock_floor() + 86400.0),
+            clock_check(crate::clock::floor().plus(86400.0)),
             Outcome::Ok(_)
         ));
     }

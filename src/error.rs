@@ -3,6 +3,8 @@
 //! Shaped like ureq's: one enum, `#[non_exhaustive]`, variants that keep their cause
 //! (`std::error::Error::source`) instead of flattening it into text, and the kinds
 //! that callers act on kept apart (unreachable vs. not the protocol vs. throttled).
+//! `Display` is the error's own words; the cause is only in `source()`, and
+//! [`chain`] writes both, once, for a person or a log.
 
 use std::fmt;
 use std::time::Duration;
@@ -22,7 +24,7 @@ pub mod exit {
 }
 
 /// A cause kept behind an error (a parse error, a library error).
-pub(crate) type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong, grouped by what the caller does about it.
 #[derive(Debug)]
@@ -35,7 +37,7 @@ pub enum Error {
         /// What was asked, what went wrong, how many attempts.
         message: String,
         /// The HTTP client's error of the last attempt, when there was one.
-        source: Option<Source>,
+        source: Option<Cause>,
     },
     /// The backend answered, but not in the protocol: a body the agent cannot read,
     /// a missing field, a header that contradicts the body. Not a network problem.
@@ -43,7 +45,7 @@ pub enum Error {
         /// What was asked and what was wrong with the answer.
         message: String,
         /// The parse error, when there is one.
-        source: Option<Source>,
+        source: Option<Cause>,
     },
     /// The backend asked us to wait (429, `Retry-After`); nothing more is sent to it
     /// before `retry_after` has passed.
@@ -81,11 +83,46 @@ pub enum Error {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// Anything else.
+    /// `agent.lock` stayed held by another command or the daemon for the whole wait.
+    Busy(String),
+    /// The box has never validated its license, so it has no tenant id (telemetry
+    /// and update checks need one).
+    NeverValidated(String),
+    /// The command cannot be done on this box as it is: a rollback with no complete
+    /// other slot, an update this node is too old for.
+    Refused(String),
+    /// An update stopped before its switch (cut by a restart while staging): the
+    /// active slot was not touched.
+    Unfinished(String),
+    /// The update the backend announced is no longer offered (deactivated or deleted
+    /// after the check): the next check says what to install.
+    Withdrawn(String),
+    /// A service command or an update hook failed: its exit status, a spawn error,
+    /// its timeout.
+    CommandFailed(String),
+    /// One of the agent's own values could not be written as JSON (a broken
+    /// invariant: the types written have no map with non-string keys).
+    Serialize {
+        /// What was being written.
+        what: String,
+        /// serde's error.
+        source: Cause,
+    },
+    /// A broken invariant of the agent itself, nothing an operator did, reported
+    /// rather than panicking. Three uses, all in the update driver: the state machine
+    /// has no move for an event, the driver and the machine disagree, a content
+    /// package's journal has no active slot to copy from.
     Other(String),
 }
 
 impl Error {
+    /// This error and its causes, each once ([`chain`]): for logs and status.json.
+    /// (A `Display` adapter: a log line or a `format!` writes it without a
+    /// `String` at every call site.)
+    pub(crate) fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     /// The process exit code docs/reference.md assigns to this error.
     ///
     /// An answer that is not the protocol and a backend that asks us to wait both
@@ -103,9 +140,17 @@ impl Error {
             Error::PackageRejected(_) => exit::PACKAGE_REJECTED,
             Error::NoSpace { .. } => exit::NO_SPACE,
             Error::RolledBack(_) => exit::ROLLED_BACK,
-            Error::Http { .. } | Error::Interrupted | Error::Io { .. } | Error::Other(_) => {
-                exit::FAILURE
-            }
+            Error::Http { .. }
+            | Error::Interrupted
+            | Error::Io { .. }
+            | Error::Busy(_)
+            | Error::NeverValidated(_)
+            | Error::Withdrawn(_)
+            | Error::Refused(_)
+            | Error::Unfinished(_)
+            | Error::CommandFailed(_)
+            | Error::Serialize { .. }
+            | Error::Other(_) => exit::FAILURE,
         }
     }
 
@@ -125,8 +170,24 @@ impl Error {
         }
     }
 
+    /// One of the agent's own values could not be written as JSON.
+    pub(crate) fn serialize(what: impl Into<String>, e: serde_json::Error) -> Error {
+        Error::Serialize {
+            what: what.into(),
+            source: Box::new(e),
+        }
+    }
+
+    /// The backend could not be reached, with the HTTP client's error behind it.
+    pub(crate) fn unreachable_by(message: impl Into<String>, source: Option<Cause>) -> Error {
+        Error::Unreachable {
+            message: message.into(),
+            source,
+        }
+    }
+
     /// The backend could not be reached; no cause kept beyond the words.
-    pub(crate) fn unreachable(message: impl Into<String>) -> Error {
+    pub fn unreachable(message: impl Into<String>) -> Error {
         Error::Unreachable {
             message: message.into(),
             source: None,
@@ -142,7 +203,7 @@ impl Error {
     }
 
     /// An answer that is not the protocol, with the parse error behind it.
-    pub(crate) fn protocol(message: impl Into<String>, source: impl Into<Option<Source>>) -> Error {
+    pub(crate) fn protocol(message: impl Into<String>, source: impl Into<Option<Cause>>) -> Error {
         Error::Protocol {
             message: message.into(),
             source: source.into(),
@@ -155,13 +216,10 @@ impl fmt::Display for Error {
         match self {
             Error::Config(m) => write!(f, "configuration error: {m}"),
             Error::Unreachable { message, .. } => write!(f, "backend unreachable: {message}"),
-            Error::Protocol { message, source } => {
-                write!(f, "backend answer not understood: {message}")?;
-                if let Some(s) = source {
-                    write!(f, " ({s})")?;
-                }
-                write!(f, "; is backend.url the CyberSensei backend?")
-            }
+            Error::Protocol { message, .. } => write!(
+                f,
+                "backend answer not understood: {message}; is backend.url the CyberSensei backend?"
+            ),
             Error::Throttled { what, retry_after } => write!(
                 f,
                 "backend rate limit: {what} answered 429 Too Many Requests; it asks to wait {} before any new request",
@@ -172,16 +230,17 @@ impl fmt::Display for Error {
             Error::LicenseExpired(m) => write!(f, "license expired: {m}"),
             Error::TenantInactive(m) => write!(f, "tenant inactive: {m}"),
             Error::PackageRejected(m) => write!(f, "update package rejected: {m}"),
-            Error::NoSpace { message, source } => {
-                write!(f, "not enough disk space: {message}")?;
-                if let Some(s) = source {
-                    write!(f, ": {s}")?;
-                }
-                Ok(())
-            }
+            Error::NoSpace { message, .. } => write!(f, "not enough disk space: {message}"),
             Error::RolledBack(m) => write!(f, "update rolled back: {m}"),
             Error::Interrupted => write!(f, "interrupted by a signal"),
-            Error::Io { context, source } => write!(f, "{context}: {source}"),
+            Error::Io { context, .. } => write!(f, "{context}"),
+            Error::Busy(m)
+            | Error::NeverValidated(m)
+            | Error::Withdrawn(m)
+            | Error::Refused(m)
+            | Error::Unfinished(m)
+            | Error::CommandFailed(m) => write!(f, "{m}"),
+            Error::Serialize { what, .. } => write!(f, "serializing {what}"),
             Error::Other(m) => write!(f, "{m}"),
         }
     }
@@ -200,9 +259,42 @@ impl std::error::Error for Error {
                 source: Some(s), ..
             } => Some(s),
             Error::Io { source, .. } => Some(source),
+            Error::Serialize { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
+}
+
+/// An error and its causes, each once: `what failed: why: why that`. How the CLI
+/// prints an error, and how logs and status.json word one. A cause whose words are
+/// already there (a transport message naming the network error) is not repeated.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let words = c.to_string();
+        if !words.is_empty() && !out.contains(&words) {
+            out.push_str(": ");
+            out.push_str(&words);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// An error shown with its causes ([`chain`]).
+pub(crate) struct Chain<'a>(&'a Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&chain(self.0))
+    }
+}
+
+/// Prints an error for the person at the terminal: `error: ` and its [`chain`],
+/// scrubbed of secrets.
+pub(crate) fn print(e: &Error) {
+    eprintln!("error: {}", crate::redact::scrub(&chain(e)));
 }
 
 /// "45 s", "12 min", "3 h 5 min": how long, for a person.
@@ -232,16 +324,29 @@ mod tests {
         assert!(e.source().is_some());
         let e = Error::io("writing x", std::io::Error::from_raw_os_error(libc::EACCES));
         assert_eq!(e.exit_code(), exit::FAILURE);
-        assert!(e.to_string().starts_with("writing x: "));
+        assert_eq!(e.to_string(), "writing x");
+        assert_eq!(
+            chain(&e),
+            format!(
+                "writing x: {}",
+                std::io::Error::from_raw_os_error(libc::EACCES)
+            )
+        );
     }
 
     #[test]
     fn protocol_is_not_unreachable() {
         let parse = serde_json::from_str::<u64>("\"x\"").unwrap_err();
-        let e = Error::protocol("GET /update/check", Some(Box::new(parse) as Source));
+        let words = parse.to_string();
+        let e = Error::protocol("GET /update/check", Some(Box::new(parse) as Cause));
         assert!(e.to_string().starts_with("backend answer not understood"));
         assert!(!e.to_string().contains("unreachable"));
         assert!(e.source().is_some());
+        assert!(
+            !e.to_string().contains(&words),
+            "the cause is in source() only"
+        );
+        assert_eq!(chain(&e).matches(&words).count(), 1, "{}", chain(&e));
         assert_eq!(e.exit_code(), exit::UNREACHABLE);
     }
 

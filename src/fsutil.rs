@@ -247,7 +247,7 @@ impl StateLock {
                 } else {
                     format!("process {holder}")
                 };
-                return Err(Error::Other(format!(
+                return Err(Error::Busy(format!(
                     "{} is held by {who} (another cybersensei-agent command or the daemon); waited {}s",
                     path.display(),
                     wait.as_secs()

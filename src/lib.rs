@@ -2,6 +2,7 @@
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
 pub mod admin;
+pub(crate) mod backoff;
 pub mod budget;
 pub(crate) mod build_info;
 pub(crate) mod child_output;
@@ -18,9 +19,12 @@ pub(crate) mod health;
 pub(crate) mod help;
 pub mod hex;
 pub(crate) mod history;
+pub(crate) mod http_target;
+pub(crate) mod key;
 pub mod leftovers;
 pub mod license;
 pub(crate) mod logging;
+pub mod percent;
 pub(crate) mod progress;
 pub mod protocol;
 pub(crate) mod redact;
@@ -33,3 +37,4 @@ pub mod telemetry;
 pub(crate) mod tls;
 pub mod transport;
 pub mod update;
+pub mod window;

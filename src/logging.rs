@@ -94,7 +94,7 @@ pub(crate) fn level(name: &str) -> LevelFilter {
 
 /// Library chatter we never log: it could carry request URLs, and the license key
 /// travels in one.
-const IGNORED_TARGETS: [&str; 2] = ["ureq", "rustls"];
+const IGNORED_TARGETS: [&str; 3] = ["ureq", "ureq_proto", "rustls"];
 
 /// The agent's logger: one line per record, `<ISO-8601 UTC> [LEVEL] message`, to stderr
 /// and the optional rotating file. Ours rather than simplelog's: simplelog pulls in the
@@ -119,13 +119,14 @@ impl log::Log for Logger {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        // One write per line, so lines from two writers never interleave mid-line.
-        let line = format!(
+        // One write per line, so lines from two writers never interleave mid-line;
+        // scrubbed, since a message may quote what a server echoed.
+        let line = crate::redact::scrub(&format!(
             "{} [{}] {}\n",
             crate::clock::iso8601(now),
             record.level(),
             record.args()
-        );
+        ));
         let _ = io::stderr().write_all(line.as_bytes());
         if let Some(f) = &self.file {
             if let Ok(mut f) = f.lock() {
@@ -176,6 +177,7 @@ mod tests {
         let on = |t: &str| l.enabled(&log::Metadata::builder().target(t).build());
         assert!(!on("ureq"));
         assert!(!on("ureq::unversioned::transport"));
+        assert!(!on("ureq_proto::client"));
         assert!(!on("rustls::client::hs"));
         assert!(on("ureqx"));
         assert!(on("cybersensei_agent::transport"));

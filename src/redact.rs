@@ -1,38 +1,99 @@
-//! Keeping secrets out of logs: the license key and proxy credentials.
+//! Keeping secrets out of every output: the one scrubber (stdout, stderr, the log
+//! file, status.json, the admin API), the key's stand-in, request paths and proxy
+//! URLs made safe to show, and server texts made safe to store.
 
-use std::sync::Mutex;
+use crate::percent::decode_escape;
+use std::sync::{Mutex, MutexGuard};
 
-/// Secrets this process has read (the license key, as is and URL-encoded): texts
-/// stored in status.json are scrubbed of them, whatever a server echoed back.
+/// Secrets this process has read (the license key): every output is scrubbed of
+/// them, in whatever form a server echoed them back.
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// Remembers a secret for [`scrub`] (shorter than 6 characters: ignored, it would
-/// match ordinary words).
+/// Shortest secret remembered: a shorter one would match ordinary words.
+const MIN_SECRET: usize = 6;
+
+fn secrets() -> MutexGuard<'static, Vec<String>> {
+    // A panic while the list is held (none can happen: pushes only) must not
+    // switch the scrubber off.
+    SECRETS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Remembers a secret for [`scrub`] (shorter than 6 characters: ignored).
 pub(crate) fn add_secret(secret: &str) {
     let s = secret.trim();
-    if s.chars().count() < 6 {
+    if s.chars().count() < MIN_SECRET {
         return;
     }
-    if let Ok(mut v) = SECRETS.lock() {
-        for form in [s.to_string(), crate::transport::percent_encode(s)] {
-            if !v.contains(&form) {
-                v.push(form);
-            }
-        }
+    let mut v = secrets();
+    if !v.iter().any(|k| k == s) {
+        v.push(s.to_string());
     }
 }
 
-/// `text` with every remembered secret replaced by its stand-in ([`key`]).
+/// `text` with every remembered secret replaced by its stand-in ([`key`]), found
+/// raw, percent-encoded (either case of hex digit, every byte or only some) and
+/// form-encoded (`+` for a space): the forms a proxy, a portal or a backend that
+/// quotes its request may use.
 pub(crate) fn scrub(text: &str) -> String {
-    let mut out = text.to_string();
-    if let Ok(v) = SECRETS.lock() {
-        for s in v.iter() {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), &key(s));
+    let secrets = secrets();
+    if secrets.is_empty() {
+        return text.to_string();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut ends, mut next) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    'text: while i < bytes.len() {
+        for s in secrets.iter() {
+            if let Some(end) = match_at(bytes, i, s.as_bytes(), &mut ends, &mut next) {
+                out.extend_from_slice(key(s).as_bytes());
+                i = end;
+                continue 'text;
             }
         }
+        out.push(bytes[i]);
+        i += 1;
     }
-    out
+    // A secret is whole characters, so a cut falls between characters; lossy anyway.
+    match String::from_utf8(out) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Where a writing of `secret` that starts at `text[start]` ends, if one does. Each
+/// byte of the secret may be written as itself, as `%XX`, or (a space) as `+`; a `%`
+/// of the secret may be read both ways, so the positions reached are a small set
+/// (`ends`, `next`: buffers reused across calls). The longest match wins.
+fn match_at(
+    text: &[u8],
+    start: usize,
+    secret: &[u8],
+    ends: &mut Vec<usize>,
+    next: &mut Vec<usize>,
+) -> Option<usize> {
+    ends.clear();
+    ends.push(start);
+    for &b in secret {
+        next.clear();
+        for &p in ends.iter() {
+            let rest = &text[p..];
+            let first = rest.first().copied();
+            if first == Some(b) || (b == b' ' && first == Some(b'+')) {
+                next.push(p + 1);
+            }
+            if decode_escape(rest) == Some(b) {
+                next.push(p + 3);
+            }
+        }
+        if next.is_empty() {
+            return None;
+        }
+        next.sort_unstable();
+        next.dedup();
+        std::mem::swap(ends, next);
+    }
+    ends.last().copied()
 }
 
 /// A printable stand-in for the license key: its first 4 characters and its length.
@@ -77,10 +138,12 @@ pub(crate) fn url_credentials(url: &str) -> String {
 /// Longest server-provided text kept for messages, logs and state files.
 pub(crate) const MAX_SERVER_TEXT: usize = 300;
 
-/// Text a server sent, made safe to show and store: control characters (newlines,
+/// Text a server sent, made safe to show and store: secrets scrubbed, control characters (newlines,
 /// terminal escapes) become spaces so it cannot forge log lines, and it is cut to
 /// `MAX_SERVER_TEXT` characters so it cannot bloat logs, status.json or the caches.
 pub(crate) fn server_text(s: &str) -> String {
+    // Scrubbed whole, before the cut: a cut inside a quoted key would leave its head.
+    let s = &scrub(s);
     let mut out: String = s
         .chars()
         .take(MAX_SERVER_TEXT)
@@ -98,6 +161,7 @@ pub(crate) const MAX_SERVER_LINES: usize = 4096;
 /// Multi-line text a server sent (a changelog): like [`server_text`] but newlines
 /// are kept, and cut at `MAX_SERVER_LINES` characters.
 pub(crate) fn server_lines(s: &str) -> String {
+    let s = &scrub(s);
     let mut out: String = s
         .chars()
         .take(MAX_SERVER_LINES)
@@ -112,6 +176,36 @@ pub(crate) fn server_lines(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrubs_every_writing_of_a_secret() {
+        let k = "S3cr/t key+%41=";
+        add_secret(k);
+        let stand_in = key(k);
+        for form in [
+            k.to_string(),
+            crate::percent::percent_encode(k),
+            crate::percent::percent_encode(k)
+                .to_lowercase()
+                .replace("s3", "S3"),
+            crate::percent::percent_encode(k).replace("%20", "+"),
+            // Encoded only where a client had to: the `%` stays raw.
+            "S3cr%2Ft+key%2B%41%3D".replace("%41", "%2541"),
+            "S3cr/t key+%41=".to_string(),
+        ] {
+            let text = format!("before {form} after");
+            assert_eq!(scrub(&text), format!("before {stand_in} after"), "{form}");
+        }
+        assert_eq!(scrub("S3cr/t kex"), "S3cr/t kex");
+        assert_eq!(scrub("é S3cr/t key+%41= é"), format!("é {stand_in} é"));
+        // Server texts are scrubbed before they are cut.
+        let long = format!("{}{k}", "x".repeat(MAX_SERVER_TEXT - 3));
+        assert!(
+            !server_text(&long).contains(&k[..6]),
+            "{}",
+            server_text(&long)
+        );
+    }
 
     #[test]
     fn key_is_never_whole() {

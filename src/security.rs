@@ -1,9 +1,9 @@
 //! Process hardening and the `security` part of status.json (docs/security.md).
 
 use crate::config::Config;
+use crate::key::KeySource;
 use crate::status::{SecurityStatus, Status};
 use crate::update::trust;
-use std::os::unix::fs::PermissionsExt;
 
 /// Makes the process non-dumpable: no core file (which would hold the license key)
 /// on a crash, and /proc/<pid>/mem, environ and ptrace closed to other users. Called
@@ -28,17 +28,10 @@ pub fn default_sigpipe() {
 /// A warning when `license.key_file` is readable by group or others (and the key is
 /// not given by the environment instead).
 pub(crate) fn key_file_warning(cfg: &Config) -> Option<String> {
-    if std::env::var("CYBERSENSEI_LICENSE_KEY").is_ok_and(|v| !v.trim().is_empty()) {
-        return None;
+    match KeySource::of(&cfg.license.key_file) {
+        KeySource::Env => None,
+        KeySource::File(p) => crate::key::file_exposure(&p),
     }
-    let p = &cfg.license.key_file;
-    let mode = std::fs::metadata(p).ok()?.permissions().mode() & 0o777;
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "license.key_file {} is readable by group or others (mode {mode:04o}): chmod 600 it",
-            p.display()
-        )
-    })
 }
 
 /// The security summary of this box now.
@@ -69,7 +62,7 @@ pub(crate) fn summary(cfg: &Config) -> SecurityStatus {
         Err(e) => {
             s.signatures = "required".into();
             s.warnings
-                .push(format!("{e}: every update package is refused"));
+                .push(format!("{}: every update package is refused", e.chain()));
         }
     }
     if let Some(w) = key_file_warning(cfg) {
@@ -85,6 +78,6 @@ pub(crate) fn report(cfg: &Config, now_unix: f64) {
         log::warn!("security: {w}");
     }
     if let Err(e) = Status::modify(&cfg.state_dir, now_unix, |st| st.security = s) {
-        log::warn!("status.json: {e}");
+        log::warn!("status.json: {}", e.chain());
     }
 }

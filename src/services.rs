@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(10);
 /// within 5 s, INTERFACE.md).
 pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Variables of the agent's environment a child never sees.
-pub(crate) const SECRET_ENV: &[&str] = &["CYBERSENSEI_LICENSE_KEY"];
+pub(crate) const SECRET_ENV: &[&str] = &[crate::key::ENV];
 
 /// A command for a child of the agent (service command, hook, staged agent probe):
 /// no secrets in its environment, its own process group (see [`wait_child`]).
@@ -39,9 +39,9 @@ pub(crate) fn child_command(prog: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-/// Why [`wait_child`] gave up on a child (whose whole group it killed).
+/// Why [`wait_child`] abandoned a child (and killed its whole group).
 #[derive(Debug)]
-pub(crate) enum Gave {
+pub(crate) enum Abandoned {
     /// The budget ran out.
     Timeout(Duration),
     /// SIGTERM/SIGINT asked the agent to stop.
@@ -50,12 +50,12 @@ pub(crate) enum Gave {
     Wait(std::io::Error),
 }
 
-impl std::fmt::Display for Gave {
+impl std::fmt::Display for Abandoned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Gave::Timeout(d) => write!(f, "timed out after {:.1}s", d.as_secs_f64()),
-            Gave::Stop => write!(f, "stopped: the agent is shutting down"),
-            Gave::Wait(e) => write!(f, "waiting: {e}"),
+            Abandoned::Timeout(d) => write!(f, "timed out after {:.1}s", d.as_secs_f64()),
+            Abandoned::Stop => write!(f, "stopped: the agent is shutting down"),
+            Abandoned::Wait(e) => write!(f, "waiting: {e}"),
         }
     }
 }
@@ -98,12 +98,13 @@ pub(crate) fn health_in(s: &Services, slot: Option<&Path>, clock: &dyn Clock) ->
             Err(e) => {
                 let elapsed = clock.monotonic().saturating_sub(start);
                 if elapsed + HEALTH_RETRY >= timeout {
-                    return Err(Error::Other(format!(
-                        "health check failed for {}s ({round} rounds): {e}",
-                        timeout.as_secs()
+                    return Err(Error::CommandFailed(format!(
+                        "health check failed for {}s ({round} rounds): {}",
+                        timeout.as_secs(),
+                        e.chain()
                     )));
                 }
-                log::info!("health check round {round} failed: {e}; retrying");
+                log::info!("health check round {round} failed: {}; retrying", e.chain());
                 clock.sleep(HEALTH_RETRY);
                 if crate::signals::stop_requested() {
                     return Err(Error::Interrupted);
@@ -170,17 +171,23 @@ pub(crate) fn run_one(
     }
     let status = match waited {
         Ok(st) => st,
-        Err(Gave::Stop) => {
+        Err(Abandoned::Stop) => {
             log::warn!("{what} command `{shown}`: killed, the agent is stopping");
             return Err(Error::Interrupted);
         }
-        Err(e) => return Err(Error::Other(format!("{what} command `{shown}`: {e}"))),
+        Err(e) => {
+            return Err(Error::CommandFailed(format!(
+                "{what} command `{shown}`: {e}"
+            )))
+        }
     };
     if status.success() {
         log::debug!("{what} command `{shown}`: ok");
         Ok(())
     } else {
-        Err(Error::Other(format!("{what} command `{shown}`: {status}")))
+        Err(Error::CommandFailed(format!(
+            "{what} command `{shown}`: {status}"
+        )))
     }
 }
 
@@ -206,7 +213,7 @@ pub(crate) fn wait_child(
     clock: &dyn Clock,
     budget: Duration,
     grace: Duration,
-) -> std::result::Result<std::process::ExitStatus, Gave> {
+) -> std::result::Result<std::process::ExitStatus, Abandoned> {
     let start = clock.monotonic();
     let mut stop_seen: Option<Duration> = None;
     loop {
@@ -215,7 +222,7 @@ pub(crate) fn wait_child(
             Ok(None) => {}
             Err(e) => {
                 kill_group(&mut child);
-                return Err(Gave::Wait(e));
+                return Err(Abandoned::Wait(e));
             }
         }
         let now = clock.monotonic();
@@ -223,12 +230,12 @@ pub(crate) fn wait_child(
             let since = *stop_seen.get_or_insert(now);
             if now.saturating_sub(since) >= grace {
                 kill_group(&mut child);
-                return Err(Gave::Stop);
+                return Err(Abandoned::Stop);
             }
         }
         if now.saturating_sub(start) >= budget {
             kill_group(&mut child);
-            return Err(Gave::Timeout(budget));
+            return Err(Abandoned::Timeout(budget));
         }
         // The injected clock measures the deadline; a short real pause keeps a fake
         // clock (which does not sleep) from spinning ahead of a real child.

@@ -276,8 +276,14 @@ impl Status {
     /// (logged), since status is a report and must never stop the agent.
     pub(crate) fn load(state_dir: &Path) -> Status {
         let p = path(state_dir);
+        // Scrubbed on the way in too: a file written by an older agent is shown by
+        // `status`. On the text: the stand-in has no character JSON escapes.
+        // `from_slice`, as for the other state files: one deserializer of Status.
+        let parsed = |data: &[u8]| {
+            serde_json::from_slice(crate::redact::scrub(&String::from_utf8_lossy(data)).as_bytes())
+        };
         match fsutil::read_bounded(&p, 4 << 20) {
-            Ok(data) => match serde_json::from_slice(&data) {
+            Ok(data) => match parsed(&data) {
                 Ok(s) => s,
                 Err(e) => {
                     log::warn!(
@@ -302,7 +308,7 @@ impl Status {
         self.updated_at = Some(crate::clock::iso8601(now_unix));
         // A server may echo the key back in a message: status.json is world-readable.
         let mut v = serde_json::to_value(&*self)
-            .map_err(|e| crate::error::Error::Other(format!("serializing status: {e}")))?;
+            .map_err(|e| crate::error::Error::serialize("status.json", e))?;
         scrub_strings(&mut v);
         fsutil::atomic_write_json(&path(state_dir), &v, 0o644)
     }

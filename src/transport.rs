@@ -84,7 +84,6 @@ pub(crate) struct Transport {
     timeout: Duration,
     /// The proxy the backend is reached through, for error messages.
     via: Option<String>,
-    secrets: std::cell::RefCell<Vec<String>>,
     /// A person runs the command: a short 429 wait is announced and waited out.
     interactive: bool,
     /// Per route (path without its query), the monotonic time before which no
@@ -148,7 +147,6 @@ impl Transport {
             retry_delay: cfg.retry_delay,
             timeout,
             via,
-            secrets: std::cell::RefCell::new(Vec::new()),
             interactive: false,
             blocked: std::cell::RefCell::new(Vec::new()),
             rate: Cell::new(None),
@@ -203,30 +201,6 @@ impl Transport {
         self.rate.get()
     }
 
-    /// Registers a secret (the license key) that must never reach a log or message.
-    pub(crate) fn add_secret(&self, secret: &str) {
-        if secret.is_empty() {
-            return;
-        }
-        let mut secrets = self.secrets.borrow_mut();
-        for s in [secret.to_string(), percent_encode(secret)] {
-            if !secrets.contains(&s) {
-                secrets.push(s);
-            }
-        }
-    }
-
-    /// Removes every registered secret from a text.
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        let mut s = text.to_string();
-        for k in self.secrets.borrow().iter() {
-            if s.contains(k.as_str()) {
-                s = s.replace(k.as_str(), "REDACTED");
-            }
-        }
-        s
-    }
-
     /// GET a JSON resource with retries; the body is bounded to `MAX_JSON_BODY`.
     pub(crate) fn get(&self, clock: &dyn Clock, path_and_query: &str) -> Result<Reply> {
         let resp = self.exchange(clock, "GET", path_and_query, None, &[], false)?;
@@ -266,7 +240,7 @@ impl Transport {
             .get("content-length")
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.trim().parse::<u64>().ok());
-        let what = redact::query(&self.scrub(path));
+        let what = redact::query(&redact::scrub(path));
         if let Some(n) = declared {
             if n > MAX_JSON_BODY {
                 // No JSON answer of the protocol is that large: not a network fault.
@@ -286,16 +260,16 @@ impl Transport {
                     format!("{what}: answer larger than {MAX_JSON_BODY} bytes refused"),
                     None,
                 ),
-                other => Error::Unreachable {
-                    message: format!(
+                other => Error::unreachable_by(
+                    format!(
                         "{what}: reading the answer: {}",
-                        self.scrub(&describe(&other))
+                        redact::scrub(&describe(&other))
                     ),
-                    source: match other {
-                        ureq::Error::Io(io) => Some(Box::new(io) as crate::error::Source),
+                    match other {
+                        ureq::Error::Io(io) => Some(Box::new(io)),
                         _ => None,
                     },
-                },
+                ),
             })?;
         Ok(Reply {
             status,
@@ -314,7 +288,7 @@ impl Transport {
         streaming: bool,
     ) -> Result<Response<Body>> {
         let url = format!("{}{}", self.base, path);
-        let shown = redact::query(&self.scrub(path));
+        let shown = redact::query(&redact::scrub(path));
         let mut last = String::new();
         let mut last_cause: Option<std::io::Error> = None;
         for attempt in 1..=self.attempts {
@@ -342,7 +316,7 @@ impl Transport {
                 }
                 Outcome::Retry { why, after, cause } => {
                     last_cause = cause;
-                    (self.scrub(&why), after)
+                    (redact::scrub(&why), after)
                 }
                 Outcome::Throttled { after } => {
                     let what = format!("{method} {shown}");
@@ -367,13 +341,13 @@ impl Transport {
                 }
             }
         }
-        Err(Error::Unreachable {
-            message: format!(
+        Err(Error::unreachable_by(
+            format!(
                 "{method} {shown}: {last} (after {} attempts)",
                 self.attempts
             ),
-            source: last_cause.map(|e| Box::new(e) as crate::error::Source),
-        })
+            last_cause.map(|e| Box::new(e) as crate::error::Cause),
+        ))
     }
 
     /// A 429 for `what`: a person at the terminal waits a short `Retry-After` and
@@ -411,9 +385,8 @@ impl Transport {
 
     /// Exponential backoff from `retry_delay`, times a random factor in [0.5, 1.5).
     fn backoff(&self, clock: &dyn Clock, attempt: u32) -> Duration {
-        let base = self.retry_delay.as_secs_f64() * 2f64.powi(attempt.saturating_sub(1) as i32);
-        let jittered = base * (0.5 + clock.random());
-        Duration::from_secs_f64(jittered.min(MAX_BACKOFF.as_secs_f64()))
+        crate::backoff::Backoff::new(self.retry_delay, MAX_BACKOFF)
+            .jittered(attempt.saturating_sub(1), clock.random())
     }
 
     /// One request, classified: an answer, a failure worth retrying, or a 429.
@@ -604,19 +577,6 @@ pub fn parse_retry_after(s: &str, now: std::time::SystemTime) -> Option<Duration
     Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(DAY))
 }
 
-/// Percent-encodes a query value (RFC 3986 unreserved characters pass as they are).
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -655,7 +615,7 @@ mod tests {
         cfg.allow_http = true;
         cfg.retry_attempts = 1;
         let t = Transport::new(&cfg).unwrap();
-        t.add_secret("SECRET-KEY");
+        crate::redact::add_secret("SECRET-KEY");
         let clock = crate::clock::SystemClock::new();
         let e = t
             .get(&clock, "/api/license/validate?key=SECRET-KEY")
@@ -667,11 +627,5 @@ mod tests {
             .expect("the io::Error is the source");
         assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
         assert!(!e.to_string().contains("SECRET-KEY"), "{e}");
-    }
-
-    #[test]
-    fn encodes_key_characters() {
-        assert_eq!(percent_encode("a+b/c=d e"), "a%2Bb%2Fc%3Dd%20e");
-        assert_eq!(percent_encode("A1-B2_c.d~"), "A1-B2_c.d~");
     }
 }

@@ -62,7 +62,7 @@ fn other_host() -> Sim {
 
 /// No server but the backend was contacted, and none of them saw `key`.
 fn assert_key_not_sent(case: &str, key: &str, others: &[&Sim]) {
-    let encoded = cybersensei_agent::transport::percent_encode(key);
+    let encoded = cybersensei_agent::percent::percent_encode(key);
     for s in others {
         for r in s.requests() {
             let text = format!("{} {:?} {:?}", r.query, r.headers, r.body);
@@ -261,7 +261,7 @@ fn redirects_are_not_followed_and_the_key_stays_home() {
     let sim = harness::sim();
     sim.valid_license(KEY);
     let n = node(&sim);
-    let enc = cybersensei_agent::transport::percent_encode(KEY);
+    let enc = cybersensei_agent::percent::percent_encode(KEY);
     let cases = [
         (
             "302 to http: on another host",

@@ -241,7 +241,7 @@ fn key_never_leaks_to_output_logs_or_state() {
     }
     sim.set_down(true);
     outputs.push_str(&text(&node.run(&["validate"])));
-    let encoded = cybersensei_agent::transport::percent_encode(KEY);
+    let encoded = cybersensei_agent::percent::percent_encode(KEY);
     assert!(!outputs.contains(KEY), "key in output:\n{outputs}");
     assert!(!outputs.contains(&encoded), "encoded key in output");
     assert!(
@@ -379,4 +379,70 @@ fn second_command_waits_then_names_the_holder() {
         text(&o)
     );
     assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+/// `key` as a server may quote it: raw, percent-encoded in upper and lower case, and
+/// form-encoded (`+` for a space).
+fn quoted_forms(key: &str) -> Vec<String> {
+    let upper = cybersensei_agent::percent::percent_encode(key);
+    let lower = upper
+        .split('%')
+        .enumerate()
+        .map(|(i, s)| match i {
+            0 => s.to_string(),
+            _ => format!("{}{}", s[..2].to_lowercase(), &s[2..]),
+        })
+        .collect::<Vec<_>>()
+        .join("%");
+    let form = upper.replace("%20", "+");
+    vec![key.to_string(), upper, lower, form]
+}
+
+/// Issue 23, item 8: a server text quoting the key (a proxy, a captive portal, a
+/// backend bug) in every form a server may write it reaches no output: not stdout,
+/// stderr, the log file, status.json nor any other file the agent writes.
+#[test]
+fn server_text_quoting_the_key_is_scrubbed_from_every_output() {
+    let sim = harness::sim();
+    let mut node = Node::new(&sim);
+    node.set("log", "level", "debug".into());
+    // The harness's key (`+`, `/`, `=`), then one with spaces (form-encoded `+`).
+    for key in [KEY, "K3Y with space+plus/slash"] {
+        std::fs::write(&node.key_file, format!("{key}\n")).unwrap();
+        let forms = quoted_forms(key);
+        let message = format!("licence invalide: cle {} non reconnue", forms.join(" / "));
+        let body =
+            serde_json::json!({"statusCode": 400, "message": message, "error": "Bad Request"});
+        let mut outputs = String::new();
+        for args in [vec!["validate"], vec!["status"], vec!["doctor"]] {
+            sim.push_fault(
+                "/api/license/validate",
+                Fault::Status(400, body.to_string()),
+            );
+            outputs.push_str(&text(&node.run(&args)));
+        }
+        assert!(
+            outputs.contains("non reconnue"),
+            "the server's text is shown (scrubbed), not dropped:\n{outputs}"
+        );
+        for f in &forms {
+            assert!(
+                !outputs.contains(f.as_str()),
+                "{f:?} in stdout/stderr:\n{outputs}"
+            );
+        }
+        for file in harness::all_files(node.dir.path()) {
+            if file == node.key_file {
+                continue;
+            }
+            let s = String::from_utf8_lossy(&std::fs::read(&file).unwrap()).to_string();
+            for f in &forms {
+                assert!(
+                    !s.contains(f.as_str()),
+                    "{f:?} found in {}:\n{s}",
+                    file.display()
+                );
+            }
+        }
+    }
 }

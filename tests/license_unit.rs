@@ -1,6 +1,8 @@
 //! License decisions and offline grace, driven by fixed replies and an injected time.
 
+use cybersensei_agent::clock::UnixTime;
 use cybersensei_agent::config::Config;
+use cybersensei_agent::error::Error;
 use cybersensei_agent::license::{classify, decide, normalize, Decision};
 use cybersensei_agent::status::LicenseState;
 use cybersensei_agent::transport::Reply;
@@ -68,26 +70,29 @@ fn impostors_are_not_decisions() {
         content_type: Some("text/html".into()),
         body: b"<html><body>Welcome to the hotel wifi</body></html>".to_vec(),
     };
-    assert!(matches!(classify(&html), Decision::NotProtocol(_)));
+    assert!(matches!(
+        classify(&html),
+        Decision::NoDecision(Error::Protocol { .. })
+    ));
     assert!(matches!(
         classify(&reply(200, r#"{"hello": 1}"#)),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(200, r#"{"valid": "yes"}"#)),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(404, "<h1>Not Found</h1>")),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(302, "")),
-        Decision::NotProtocol(_)
+        Decision::NoDecision(Error::Protocol { .. })
     ));
     assert!(matches!(
         classify(&reply(401, "{}")),
-        Decision::Unreachable(_)
+        Decision::NoDecision(Error::Unreachable { .. })
     ));
 }
 
@@ -99,7 +104,7 @@ fn grace_then_expiry_while_offline() {
     let Decision::Valid(r) = classify(&reply(200, VALID)) else {
         panic!()
     };
-    let o = decide(Decision::Valid(r), &c, NOW).unwrap();
+    let o = decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
     assert_eq!(o.state, LicenseState::Valid);
     assert_eq!(o.days_left, Some(364));
     // Cache file is private.
@@ -110,7 +115,14 @@ fn grace_then_expiry_while_offline() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 
-    let off = |c: &Config, t: f64| decide(Decision::Unreachable("down".into()), c, t).unwrap();
+    let off = |c: &Config, t: f64| {
+        decide(
+            Decision::NoDecision(Error::unreachable("down")),
+            c,
+            UnixTime(t),
+        )
+        .unwrap()
+    };
     assert_eq!(off(&c, NOW + 3600.0).state, LicenseState::Grace);
     assert_eq!(
         off(&c, NOW + 3.0 * 86400.0 - 1.0).state,
@@ -118,7 +130,7 @@ fn grace_then_expiry_while_offline() {
     );
     let past = off(&c, NOW + 3.0 * 86400.0 + 1.0);
     assert_eq!(past.state, LicenseState::Unknown);
-    assert_eq!(past.to_error().unwrap().exit_code(), 14);
+    assert_eq!(past.into_error().unwrap().exit_code(), 14);
 
     // Expiry passing while offline ends grace even inside the grace period.
     c.license.grace_period = std::time::Duration::from_secs(365 * 86400);
@@ -126,15 +138,20 @@ fn grace_then_expiry_while_offline() {
     assert_eq!(off(&c, exp - 10.0).state, LicenseState::Grace);
     let o = off(&c, exp + 10.0);
     assert_eq!(o.state, LicenseState::Expired);
-    assert_eq!(o.to_error().unwrap().exit_code(), 11);
+    assert_eq!(o.into_error().unwrap().exit_code(), 11);
 }
 
 #[test]
 fn never_validated_and_offline_is_unknown() {
     let dir = tempfile::tempdir().unwrap();
-    let o = decide(Decision::Unreachable("x".into()), &cfg(dir.path()), NOW).unwrap();
+    let o = decide(
+        Decision::NoDecision(Error::unreachable("x")),
+        &cfg(dir.path()),
+        UnixTime(NOW),
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Unknown);
-    assert_eq!(o.to_error().unwrap().exit_code(), 14);
+    assert_eq!(o.into_error().unwrap().exit_code(), 14);
 }
 
 #[test]
@@ -144,11 +161,21 @@ fn refusal_is_not_undone_by_going_offline() {
     let Decision::Valid(r) = classify(&reply(200, VALID)) else {
         panic!()
     };
-    decide(Decision::Valid(r), &c, NOW).unwrap();
-    let o = decide(Decision::Inactive("Tenant inactif".into()), &c, NOW + 10.0).unwrap();
+    decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
+    let o = decide(
+        Decision::Inactive("Tenant inactif".into()),
+        &c,
+        UnixTime(NOW + 10.0),
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Inactive);
-    assert_eq!(o.to_error().unwrap().exit_code(), 12);
-    let o = decide(Decision::Unreachable("down".into()), &c, NOW + 20.0).unwrap();
+    assert_eq!(o.into_error().unwrap().exit_code(), 12);
+    let o = decide(
+        Decision::NoDecision(Error::unreachable("down")),
+        &c,
+        UnixTime(NOW + 20.0),
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Inactive);
 }
 
@@ -161,7 +188,7 @@ fn warnings_near_expiry_and_usage() {
     let Decision::Valid(r) = classify(&reply(200, body)) else {
         panic!()
     };
-    let o = decide(Decision::Valid(r), &c, NOW).unwrap();
+    let o = decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
     assert_eq!(o.days_left, Some(10));
     assert!(
         o.warnings.iter().any(|w| w.contains("expires in 10 day")),
@@ -182,9 +209,14 @@ fn unset_clock_never_expires_nor_counts_days() {
     let Decision::Valid(r) = classify(&reply(200, VALID)) else {
         panic!()
     };
-    decide(Decision::Valid(r), &c, NOW).unwrap();
+    decide(Decision::Valid(r), &c, UnixTime(NOW)).unwrap();
     // Reboot without RTC: 1970.
-    let o = decide(Decision::Unreachable("tls: not yet valid".into()), &c, 60.0).unwrap();
+    let o = decide(
+        Decision::NoDecision(Error::unreachable("tls: not yet valid")),
+        &c,
+        UnixTime(60.0),
+    )
+    .unwrap();
     assert_eq!(o.state, LicenseState::Grace);
     assert!(o.message.unwrap().contains("clock not set"));
     assert_eq!(o.days_left, None);

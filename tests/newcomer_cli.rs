@@ -205,3 +205,23 @@ fn check_update_on_a_fresh_offline_box_says_why_it_needs_a_validation() {
     assert!(e.contains("never validated its license"), "{e}");
     assert!(e.contains("tenant id"), "{e}");
 }
+
+/// Issue 24, item 4: an error's cause is in `source()` only, and the CLI prints the
+/// chain once: what failed, then why (the OS error), each a single time.
+#[test]
+fn an_error_and_its_cause_are_printed_once() {
+    let node = Node::offline();
+    let missing = node.dir.path().join("no-such-package.zip");
+    let o = node.run(&["install", missing.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let e = err(&o);
+    let cause = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+    assert_eq!(e.matches(&cause).count(), 1, "the cause once:\n{e}");
+    assert_eq!(
+        e.matches("no-such-package.zip").count(),
+        1,
+        "what failed once:\n{e}"
+    );
+    assert_eq!(e.lines().count(), 1, "one line:\n{e}");
+    assert!(e.starts_with("error: "), "{e}");
+}

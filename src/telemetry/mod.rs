@@ -45,7 +45,7 @@ pub struct SendReport {
 
 /// The error `send_once` returns on a box that has never validated its license.
 pub(crate) fn no_tenant_error() -> Error {
-    Error::Other(
+    Error::NeverValidated(
         "no tenantId yet: the license has never been validated (run `cybersensei-agent \
          validate`); telemetry needs the tenantId the backend returns, so nothing was sent"
             .into(),
@@ -287,7 +287,7 @@ fn recorded(
     let mut q = match Queue::open(&ctx.cfg.state_dir, ctx.cfg.telemetry.queue_max) {
         Ok(q) => q,
         Err(e) => {
-            c.failure = Some(e.to_string());
+            c.failure = Some(e.chain().to_string());
             record(ctx, None, &c);
             return Err(e);
         }
@@ -296,7 +296,7 @@ fn recorded(
     let queued = q.len().ok();
     c.report.queued = queued.unwrap_or(0);
     if let Err(e) = &result {
-        c.failure = Some(e.to_string());
+        c.failure = Some(e.chain().to_string());
     }
     record(ctx, queued, &c);
     result.map(|()| c.report)
@@ -323,7 +323,7 @@ pub(crate) fn send_cycle(
             ctx,
             None,
             &Cycle {
-                failure: Some(e.to_string()),
+                failure: Some(e.chain().to_string()),
                 sources: Some(m.sources),
                 ..Default::default()
             },
@@ -511,6 +511,6 @@ fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
         }
     });
     if let Err(e) = r {
-        log::warn!("telemetry: cannot update status.json: {e}");
+        log::warn!("telemetry: cannot update status.json: {}", e.chain());
     }
 }

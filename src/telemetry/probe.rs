@@ -22,45 +22,10 @@ const MAX_KEPT: usize = 64;
 /// Most bytes of an answer read before its status line must have come.
 const MAX_HEAD: usize = 4096;
 
-/// Where the probe goes: `http://host[:port][/path]`.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Target {
-    host: String,
-    port: u16,
-    path: String,
-}
+/// Where the probe goes (parsed below the config, which checks it).
+pub(crate) use crate::http_target::HttpTarget as Target;
 
 impl Target {
-    /// Parses `http://host[:port][/path]` (no user info, query allowed in the path).
-    pub(crate) fn parse(url: &str) -> Result<Target, String> {
-        let bad = || "expected http://host[:port][/path]".to_string();
-        let rest = url
-            .strip_prefix("http://")
-            .or_else(|| url.strip_prefix("HTTP://"))
-            .ok_or_else(bad)?;
-        let (auth, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        if auth.is_empty() || auth.contains(['@', ' ']) || path.contains([' ', '\r', '\n']) {
-            return Err(bad());
-        }
-        let (host, port) = match auth.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                (h, p.parse::<u16>().map_err(|_| bad())?)
-            }
-            _ => (auth, 80),
-        };
-        if host.is_empty() || port == 0 {
-            return Err(bad());
-        }
-        Ok(Target {
-            host: host.trim_start_matches('[').trim_end_matches(']').into(),
-            port,
-            path: path.into(),
-        })
-    }
-
     /// Times one `GET`: connection to status line. A 2xx is an answer; anything
     /// else (refused, timeout, 5xx, garbage) is a reason.
     pub(crate) fn time(&self, clock: &dyn Clock, timeout: Duration) -> Result<Duration, String> {

@@ -142,8 +142,8 @@ impl Queue {
             }
             dropped += victims.len() as u64;
         }
-        let json = serde_json::to_vec(payload)
-            .map_err(|e| Error::Other(format!("serializing a telemetry sample: {e}")))?;
+        let json =
+            serde_json::to_vec(payload).map_err(|e| Error::serialize("a telemetry sample", e))?;
         let seq = self.next_seq;
         fsutil::atomic_write(&self.path(seq), &encode(&json), 0o600)?;
         self.next_seq = seq.saturating_add(1);

@@ -22,32 +22,32 @@ pub(crate) enum Delivery {
 
 /// Sends one sample. Only a stop request is an error; everything else is a `Delivery`.
 pub(crate) fn post(ctx: &Ctx, payload: &TelemetryPayload) -> Result<Delivery> {
-    let body = serde_json::to_vec(payload)
-        .map_err(|e| Error::Other(format!("serializing a telemetry sample: {e}")))?;
+    let body =
+        serde_json::to_vec(payload).map_err(|e| Error::serialize("a telemetry sample", e))?;
     let reply = match ctx.transport.post_json(ctx.clock, PATH, &body) {
         Ok(r) => r,
         Err(Error::Interrupted) => return Err(Error::Interrupted),
-        Err(e) => return Ok(Delivery::Failed(e.to_string())),
+        Err(e) => return Ok(Delivery::Failed(e.chain().to_string())),
     };
     let status = reply.status;
     Ok(match status {
         200..=299 => Delivery::Delivered(status),
         400..=499 if status != 429 => Delivery::Rejected {
             status,
-            message: message_of(ctx, &reply),
+            message: message_of(&reply),
         },
         _ => Delivery::Failed(format!(
             "POST {PATH}: backend answered {status}: {}",
-            message_of(ctx, &reply)
+            message_of(&reply)
         )),
     })
 }
 
 /// The `message` of a NestJS error body (`Reply::error_message`), or a short prefix
-/// of whatever came back.
-fn message_of(ctx: &Ctx, reply: &crate::transport::Reply) -> String {
+/// of whatever came back (both scrubbed by `server_text`).
+fn message_of(reply: &crate::transport::Reply) -> String {
     let text = reply
         .error_message()
         .unwrap_or_else(|| crate::redact::server_text(String::from_utf8_lossy(&reply.body).trim()));
-    ctx.transport.scrub(text.trim())
+    text.trim().to_string()
 }

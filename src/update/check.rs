@@ -6,9 +6,10 @@ use super::version;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::license::normalize;
+use crate::percent::percent_encode;
 use crate::protocol::UpdateCheck;
 use crate::redact;
-use crate::transport::{percent_encode, Reply};
+use crate::transport::Reply;
 use std::cmp::Ordering;
 
 /// What `/update/check` said, as the CLI and status report it.
@@ -123,7 +124,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<UpdateCheck> {
     serde_json::from_slice(body).map_err(|e| {
         Error::protocol(
             "GET /update/check: the answer is not the update-check JSON",
-            Some(Box::new(e) as crate::error::Source),
+            Some(Box::new(e) as crate::error::Cause),
         )
     })
 }
@@ -186,11 +187,11 @@ pub(crate) fn download_refusal(status: u16, url_path: &str, body: &[u8]) -> Erro
     let what = format!("GET {url_path}");
     match (status, msg) {
         (400, Some(m)) if n.contains("plus active") || n.contains("no longer active") => {
-            Error::Other(format!(
+            Error::Withdrawn(format!(
                 "{what}: {m}: the backend withdrew this update after announcing it; the next check will say what to install"
             ))
         }
-        (404, Some(m)) => Error::Other(format!(
+        (404, Some(m)) => Error::Withdrawn(format!(
             "{what}: {m}: the update is no longer on the backend; the next check will say what to install"
         )),
         (_, Some(m)) => Error::Http {
@@ -344,7 +345,7 @@ mod tests {
         let e = parse(br#"{"currentVersion":"1.0.0"}"#).unwrap_err();
         assert!(matches!(e, Error::Protocol { .. }), "{e}");
         let e = parse(br#"{"available":true,"updateAvailable":false}"#).unwrap_err();
-        assert!(e.to_string().contains("disagree"), "{e}");
+        assert!(e.chain().to_string().contains("disagree"), "{e}");
         assert!(parse(br#"{"available":true,"fileSize":"-3"}"#).is_err());
     }
 

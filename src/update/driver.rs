@@ -228,12 +228,12 @@ impl<'c, 'f> Driver<'c, 'f> {
             }
             Action::ClearTarget => {
                 if let Err(e) = self.layout.clear(&j.target) {
-                    log::warn!("clearing slot {}: {e}", j.target);
+                    log::warn!("clearing slot {}: {}", j.target, e.chain());
                 }
             }
             Action::StopServices(w) => {
                 if let Err(e) = services::stop_in(s, slot(w).as_deref(), ctx.clock) {
-                    log::warn!("stopping services: {e}; going on");
+                    log::warn!("stopping services: {}; going on", e.chain());
                 }
             }
             Action::PointCurrent(Which::Target) => return Ok(Some(self.switch_to_target(j))),
@@ -250,7 +250,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             Action::StartServices(Which::From) => {
                 if let Some(from) = slot(Which::From) {
                     if let Err(e) = services::start_in(s, Some(&from), ctx.clock) {
-                        log::error!("restarting the services of the old slot: {e}");
+                        log::error!("restarting the services of the old slot: {}", e.chain());
                     }
                 }
             }
@@ -311,7 +311,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                         .as_ref()
                         .is_some_and(|st| st.hand_over && st.pkg.has_path(AGENT_IN_SLOT)),
             },
-            Err(e) => Event::SwitchFailed(e.to_string()),
+            Err(e) => Event::SwitchFailed(e.chain().to_string()),
         }
     }
 
@@ -340,7 +340,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             j.reason.as_deref().unwrap_or("not healthy")
         );
         if let Err(e) = self.layout.mark_bad(&j.target, &why) {
-            log::warn!("marking slot {} bad: {e}", j.target);
+            log::warn!("marking slot {} bad: {}", j.target, e.chain());
         }
         if let Some(id) = &j.update_id {
             let _ = crate::fsutil::atomic_write(&self.paths.failed_id(), id.as_bytes(), 0o600);
@@ -398,7 +398,7 @@ impl<'c, 'f> Driver<'c, 'f> {
         )
         .map_err(|e| match e {
             Error::Interrupted => e,
-            e => Error::PackageRejected(format!("install hook: {e}")),
+            e => Error::PackageRejected(format!("install hook: {}", e.chain())),
         })?;
         self.layout.write_record(
             &target,
@@ -425,12 +425,12 @@ impl<'c, 'f> Driver<'c, 'f> {
 
 /// The new version did not come up: why, for the rollback.
 fn unhealthy(j: &Journal, e: &Error) -> Event {
-    Event::Unhealthy(format!("version {}: {e}", j.version))
+    Event::Unhealthy(format!("version {}: {}", j.version, e.chain()))
 }
 
 /// Why staging ended when no error was kept: it was cut (a restart).
 fn staging_cut(j: &Journal) -> Error {
-    Error::Other(format!(
+    Error::Unfinished(format!(
         "update to {} interrupted while staging slot {}; the active slot was not touched",
         j.version, j.target
     ))
@@ -464,7 +464,7 @@ fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
     match services::wait_child(child, ctx.clock, AGENT_PROBE_TIMEOUT, services::STOP_GRACE) {
         Ok(st) if st.success() => Ok(()),
         // SIGTERM: not the package's fault; the staging is resumed at the next start.
-        Err(services::Gave::Stop) => Err(Error::Interrupted),
+        Err(services::Abandoned::Stop) => Err(Error::Interrupted),
         Ok(st) => Err(Error::PackageRejected(format!(
             "{AGENT_IN_SLOT} in the package fails `--version` ({st})"
         ))),

@@ -42,7 +42,7 @@ pub(crate) fn read(root: &Path) -> Option<String> {
     match super::verify::check_version(line, FILE) {
         Ok(v) => Some(v),
         Err(e) => {
-            log::warn!("{}: {e}; reporting {NONE}", p.display());
+            log::warn!("{}: {}; reporting {NONE}", p.display(), e.chain());
             None
         }
     }

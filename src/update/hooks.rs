@@ -52,9 +52,9 @@ pub(crate) fn run(
             super::journal::crash_point(&format!("hook:{name}"));
             Ok(true)
         }
-        Ok(st) => Err(Error::Other(format!("{rel} failed ({st})"))),
-        Err(services::Gave::Stop) => Err(Error::Interrupted),
-        Err(e) => Err(Error::Other(format!("{rel}: {e}"))),
+        Ok(st) => Err(Error::CommandFailed(format!("{rel} failed ({st})"))),
+        Err(services::Abandoned::Stop) => Err(Error::Interrupted),
+        Err(e) => Err(Error::CommandFailed(format!("{rel}: {e}"))),
     }
 }
 
@@ -237,7 +237,7 @@ pub(crate) fn in_slot(slot: &Path, rel: &str) -> Result<Option<std::path::PathBu
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)) => {
-            return Err(Error::Other(format!(
+            return Err(Error::CommandFailed(format!(
                 "{rel} in the new slot is reached through a link (or a file stands on its way): refused"
             )))
         }
@@ -245,7 +245,7 @@ pub(crate) fn in_slot(slot: &Path, rel: &str) -> Result<Option<std::path::PathBu
     };
     match f.metadata() {
         Ok(m) if m.is_file() => Ok(Some(slot.join(rel))),
-        _ => Err(Error::Other(format!(
+        _ => Err(Error::CommandFailed(format!(
             "{rel} in the new slot is not a regular file"
         ))),
     }

@@ -189,7 +189,10 @@ mod tests {
         std::fs::create_dir(paths.update()).unwrap();
         std::fs::write(paths.journal(), b"{not json").unwrap();
         let e = load(&paths).unwrap_err();
-        assert!(e.to_string().contains("unreadable journal: "), "{e}");
+        assert!(
+            e.chain().to_string().contains("unreadable journal: "),
+            "{e}"
+        );
         // The parse error stays behind it as a source, not only as words.
         let io = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<std::io::Error>())

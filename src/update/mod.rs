@@ -26,7 +26,8 @@ pub(crate) mod trust;
 pub mod verify;
 pub mod version;
 pub mod version_json;
-pub mod window;
+/// The install window lives below the config that holds it (`crate::window`).
+pub use crate::window;
 pub mod zipbound;
 
 use crate::context::Ctx;

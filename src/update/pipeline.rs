@@ -12,11 +12,12 @@ use super::machine::Event;
 use super::manifest::{self, PackageKind};
 use super::report::{Phase, Reporter};
 use super::slots::{self, Layout};
-use super::{downgrade, factory, trust, verify, version_json, window};
+use super::{downgrade, factory, trust, verify, version_json};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::UpdateCheck;
 use crate::state_paths::StatePaths;
+use crate::window;
 use std::fs::File;
 use std::path::Path;
 
@@ -189,13 +190,14 @@ fn tenant(ctx: &Ctx) -> Result<String> {
         e => e,
     }
     };
-    let out = crate::license::validate(ctx).map_err(first)?;
-    if let Some(e) = out.to_error() {
+    let mut out = crate::license::validate(ctx).map_err(first)?;
+    let tenant = out.tenant_id.take();
+    if let Some(e) = out.into_error() {
         return Err(first(e));
     }
     crate::license::cached_tenant_id(&ctx.cfg.state_dir)
-        .or(out.tenant_id)
-        .ok_or_else(|| Error::Other("no tenantId: the license was never validated".into()))
+        .or(tenant)
+        .ok_or_else(|| Error::NeverValidated("no tenantId: the license was never validated".into()))
 }
 
 /// [`update_now`]'s steps.
@@ -215,7 +217,7 @@ fn update_steps(
         }
     }
     if r.details.node_too_old {
-        return Err(Stop::Quiet(Error::Other(format!(
+        return Err(Stop::Quiet(Error::Refused(format!(
             "no update installed: {}",
             r.details
                 .too_old_text(&r.current_version, r.latest_version.as_deref())
@@ -306,8 +308,7 @@ fn own_copy(ctx: &Ctx, zip: &Path) -> Result<File> {
 /// Why an automatic install must wait for `updates.install_window`, if it must.
 fn outside_window(ctx: &Ctx, security: bool) -> Option<String> {
     let u = &ctx.cfg.updates;
-    let w = u.install_window.as_deref()?;
-    let win = window::Window::parse(w).ok()?;
+    let win = u.install_window?;
     if security && u.security_outside_window {
         return None;
     }
@@ -316,7 +317,7 @@ fn outside_window(ctx: &Ctx, security: bool) -> Option<String> {
         None
     } else {
         Some(format!(
-            "outside updates.install_window ({w}, local time): installs inside it"
+            "outside updates.install_window ({win}, local time): installs inside it"
         ))
     }
 }

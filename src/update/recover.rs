@@ -23,7 +23,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
         Err(e) => {
             // Atomic writes make this unreachable short of disk corruption; `current`
             // still names a slot that was complete when it was switched to.
-            log::error!("{e}; dropping it and keeping the active slot");
+            log::error!("{}; dropping it and keeping the active slot", e.chain());
             journal::clear(&paths)?;
             Reporter::new(ctx).failed(&e);
             return Ok(());
@@ -76,15 +76,15 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<()> {
     let layout = Layout::new(&ctx.cfg.install.root);
     let from = layout
         .active()
-        .ok_or_else(|| Error::Other("no active slot: nothing to roll back from".into()))?;
+        .ok_or_else(|| Error::Refused("no active slot: nothing to roll back from".into()))?;
     let target = slots::other(&from);
     if let Some(why) = layout.bad_reason(target) {
-        return Err(Error::Other(format!(
+        return Err(Error::Refused(format!(
             "slot {target} failed its health check ({why}); it is no rollback target"
         )));
     }
     if !layout.is_complete(target) {
-        return Err(Error::Other(format!(
+        return Err(Error::Refused(format!(
             "slot {target} holds no complete installation; nothing to roll back to"
         )));
     }

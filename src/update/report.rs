@@ -95,7 +95,7 @@ impl<'c> Reporter<'c> {
             progress::follow(s.update.state);
         });
         if let Err(e) = r {
-            log::warn!("status.json: {e}");
+            log::warn!("status.json: {}", e.chain());
         }
     }
 
@@ -140,7 +140,7 @@ impl<'c> Reporter<'c> {
 
     /// The check failed: said, the state left as it was.
     pub(crate) fn check_failed(&self, e: &Error) {
-        let msg = e.to_string();
+        let msg = e.chain().to_string();
         self.write(&mut |u| u.last_error = Some(format!("check: {msg}")));
     }
 
@@ -267,7 +267,7 @@ impl<'c> Reporter<'c> {
     }
 
     fn error(&self, state: UpdateState, e: &Error) {
-        let mut msg = Some(e.to_string());
+        let mut msg = Some(e.chain().to_string());
         log::info!("update: {}", msg.as_deref().unwrap_or_default());
         self.write(&mut |u| {
             u.state = state;

@@ -50,9 +50,11 @@ pub(crate) struct Record {
     pub(crate) keys: Option<Vec<String>>,
 }
 
+/// The directory of a package (and so of a slot) holding the keys it hands on.
+pub(crate) const KEYS_DIR: &str = "update-keys";
 /// Top-level names a content package's copy of the active slot leaves out: hooks
 /// and the key set come only from the package being installed.
-pub(crate) const NOT_COPIED: [&str; 2] = ["hooks", super::trust::KEYS_DIR];
+pub(crate) const NOT_COPIED: [&str; 2] = ["hooks", KEYS_DIR];
 
 /// Paths of an install root.
 #[derive(Debug, Clone)]

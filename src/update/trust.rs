@@ -15,7 +15,7 @@
 //! leaves `update-keys/` out. A content package restates the whole set; one without
 //! keys puts the box back on `updates.public_key`.
 
-use super::slots::Layout;
+use super::slots::{Layout, KEYS_DIR};
 use super::verify::{key_from_file_data, parse_public_key, Kind, Package};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -23,8 +23,6 @@ use base64::Engine;
 use std::io::Read;
 use std::path::Path;
 
-/// The directory of a package (and so of a slot) holding the keys it hands on.
-pub(crate) const KEYS_DIR: &str = "update-keys";
 /// Most key files read from one directory.
 const MAX_KEYS: usize = 64;
 
@@ -115,7 +113,7 @@ fn read_dir_keys(dir: &Path, keys: &mut Vec<[u8; 32]>, problems: &mut Vec<String
                 keys.push(k);
                 n += 1;
             }
-            Some(Err(e)) => problems.push(format!("{}: {e}", p.display())),
+            Some(Err(e)) => problems.push(format!("{}: {}", p.display(), e.chain())),
             None => problems.push(format!("{}: name not UTF-8", p.display())),
         }
     }

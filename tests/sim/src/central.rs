@@ -597,15 +597,7 @@ fn telemetry(sh: &Shared, req: &RawRequest, now: u64) -> Response {
     // The server stamps the ingestion (tenant-metric.entity.ts:39-40, @CreateDateColumn).
     let stamp = http::iso_time(std::time::UNIX_EPOCH + Duration::from_millis(now));
     store_telemetry(sh, v, &stamp);
-    Response::json_fields(
-        201,
-        &[
-            ("success", json!(true)),
-            ("message", json!("Télémétrie enregistrée avec succès")),
-            ("timestamp", json!(stamp)),
-            ("tenantId", json!(tenant)),
-        ],
-    )
+    crate::routes::telemetry_accepted(&stamp, Some(tenant))
 }
 
 // ------------------------------------------------------------------ packages

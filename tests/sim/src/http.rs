@@ -446,20 +446,32 @@ impl Response {
     }
 
     pub fn head_bytes(&self) -> Vec<u8> {
-        let mut h = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
-        for (k, v) in &self.headers {
-            h.push_str(&format!("{k}: {v}\r\n"));
-        }
+        let mut headers: Vec<(&str, String)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
         if !self
             .headers
             .iter()
             .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         {
-            h.push_str(&format!("Content-Length: {}\r\n", self.body_bytes().len()));
+            headers.push(("Content-Length", self.body_bytes().len().to_string()));
         }
-        h.push_str("Connection: close\r\n\r\n");
-        h.into_bytes()
+        raw_head(self.status, &headers).into_bytes()
     }
+}
+
+/// A response head: the status line, `headers` in order, `Connection: close` and
+/// the blank line. The one writer of a head, for normal answers and for the faults
+/// that write theirs by hand.
+pub fn raw_head(status: u16, headers: &[(&str, String)]) -> String {
+    let mut h = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    h.push_str("Connection: close\r\n\r\n");
+    h
 }
 
 /// How the body of a normal response is delivered.

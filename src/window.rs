@@ -42,6 +42,14 @@ impl Window {
     }
 }
 
+impl std::fmt::Display for Window {
+    /// `HH:MM-HH:MM`, as the config writes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (s, e) = (self.start, self.end);
+        write!(f, "{:02}:{:02}-{:02}:{:02}", s / 60, s % 60, e / 60, e % 60)
+    }
+}
+
 /// Minutes since local midnight at `unix` seconds, in the box's time zone (TZ,
 /// /etc/localtime); UTC when the zone cannot be read.
 pub fn local_minute(unix: f64) -> u32 {
@@ -122,7 +130,10 @@ mod config_tests {
             r#"{"updates": {"install_window": "22:00-06:00", "security_outside_window": true, "hook_timeout": 60}}"#,
         )
         .unwrap();
-        assert_eq!(c.updates.install_window.as_deref(), Some("22:00-06:00"));
+        assert_eq!(
+            c.updates.install_window.map(|w| w.to_string()).as_deref(),
+            Some("22:00-06:00")
+        );
         assert!(c.updates.security_outside_window);
         assert_eq!(c.updates.hook_timeout.as_secs(), 60);
         let e = Config::parse(r#"{"updates": {"install_window": "night"}}"#).unwrap_err();
