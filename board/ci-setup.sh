@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the tests and board scripts need on a fresh Debian 12
 # machine (README "Prerequisites" lists what this changes on the machine):
-#   apt:    faketime, strace, postgresql (host tests); Debian cross gcc (alternative linker,
-#           sysroots for qemu-user -L), qemu-user, busybox-static, systemd
+#   apt:    faketime, strace, postgresql, chromium and chromium-driver (host tests);
+#           Debian cross gcc (alternative linker, sysroots for qemu-user -L), qemu-user, busybox-static, systemd
 #           (systemd-analyze), file; for the boot test also qemu-system-arm, cpio,
 #           e2fsprogs, python3 and the arm64 dpkg architecture (its kernel deb).
 #           Measured on Debian 12: 67 packages, 110 MB downloaded, 458 MB on disk.
@@ -38,6 +38,9 @@ have faketime || need_apt+=(faketime)
 have strace || need_apt+=(strace)
 # tests/telemetry_node.rs runs board/node-metrics.sh against a throwaway PostgreSQL.
 { have psql && compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; } || need_apt+=(postgresql)
+# The admin status page's test (tests/admin_page.rs) runs it in headless Chromium.
+have chromium || need_apt+=(chromium)
+have chromedriver || need_apt+=(chromium-driver)
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
   have qemu-system-aarch64 && have qemu-system-arm || need_apt+=(qemu-system-arm)
   have cpio || need_apt+=(cpio)
@@ -157,7 +160,7 @@ origin() {
 }
 echo "ci-setup: where the tools come from:"
 for t in qemu-arm qemu-aarch64 qemu-system-aarch64 qemu-system-arm qemu-img arm-linux-gnueabihf-gcc \
-  aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace cpio mke2fs \
+  aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace chromium chromedriver cpio mke2fs \
   e2fsck dpkg-deb python3 psql cargo-zigbuild zig; do
   origin "$t"
 done

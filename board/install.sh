@@ -14,6 +14,12 @@
 #   /opt/cybersensei/slots/{a,b}/              install.root and its slots (0755)
 #   /opt/cybersensei/factory-version           the version the box ships with (0644):
 #                                              the agent reports it until a slot is active
+#   /etc/cybersensei/proxy/                    the admin API's routes for the box's proxy
+#                                              (0644): traefik-cybersensei-agent.yml, and
+#                                              nginx-cybersensei-agent.conf; also copied to
+#                                              TRAEFIK_DYNAMIC_DIR and NGINX_SNIPPETS_DIR
+#                                              when set (default: /etc/nginx/snippets if
+#                                              it exists) - docs/admin-api.md
 #   init: /etc/init.d/cybersensei-agent (INIT=sysv, default) | the OpenRC script
 #         (INIT=openrc) | /lib/systemd/system/cybersensei-agent.service (INIT=systemd)
 #
@@ -102,6 +108,20 @@ if [ -n "${UPDATE_KEY_FILE:-}" ]; then
   echo "install.sh: update-signing key installed (/etc/cybersensei/update-keys/factory.pub)"
 elif ! compgen -G "$DESTDIR/etc/cybersensei/update-keys/*.pub" >/dev/null; then
   echo "install.sh: WARNING: no update-signing key (UPDATE_KEY_FILE): this box refuses every update package until one is put in /etc/cybersensei/update-keys/" >&2
+fi
+
+d 0755 /etc/cybersensei/proxy
+for f in traefik-cybersensei-agent.yml nginx-cybersensei-agent.conf; do
+  install -m 0644 "${owner[@]}" "$HERE/proxy/$f" "$DESTDIR/etc/cybersensei/proxy/$f"
+done
+NGINX_SNIPPETS_DIR=${NGINX_SNIPPETS_DIR:-$([ -d "$DESTDIR/etc/nginx/snippets" ] && echo /etc/nginx/snippets || true)}
+if [ -n "$NGINX_SNIPPETS_DIR" ]; then
+  install -m 0644 "${owner[@]}" "$HERE/proxy/nginx-cybersensei-agent.conf" "$DESTDIR$NGINX_SNIPPETS_DIR/cybersensei-agent.conf"
+  echo "install.sh: nginx snippet in $NGINX_SNIPPETS_DIR/cybersensei-agent.conf (include it in the box's server block)"
+fi
+if [ -n "${TRAEFIK_DYNAMIC_DIR:-}" ]; then
+  install -m 0644 "${owner[@]}" "$HERE/proxy/traefik-cybersensei-agent.yml" "$DESTDIR$TRAEFIK_DYNAMIC_DIR/cybersensei-agent.yml"
+  echo "install.sh: Traefik routes in $TRAEFIK_DYNAMIC_DIR/cybersensei-agent.yml"
 fi
 
 case "$INIT" in

@@ -46,12 +46,21 @@ check_mode "$R/opt/cybersensei/slots/a" 755
 check_mode "$R/opt/cybersensei/slots/b" 755
 check_mode "$R/etc/init.d/cybersensei-agent" 755
 cmp -s board/init.d/cybersensei-agent "$R/etc/init.d/cybersensei-agent" && ok "SysV script installed" || bad "SysV script"
+for f in traefik-cybersensei-agent.yml nginx-cybersensei-agent.conf; do
+  check_mode "$R/etc/cybersensei/proxy/$f" 644
+  cmp -s "board/proxy/$f" "$R/etc/cybersensei/proxy/$f" && ok "proxy config $f installed" || bad "proxy config $f"
+done
+R3=$T/root3
+mkdir -p "$R3/etc/nginx/snippets" "$R3/etc/traefik/dynamic"
+DESTDIR=$R3 TRAEFIK_DYNAMIC_DIR=/etc/traefik/dynamic bash board/install.sh >/dev/null 2>&1
+cmp -s board/proxy/nginx-cybersensei-agent.conf "$R3/etc/nginx/snippets/cybersensei-agent.conf" && ok "nginx snippet put in place" || bad "nginx snippet not in /etc/nginx/snippets"
+cmp -s board/proxy/traefik-cybersensei-agent.yml "$R3/etc/traefik/dynamic/cybersensei-agent.yml" && ok "Traefik routes put in place" || bad "Traefik routes not in TRAEFIK_DYNAMIC_DIR"
 if compgen -G "$R/etc/cybersensei/.license*" >/dev/null; then bad "temp key file left"; else ok "no temp key file left"; fi
 
 # The default config is valid for the agent and has the documented paths.
 if o=$("$AGENT_BIN" -c "$R/etc/cybersensei/agent.json" config check 2>&1); then
   ok "default config accepted by 'config check'"
-  for want in /var/lib/cybersensei-agent /opt/cybersensei /etc/cybersensei/license.key https://central.cybersensei.com; do
+  for want in /var/lib/cybersensei-agent /opt/cybersensei /etc/cybersensei/license.key https://central.cybersensei.com 127.0.0.1:8091; do
     grep -q "$want" <<<"$o" && ok "effective config has $want" || bad "effective config lacks $want"
   done
 else

@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/../fuzz"
 secs="${FUZZ_SECONDS:-60}"
-targets="${*:-config protocol dates zip}"
+targets="${*:-config protocol dates zip http}"
 mkdir -p logs
 summary=""
 status=0

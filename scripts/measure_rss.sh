@@ -3,7 +3,9 @@
 #   - stripped size of the x86_64 release binary (and of the ARM builds in
 #     target/board/ when board/build.sh has made them)
 #   - peak RSS of `validate` against the simulator over TLS
-#   - RSS of the daemon (`run`) idle after its first steps (target <= 3 MiB)
+#   - RSS of the daemon (`run`) idle after its first steps (target <= 3 MiB), with
+#     the admin API off, then on (issue 22: it adds <= 256 KiB), then after 50
+#     requests to it (the status page and its JSON routes)
 #   - RSS of the daemon loop after 10 and after 10,000 cycles with an accelerated
 #     clock against the simulator (examples/soak.rs; target: equal within 64 KiB)
 set -euo pipefail
@@ -48,6 +50,37 @@ cat >"$W/agent.json" <<JSON
  "log": {"file": "$W/agent.log", "level": "info"},
  "schedule": {"splay": false}}
 JSON
+API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed 's#"schedule": {"splay": false}}#"schedule": {"splay": false}, "admin_api": {"listen": "127.0.0.1:'"$API_PORT"'", "auth": "none"}}#' \
+  "$W/agent.json" >"$W/agent-api.json"
+
+# rss_of BIN CONFIG LABEL: `run` idle after its first steps (and, with the API on,
+# after 50 requests to it).
+rss_of() {
+  local bin=$1 cfg=$2 label=$3
+  rm -rf "$W/state"
+  "$bin" -c "$cfg" run 2>/dev/null &
+  AGENT=$!
+  for _ in $(seq 100); do
+    grep -q '"lastSentAt": *"' "$W/state/status.json" 2>/dev/null &&
+      grep -q '"lastCheckedAt": *"' "$W/state/status.json" 2>/dev/null && break
+    sleep 0.1
+  done
+  sleep 2
+  printf '  %-34s %9s KiB (RssAnon %s)\n' "$label" "$(kib VmRSS: $AGENT)" "$(kib RssAnon: $AGENT)"
+  if [ "$cfg" = "$W/agent-api.json" ] && command -v curl >/dev/null; then
+    for i in $(seq 10); do
+      for p in / /api/agent/status /api/update/check /api/update/history /api/license/info; do
+        curl -s -o /dev/null "http://127.0.0.1:$API_PORT$p"
+      done
+    done
+    sleep 1
+    printf '  %-34s %9s KiB (RssAnon %s)\n' "  after 50 API requests" "$(kib VmRSS: $AGENT)" "$(kib RssAnon: $AGENT)"
+  fi
+  kill -TERM $AGENT
+  wait $AGENT 2>/dev/null || true
+  AGENT=
+}
 
 # measure BIN LABEL: peak RSS of `validate`, then `run` idle after its first steps.
 measure() {
@@ -75,6 +108,8 @@ measure() {
   kill -TERM $AGENT
   wait $AGENT 2>/dev/null || true
   AGENT=
+  rss_of "$bin" "$W/agent.json" "run idle, admin API off"
+  rss_of "$bin" "$W/agent-api.json" "run idle, admin API on"
 }
 measure "$BIN" "x86_64 gnu release (cargo build --release)"
 MUSL=target/board/x86_64-unknown-linux-musl/cybersensei-agent

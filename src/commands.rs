@@ -470,7 +470,9 @@ fn status(cfg: &Config, json: bool, missing_config: Option<&str>) -> Result<u8> 
     }
     status_license(&s.license);
     status_update(&s);
+    status_history(cfg);
     status_others(&s);
+    println!("Admin API: {}", crate::admin::describe(&cfg.admin_api));
     Ok(exit::OK)
 }
 
@@ -535,6 +537,29 @@ fn status_update(s: &Status) {
     );
     if let Some(e) = &u.last_error {
         println!("  error:   {e}");
+    }
+}
+
+/// The last few events of the update history.
+fn status_history(cfg: &Config) {
+    let h = crate::history::load(&cfg.state_dir);
+    if h.is_empty() {
+        return;
+    }
+    println!("History:   (last {} of {})", h.len().min(5), h.len());
+    for e in h.iter().rev().take(5) {
+        let times = if e.repeat > 1 {
+            format!(" (x{})", e.repeat)
+        } else {
+            String::new()
+        };
+        println!(
+            "  {} {:<8} {:<10} {}{times}",
+            e.applied_at,
+            e.event.as_str(),
+            e.version,
+            e.details
+        );
     }
 }
 

@@ -186,6 +186,16 @@ config! {
         jitter_percent: u32 = 10 => whole(0..=50),
     }
 
+    /// `admin_api` section (ours): the local admin API and status page (docs/admin-api.md).
+    pub(crate) struct AdminApi {
+        /// `"HOST:PORT"` (an IP address) or `"unix:/PATH"`; None: no listener.
+        listen: Option<String> = None => listen,
+        /// `"none"` (loopback or Unix socket only) or `"node"` (the node checks sessions).
+        auth: String = "node".into() => auth_mode,
+        /// The node API that answers `GET /api/user/me` (`http://HOST:PORT`).
+        node_url: String = "http://127.0.0.1:8080".into() => node_url,
+    }
+
     /// `log` section.
     pub(crate) struct Log {
         /// Log file besides stderr (None: stderr only).
@@ -214,6 +224,8 @@ config! {
         state_dir: PathBuf = "/var/lib/cybersensei-agent".into() => path,
         /// `log` section.
         log: Log = Log::default() => section,
+        /// `admin_api` section.
+        admin_api: AdminApi = AdminApi::default() => section,
     }
 }
 
@@ -291,6 +303,17 @@ impl Config {
         }
         if self.updates.max_unpacked_size < 1 || self.updates.max_package_size < 1 {
             return Err(Error::Config("updates: sizes must be positive".into()));
+        }
+        let a = &self.admin_api;
+        if a.auth == "none" {
+            if let Some(l) = a.listen.as_deref().and_then(crate::admin::Listen::parse) {
+                if !l.is_local() {
+                    return Err(Error::Config(format!(
+                        "admin_api.auth: \"none\" is refused on {} (not loopback nor a Unix socket); use \"node\"",
+                        a.listen.as_deref().unwrap_or("")
+                    )));
+                }
+            }
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err(Error::Config("state_dir: must not be empty".into()));
@@ -668,6 +691,51 @@ mod rule {
         Ok(())
     }
 
+    /// `null`, `"HOST:PORT"` (an IP address) or `"unix:/ABSOLUTE/PATH"`.
+    pub(super) fn listen(
+        o: &Obj,
+        section: &str,
+        key: &str,
+        out: &mut Option<String>,
+    ) -> Result<()> {
+        opt_string(o, section, key, out)?;
+        if let Some(l) = out {
+            if crate::admin::Listen::parse(l).is_none() {
+                return Err(Error::Config(format!(
+                    "{}: expected \"IP:PORT\" or \"unix:/PATH\", got {l:?}",
+                    field(section, key)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `"none"` or `"node"`.
+    pub(super) fn auth_mode(o: &Obj, section: &str, key: &str, out: &mut String) -> Result<()> {
+        string(o, section, key, out)?;
+        if out != "none" && out != "node" {
+            return Err(Error::Config(format!(
+                "{}: expected \"none\" or \"node\", got {out:?}",
+                field(section, key)
+            )));
+        }
+        Ok(())
+    }
+
+    /// `http://HOST:PORT[/prefix]` of the node API, stored without a trailing `/`.
+    pub(super) fn node_url(o: &Obj, section: &str, key: &str, out: &mut String) -> Result<()> {
+        string(o, section, key, out)?;
+        let u = out.trim_end_matches('/').to_string();
+        if crate::admin::auth::NodeUrl::parse(&u).is_none() {
+            return Err(Error::Config(format!(
+                "{}: expected http://HOST:PORT, got {u:?}",
+                field(section, key)
+            )));
+        }
+        *out = u;
+        Ok(())
+    }
+
     /// `null` or a local-time window `HH:MM-HH:MM`, parsed here once.
     pub(super) fn window(
         o: &Obj,
@@ -797,11 +865,17 @@ mod tests {
         ("log.file", r#""/var/log/a.log""#, r#""/var/log/a.log""#, "3", "expected a non-empty string, got 3", None),
         ("log.level", r#"" DEBUG ""#, r#""debug""#, "3", "expected a non-empty string, got 3",
             Some((r#""loud""#, r#"expected one of error, warn, info, debug, trace, off, got "loud""#))),
+        ("admin_api.listen", r#""127.0.0.1:8091""#, r#""127.0.0.1:8091""#, "8091", "expected a non-empty string, got 8091",
+            Some((r#""localhost:8091""#, r#"expected "IP:PORT" or "unix:/PATH", got "localhost:8091""#))),
+        ("admin_api.auth", r#""none""#, r#""none""#, "true", "expected a non-empty string, got true",
+            Some((r#""jwt""#, r#"expected "none" or "node", got "jwt""#))),
+        ("admin_api.node_url", r#""http://10.0.0.2:8080/""#, r#""http://10.0.0.2:8080""#, "1", "expected a non-empty string, got 1",
+            Some((r#""https://n""#, r#"expected http://HOST:PORT, got "https://n""#))),
     ];
 
     /// Every key of the table, as `section.key`.
     fn all_keys() -> Vec<String> {
-        let sections: [(&str, &[&str]); 8] = [
+        let sections: [(&str, &[&str]); 9] = [
             ("backend", Backend::KEYS),
             ("license", License::KEYS),
             ("telemetry", Telemetry::KEYS),
@@ -810,6 +884,7 @@ mod tests {
             ("services", Services::KEYS),
             ("schedule", Schedule::KEYS),
             ("log", Log::KEYS),
+            ("admin_api", AdminApi::KEYS),
         ];
         let mut keys = vec![];
         for k in Config::KEYS {
@@ -882,7 +957,7 @@ mod tests {
         assert_eq!(
             refused(r#"{"telemetri": {}}"#),
             "telemetri: unknown key (known keys here: backend, license, telemetry, updates, \
-             install, services, schedule, state_dir, log)"
+             install, services, schedule, state_dir, log, admin_api)"
         );
         // Keys are read in table order: the first bad one is named, whatever the file's order.
         assert_eq!(

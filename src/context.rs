@@ -24,6 +24,9 @@ impl<'a> Ctx<'a> {
         interactive: bool,
     ) -> crate::error::Result<Ctx<'a>> {
         let mut transport = Transport::new(&cfg.backend)?;
+        if interactive && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            crate::progress::show_on_terminal();
+        }
         transport.set_interactive(interactive);
         Ok(Ctx {
             cfg,

@@ -12,7 +12,7 @@ use crate::license;
 use crate::state_paths::StatePaths;
 use crate::status::{LicenseState, Status};
 use crate::update::slots::Layout;
-use crate::{logging, services, signals, telemetry, update};
+use crate::{admin, logging, services, signals, telemetry, update};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,6 +60,10 @@ pub struct Daemon<'a> {
     updater: update::Updater,
     /// The agent a just-committed update brought, to be exec'd once the loop ends.
     new_agent: Option<PathBuf>,
+    /// The admin API's end of its job channel (None: `admin_api.listen` is off).
+    admin: Option<admin::Handle>,
+    /// An admin job a pause interrupted (a download), resumed at the next tick.
+    pending: Option<admin::Job>,
     /// Steps run so far.
     pub counters: Counters,
 }
@@ -93,8 +97,16 @@ pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
     };
     let clock = SystemClock::new();
     let mut new_agent = None;
+    let listener = admin::start(&cfg).unwrap_or_else(|e| {
+        // The daemon's own jobs go on without it.
+        log::error!(
+            "admin API not started on {}: {e}",
+            admin::describe(&cfg.admin_api)
+        );
+        None
+    });
     let code = match Daemon::new(cfg, config_path, &clock) {
-        Ok(mut d) => match d.run() {
+        Ok(mut d) => match d.with_admin(listener).run() {
             Ok(()) => {
                 new_agent = d.new_agent().map(Path::to_path_buf);
                 exit::OK
@@ -154,8 +166,16 @@ impl<'a> Daemon<'a> {
             clock_warned: false,
             updater: update::Updater::default(),
             new_agent: None,
+            admin: None,
+            pending: None,
             counters: Counters::default(),
         })
+    }
+
+    /// Gives the daemon the admin API's job channel.
+    fn with_admin(&mut self, admin: Option<admin::Handle>) -> &mut Self {
+        self.admin = admin;
+        self
     }
 
     /// The license state as of the last validation.
@@ -277,6 +297,7 @@ impl<'a> Daemon<'a> {
         if due > now {
             self.ctx.clock.sleep(due - now);
         }
+        signals::take_wake();
         if signals::stop_requested() {
             return false;
         }
@@ -306,6 +327,10 @@ impl<'a> Daemon<'a> {
             self.step_check();
         }
         self.honour_throttle();
+        if signals::stop_requested() {
+            return false;
+        }
+        self.step_admin();
         release_free_memory();
         !signals::stop_requested()
     }
@@ -318,6 +343,9 @@ impl<'a> Daemon<'a> {
         }
         if self.probing() {
             due = due.min(self.next_probe);
+        }
+        if self.pending.is_some() {
+            due = due.min(self.ctx.clock.monotonic());
         }
         due
     }
@@ -589,6 +617,128 @@ impl<'a> Daemon<'a> {
         self.next_telemetry = now + self.pace.delay(interval, throttled, f, r);
     }
 
+    /// The admin API's jobs: each performed now, answered on its own channel; one a
+    /// download pause interrupted waits for the next tick.
+    fn step_admin(&mut self) {
+        loop {
+            let Some(job) = self
+                .pending
+                .take()
+                .or_else(|| self.admin.as_ref().and_then(|h| h.next_job()))
+            else {
+                return;
+            };
+            match self.perform(&job.action) {
+                Err(Error::Interrupted) => {
+                    self.pending = Some(job);
+                    return;
+                }
+                Ok(m) => job.answer(Ok(m)),
+                Err(e) => {
+                    let status = match e {
+                        Error::Unreachable { .. }
+                        | Error::Protocol { .. }
+                        | Error::Throttled { .. } => 502,
+                        Error::LicenseRefused(_)
+                        | Error::LicenseExpired(_)
+                        | Error::TenantInactive(_) => 403,
+                        Error::PackageRejected(_) => 422,
+                        Error::NoSpace { .. } => 507,
+                        Error::Http { status, .. } if status == 409 || status == 503 => status,
+                        _ => 500,
+                    };
+                    job.answer(Err((status, e.to_string())));
+                }
+            }
+            if self.new_agent.is_some() {
+                return;
+            }
+        }
+    }
+
+    /// One admin action, under the state lock.
+    fn perform(&mut self, a: &admin::Action) -> Result<String> {
+        let now = self.ctx.clock.monotonic();
+        if matches!(a, admin::Action::Apply(_)) && !self.license.allows_services() {
+            return Err(Error::LicenseRefused(format!(
+                "licence {}: updates wait for a valid license",
+                self.license.as_str()
+            )));
+        }
+        // Measured before the lock, as in the regular cycle: the sources must not hold it.
+        let measured = matches!(a, admin::Action::TelemetryPush)
+            .then(|| telemetry::measure(&self.ctx, &mut self.collector));
+        let Some(_lock) = self.lock() else {
+            return Err(Error::Http {
+                status: 503,
+                message: "agent.lock is held by another command; try again".into(),
+            });
+        };
+        match a {
+            admin::Action::Apply(id) => {
+                let before = update::active(&self.ctx.cfg).0;
+                let due = self.due_besides_check();
+                let rep = self.updater.apply(&self.ctx, id, due.max(now))?;
+                self.pick_up_new_agent(before);
+                Ok(format!(
+                    "version {} installée et validée (slot {})",
+                    rep.version, rep.slot
+                ))
+            }
+            admin::Action::Check => {
+                self.counters.checks += 1;
+                let r = update::check(&self.ctx)?;
+                self.next_check = now + self.jittered(self.ctx.cfg.updates.check_interval);
+                Ok(if r.available {
+                    format!(
+                        "mise à jour {} disponible",
+                        r.latest_version.as_deref().unwrap_or("?")
+                    )
+                } else {
+                    "aucune mise à jour disponible".into()
+                })
+            }
+            admin::Action::TelemetryPush => {
+                self.counters.telemetry += 1;
+                let m =
+                    measured.ok_or_else(|| Error::Other("telemetry: nothing measured".into()))?;
+                let r = telemetry::send_cycle(&self.ctx, m, telemetry::pace::SPARE_FLUSH, true)?;
+                if r.delivered {
+                    Ok("télémétrie envoyée".into())
+                } else {
+                    Err(Error::Other(format!(
+                        "telemetry not delivered; {} sample(s) queued",
+                        r.queued
+                    )))
+                }
+            }
+        }
+    }
+
+    /// When validation or telemetry next fall due (a download pauses for them).
+    fn due_besides_check(&self) -> Duration {
+        let mut due = self.next_validate;
+        if self.ctx.cfg.telemetry.enabled {
+            due = due.min(self.next_telemetry);
+        }
+        due
+    }
+
+    /// A committed update that carries an agent: run it now rather than at the next
+    /// reboot (the init script would pick the same binary). It answered --version
+    /// before the commit.
+    fn pick_up_new_agent(&mut self, before: Option<String>) {
+        let after = update::active(&self.ctx.cfg).0;
+        if after.is_some() && after != before {
+            let agent = Layout::new(&self.ctx.cfg.install.root)
+                .current()
+                .join(update::AGENT_IN_SLOT);
+            if agent.is_file() {
+                self.new_agent = Some(agent);
+            }
+        }
+    }
+
     fn step_check(&mut self) {
         let now = self.ctx.clock.monotonic();
         let interval = self.ctx.cfg.updates.check_interval;
@@ -605,10 +755,7 @@ impl<'a> Daemon<'a> {
         let before = update::active(&self.ctx.cfg).0;
         // A download pauses when telemetry or revalidation falls due (its partial
         // file kept): they run, then this step comes again at once and resumes it.
-        let mut due = self.next_validate;
-        if self.ctx.cfg.telemetry.enabled {
-            due = due.min(self.next_telemetry);
-        }
+        let due = self.due_besides_check();
         match self.updater.step(&self.ctx, due.max(now)) {
             Ok(()) => {}
             // A signal, or the pause above: `next_check` stays due.
@@ -616,18 +763,7 @@ impl<'a> Daemon<'a> {
             Err(e) => log::warn!("update: {}", e.chain()),
         }
         self.next_check = now + self.jittered(interval);
-        // A committed update that carries an agent: run it now rather than at the next
-        // reboot (the init script would pick the same binary). It answered --version
-        // before the commit.
-        let after = update::active(&self.ctx.cfg).0;
-        if after.is_some() && after != before {
-            let agent = Layout::new(&self.ctx.cfg.install.root)
-                .current()
-                .join(update::AGENT_IN_SLOT);
-            if agent.is_file() {
-                self.new_agent = Some(agent);
-            }
-        }
+        self.pick_up_new_agent(before);
     }
 }
 

@@ -118,6 +118,16 @@ pub(crate) fn check_all(
             Err(t) => Outcome::Fail(t),
         },
     );
+    emit("admin-api", admin_api(cfg));
+}
+
+/// Which mode the admin API is in (never a failure: the API is optional, and served
+/// by `run` only).
+fn admin_api(cfg: &Config) -> Outcome {
+    match cfg.admin_api.listen {
+        Some(_) => Outcome::Ok(crate::admin::describe(&cfg.admin_api)),
+        None => Outcome::Skip("off (admin_api.listen is null)".into()),
+    }
 }
 
 fn key(cfg: &Config) -> Outcome {

@@ -1,6 +1,7 @@
 //! cybersensei-agent: license validation, telemetry and A/B updates for a
 //! CyberSensei node. The binary (`main.rs`) is a thin layer over these modules.
 
+pub mod admin;
 pub(crate) mod backoff;
 pub mod budget;
 pub(crate) mod build_info;
@@ -17,12 +18,14 @@ pub mod fsutil;
 pub(crate) mod health;
 pub(crate) mod help;
 pub mod hex;
+pub(crate) mod history;
 pub(crate) mod http_target;
 pub(crate) mod key;
 pub mod leftovers;
 pub mod license;
 pub(crate) mod logging;
 pub mod percent;
+pub(crate) mod progress;
 pub mod protocol;
 pub(crate) mod redact;
 pub mod security;

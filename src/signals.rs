@@ -5,6 +5,18 @@ use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
+/// Set by the admin listener's thread when it hands the loop an action.
+static WAKE: AtomicBool = AtomicBool::new(false);
+
+/// Cuts the daemon's sleep short (an admin action waits), within one sleep slice.
+pub(crate) fn wake() {
+    WAKE.store(true, Ordering::SeqCst);
+}
+
+/// True once per `wake`: reading it clears it.
+pub(crate) fn take_wake() -> bool {
+    WAKE.swap(false, Ordering::SeqCst)
+}
 
 extern "C" fn on_signal(sig: libc::c_int) {
     // Only async-signal-safe work here: two atomic stores.
@@ -50,7 +62,10 @@ pub(crate) fn take_reload() -> bool {
 pub(crate) fn sleep_interruptible(d: Duration) {
     let end = Instant::now() + d;
     loop {
-        if STOP.load(Ordering::SeqCst) || RELOAD.load(Ordering::SeqCst) {
+        if STOP.load(Ordering::SeqCst)
+            || RELOAD.load(Ordering::SeqCst)
+            || WAKE.load(Ordering::SeqCst)
+        {
             return;
         }
         let now = Instant::now();
@@ -59,7 +74,7 @@ pub(crate) fn sleep_interruptible(d: Duration) {
         }
         // Slices bound the latency of a signal that lands between the check and the
         // sleep; nanosleep itself returns at once (EINTR) on a signal.
-        let slice = (end - now).min(Duration::from_millis(500));
+        let slice = (end - now).min(Duration::from_millis(200));
         let ts = libc::timespec {
             // `as _`: the field's own type (libc deprecates naming `time_t` on musl); the
             // slice is at most 0.5 s, so nothing is truncated.

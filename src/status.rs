@@ -172,6 +172,9 @@ pub(crate) struct UpdateStatus {
     /// (auto_install off, breaking, outside `updates.install_window`).
     #[serde(default)]
     pub(crate) deferred: Option<String>,
+    /// `full` or `content`, once the package on offer was inspected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) package_kind: Option<String>,
 }
 
 /// The `telemetry` object.

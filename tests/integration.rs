@@ -19,6 +19,8 @@
 
 mod harness;
 
+mod admin_api;
+mod admin_page;
 mod board_time;
 mod board_update;
 mod central_agent;

@@ -768,16 +768,12 @@ impl Progress {
         }
         self.last = Some(now);
         self.shown = true;
-        let mib = |n: u64| n as f64 / (1 << 20) as f64;
-        match self.total {
-            Some(t) if t > 0 => eprint!(
-                "\rdownloading: {:5.1}/{:.1} MiB ({:3}%)",
-                mib(have),
-                mib(t),
-                have * 100 / t
-            ),
-            _ => eprint!("\rdownloading: {:5.1} MiB", mib(have)),
-        }
+        // The same line as the admin API's progress (phase, bytes, percent, ETA).
+        crate::progress::bytes(have, self.total);
+        eprint!(
+            "\r{}\x1b[K",
+            crate::progress::line(&crate::progress::snapshot())
+        );
     }
     fn finish(&mut self) {
         if self.shown {

@@ -56,7 +56,7 @@ pub(crate) fn update_now(ctx: &Ctx) -> Result<UpdateReport> {
         parked: &mut parked,
         pause_at: None,
     };
-    let done = pipeline::update_now(ctx, session)?;
+    let done = pipeline::update_now(ctx, session, None)?;
     Ok(UpdateReport::now(ctx, done == Done::Installed))
 }
 
@@ -90,5 +90,21 @@ impl Updater {
             pause_at: Some(pause_at),
         };
         pipeline::daemon_step(ctx, session).map(|_| ())
+    }
+
+    /// The admin API's apply: [`update_now`] for the update `update_id` only (what
+    /// the page showed), pausing at `pause_at` like [`Updater::step`].
+    pub(crate) fn apply(
+        &mut self,
+        ctx: &Ctx,
+        update_id: &str,
+        pause_at: Duration,
+    ) -> Result<UpdateReport> {
+        let session = Session {
+            parked: &mut self.parked,
+            pause_at: Some(pause_at),
+        };
+        let done = pipeline::update_now(ctx, session, Some(update_id))?;
+        Ok(UpdateReport::now(ctx, done == Done::Installed))
     }
 }

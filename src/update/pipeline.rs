@@ -132,9 +132,10 @@ pub(crate) fn check_once(ctx: &Ctx) -> Result<CheckReport> {
 }
 
 /// Check, download, verify and install now (an operator's `update`: whatever
-/// `auto_*`, the install window or `breaking` say).
-pub(crate) fn update_now(ctx: &Ctx, session: Session) -> Result<Done> {
-    run(ctx, |rep| update_steps(ctx, rep, session))
+/// `auto_*`, the install window or `breaking` say). `offered`: only while the
+/// check still offers that update id (the admin API's apply: what the page showed).
+pub(crate) fn update_now(ctx: &Ctx, session: Session, offered: Option<&str>) -> Result<Done> {
+    run(ctx, |rep| update_steps(ctx, rep, session, offered))
 }
 
 /// The daemon's hourly step: check, then download/install as `auto_*` allow. An
@@ -152,6 +153,7 @@ pub(crate) fn daemon_step(ctx: &Ctx, session: Session) -> Result<Done> {
 /// `allow_downgrade`: `install --allow-downgrade` (a version lower than the highest
 /// installed is refused otherwise).
 pub(crate) fn install_local(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Result<Done> {
+    crate::progress::target(None, None);
     run(ctx, |rep| {
         let own = own_copy(ctx, zip).map_err(Stop::Failed)?;
         let src = Source::local(allow_downgrade);
@@ -199,8 +201,21 @@ fn tenant(ctx: &Ctx) -> Result<String> {
 }
 
 /// [`update_now`]'s steps.
-fn update_steps(ctx: &Ctx, rep: &Reporter, session: Session) -> std::result::Result<Done, Stop> {
+fn update_steps(
+    ctx: &Ctx,
+    rep: &Reporter,
+    session: Session,
+    offered: Option<&str>,
+) -> std::result::Result<Done, Stop> {
     let (r, c) = check(ctx, rep)?;
+    if let Some(want) = offered {
+        if !r.available || r.update_id.as_deref() != Some(want) {
+            return Err(Stop::Quiet(Error::Other(format!(
+                "update {want} is no longer on offer (now: {})",
+                r.update_id.as_deref().unwrap_or("none")
+            ))));
+        }
+    }
     if r.details.node_too_old {
         return Err(Stop::Quiet(Error::Refused(format!(
             "no update installed: {}",
@@ -331,6 +346,8 @@ fn download(
         sha256: check::expected_digest(c).map_err(Stop::Failed)?,
         version: c.latest_version.clone(),
     };
+    // What the live progress names (history records of a failure too).
+    crate::progress::target(want.version.as_deref(), Some(&want.update_id));
     let paths = StatePaths::new(&ctx.cfg.state_dir);
     let pkg = match download::ready(&paths, &want) {
         Some(p) => {
@@ -339,6 +356,7 @@ fn download(
         }
         None => {
             rep.phase(Phase::Downloading);
+            crate::progress::bytes(0, want.size);
             let started = ctx.clock.monotonic();
             let p = match download::fetch(ctx, &paths, &want, session, &|n| rep.progress(n)) {
                 Ok(p) => p,
@@ -391,6 +409,7 @@ fn inspect<'f>(
     // One status write for both (each rewrite fsyncs): the inspection reads only the
     // central directory and a few small entries.
     rep.phase(Phase::Verifying {
+        kind: p.kind.as_str(),
         breaking_security: p.info.as_ref().map(|i| (i.breaking, i.security_update)),
     });
     if let Some(info) = &p.info {
@@ -440,6 +459,7 @@ fn install(
     hand_over: bool,
 ) -> std::result::Result<Done, Stop> {
     let version = package_version(&p, &src);
+    crate::progress::target(Some(&version), src.update_id.as_deref());
     let layout = Layout::new(&ctx.cfg.install.root);
     let from = layout.active();
     let target = target_slot(ctx, &layout, from.as_deref(), &p).map_err(Stop::Rejected)?;

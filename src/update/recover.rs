@@ -30,6 +30,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
         }
     };
     if let Some(j) = &j {
+        crate::progress::target(Some(&j.version), j.update_id.as_deref());
         log::warn!(
             "recovering an interrupted {} at step {} (slot {} -> {})",
             if j.kind == Kind::Update {
@@ -98,5 +99,6 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<()> {
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
     };
+    crate::progress::target(Some(&j.version), None);
     Driver::begin(ctx, j, None, Event::BeginRollback)?.into_result()
 }

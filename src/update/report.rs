@@ -4,8 +4,11 @@
 //! The interface: one [`Reporter`] per command or daemon step, called by the
 //! pipeline (`pipeline.rs`: check, download, inspect, and its failures, in
 //! `pipeline::stopped`), the driver (`driver.rs`: the journaled phase) and recovery
-//! (`recover.rs`). An update history or a live progress feed hangs off these same
-//! calls (each receives what it describes):
+//! (`recover.rs`). The update history (`crate::history`) and the live progress
+//! (`crate::progress`) hang off these same calls (each receives what it describes):
+//! every write moves the progress to its state's phase; `progress` feeds its bytes;
+//! `step` records `install` (staging) and enters `switch`; `committed` records
+//! `commit`; `rolled_back` records `rollback`; `failed` records `refused` or `failed`.
 //!
 //! | call                       | when                                               | update.state           |
 //! |----------------------------|----------------------------------------------------|------------------------|
@@ -31,6 +34,8 @@ use super::factory;
 use super::journal::{Journal, Kind, Step};
 use crate::context::Ctx;
 use crate::error::Error;
+use crate::history::{self, Event};
+use crate::progress;
 use crate::status::{Status, UpdateState, UpdateStatus};
 use std::cell::Cell;
 use std::time::Duration;
@@ -48,8 +53,10 @@ pub(crate) enum Phase {
     /// The package is being downloaded (its announced size is `fileSize`, from the
     /// check).
     Downloading,
-    /// The package was inspected; what its `version.json` says (when it has one).
+    /// The package was inspected: its kind (`full`, `content`) and what its
+    /// `version.json` says (when it has one).
     Verifying {
+        kind: &'static str,
         breaking_security: Option<(bool, bool)>,
     },
     /// The inactive slot is being filled, or `current` switched.
@@ -83,6 +90,9 @@ impl<'c> Reporter<'c> {
             f(&mut s.update);
             s.slot = slot;
             s.version = version;
+            // The live progress follows the state written (a paused download or a
+            // package waiting for `update` ends its working phase).
+            progress::follow(s.update.state);
         });
         if let Err(e) = r {
             log::warn!("status.json: {}", e.chain());
@@ -145,8 +155,12 @@ impl<'c> Reporter<'c> {
                     u.downloaded_bytes = Some(0);
                 });
             }
-            Phase::Verifying { breaking_security } => self.write(&mut |u| {
+            Phase::Verifying {
+                kind,
+                breaking_security,
+            } => self.write(&mut |u| {
                 u.state = UpdateState::Verifying;
+                u.package_kind = Some(kind.into());
                 if let Some((b, s)) = breaking_security {
                     u.breaking = Some(b);
                     u.security_update = Some(s);
@@ -160,6 +174,8 @@ impl<'c> Reporter<'c> {
     /// `bytes` of the package are on disk: written every `STATUS_EVERY` bytes, at
     /// most once per `STATUS_MIN_GAP`.
     pub(crate) fn progress(&self, bytes: u64) {
+        // In memory, every chunk (its total set as the download began).
+        progress::bytes(bytes, None);
         let (at_bytes, at) = self.next_progress.get();
         let now = self.ctx.clock.monotonic();
         if bytes >= at_bytes && now >= at {
@@ -192,6 +208,26 @@ impl<'c> Reporter<'c> {
     /// The update stopped on `e`; the active slot untouched.
     pub(crate) fn failed(&self, e: &Error) {
         self.error(UpdateState::Failed, e);
+        let event = match e {
+            Error::PackageRejected(_) => Event::Refused,
+            _ => Event::Failed,
+        };
+        let (version, id) = progress::current_target();
+        let version = version.unwrap_or_else(|| "?".into());
+        self.history(event, &version, id.as_deref(), &e.to_string());
+    }
+
+    /// Appends to the update history (`crate::history`).
+    fn history(&self, event: Event, version: &str, update_id: Option<&str>, details: &str) {
+        let ctx = self.ctx;
+        history::record(
+            &ctx.cfg.state_dir,
+            ctx.now(),
+            event,
+            version,
+            update_id,
+            details,
+        );
     }
 
     /// The journaled phase wrote its journal at `j.step` (`staging`: it stages a
@@ -200,9 +236,14 @@ impl<'c> Reporter<'c> {
         match j.step {
             // One status write per state: `switching` follows `staging` (or a
             // rollback command, which reports `installing` here).
-            Step::Staging => self.phase(Phase::Installing),
+            Step::Staging => {
+                self.phase(Phase::Installing);
+                let what = format!("installation dans le slot {}", j.target);
+                self.history(Event::Install, &j.version, j.update_id.as_deref(), &what);
+            }
             Step::Switching if !staging => self.phase(Phase::Installing),
-            Step::Switching | Step::Committed => {}
+            Step::Switching => progress::phase(progress::Phase::Switch),
+            Step::Committed => {}
             Step::Switched => self.phase(Phase::HealthCheck),
             Step::RollingBack => log::error!(
                 "rolling back to slot {}: {}",
@@ -215,7 +256,14 @@ impl<'c> Reporter<'c> {
     /// The journaled phase `j` went back to the old slot (for `j.reason`).
     pub(crate) fn rolled_back(&self, j: &Journal) {
         let why = j.reason.clone().unwrap_or_default();
-        self.error(UpdateState::RolledBack, &Error::RolledBack(why));
+        let e = Error::RolledBack(why);
+        self.error(UpdateState::RolledBack, &e);
+        self.history(
+            Event::Rollback,
+            &j.version,
+            j.update_id.as_deref(),
+            &e.to_string(),
+        );
     }
 
     fn error(&self, state: UpdateState, e: &Error) {
@@ -244,6 +292,19 @@ impl<'c> Reporter<'c> {
             }
         });
         log::info!("version {} committed in slot {}", j.version, j.target);
+        progress::phase(progress::Phase::Commit);
+        let what = if kind == Kind::Update {
+            format!(
+                "version {} installée et validée (slot {})",
+                j.version, j.target
+            )
+        } else {
+            format!(
+                "retour à la version {} (slot {}) à la demande",
+                j.version, j.target
+            )
+        };
+        self.history(Event::Commit, &j.version, j.update_id.as_deref(), &what);
     }
 
     /// Without a journal nothing is in flight (recovery runs under the state lock),
