@@ -306,7 +306,11 @@ impl Config {
         }
         let a = &self.admin_api;
         if a.auth == "none" {
-            if let Some(l) = a.listen.as_deref().and_then(crate::admin::Listen::parse) {
+            if let Some(l) = a
+                .listen
+                .as_deref()
+                .and_then(crate::http_target::Listen::parse)
+            {
                 if !l.is_local() {
                     return Err(Error::Config(format!(
                         "admin_api.auth: \"none\" is refused on {} (not loopback nor a Unix socket); use \"node\"",
@@ -700,7 +704,7 @@ mod rule {
     ) -> Result<()> {
         opt_string(o, section, key, out)?;
         if let Some(l) = out {
-            if crate::admin::Listen::parse(l).is_none() {
+            if crate::http_target::Listen::parse(l).is_none() {
                 return Err(Error::Config(format!(
                     "{}: expected \"IP:PORT\" or \"unix:/PATH\", got {l:?}",
                     field(section, key)
@@ -726,7 +730,7 @@ mod rule {
     pub(super) fn node_url(o: &Obj, section: &str, key: &str, out: &mut String) -> Result<()> {
         string(o, section, key, out)?;
         let u = out.trim_end_matches('/').to_string();
-        if crate::admin::auth::NodeUrl::parse(&u).is_none() {
+        if crate::http_target::NodeUrl::parse(&u).is_none() {
             return Err(Error::Config(format!(
                 "{}: expected http://HOST:PORT, got {u:?}",
                 field(section, key)

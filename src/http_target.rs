@@ -1,6 +1,10 @@
-//! A plain-HTTP target, `http://host[:port][/path]`: the AI probe's
-//! (`telemetry.ai_probe_url`), parsed here, below the config that checks it and the
-//! probe that times it (`telemetry::probe`).
+//! Local addresses, parsed here, below the config that checks them and the modules
+//! that use them: a plain-HTTP target `http://host[:port][/path]` (the AI probe's
+//! `telemetry.ai_probe_url`, the node API's `admin_api.node_url`) and where the
+//! admin API listens (`admin_api.listen`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Where the probe goes: `http://host[:port][/path]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +42,55 @@ impl HttpTarget {
             host: host.trim_start_matches('[').trim_end_matches(']').into(),
             port,
             path: path.into(),
+        })
+    }
+}
+
+/// Where the listener listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl Listen {
+    /// `IP:PORT` or `unix:/ABSOLUTE/PATH`.
+    pub(crate) fn parse(s: &str) -> Option<Listen> {
+        match s.strip_prefix("unix:") {
+            Some(p) if p.starts_with('/') && p.len() > 1 => Some(Listen::Unix(p.into())),
+            Some(_) => None,
+            None => s.parse().ok().map(Listen::Tcp),
+        }
+    }
+
+    /// Loopback or a Unix socket: only this box can connect.
+    pub(crate) fn is_local(&self) -> bool {
+        match self {
+            Listen::Tcp(a) => a.ip().is_loopback(),
+            Listen::Unix(_) => true,
+        }
+    }
+}
+
+/// `http://HOST:PORT[/prefix]` (the node API is local and plain HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeUrl {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) prefix: String,
+}
+
+impl NodeUrl {
+    /// Parses the URL; None when it is not plain `http://host[:port][/prefix]`.
+    pub(crate) fn parse(url: &str) -> Option<NodeUrl> {
+        let t = HttpTarget::parse(url).ok()?;
+        if t.path.contains(['?', '#']) || t.host.contains(['?', '#']) {
+            return None;
+        }
+        Some(NodeUrl {
+            prefix: t.path.trim_end_matches('/').to_string(),
+            host: t.host,
+            port: t.port,
         })
     }
 }

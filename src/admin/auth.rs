@@ -3,6 +3,7 @@
 //! `role: "ADMIN"`. Positive answers are cached per token (its SHA-256, never the
 //! token) for at most `CACHE_FOR`.
 
+use crate::http_target::NodeUrl;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -14,37 +15,6 @@ const CACHE_MAX: usize = 16;
 /// Bounds the node's answer: connect, each read, and its size.
 const NODE_TIMEOUT: Duration = Duration::from_secs(3);
 const NODE_MAX_ANSWER: u64 = 16 * 1024;
-
-/// `http://HOST:PORT[/prefix]` (the node API is local and plain HTTP).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct NodeUrl {
-    host: String,
-    port: u16,
-    prefix: String,
-}
-
-impl NodeUrl {
-    /// Parses the URL; None when it is not plain `http://host[:port][/prefix]`.
-    pub(crate) fn parse(url: &str) -> Option<NodeUrl> {
-        let rest = url.strip_prefix("http://")?;
-        let (hostport, prefix) = match rest.find('/') {
-            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-            None => (rest, ""),
-        };
-        let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
-            _ => (hostport, 80),
-        };
-        if host.is_empty() || host.contains(['@', '?', '#', ' ']) || prefix.contains(['?', '#']) {
-            return None;
-        }
-        Some(NodeUrl {
-            host: host.trim_matches(['[', ']']).to_string(),
-            port,
-            prefix: prefix.to_string(),
-        })
-    }
-}
 
 /// Who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,80 +12,12 @@ pub mod http;
 pub(crate) mod page;
 pub(crate) mod routes;
 pub(crate) mod server;
+pub(crate) mod shared;
 
-use crate::config::AdminApi;
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-
-/// Jobs waiting for the loop, at most (more: 503).
-const QUEUE: usize = 2;
-
-/// Where the listener listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Listen {
-    Tcp(SocketAddr),
-    Unix(PathBuf),
-}
-
-impl Listen {
-    /// `IP:PORT` or `unix:/ABSOLUTE/PATH`.
-    pub(crate) fn parse(s: &str) -> Option<Listen> {
-        match s.strip_prefix("unix:") {
-            Some(p) if p.starts_with('/') && p.len() > 1 => Some(Listen::Unix(p.into())),
-            Some(_) => None,
-            None => s.parse().ok().map(Listen::Tcp),
-        }
-    }
-
-    /// Loopback or a Unix socket: only this box can connect.
-    pub(crate) fn is_local(&self) -> bool {
-        match self {
-            Listen::Tcp(a) => a.ip().is_loopback(),
-            Listen::Unix(_) => true,
-        }
-    }
-}
-
-/// What the listener asks the loop to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// Install the update on offer, if its id is this one.
-    Apply(String),
-    /// Ask the backend for an update now.
-    Check,
-    /// Send a telemetry sample now.
-    TelemetryPush,
-}
-
-/// The loop's answer: a sentence, or (HTTP status, message).
-pub(crate) type Reply = Result<String, (u16, String)>;
-
-/// Where the loop puts its answer to one job (a plain mutex rather than std's mpsc
-/// channels: those cost ~tens of kB of code on the boards).
-pub(crate) type ReplySlot = Arc<Mutex<Option<Reply>>>;
-
-/// An action with where to answer it.
-pub(crate) struct Job {
-    pub(crate) action: Action,
-    pub(crate) reply: ReplySlot,
-}
-
-impl Job {
-    /// Answers (the listener may have given up waiting: ignored then).
-    pub(crate) fn answer(self, r: Reply) {
-        *lock(&self.reply) = Some(r);
-    }
-}
-
-/// Locks `m`; a panic elsewhere while it was held leaves plain data behind.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// The jobs waiting for the loop, at most `QUEUE`.
-pub(crate) type Queue = Arc<Mutex<VecDeque<Job>>>;
+use crate::http_target::Listen;
+pub(crate) use shared::{describe, Action, Job};
+use shared::{lock, Queue};
+use std::sync::Arc;
 
 /// The daemon's end: the jobs the listener sends.
 pub(crate) struct Handle {
@@ -96,14 +28,6 @@ impl Handle {
     /// The next job, if one waits.
     pub(crate) fn next_job(&self) -> Option<Job> {
         lock(&self.jobs).pop_front()
-    }
-}
-
-/// `listen (auth MODE)` or `off`, for `status` and `doctor`.
-pub(crate) fn describe(a: &AdminApi) -> String {
-    match &a.listen {
-        Some(l) => format!("{l} (auth {})", a.auth),
-        None => "off".into(),
     }
 }
 

@@ -2,10 +2,11 @@
 //! date ISO 8601 UTC) and ours. Reads come from status.json, the history and the
 //! in-memory progress; actions go to the daemon's loop as `Job`s.
 
-use super::auth::{Access, Checker, NodeUrl};
+use super::auth::{Access, Checker};
 use super::http::{Request, Response};
-use super::{lock, Action, Job, Listen, Queue, Reply, ReplySlot, QUEUE};
+use super::shared::{describe, lock, Action, Job, Queue, Reply, ReplySlot, QUEUE};
 use crate::clock::{iso8601, parse_iso8601};
+use crate::http_target::{Listen, NodeUrl};
 use crate::status::{Status, UpdateState};
 use crate::{history, progress};
 use serde_json::Value;
@@ -140,7 +141,7 @@ impl Api {
             jobs,
             last_forced: None,
             own,
-            describe: super::describe(a),
+            describe: describe(a),
         }
     }
 

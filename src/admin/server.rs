@@ -4,7 +4,7 @@
 
 use super::http::{parse_request, Response, MAX_BODY, MAX_HEAD};
 use super::routes::{Api, Outcome, Waiting};
-use super::Listen;
+use crate::http_target::Listen;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
