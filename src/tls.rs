@@ -75,24 +75,9 @@ pub(crate) fn client_config(cfg: &Backend) -> Result<Arc<ClientConfig>> {
         // anchor is skipped (the handshake then says which issuer is unknown).
         roots.add_parsable_certificates(certs);
     }
-    // Built field by field, not from ring's `default_provider()`: that one names
-    // every suite, which keeps their code in the binary. AES-GCM only: TLS 1.3's
-    // mandatory suite, and in every TLS 1.2 server's list; ChaCha20-Poly1305 cost
-    // 18 kB on aarch64 (the boards' size budget, issue 22).
-    use rustls::crypto::ring::{cipher_suite as cs, DEFAULT_KX_GROUPS};
     let provider = CryptoProvider {
-        cipher_suites: vec![
-            cs::TLS13_AES_256_GCM_SHA384,
-            cs::TLS13_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
-            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
-            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-        ],
-        kx_groups: DEFAULT_KX_GROUPS.to_vec(),
-        signature_verification_algorithms: SIG_ALGS,
-        secure_random: &SystemRandom,
         key_provider: &NoPrivateKeys,
+        ..rustls::crypto::ring::default_provider()
     };
     let config = ClientConfig::builder_with_provider(Arc::new(provider))
         .with_safe_default_protocol_versions()
@@ -100,61 +85,6 @@ pub(crate) fn client_config(cfg: &Backend) -> Result<Arc<ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
-}
-
-/// rustls's own table for ring (`crypto/ring/mod.rs`, private there): the
-/// signatures a server's certificate chain and handshake may use.
-static SIG_ALGS: rustls::crypto::WebPkiSupportedAlgorithms = {
-    use rustls::SignatureScheme as S;
-    use webpki::ring as w;
-    rustls::crypto::WebPkiSupportedAlgorithms {
-        all: &[
-            w::ECDSA_P256_SHA256,
-            w::ECDSA_P256_SHA384,
-            w::ECDSA_P384_SHA256,
-            w::ECDSA_P384_SHA384,
-            w::ED25519,
-            w::RSA_PSS_2048_8192_SHA256_LEGACY_KEY,
-            w::RSA_PSS_2048_8192_SHA384_LEGACY_KEY,
-            w::RSA_PSS_2048_8192_SHA512_LEGACY_KEY,
-            w::RSA_PKCS1_2048_8192_SHA256,
-            w::RSA_PKCS1_2048_8192_SHA384,
-            w::RSA_PKCS1_2048_8192_SHA512,
-            w::RSA_PKCS1_2048_8192_SHA256_ABSENT_PARAMS,
-            w::RSA_PKCS1_2048_8192_SHA384_ABSENT_PARAMS,
-            w::RSA_PKCS1_2048_8192_SHA512_ABSENT_PARAMS,
-        ],
-        mapping: &[
-            (
-                S::ECDSA_NISTP384_SHA384,
-                &[w::ECDSA_P384_SHA384, w::ECDSA_P256_SHA384],
-            ),
-            (
-                S::ECDSA_NISTP256_SHA256,
-                &[w::ECDSA_P256_SHA256, w::ECDSA_P384_SHA256],
-            ),
-            (S::ED25519, &[w::ED25519]),
-            (S::RSA_PSS_SHA512, &[w::RSA_PSS_2048_8192_SHA512_LEGACY_KEY]),
-            (S::RSA_PSS_SHA384, &[w::RSA_PSS_2048_8192_SHA384_LEGACY_KEY]),
-            (S::RSA_PSS_SHA256, &[w::RSA_PSS_2048_8192_SHA256_LEGACY_KEY]),
-            (S::RSA_PKCS1_SHA512, &[w::RSA_PKCS1_2048_8192_SHA512]),
-            (S::RSA_PKCS1_SHA384, &[w::RSA_PKCS1_2048_8192_SHA384]),
-            (S::RSA_PKCS1_SHA256, &[w::RSA_PKCS1_2048_8192_SHA256]),
-        ],
-    }
-};
-
-/// The system's CSPRNG through ring (rustls's ring provider uses the same).
-#[derive(Debug)]
-struct SystemRandom;
-
-impl rustls::crypto::SecureRandom for SystemRandom {
-    fn fill(&self, buf: &mut [u8]) -> std::result::Result<(), rustls::crypto::GetRandomFailed> {
-        use ring::rand::SecureRandom;
-        ring::rand::SystemRandom::new()
-            .fill(buf)
-            .map_err(|_| rustls::crypto::GetRandomFailed)
-    }
 }
 
 /// The agent never authenticates with a client certificate, so it never loads a
