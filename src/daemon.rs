@@ -119,8 +119,11 @@ fn exec_agent(agent: &Path) -> u8 {
         "update brought a new agent: restarting as {}",
         agent.display()
     );
+    // The fallback flag described how *this* agent was started: the new one was not
+    // started by the init script's fallback and must not take its start for a failed one.
     let err = std::process::Command::new(agent)
         .args(std::env::args_os().skip(1))
+        .env_remove(update::boot::FALLBACK_ENV)
         .exec();
     log::error!("cannot run the new agent {}: {err}", agent.display());
     // Non-zero, so a supervisor (systemd Restart=on-failure) starts us again.

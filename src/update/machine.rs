@@ -56,8 +56,12 @@ pub(crate) enum Event {
     Unhealthy(String),
     /// A signal stopped the work; the journal stays as it is.
     Interrupted,
-    /// The agent started with this journal on disk (recovery).
-    Restart { max_boot_attempts: u32 },
+    /// The agent started with this journal on disk (recovery). `counted`: this start
+    /// counts as an attempt (false when the last one was cut by a reboot, not failed).
+    Restart {
+        max_boot_attempts: u32,
+        counted: bool,
+    },
 }
 
 /// Which slot an action is about.
@@ -230,8 +234,14 @@ pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
             Some(why.clone()),
             ROLL_BACK_BAD,
         ),
-        (Some(Switched), Event::Restart { max_boot_attempts }) => {
-            let attempts = s.attempts.saturating_add(1);
+        (
+            Some(Switched),
+            Event::Restart {
+                max_boot_attempts,
+                counted,
+            },
+        ) => {
+            let attempts = s.attempts.saturating_add(u32::from(*counted));
             if attempts > *max_boot_attempts {
                 let why = format!(
                     "not healthy after {max_boot_attempts} starts (updates.max_boot_attempts)"
@@ -294,6 +304,7 @@ mod tests {
             Event::Interrupted,
             Event::Restart {
                 max_boot_attempts: 3,
+                counted: true,
             },
         ]
     }
@@ -423,12 +434,30 @@ mod tests {
     }
 
     #[test]
+    fn a_start_cut_by_a_reboot_is_not_an_attempt() {
+        for attempts in [1, 3, 7] {
+            let t = transition(
+                st(Some(Step::Switched), Kind::Update, attempts),
+                &Event::Restart {
+                    max_boot_attempts: 3,
+                    counted: false,
+                },
+            )
+            .unwrap();
+            assert_eq!(t.next.attempts, attempts, "not counted");
+            let back = attempts > 3;
+            assert_eq!(t.actions.contains(&MarkTargetBad), back, "{attempts}");
+        }
+    }
+
+    #[test]
     fn every_interrupted_state_at_start_up() {
         let r = |step, attempts, max| {
             transition(
                 st(step, Kind::Update, attempts),
                 &Event::Restart {
                     max_boot_attempts: max,
+                    counted: true,
                 },
             )
             .unwrap()
@@ -482,6 +511,7 @@ mod tests {
             st(Some(Step::Committed), Kind::Rollback, 1),
             &Event::Restart {
                 max_boot_attempts: 3,
+                counted: true,
             },
         )
         .unwrap();

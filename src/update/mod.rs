@@ -128,7 +128,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
     let layout = Layout::new(&ctx.cfg.install.root);
     layout.tidy();
     let d = dir(&ctx.cfg);
-    let (j, step) = match journal::load(&d) {
+    let (mut j, step) = match journal::load(&d) {
         Ok(Some(j)) => {
             log::warn!(
                 "recovering an interrupted {} at step {} (slot {} -> {})",
@@ -166,7 +166,12 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
             j.version
         ))
     } else {
-        Event::Restart { max_boot_attempts }
+        // A start cut by a power cut is not a failed start (docs/updates.md).
+        let counted = step != Some(Step::Switched) || boot::count_this_start(&mut j);
+        Event::Restart {
+            max_boot_attempts,
+            counted,
+        }
     };
     match Driver::new(ctx, j, step).drive(event)? {
         // The box is back on a good slot: that is a recovery, not a failure of the
@@ -192,6 +197,8 @@ fn nothing_in_flight(ctx: &Ctx) -> Journal {
         attempts: 0,
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
+        boot: None,
+        cut_starts: 0,
     }
 }
 
@@ -476,6 +483,8 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<UpdateReport> {
         attempts: 0,
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
+        boot: None,
+        cut_starts: 0,
     };
     Driver::new(ctx, j, None)
         .drive(Event::BeginRollback)?
@@ -672,6 +681,8 @@ fn install(
         attempts: 0,
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
+        boot: boot::boot_id(),
+        cut_starts: 0,
     };
     let staging = driver::Staging {
         zip,
