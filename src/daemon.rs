@@ -171,6 +171,12 @@ impl<'a> Daemon<'a> {
                 return Ok(());
             }
         }
+        // Asked to stop while handing an update over: stop, do not exec the new agent
+        // (it would not know of the stop and the init script would have to kill it).
+        // The journal stays at `switched`: the next start's recovery finishes it.
+        if self.new_agent.take().is_some() {
+            log::info!("stop requested: the new agent finishes the update at the next start");
+        }
         log::info!("stopping on signal");
         Ok(())
     }

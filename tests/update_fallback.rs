@@ -220,7 +220,11 @@ fn starts_cut_by_a_reboot_are_not_failed_starts_crashes_are() {
     for k in 1..=3 {
         let j = std::fs::read_to_string(node.state_dir.join("update/journal.json"));
         let o = start_in_boot(&node, "one-boot", true);
-        assert!(harness::killed(&o), "crash {k}: {j:?} {}", harness::text(&o));
+        assert!(
+            harness::killed(&o),
+            "crash {k}: {j:?} {}",
+            harness::text(&o)
+        );
     }
     let o = start_in_boot(&node, "one-boot", false);
     assert_eq!(code(&o), 0, "{}", harness::text(&o));
