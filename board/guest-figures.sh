@@ -85,7 +85,9 @@ sim() {
   SIMPID=\$!
   i=0; while ! grep -q '^URL' /run/sim.out 2>/dev/null; do sleep 0.2; i=\$((i+1)); [ \$i -lt 150 ] || fail "simulator did not start"; done
 }
-kib() { sed -n "s/^\$2: *\\([0-9]*\\) kB/\\1/p" /proc/\$1/status 2>/dev/null; }
+# Shell builtins only (no fork: the sampling loop must not load the guest).
+kib() { v=; while read -r k n u; do [ "\$k" = "\$2:" ] && v=\$n; done </proc/\$1/status; echo "\$v"; }
+hwm_rss() { HWM=; RSS=; while read -r k n u; do case "\$k" in VmHWM:) HWM=\$n ;; VmRSS:) RSS=\$n ;; esac; done </proc/\$1/status; }
 ticks() { awk '{print \$14 + \$15}' /proc/\$1/stat; }
 posts() { grep -c 'POST /telemetry -> 20' /data/agent.log 2>/dev/null || echo 0; }
 SIMPID=
@@ -105,15 +107,18 @@ sed -i 's/"check_interval": 3600/"check_interval": 5/' /etc/cybersensei/agent.js
 a0=\$(up)
 STDERR_LOG=/data/agent.log /etc/init.d/cybersensei-agent start >/dev/null || fail "start 2"
 pid=\$(cat /run/cybersensei-agent.pid)
-hwm=0; rssmax=0
+hwm=0; rssmax=0; n=0
 while :; do
-  h=\$(kib \$pid VmHWM); r=\$(kib \$pid VmRSS)
-  [ -n "\$h" ] && [ "\$h" -gt "\$hwm" ] && hwm=\$h
-  [ -n "\$r" ] && [ "\$r" -gt "\$rssmax" ] && rssmax=\$r
-  grep -q '"version": "1.1.0"' /data/state/status.json 2>/dev/null && [ ! -e /data/state/update/journal.json ] &&
-    grep -q '"state": "idle"' /data/state/status.json && break
-  sleep 0.1
-  [ \$(( \$(up) - a0 )) -lt 60000 ] || fail "update not done in 600 s"
+  hwm_rss \$pid
+  [ -n "\$HWM" ] && [ "\$HWM" -gt "\$hwm" ] && hwm=\$HWM
+  [ -n "\$RSS" ] && [ "\$RSS" -gt "\$rssmax" ] && rssmax=\$RSS
+  n=\$((n + 1))
+  if [ \$((n % 20)) = 0 ]; then
+    grep -q '"version": "1.1.0"' /data/state/status.json 2>/dev/null && [ ! -e /data/state/update/journal.json ] &&
+      grep -q '"state": "idle"' /data/state/status.json && break
+    [ \$(( \$(up) - a0 )) -lt 90000 ] || fail "update not done in 900 s"
+  fi
+  usleep 100000
 done
 a1=\$(up)
 say "FIGURE update_vmhwm_kib=\$hwm update_vmrss_max_kib=\$rssmax daemon_update_cs=\$((a1 - a0)) exe=\$(readlink /proc/\$pid/exe)"
