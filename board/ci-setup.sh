@@ -46,7 +46,7 @@ fi
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 # The boot tests download Debian's arm64 and armhf kernels and busybox-static debs.
 for a in arm64 armhf; do
-  if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ] && ! dpkg --print-foreign-architectures | grep -qx $a; then
+  if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ] && ! dpkg --print-foreign-architectures | grep -x $a >/dev/null; then
     echo "ci-setup: adding the $a dpkg architecture (for the boot tests' kernel deb)"
     $SUDO dpkg --add-architecture $a
     need_update=1
@@ -72,7 +72,7 @@ if [ ${#need_apt[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
     mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]}" | sort -u)
     # qemu at one version: the candidate of qemu-system-arm (or qemu-user), with every
     # installed qemu package (qemu-utils, …) and qemu-block-extra pinned to it.
-    if printf '%s\n' "${need_apt[@]}" | grep -q '^qemu-'; then
+    if printf '%s\n' "${need_apt[@]}" | grep '^qemu-' >/dev/null; then
       qv=$(apt-cache policy qemu-system-arm qemu-user 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" {print $2; exit}')
       if [ -n "$qv" ]; then
         pinned=()
@@ -83,7 +83,7 @@ if [ ${#need_apt[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
         if [ ${#extra[@]} -gt 0 ]; then
           echo "ci-setup: qemu at one version ($qv): replacing ${extra[*]}"
           # qemu-utils' block drivers live in qemu-block-extra: same version too.
-          printf '%s\n' "${pinned[@]}" | grep -q '^qemu-block-extra=' || pinned+=("qemu-block-extra=$qv")
+          printf '%s\n' "${pinned[@]}" | grep '^qemu-block-extra=' >/dev/null || pinned+=("qemu-block-extra=$qv")
           pinned+=("${extra[@]}")
         fi
         mapfile -t need_apt < <(printf '%s\n' "${pinned[@]}" | sort -u)
@@ -116,8 +116,8 @@ for t in armv7-unknown-linux-gnueabihf aarch64-unknown-linux-gnu aarch64-unknown
   grep -qx "$t" <<<"$installed" || rustup target add "$t"
 done
 # armv7 musl: no prebuilt std (rustup 404), built from source with nightly.
-rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
-rustup component list --toolchain nightly --installed | grep -q '^rust-src' ||
+rustup toolchain list | grep '^nightly' >/dev/null || rustup toolchain install nightly --profile minimal
+rustup component list --toolchain nightly --installed | grep '^rust-src' >/dev/null ||
   rustup component add rust-src --toolchain nightly
 
 # cargo-zigbuild + zig: already usable (PATH, ~/.local/bin, pyenv, the venv)? Else a venv.

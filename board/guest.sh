@@ -37,7 +37,7 @@ guest_arch() {
 guest_kernel() {
   mkdir -p "$CACHE"
   if ! ls "$CACHE"/k/boot/vmlinuz-* >/dev/null 2>&1 || [ ! -x "$CACHE/bb/bin/busybox" ]; then
-    dpkg --print-foreign-architectures | grep -qx "$DEB_ARCH" || { log "needs 'dpkg --add-architecture $DEB_ARCH && apt-get update' (board/ci-setup.sh does it)"; exit 1; }
+    dpkg --print-foreign-architectures | grep -x "$DEB_ARCH" >/dev/null || { log "needs 'dpkg --add-architecture $DEB_ARCH && apt-get update' (board/ci-setup.sh does it)"; exit 1; }
     local kpkg
     kpkg=$(apt-cache depends "$KMETA:$DEB_ARCH" | awk '/Depends: linux-image/{print $2; exit}')
     (cd "$CACHE" && rm -f ./*.deb && apt-get download "$kpkg" "busybox-static:$DEB_ARCH" 2>/dev/null)

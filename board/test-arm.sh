@@ -64,7 +64,7 @@ for t in $ARM_TARGETS; do
   if CYBERSENSEI_AGENT_BIN=$bin CYBERSENSEI_AGENT_RUNNER=$runner \
     timeout "$TIMEOUT" cargo test --locked --test integration -- --exact "${TESTS[@]}" 2>&1 |
     grep -E '^test result|panicked|FAILED' | tee "$results"; [ "${PIPESTATUS[0]}" = 0 ]; then
-    # The figure the README quotes: tests run per target, and how long they took.
+    # The figure docs/board.md quotes: tests run per target, and how long they took.
     n=$(awk '/^test result/ {for (i = 1; i < NF; i++) if ($(i + 1) ~ /^passed/) s += $i} END {print s + 0}' "$results")
     echo "== $t: $n tests passed in $((SECONDS - start)) s"
   else

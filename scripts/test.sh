@@ -41,7 +41,7 @@ missing_for() {
       have qemu-arm || m+=(qemu-arm)
       have qemu-aarch64 || m+=(qemu-aarch64)
       have file || m+=(file)
-      rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src' ||
+      rustup component list --toolchain nightly --installed 2>/dev/null | grep '^rust-src' >/dev/null ||
         m+=("nightly+rust-src")
       ;;
     board/qemu-boot.sh)
@@ -53,7 +53,7 @@ missing_for() {
       have python3 || m+=(python3)
       # The kernel deb is downloaded once into target/boot-cache/ARCH.
       if ! ls target/boot-cache/$arch/k/boot/vmlinuz-* >/dev/null 2>&1 &&
-        ! dpkg --print-foreign-architectures 2>/dev/null | grep -qx $arch; then
+        ! dpkg --print-foreign-architectures 2>/dev/null | grep -x $arch >/dev/null; then
         m+=("dpkg-arch-$arch")
       fi
       ;;

@@ -1,7 +1,7 @@
 //! Validations are spent like money. The real backend counts every successful
 //! `GET /api/license/validate` against the license's `maxUsageCount` and refuses the
 //! license for good once it is reached, so a box in a crash loop or on flaky power
-//! must not validate at every start. The rule (README "License"):
+//! must not validate at every start. The rule (docs/license.md):
 //!
 //! 1. At start, `run` reuses a cached `valid` validation of the same key younger than
 //!    `license.revalidate_interval` (and not from the future): no request, and the

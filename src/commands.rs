@@ -1,4 +1,4 @@
-//! The one-shot commands (README, "What the agent does"), over the modules. Each returns the exit code.
+//! The one-shot commands (README, "What the agent does"; docs/reference.md), over the modules. Each returns the exit code.
 
 use crate::cli::{Command, Invocation, USAGE};
 use crate::clock::{Clock, SystemClock};
@@ -257,7 +257,7 @@ fn telemetry_once(ctx: &Ctx) -> Result<u8> {
         );
         Ok(exit::OK)
     } else if r.flushed > 0 {
-        // README, exit codes: 0 only when the fresh sample went out. Here the
+        // docs/reference.md, exit codes: 0 only when the fresh sample went out. Here the
         // backend is fine; the sample waits behind a backlog being drained.
         eprintln!(
                 "error: this sample is queued behind a backlog ({} older sample(s) delivered now, {} still queued); the next runs send the rest",

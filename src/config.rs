@@ -76,7 +76,7 @@ const fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-// The keys, their defaults and accepted values: what README "Configuration" documents.
+// The keys, their defaults and accepted values: what docs/reference.md "Configuration" documents.
 config! {
     /// `backend` section: where the backend is and how it is called.
     pub(crate) struct Backend {

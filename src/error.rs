@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Exit codes (README, "Exit codes").
+/// Exit codes (docs/reference.md, "Exit codes").
 pub mod exit {
     pub(crate) const OK: u8 = 0;
     pub(crate) const FAILURE: u8 = 1;
@@ -86,7 +86,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code the README assigns to this error.
+    /// The process exit code docs/reference.md assigns to this error.
     ///
     /// An answer that is not the protocol and a backend that asks us to wait both
     /// exit 14 like an unreachable backend: in each case the backend could not be used

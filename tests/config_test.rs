@@ -27,7 +27,7 @@ fn guide_file_is_valid_verbatim_with_defaults() {
     assert_eq!(c.telemetry.interval.as_secs(), 300);
     assert_eq!(c.updates.check_interval.as_secs(), 3600);
     assert!(!c.updates.auto_install);
-    // The README's defaults ("Configuration") for everything the guide does not say.
+    // The documented defaults (docs/reference.md, "Configuration") for everything the guide does not say.
     assert_eq!(
         c.license.key_file.to_str(),
         Some("/etc/cybersensei/license.key")

@@ -16,7 +16,7 @@ const VALIDATE: &str = "/api/license/validate";
 const TELEMETRY: &str = "/telemetry";
 const CHECK: &str = "/update/check";
 
-/// A node with the default of every interval (README, "Configuration") (the harness only sets
+/// A node with the default of every interval (docs/reference.md, "Configuration") (the harness only sets
 /// paths, the backend and fast retries).
 fn default_node(sim: &Sim) -> Node {
     sim.valid_license(KEY);

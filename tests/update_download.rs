@@ -1,7 +1,7 @@
 //! The download half of `update` through the real binary against the simulator over
 //! TLS: resume after a truncated body (same run and next run), a server without Range
 //! support, kill -9 inside the download, lying fileSize / checksums, the package size
-//! limit and the free-space check (exit codes of the README: 21, 22, 14).
+//! limit and the free-space check (exit codes of docs/reference.md: 21, 22, 14).
 //!
 //! Under the central profile (`CYBERSENSEI_SIM_PROFILE=central`) the server has no
 //! Range support: where the guide's server resumes (206), the real backend sends the

@@ -1,4 +1,4 @@
-//! A/B updates (docs/protocol.md §2–3, README "Files on disk"): check, download,
+//! A/B updates (docs/protocol.md §2–3, docs/reference.md "Files on disk"): check, download,
 //! verify, stage into the inactive slot, switch, health-check, commit or roll back,
 //! and recovery of an update a crash interrupted. Design: docs/updates.md.
 //!
