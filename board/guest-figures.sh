@@ -103,7 +103,9 @@ say "FIGURE idle_vmrss_kib=\$rss idle_vmhwm_kib=\$hwm0 cpu_ticks=\$((t1 - t0)) c
 /etc/init.d/cybersensei-agent stop >/dev/null
 # Phase 2: the 50 MB update from the simulator, through the daemon.
 sim --update 1.1.0=/srv/pkg50.zip
-sed -i 's/"check_interval": 3600/"check_interval": 5/' /etc/cybersensei/agent.json
+# Telemetry every 5 min now: a sample due pauses a download (resumed with Range).
+sed -i 's/"check_interval": 3600/"check_interval": 5/; s/"interval": 2,/"interval": 300,/' /etc/cybersensei/agent.json
+grep -q '"interval": 300' /etc/cybersensei/agent.json || fail "config edit"
 a0=\$(up)
 STDERR_LOG=/data/agent.log /etc/init.d/cybersensei-agent start >/dev/null || fail "start 2"
 pid=\$(cat /run/cybersensei-agent.pid)
