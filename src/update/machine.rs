@@ -19,6 +19,7 @@
 //! staging         Restart                    (none)         clear target, drop journal, report failed
 //! switching       Restart                    rolling-back   persist, stop target, point current at from, start from, drop journal, report rolled back
 //! switched        Restart, attempts < max    switched (+1)  persist, run post-switch hook, start target, health check
+//!                 (+0 when the last start was cut by a reboot: `counted` false, boot.rs)
 //! switched        Restart, attempts >= max   rolling-back   persist, stop target, point current at from, mark target bad, start from, drop journal, report rolled back
 //! rolling-back    Restart                    rolling-back   stop target, point current at from, mark target bad, start from, drop journal, report rolled back
 //! committed       Restart                    committed      report committed, [discard download], drop journal
