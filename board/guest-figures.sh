@@ -86,8 +86,9 @@ sim() {
   i=0; while ! grep -q '^URL' /run/sim.out 2>/dev/null; do sleep 0.2; i=\$((i+1)); [ \$i -lt 150 ] || fail "simulator did not start"; done
 }
 # Shell builtins only (no fork: the sampling loop must not load the guest).
-kib() { v=; while read -r k n u; do [ "\$k" = "\$2:" ] && v=\$n; done </proc/\$1/status; echo "\$v"; }
-hwm_rss() { HWM=; RSS=; while read -r k n u; do case "\$k" in VmHWM:) HWM=\$n ;; VmRSS:) RSS=\$n ;; esac; done </proc/\$1/status; }
+# (Their own variable names: sh has no locals, and the sampling loop counts in n.)
+kib() { _v=; while read -r _k _n _u; do [ "\$_k" = "\$2:" ] && _v=\$_n; done </proc/\$1/status; echo "\$_v"; }
+hwm_rss() { HWM=; RSS=; while read -r _k _n _u; do case "\$_k" in VmHWM:) HWM=\$_n ;; VmRSS:) RSS=\$_n ;; esac; done </proc/\$1/status; }
 ticks() { awk '{print \$14 + \$15}' /proc/\$1/stat; }
 posts() { grep -c 'POST /telemetry -> 20' /data/agent.log 2>/dev/null || echo 0; }
 SIMPID=
