@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the tests and board scripts need on a fresh Debian 12
 # machine (README "Prerequisites" lists what this changes on the machine):
-#   apt:    faketime, strace (host tests); Debian cross gcc (alternative linker,
+#   apt:    faketime, strace, postgresql (host tests); Debian cross gcc (alternative linker,
 #           sysroots for qemu-user -L), qemu-user, busybox-static, systemd
 #           (systemd-analyze), file; for the boot test also qemu-system-arm, cpio,
 #           e2fsprogs, python3 and the arm64 dpkg architecture (its kernel deb).
@@ -36,6 +36,8 @@ have busybox || need_apt+=(busybox-static)
 have file || need_apt+=(file)
 have faketime || need_apt+=(faketime)
 have strace || need_apt+=(strace)
+# tests/telemetry_node.rs runs board/node-metrics.sh against a throwaway PostgreSQL.
+{ have psql && compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; } || need_apt+=(postgresql)
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
   have qemu-system-aarch64 && have qemu-system-arm || need_apt+=(qemu-system-arm)
   have cpio || need_apt+=(cpio)
@@ -158,7 +160,7 @@ origin() {
 echo "ci-setup: where the tools come from:"
 for t in qemu-arm qemu-aarch64 qemu-system-aarch64 qemu-system-arm qemu-img arm-linux-gnueabihf-gcc \
   aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace cpio mke2fs \
-  e2fsck dpkg-deb python3 cargo-zigbuild zig; do
+  e2fsck dpkg-deb python3 psql cargo-zigbuild zig; do
   origin "$t"
 done
 echo "ci-setup:   nightly: $(rustup run nightly rustc --version 2>/dev/null || echo MISSING), rust-src: $(rustup component list --toolchain nightly --installed 2>/dev/null | grep -c '^rust-src')"

@@ -8,6 +8,9 @@
 #                                              config trusts this directory, and refuses
 #                                              every update package while it is empty
 #   /var/lib/cybersensei-agent/                state_dir (0755)
+#   /var/lib/cybersensei-agent/update/highest-version
+#                                              the downgrade guard's record, seeded
+#                                              with the factory version (0644)
 #   /opt/cybersensei/slots/{a,b}/              install.root and its slots (0755)
 #   /opt/cybersensei/factory-version           the version the box ships with (0644):
 #                                              the agent reports it until a slot is active
@@ -64,6 +67,15 @@ if [ -n "${FACTORY_VERSION:-}" ] || [ ! -e "$fv_file" ]; then
   [ "$(id -u)" = 0 ] && chown root:root "$fv_file.tmp"
   mv -f "$fv_file.tmp" "$fv_file"
   echo "install.sh: factory version $fv recorded"
+fi
+# The downgrade guard's durable record starts at the factory version (the agent
+# also counts factory-version; this file outlives a slot record dropped later).
+hv_file=$DESTDIR/var/lib/cybersensei-agent/update/highest-version
+if [ ! -e "$hv_file" ]; then
+  d 0700 /var/lib/cybersensei-agent/update
+  head -n1 "$fv_file" >"$hv_file.tmp"
+  chmod 0644 "$hv_file.tmp"
+  mv -f "$hv_file.tmp" "$hv_file"
 fi
 
 if [ -e "$DESTDIR/etc/cybersensei/agent.json" ]; then

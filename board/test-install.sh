@@ -116,6 +116,9 @@ DESTDIR=$R5 FACTORY_VERSION=2.3.4 bash board/install.sh >/dev/null
 [ "$(fv "$R5")" = 2.3.4 ] && ok "FACTORY_VERSION=2.3.4 recorded" || bad "factory version $(fv "$R5")"
 DESTDIR=$R5 bash board/install.sh >/dev/null
 [ "$(fv "$R5")" = 2.3.4 ] && ok "factory version kept on reinstall" || bad "factory version $(fv "$R5") after reinstall"
+hv() { cat "$1/var/lib/cybersensei-agent/update/highest-version" 2>/dev/null || echo missing; }
+[ "$(hv "$R5")" = 2.3.4 ] && ok "highest-version seeded with the factory version" || bad "highest-version $(hv "$R5")"
+check_mode "$R5/var/lib/cybersensei-agent/update" 700
 if DESTDIR=$R5 FACTORY_VERSION='1.0; rm -rf /' bash board/install.sh >/dev/null 2>&1; then
   bad "a malformed FACTORY_VERSION accepted"
 else

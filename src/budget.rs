@@ -27,13 +27,16 @@ const MAX_KEPT: usize = 64;
 /// Tolerance for a wall clock that stepped back a little (NTP).
 const SKEW: f64 = 300.0;
 
-/// The validations of `recent` that still count at `now`: inside the window, not
-/// from the future (a clock set back far would otherwise block validations forever).
+/// The validations of `recent` that still count at `now`: inside the window. One
+/// from the future (the clock was set back more than `SKEW`) counts as made `now`:
+/// dropping it would give a clock set back a fresh budget, and keeping its time
+/// would block validations for as long as the clock went back; once stored at `now`
+/// it leaves the window a day later.
 pub(crate) fn window(recent: &[f64], now: f64) -> Vec<f64> {
     let mut v: Vec<f64> = recent
         .iter()
-        .copied()
-        .filter(|t| *t > now - WINDOW && *t <= now + SKEW)
+        .map(|t| if *t > now + SKEW { now } else { *t })
+        .filter(|t| *t > now - WINDOW)
         .collect();
     let excess = v.len().saturating_sub(MAX_KEPT - 1);
     v.drain(..excess);
@@ -148,7 +151,28 @@ mod tests {
         let wait = wait_for_budget(Some(&c), NOW).unwrap();
         assert_eq!(wait, Duration::from_secs(86_400 - 3600 * DAILY as u64));
         assert_eq!(wait_for_budget(Some(&c), NOW + 86_400.0), None);
-        // A clock set back by years does not block validations for years.
-        assert_eq!(wait_for_budget(Some(&c), NOW - 1e8), None);
+        // A clock set back by years does not block validations for years: a day.
+        let back = NOW - 1e8;
+        assert_eq!(
+            wait_for_budget(Some(&c), back),
+            Some(Duration::from_secs(86_400))
+        );
+    }
+
+    #[test]
+    fn a_clock_set_back_keeps_the_budget_spent() {
+        // Four validations in the last four hours, then the clock goes back 10 min,
+        // an hour, a year: the budget stays spent (it used to start afresh).
+        let recent: Vec<f64> = (0..DAILY).map(|i| NOW - 3600.0 * i as f64).collect();
+        let c = cache(NOW, "K", recent.clone());
+        for back in [600.0, 3600.0, 365.0 * 86_400.0] {
+            let now = NOW - back;
+            assert_eq!(window(&recent, now).len(), DAILY, "back {back}");
+            let wait = wait_for_budget(Some(&c), now).expect("still spent");
+            assert!(wait.as_secs_f64() <= WINDOW, "back {back}: {wait:?}");
+        }
+        // Stored at the new `now`, they leave the window a day later.
+        let later = NOW - 3600.0 + WINDOW + 1.0;
+        assert!(window(&window(&recent, NOW - 3600.0), later).is_empty());
     }
 }

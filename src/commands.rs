@@ -435,6 +435,11 @@ fn status_others(s: &Status) {
     if let Some(e) = &t.last_error {
         println!("  error:   {e}");
     }
+    if !t.sources.is_empty() {
+        // Where each field of the last sample came from (docs/telemetry.md).
+        let shown: Vec<String> = t.sources.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("  sources: {}", shown.join("; "));
+    }
     let sec = &s.security;
     println!(
         "Security:  update signatures {}{}",

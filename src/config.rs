@@ -118,6 +118,12 @@ config! {
         app_metrics_file: PathBuf = "/run/cybersensei/metrics.json".into() => path,
         /// Most samples kept while the backend is unreachable.
         queue_max: u32 = 288 => whole(0..=100_000),
+        /// One argv (no shell) printing the application's metrics as the file holds
+        /// them; takes the file's place when set (docs/telemetry.md).
+        app_metrics_command: Vec<String> = vec![] => argv,
+        /// `http://host:port/path` of the AI service's health route, timed for
+        /// `aiLatency` (None: the latency comes from the application's metrics).
+        ai_probe_url: Option<String> = None => opt_string,
     }
 
     /// `updates` section.
@@ -287,6 +293,10 @@ impl Config {
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err(Error::Config("state_dir: must not be empty".into()));
+        }
+        if let Some(u) = &self.telemetry.ai_probe_url {
+            crate::telemetry::probe::Target::parse(u)
+                .map_err(|e| Error::Config(format!("telemetry.ai_probe_url: {e}, got {u:?}")))?;
         }
         Ok(())
     }
@@ -619,6 +629,21 @@ mod rule {
         Ok(())
     }
 
+    /// One argv (an array of strings, the program first); `null` or `[]`: none.
+    pub(super) fn argv(o: &Obj, section: &str, key: &str, out: &mut Vec<String>) -> Result<()> {
+        let mut all = Vec::new();
+        commands(o, section, key, &mut all)?;
+        if all.len() > 1 {
+            return Err(Error::Config(format!(
+                "{}: expected one argv array of strings, got {} commands",
+                field(section, key),
+                all.len()
+            )));
+        }
+        *out = all.pop().unwrap_or_default();
+        Ok(())
+    }
+
     /// A log level, case-insensitive, stored lowercased.
     pub(super) fn log_level(o: &Obj, section: &str, key: &str, out: &mut String) -> Result<()> {
         string(o, section, key, out)?;
@@ -711,6 +736,12 @@ mod tests {
         ("telemetry.app_metrics_file", r#""/m.json""#, r#""/m.json""#, r#""  ""#, r#"expected a non-empty string, got "  ""#, None),
         ("telemetry.queue_max", "0", "0", r#""288""#, r#"expected a whole number, got "288""#,
             Some(("100001", "100001 is out of range (0 to 100000)"))),
+        ("telemetry.app_metrics_command", r#"["/bin/m", "-x"]"#, r#"["/bin/m","-x"]"#, r#""/bin/m""#,
+            r#"expected an argv array of strings (or an array of them), got "/bin/m""#,
+            Some((r#"[["a"], ["b"]]"#, "expected one argv array of strings, got 2 commands"))),
+        ("telemetry.ai_probe_url", r#""http://127.0.0.1:8000/health""#, r#""http://127.0.0.1:8000/health""#, "1",
+            "expected a non-empty string, got 1",
+            Some((r#""https://ai/health""#, r#"expected http://host[:port][/path], got "https://ai/health""#))),
         ("updates.check_interval", "1", "1", "null", "expected a number of seconds, got null",
             Some(("2592001", "2592001 is out of range (1 to 2592000)"))),
         ("updates.auto_download", "true", "true", r#""true""#, r#"expected true or false, got "true""#, None),

@@ -14,10 +14,6 @@ pub struct Ctx<'a> {
     pub(crate) transport: Transport,
     /// A person is watching (CLI command, not the daemon): progress may be shown.
     pub(crate) interactive: bool,
-    /// Monotonic instant at which a long step (a download) pauses, its work kept, so
-    /// the daemon's other steps run on time; it resumes at the next turn of the loop
-    /// (returned as `Error::Interrupted`). None: no pause (one-shot commands).
-    pub(crate) yield_at: Option<std::time::Duration>,
 }
 
 impl<'a> Ctx<'a> {
@@ -34,7 +30,6 @@ impl<'a> Ctx<'a> {
             clock,
             transport,
             interactive,
-            yield_at: None,
         })
     }
 

@@ -8,6 +8,7 @@ use crate::context::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::fsutil::StateLock;
 use crate::license::{self, clock_is_sane};
+use crate::state_paths::StatePaths;
 use crate::status::{LicenseState, Status};
 use crate::update::slots::Layout;
 use crate::{logging, services, signals, telemetry, update};
@@ -33,8 +34,6 @@ pub struct Counters {
     pub telemetry: u64,
     pub checks: u64,
     pub(crate) reloads: u64,
-    /// Paced drain steps of the telemetry backlog.
-    pub(crate) drains: u64,
     /// Times a 429 silenced the backend calls.
     pub throttled: u64,
 }
@@ -47,15 +46,17 @@ pub struct Daemon<'a> {
     next_validate: Duration,
     next_telemetry: Duration,
     next_check: Duration,
-    /// When the next paced drain of the telemetry backlog is due (None: no backlog).
-    next_drain: Option<Duration>,
-    /// The drain's current gap (`telemetry::next_drain_gap`).
-    drain_gap: Duration,
+    /// When the AI service is next timed (`telemetry.ai_probe_url`).
+    next_probe: Duration,
+    /// The gap between fresh samples on a shared throttler (`telemetry::pace`).
+    pace: telemetry::pace::Pace,
     refused_streak: u32,
     unreachable_streak: u32,
     license: LicenseState,
     services_running: Option<bool>,
     clock_warned: bool,
+    /// The update session (a paused download) between check steps.
+    updater: update::Updater,
     /// The agent a just-committed update brought, to be exec'd once the loop ends.
     new_agent: Option<PathBuf>,
     /// Steps run so far.
@@ -73,7 +74,10 @@ pub(crate) fn main(cfg: Config, config_path: PathBuf) -> u8 {
         eprintln!("error: {e}");
         return e.exit_code();
     }
-    let run_lock = match StateLock::acquire_file(&cfg.state_dir.join("run.lock"), Duration::ZERO) {
+    let run_lock = match StateLock::acquire_file(
+        &StatePaths::new(&cfg.state_dir).run_lock(),
+        Duration::ZERO,
+    ) {
         Ok(l) => l,
         Err(e) => {
             let msg = format!(
@@ -134,6 +138,7 @@ impl<'a> Daemon<'a> {
     /// A daemon over `cfg`, reloading from `config_path` on SIGHUP.
     pub fn new(cfg: Config, config_path: PathBuf, clock: &'a dyn Clock) -> Result<Daemon<'a>> {
         let ctx = Ctx::new(cfg, clock, false)?;
+        let pace = telemetry::pace::Pace::new(ctx.cfg.telemetry.interval);
         Ok(Daemon {
             ctx,
             config_path,
@@ -141,13 +146,14 @@ impl<'a> Daemon<'a> {
             next_validate: Duration::ZERO,
             next_telemetry: Duration::ZERO,
             next_check: Duration::ZERO,
-            next_drain: None,
-            drain_gap: telemetry::DRAIN_START_GAP,
+            next_probe: Duration::ZERO,
+            pace,
             refused_streak: 0,
             unreachable_streak: 0,
             license: LicenseState::Unknown,
             services_running: None,
             clock_warned: false,
+            updater: update::Updater::default(),
             new_agent: None,
             counters: Counters::default(),
         })
@@ -299,6 +305,11 @@ impl<'a> Daemon<'a> {
         if self.ctx.cfg.telemetry.enabled && now >= self.next_telemetry {
             self.step_telemetry();
         }
+        if self.probing() && now >= self.next_probe {
+            // Local and lock-free: the AI service's latency between two samples.
+            telemetry::probe_ai(&self.ctx, &mut self.collector);
+            self.next_probe = now + telemetry::probe::PROBE_EVERY;
+        }
         if signals::stop_requested() {
             return false;
         }
@@ -306,13 +317,6 @@ impl<'a> Daemon<'a> {
             self.step_check();
         }
         self.honour_throttle();
-        if signals::stop_requested() {
-            return false;
-        }
-        if self.next_drain.is_some_and(|d| now >= d) {
-            self.step_drain();
-            self.honour_throttle();
-        }
         release_free_memory();
         !signals::stop_requested()
     }
@@ -322,11 +326,16 @@ impl<'a> Daemon<'a> {
         let mut due = self.next_validate.min(self.next_check);
         if self.ctx.cfg.telemetry.enabled {
             due = due.min(self.next_telemetry);
-            if let Some(d) = self.next_drain {
-                due = due.min(d);
-            }
+        }
+        if self.probing() {
+            due = due.min(self.next_probe);
         }
         due
+    }
+
+    /// Whether the daemon times the AI service between samples.
+    fn probing(&self) -> bool {
+        self.ctx.cfg.telemetry.enabled && self.ctx.cfg.telemetry.ai_probe_url.is_some()
     }
 
     /// Runs the steps due now without sleeping (an in-process fleet drives many
@@ -338,40 +347,42 @@ impl<'a> Daemon<'a> {
         self.tick()
     }
 
-    /// A 429 on any route silences every route until its `Retry-After` has passed
-    /// (the throttler counts per client address, shared by the site's boxes): the
-    /// steps due before then move past it, spread over a few seconds so the boxes
-    /// behind one address do not all come back in the same second.
+    /// A 429 silences its own route until its `Retry-After` has passed (the backend's
+    /// throttler counts per client address and route, shared by every box behind the
+    /// address): the steps of that route due before then move past it, spread over a
+    /// few seconds so the boxes behind one address do not all come back in the same
+    /// second. A 429 on telemetry never delays a validation or an update check.
     fn honour_throttle(&mut self) {
-        let Some(left) = self.ctx.transport.throttled(self.ctx.clock) else {
+        let now = self.ctx.clock.monotonic();
+        let t = &self.ctx.transport;
+        let clock = self.ctx.clock;
+        let routes = [
+            t.throttled(clock, "/api/license/"),
+            t.throttled(clock, telemetry::send::PATH),
+            t.throttled(clock, "/update/"),
+        ];
+        let Some(longest) = routes.iter().flatten().max().copied() else {
             return;
         };
-        let now = self.ctx.clock.monotonic();
-        let until = now + left;
-        let spread = Duration::from_secs_f64(left.as_secs_f64() * 0.2 * self.ctx.clock.random());
+        let spread = 0.2 * self.ctx.clock.random();
         let mut moved = false;
-        for next in [
-            &mut self.next_validate,
-            &mut self.next_telemetry,
-            &mut self.next_check,
-        ] {
-            if *next < until {
-                *next = until + spread;
-                moved = true;
+        let mut push = |next: &mut Duration, left: Option<Duration>| {
+            if let Some(left) = left {
+                let until = now + left;
+                if *next < until {
+                    *next = until + Duration::from_secs_f64(left.as_secs_f64() * spread);
+                    moved = true;
+                }
             }
-        }
-        if let Some(d) = self.next_drain.as_mut() {
-            if *d < until {
-                *d = until + spread;
-                moved = true;
-            }
-        }
+        };
+        push(&mut self.next_validate, routes[0]);
+        push(&mut self.next_telemetry, routes[1]);
+        push(&mut self.next_check, routes[2]);
         if moved {
             self.counters.throttled += 1;
-            self.drain_gap = telemetry::next_drain_gap(self.drain_gap, None, true);
             log::warn!(
-                "backend rate limit (429): no request to it for {} as it asks",
-                crate::error::human_duration(left)
+                "backend rate limit (429): no request to that route for {} as it asks",
+                crate::error::human_duration(longest)
             );
         }
     }
@@ -382,8 +393,8 @@ impl<'a> Daemon<'a> {
         match Config::load(&self.config_path) {
             Ok(cfg) => match Ctx::new(cfg, self.ctx.clock, false) {
                 Ok(ctx) => {
-                    if let Some(left) = self.ctx.transport.throttled(self.ctx.clock) {
-                        ctx.transport.block_until(self.ctx.clock.monotonic() + left);
+                    for (route, until) in self.ctx.transport.blocks() {
+                        ctx.transport.block_until(&route, until);
                     }
                     let old = std::mem::replace(&mut self.ctx, ctx);
                     logging::init(&self.ctx.cfg.log.level, None);
@@ -543,56 +554,44 @@ impl<'a> Daemon<'a> {
     fn step_telemetry(&mut self) {
         let now = self.ctx.clock.monotonic();
         let interval = self.ctx.cfg.telemetry.interval;
+        // Measured before the lock: the application's sources must not hold it.
+        let measured = telemetry::measure(&self.ctx, &mut self.collector);
+        if signals::stop_requested() {
+            return;
+        }
         let Some(_lock) = self.lock() else {
             self.next_telemetry = now + LOCK_RETRY;
             return;
         };
         self.counters.telemetry += 1;
-        match telemetry::send_cycle(&self.ctx, &mut self.collector, telemetry::CYCLE_FLUSH) {
-            Ok(r) if r.delivered => {}
-            Ok(r) if r.flushed > 0 => {
-                // Delivering again: the backlog drains paced, starting now.
-                log::info!(
-                    "telemetry: {} sample(s) queued, draining them paced",
-                    r.queued
-                );
-                self.schedule_drain(now);
+        let r = telemetry::send_cycle(&self.ctx, measured, telemetry::pace::SPARE_FLUSH, true);
+        let throttled = self
+            .ctx
+            .transport
+            .throttled(self.ctx.clock, telemetry::send::PATH)
+            .is_some();
+        match &r {
+            Ok(r) if r.delivered => {
+                if r.flushed > 0 {
+                    log::info!(
+                        "telemetry: {} queued sample(s) delivered after the fresh one, {} left",
+                        r.flushed,
+                        r.queued
+                    );
+                }
             }
             Ok(r) => log::warn!("telemetry not delivered; {} sample(s) queued", r.queued),
             Err(Error::Interrupted) => return,
             Err(e) => log::warn!("telemetry: {e}"),
         }
-        self.next_telemetry = now + self.jittered(interval);
-    }
-
-    /// Next drain of the backlog, one gap after the last, the gap adapted to what the
-    /// throttler said of the last telemetry request.
-    fn schedule_drain(&mut self, now: Duration) {
-        self.drain_gap =
-            telemetry::next_drain_gap(self.drain_gap, self.ctx.transport.rate_budget(), false);
-        self.next_drain = Some(now + self.jittered(self.drain_gap));
-    }
-
-    /// One paced drain step: one queued sample.
-    fn step_drain(&mut self) {
-        let now = self.ctx.clock.monotonic();
-        let Some(_lock) = self.lock() else {
-            self.next_drain = Some(now + LOCK_RETRY);
-            return;
+        // The window as this cycle's last answer described it; an older answer's
+        // (a failed cycle) says nothing of now.
+        let budget = match &r {
+            Ok(r) if r.delivered => telemetry::budget(self.ctx.transport.rate_budget()),
+            _ => None,
         };
-        self.counters.drains += 1;
-        self.next_drain = None;
-        match telemetry::drain(&self.ctx, 1) {
-            Ok(r) if r.flushed > 0 && r.queued > 0 => self.schedule_drain(now),
-            Ok(r) if r.queued == 0 => {
-                log::info!("telemetry backlog delivered");
-                self.drain_gap = telemetry::DRAIN_START_GAP;
-            }
-            // Not delivered: the next regular cycle tries again.
-            Ok(_) => {}
-            Err(Error::Interrupted) => {}
-            Err(e) => log::warn!("telemetry: {e}"),
-        }
+        self.pace.after_post(interval, budget, throttled);
+        self.next_telemetry = now + self.jittered(self.pace.gap(interval));
     }
 
     fn step_check(&mut self) {
@@ -615,10 +614,7 @@ impl<'a> Daemon<'a> {
         if self.ctx.cfg.telemetry.enabled {
             due = due.min(self.next_telemetry);
         }
-        self.ctx.yield_at = Some(due.max(now));
-        let r = update::daemon_step(&self.ctx);
-        self.ctx.yield_at = None;
-        match r {
+        match self.updater.step(&self.ctx, due.max(now)) {
             Ok(()) => {}
             // A signal, or the pause above: `next_check` stays due.
             Err(Error::Interrupted) => return,

@@ -3,7 +3,8 @@
 //! validation (the backend counts those), no update or telemetry sent.
 //!
 //! Order: config, key, clock, disk, then the backend one layer at a time (dns, tcp,
-//! tls, http: the first layer that fails is the one to fix), then the active slot.
+//! tls, http: the first layer that fails is the one to fix), then the active slot,
+//! then telemetry's sources (the application's command or file, the AI probe).
 
 use crate::clock::{iso8601, Clock};
 use crate::config::Config;
@@ -109,6 +110,13 @@ pub(crate) fn check_all(
         emit(c.name, c.outcome);
     }
     emit("slots", slots(cfg));
+    emit(
+        "telemetry",
+        match crate::telemetry::diagnose(cfg, clock) {
+            Ok(t) => Outcome::Ok(t),
+            Err(t) => Outcome::Fail(t),
+        },
+    );
 }
 
 fn key(cfg: &Config) -> Outcome {

@@ -37,15 +37,20 @@ fn atomic_write_io(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
+    // A leftover of a crashed write under this pid (or a link planted there) is
+    // removed, never written through: the temp file is created anew (O_EXCL), and
+    // O_NOFOLLOW refuses a link put back in between.
+    let _ = fs::remove_file(&tmp);
     let result = (|| {
         let mut f = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(mode)
             .open(&tmp)?;
-        // The mode given to open() is filtered by the umask; set it exactly.
-        fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+        // The mode given to open() is filtered by the umask; set it exactly, on the
+        // descriptor (fchmod), not by path.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
@@ -56,6 +61,93 @@ fn atomic_write_io(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The `struct open_how` of openat2(2) (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Opens `rel` (`/`-separated, relative, without `.` or `..`) under the directory
+/// `dir` without following any link on the way, the last component included, and
+/// without leaving `dir`: openat2(2) with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`;
+/// where the kernel (or qemu-user) lacks openat2, a walk of `openat(O_NOFOLLOW)`
+/// from `dir`'s descriptor, one component at a time. A link anywhere is `ELOOP` (or
+/// `ENOTDIR`). `flags`: `O_RDONLY`, `O_DIRECTORY`, … (`O_CLOEXEC | O_NOFOLLOW` added).
+pub(crate) fn open_beneath(dir: &Path, rel: &str, flags: i32) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::unix::io::FromRawFd;
+    let comps: Vec<&str> = rel.split('/').filter(|c| !c.is_empty()).collect();
+    if comps.is_empty() || comps.iter().any(|c| *c == "." || *c == "..") {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{rel:?}: not a plain relative path"),
+        ));
+    }
+    let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path");
+    let base = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    let flags = flags | libc::O_CLOEXEC | libc::O_NOFOLLOW;
+    let path = CString::new(comps.join("/")).map_err(nul)?;
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: openat2 reads the C string and `how` (of the size given), both alive
+    // for the call; the result is a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            base.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a descriptor the kernel just returned, owned by nothing else.
+        return Ok(unsafe { File::from_raw_fd(fd as i32) });
+    }
+    let e = io::Error::last_os_error();
+    // ENOSYS: kernel < 5.6 or qemu-user; EPERM: a seccomp filter; E2BIG: a kernel
+    // that knows another size of `open_how`.
+    if !matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSYS | libc::EPERM | libc::E2BIG)
+    ) {
+        return Err(e);
+    }
+    open_walk(base, &comps, flags)
+}
+
+/// openat2's stand-in: one `openat(O_NOFOLLOW)` per component from `base`.
+fn open_walk(base: File, comps: &[&str], flags: i32) -> io::Result<File> {
+    use std::ffi::CString;
+    use std::os::unix::io::FromRawFd;
+    let nul = |_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path");
+    let mut cur = base;
+    for (i, c) in comps.iter().enumerate() {
+        let f = if i + 1 == comps.len() {
+            flags
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
+        };
+        let name = CString::new(*c).map_err(nul)?;
+        // SAFETY: openat on a descriptor we own, with a valid C string.
+        let fd = unsafe { libc::openat(cur.as_raw_fd(), name.as_ptr(), f) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: as above.
+        cur = unsafe { File::from_raw_fd(fd) };
+    }
+    Ok(cur)
 }
 
 /// Serializes `value` as pretty JSON and writes it atomically.
@@ -119,7 +211,10 @@ impl StateLock {
     /// Takes the lock, waiting at most `wait` for another holder to let go.
     pub fn acquire(state_dir: &Path, wait: Duration) -> Result<StateLock> {
         ensure_dir(state_dir, 0o755)?;
-        StateLock::acquire_file(&state_dir.join("agent.lock"), wait)
+        StateLock::acquire_file(
+            &crate::state_paths::StatePaths::new(state_dir).agent_lock(),
+            wait,
+        )
     }
 
     /// Takes an exclusive lock on any lock file (e.g. the daemon's `run.lock`).
@@ -200,6 +295,56 @@ pub fn statvfs(path: &Path) -> io::Result<libc::statvfs> {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn atomic_write_never_writes_through_a_link_at_its_temp_name() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = t.path().join("victim");
+        fs::write(&victim, b"root's file").unwrap();
+        let target = t.path().join("state.json");
+        let tmp = t
+            .path()
+            .join(format!(".state.json.tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        atomic_write(&target, b"new", 0o600).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"root's file");
+        let m = fs::symlink_metadata(&target).unwrap();
+        assert!(m.is_file(), "{m:?}");
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert!(fs::symlink_metadata(&tmp).is_err());
+    }
+
+    #[test]
+    fn open_beneath_refuses_every_link_and_dot_dot() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        fs::create_dir_all(d.join("a/b")).unwrap();
+        fs::write(d.join("a/b/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("b", d.join("a/l")).unwrap();
+        std::os::unix::fs::symlink("f", d.join("a/b/lf")).unwrap();
+        assert!(open_beneath(d, "a/b/f", libc::O_RDONLY).is_ok());
+        // The walk used where openat2 is missing (qemu-user, kernels < 5.6).
+        let walk = |rel: &str| {
+            let comps: Vec<&str> = rel.split('/').collect();
+            open_walk(
+                File::open(d).unwrap(),
+                &comps,
+                libc::O_RDONLY | libc::O_NOFOLLOW,
+            )
+        };
+        assert!(walk("a/b/f").is_ok());
+        assert!(walk("a/l/f").is_err());
+        assert!(walk("a/b/lf").is_err());
+        for bad in ["a/l/f", "a/b/lf", "a/../a/b/f", "", "/etc/passwd"] {
+            if bad == "/etc/passwd" {
+                // Leading slashes are dropped: relative to `d`, not the root.
+                assert!(open_beneath(d, bad, libc::O_RDONLY).is_err());
+                continue;
+            }
+            assert!(open_beneath(d, bad, libc::O_RDONLY).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn ensure_dir_creates_every_missing_level_with_its_mode_and_is_idempotent() {

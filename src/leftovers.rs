@@ -7,6 +7,7 @@
 //! the journal's recovery.
 
 use crate::config::Config;
+use crate::state_paths::StatePaths;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -15,8 +16,8 @@ use std::path::{Path, PathBuf};
 fn dirs(cfg: &Config) -> [PathBuf; 5] {
     [
         cfg.state_dir.clone(),
-        cfg.state_dir.join("update"),
-        cfg.state_dir.join("telemetry"),
+        StatePaths::new(&cfg.state_dir).update(),
+        StatePaths::new(&cfg.state_dir).telemetry(),
         cfg.install.root.clone(),
         cfg.install.root.join("slots"),
     ]

@@ -24,6 +24,7 @@ pub(crate) mod redact;
 pub mod security;
 pub mod services;
 pub(crate) mod signals;
+pub(crate) mod state_paths;
 pub mod status;
 pub mod telemetry;
 pub(crate) mod tls;

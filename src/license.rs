@@ -329,7 +329,7 @@ pub(crate) fn store_key(path: &Path, key: &str) -> Result<()> {
 }
 
 fn cache_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("license.json")
+    crate::state_paths::StatePaths::new(state_dir).license()
 }
 
 /// The cached last validation, if any (a corrupt file counts as none, logged).

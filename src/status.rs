@@ -183,6 +183,10 @@ pub(crate) struct TelemetryStatus {
     pub(crate) last_error: Option<String>,
     #[serde(default)]
     pub(crate) dropped: u64,
+    /// Where each field of the last sample came from: `measured`, `file`, `command`,
+    /// `probe`, or what was sent instead and why (docs/telemetry.md).
+    #[serde(default)]
+    pub(crate) sources: std::collections::BTreeMap<String, String>,
 }
 
 /// The `services` object: whether the agent let the main services run, and why.
@@ -261,7 +265,7 @@ fn scrub_strings(v: &mut serde_json::Value) {
 
 /// Path of status.json in a state directory.
 pub(crate) fn path(state_dir: &Path) -> PathBuf {
-    state_dir.join("status.json")
+    crate::state_paths::StatePaths::new(state_dir).status()
 }
 
 impl Status {

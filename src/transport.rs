@@ -87,11 +87,18 @@ pub(crate) struct Transport {
     secrets: std::cell::RefCell<Vec<String>>,
     /// A person runs the command: a short 429 wait is announced and waited out.
     interactive: bool,
-    /// Monotonic time before which no request goes out (a 429's `Retry-After`,
-    /// for every route: the throttler counts per client address).
-    blocked_until: Cell<Option<Duration>>,
+    /// Per route (path without its query), the monotonic time before which no
+    /// request goes out on it: a 429's `Retry-After`. The backend's throttler counts
+    /// per client address *and* route (controller + handler), so a 429 on telemetry
+    /// says nothing of validation or update checks, which must not wait for it.
+    blocked: std::cell::RefCell<Vec<(String, Duration)>>,
     /// The throttler's `X-RateLimit-Remaining` / `-Limit` of the last answer.
     rate: Cell<Option<RateBudget>>,
+}
+
+/// The throttler's route of a request: its path without the query.
+fn route_of(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
 }
 
 /// What the backend's throttler said is left of its window (`X-RateLimit-*`).
@@ -143,7 +150,7 @@ impl Transport {
             via,
             secrets: std::cell::RefCell::new(Vec::new()),
             interactive: false,
-            blocked_until: Cell::new(None),
+            blocked: std::cell::RefCell::new(Vec::new()),
             rate: Cell::new(None),
         })
     }
@@ -153,17 +160,42 @@ impl Transport {
         self.interactive = interactive;
     }
 
-    /// How long the backend still asked us to wait (a 429), if it did.
-    pub(crate) fn throttled(&self, clock: &dyn Clock) -> Option<Duration> {
-        let until = self.blocked_until.get()?;
+    /// How long the backend still asks us to wait (a 429) on the routes whose path
+    /// starts with `prefix` ("" for any route), if it does.
+    pub(crate) fn throttled(&self, clock: &dyn Clock, prefix: &str) -> Option<Duration> {
         let now = clock.monotonic();
-        (until > now).then(|| until - now)
+        self.blocked
+            .borrow()
+            .iter()
+            .filter(|(r, until)| r.starts_with(prefix) && *until > now)
+            .map(|(_, until)| *until - now)
+            .max()
     }
 
-    /// Honours a wait decided elsewhere (the daemon carries it across a reload).
-    pub(crate) fn block_until(&self, until: Duration) {
-        let keep = self.blocked_until.get().map_or(until, |u| u.max(until));
-        self.blocked_until.set(Some(keep));
+    /// How long `route` itself is still blocked by a 429.
+    fn blocked_on(&self, clock: &dyn Clock, route: &str) -> Option<Duration> {
+        let now = clock.monotonic();
+        self.blocked
+            .borrow()
+            .iter()
+            .find(|(r, until)| r == route && *until > now)
+            .map(|(_, until)| *until - now)
+    }
+
+    /// The routes still blocked, with their monotonic deadline (carried across a
+    /// reload by the daemon).
+    pub(crate) fn blocks(&self) -> Vec<(String, Duration)> {
+        self.blocked.borrow().clone()
+    }
+
+    /// Honours a wait on `route` decided elsewhere (the daemon carries it across a
+    /// reload) or answered by the backend.
+    pub(crate) fn block_until(&self, route: &str, until: Duration) {
+        let mut b = self.blocked.borrow_mut();
+        match b.iter_mut().find(|(r, _)| r == route) {
+            Some((_, u)) => *u = (*u).max(until),
+            None => b.push((route.to_string(), until)),
+        }
     }
 
     /// The throttler's budget as of the last answer, when it sent `X-RateLimit-*`.
@@ -289,8 +321,8 @@ impl Transport {
             if crate::signals::stop_requested() {
                 return Err(Error::Interrupted);
             }
-            if let Some(left) = self.throttled(clock) {
-                // A 429 earlier in this cycle: not one more request before it passes.
+            if let Some(left) = self.blocked_on(clock, route_of(path)) {
+                // A 429 on this route earlier: not one more request before it passes.
                 return Err(Error::Throttled {
                     what: format!("{method} {shown}"),
                     retry_after: left,
@@ -314,7 +346,7 @@ impl Transport {
                 }
                 Outcome::Throttled { after } => {
                     let what = format!("{method} {shown}");
-                    self.on_429(clock, &what, after, attempt, ms)?;
+                    self.on_429(clock, route_of(path), &what, after, attempt, ms)?;
                     last = "HTTP 429 Too Many Requests".into();
                     last_cause = None;
                     continue;
@@ -350,6 +382,7 @@ impl Transport {
     fn on_429(
         &self,
         clock: &dyn Clock,
+        route: &str,
         what: &str,
         after: Option<Duration>,
         attempt: u32,
@@ -369,7 +402,7 @@ impl Transport {
             clock.sleep(wait);
             return Ok(());
         }
-        self.block_until(clock.monotonic() + wait);
+        self.block_until(route, clock.monotonic() + wait);
         Err(Error::Throttled {
             what: what.to_string(),
             retry_after: wait,

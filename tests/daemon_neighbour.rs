@@ -1,5 +1,5 @@
 //! The daemon as a good neighbour and a careful spender, on a `FakeClock` against the
-//! simulator: a 429 from one route silences every route for its `Retry-After`;
+//! simulator: a 429 on telemetry silences telemetry only, for its `Retry-After`;
 //! restarts through a day cost one validation; a revalidation interval set too short
 //! cannot spend more than the daily budget.
 
@@ -16,8 +16,12 @@ fn node(sim: &Sim) -> Node {
     Node::new(sim)
 }
 
+/// The backend's throttler counts per address *and* route: a 429 on telemetry
+/// silences telemetry (fresh samples and the drain) for its `Retry-After`, and
+/// neither the update check due in the same tick nor later ones wait for it
+/// (issue 25: validations and update checks are never delayed by telemetry's 429s).
 #[test]
-fn a_429_on_telemetry_silences_every_route_for_its_retry_after() {
+fn a_429_on_telemetry_silences_telemetry_only_for_its_retry_after() {
     let sim = harness::sim();
     let mut n = node(&sim);
     n.set("telemetry", "interval", json!(60));
@@ -36,26 +40,23 @@ fn a_429_on_telemetry_silences_every_route_for_its_retry_after() {
     );
     let t0 = clock.monotonic();
     assert!(d.tick());
-    let after_429 = sim.requests().len();
     assert_eq!(sim.count("/telemetry"), 1);
-    assert_eq!(sim.count("/update/check"), 0, "the check waited too");
-    // Every step (telemetry every 60 s, checks every 120 s) now waits past the 600 s.
+    assert_eq!(sim.count("/update/check"), 1, "the check did not wait");
+    // Checks every 120 s go on; telemetry waits past the 600 s.
     let silence = t0 + Duration::from_secs(600);
-    assert!(d.next_due() >= silence, "{:?}", d.next_due() - t0);
-    while sim.requests().len() == after_429 {
+    while clock.monotonic() < silence - Duration::from_secs(5) {
         assert!(d.tick());
-        assert!(clock.monotonic() < t0 + Duration::from_secs(3600));
     }
+    assert_eq!(sim.count("/telemetry"), 1, "telemetry waited out the 429");
     assert!(
-        clock.monotonic() >= silence,
-        "a request {:?} after the 429",
-        clock.monotonic() - t0
+        sim.count("/update/check") >= 4,
+        "{}",
+        sim.count("/update/check")
     );
     run_until(&mut d, &clock, t0 + Duration::from_secs(900));
     assert!(sim.count("/telemetry") >= 2, "telemetry resumed");
-    assert!(sim.count("/update/check") >= 1, "checks resumed");
     assert!(d.counters.throttled >= 1);
-    // The sample the 429 refused was queued, then delivered in order.
+    // The sample the 429 refused was queued, then delivered.
     assert_eq!(n.status()["telemetry"]["queued"], 0);
 }
 

@@ -46,11 +46,20 @@ fn healthy_box_passes_every_check_and_changes_nothing() {
     let out = stdout(&o);
     assert_eq!(code(&o), 0, "{}", text(&o));
     for name in [
-        "config", "key", "clock", "disk", "dns", "tcp", "tls", "http", "slots",
+        "config",
+        "key",
+        "clock",
+        "disk",
+        "dns",
+        "tcp",
+        "tls",
+        "http",
+        "slots",
+        "telemetry",
     ] {
         assert_eq!(word(&out, name), "ok", "{name}:\n{out}");
     }
-    assert!(out.contains("all 9 checks passed"), "{out}");
+    assert!(out.contains("all 10 checks passed"), "{out}");
     assert!(line(&out, "key").contains("A1B2…"), "{out}");
     assert!(!out.contains(harness::KEY), "key shown whole:\n{out}");
     // Asked the health route once; no license validation (the backend counts them).

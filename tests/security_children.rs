@@ -140,3 +140,83 @@ fn sigterm_during_a_health_check_stops_at_once_without_rollback() {
     assert!(rig.state_dir.join("update/journal.json").exists());
     assert_ne!(rig.status()["update"]["state"], "rolled-back");
 }
+
+/// Issue 23, item 7: the staged agent's `--version` probe runs with the same
+/// cleared environment as hooks (no proxy credentials, no fallback flag, no key).
+#[test]
+fn the_staged_agents_version_probe_gets_a_cleared_environment() {
+    let rig = Node::offline();
+    let env_out = rig.dir.path().join("probe.env");
+    let mut e = app("1.0.0");
+    e.push(exe(
+        "bin/cybersensei-agent",
+        &format!(
+            "#!/bin/sh\nenv > '{}'\necho cybersensei-agent 1.0.0\n",
+            env_out.display()
+        ),
+    ));
+    let pkg = rig.package("v1.zip", &zip(&e));
+    let o = rig
+        .command(&["install", pkg.to_str().unwrap()])
+        .env("CYBERSENSEI_LICENSE_KEY", SECRET)
+        .env("HTTPS_PROXY", "http://operator:PROXY-PASSWORD@127.0.0.1:9")
+        .env("CYBERSENSEI_AGENT_FALLBACK", "1")
+        .env("SOME_OPERATOR_VARIABLE", "x")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let env = std::fs::read_to_string(&env_out).expect("the probe ran");
+    for bad in [
+        SECRET,
+        "PROXY-PASSWORD",
+        "CYBERSENSEI_AGENT_FALLBACK",
+        "SOME_OPERATOR_VARIABLE",
+    ] {
+        assert!(!env.contains(bad), "{bad} reached the probe:\n{env}");
+    }
+    assert!(env.contains("PATH="), "{env}");
+}
+
+/// Issue 23, item 9: a hook that leaves the agent's process group (`setsid`) is
+/// still killed when the hook times out.
+#[test]
+fn a_hook_that_calls_setsid_dies_at_its_timeout() {
+    let mut rig = Node::offline();
+    rig.set("updates", "hook_timeout", json!(1));
+    let pidfile = rig.dir.path().join("escaped.pid");
+    let mut e = app("1.0.0");
+    e.push(exe(
+        "hooks/post-install",
+        &format!(
+            "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{}\"; exec sleep 1000' &\nsleep 30\n",
+            pidfile.display()
+        ),
+    ));
+    let p = rig.package("hook.zip", &zip(&e));
+    let t = Instant::now();
+    // Not `output()`: an escaped child holds the agent's stdout open.
+    let st = rig
+        .command(&["install", p.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(21), "{st}");
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the hook started its escapee")
+        .trim()
+        .parse()
+        .unwrap();
+    let escaped = alive(pid)
+        && std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.contains("1000"));
+    if escaped {
+        // SAFETY: kill(2) with scalar arguments: the leftover goes before failing.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        !escaped,
+        "the setsid child of the hook outlived its timeout"
+    );
+}

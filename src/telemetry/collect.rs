@@ -65,6 +65,8 @@ pub struct Collector {
     prev_cpu: Option<CpuTimes>,
     problems: [Option<&'static str>; SOURCES],
     logged: u32,
+    /// The AI probes since the last sample (`telemetry.ai_probe_url`).
+    pub(crate) probes: super::probe::Probes,
 }
 
 impl Default for Collector {
@@ -87,6 +89,7 @@ impl Collector {
             prev_cpu: None,
             problems: [None; SOURCES],
             logged: 0,
+            probes: Default::default(),
         }
     }
 
@@ -106,25 +109,19 @@ impl Collector {
         self.problems[s as usize]
     }
 
-    /// Measures everything. `disk_path` is the directory whose filesystem is measured.
-    pub(crate) fn sample(
-        &mut self,
-        clock: &dyn Clock,
-        disk_path: &Path,
-        app_file: &Path,
-        max_age: Duration,
-    ) -> Sample {
+    /// Measures the system half. `disk_path` is the directory whose filesystem is
+    /// measured; the application half is left at its default (`telemetry::measure`).
+    pub(crate) fn sample(&mut self, clock: &dyn Clock, disk_path: &Path) -> Sample {
         let cpu = self.cpu_usage(clock);
         let uptime = self.uptime();
         let memory = self.memory_usage();
         let disk = self.disk_usage(disk_path);
-        let app = self.app_metrics(clock, app_file, max_age);
         Sample {
             uptime,
             cpu_usage: cpu,
             memory_usage: memory,
             disk_usage: disk,
-            app,
+            app: AppMetrics::default(),
         }
     }
 
@@ -173,22 +170,33 @@ impl Collector {
     /// The application's counters; missing, unreadable, malformed or stale (older
     /// than `max_age` by the injected clock) → zeros and no latency.
     pub fn app_metrics(&mut self, clock: &dyn Clock, file: &Path, max_age: Duration) -> AppMetrics {
-        match read_app_metrics(file, clock.now_unix(), max_age) {
+        let r = read_app_metrics(file, clock.now_unix(), max_age);
+        self.app_outcome(&file.display().to_string(), r)
+            .unwrap_or_default()
+    }
+
+    /// Logs an application source's problem once (and its recovery once); the
+    /// problem's message is returned for status.json.
+    pub(crate) fn app_outcome(
+        &mut self,
+        what: &str,
+        r: std::result::Result<AppMetrics, (&'static str, String)>,
+    ) -> std::result::Result<AppMetrics, String> {
+        match r {
             Ok(m) => {
-                self.clear(Source::AppMetrics, file);
-                m
+                self.clear(Source::AppMetrics, Path::new(what));
+                Ok(m)
             }
             Err((kind, msg)) => {
                 self.note(
                     Source::AppMetrics,
                     kind,
                     &format!(
-                        "{}: {msg}; activeUsers and exercisesCompletedToday are sent as 0 \
-                         and aiLatency is left out",
-                        file.display()
+                        "{what}: {msg}; activeUsers and exercisesCompletedToday are sent as 0 \
+                         and aiLatency is left out"
                     ),
                 );
-                AppMetrics::default()
+                Err(msg)
             }
         }
     }
@@ -347,18 +355,42 @@ pub(crate) fn statvfs_usage(path: &Path) -> std::io::Result<f64> {
 }
 
 /// Reads and checks the application's metrics file; the error is (kind, message).
+///
+/// The file's directory belongs to the application's user, so what sits there is not
+/// trusted to be a file: it is opened without following a link and without blocking
+/// (a FIFO with no writer would hold the daemon in open(2) for good), and anything
+/// but a regular file is refused. Age and size come from the open descriptor.
 pub(crate) fn read_app_metrics(
     file: &Path,
     now_unix: f64,
     max_age: Duration,
 ) -> std::result::Result<AppMetrics, (&'static str, String)> {
-    let meta = match std::fs::metadata(file) {
-        Ok(m) => m,
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(file)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(("missing", "missing".into()))
         }
+        // O_NOFOLLOW on a symbolic link.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(("not regular", "not a regular file (a symbolic link)".into()))
+        }
         Err(e) => return Err(("unreadable", format!("unreadable ({e})"))),
     };
+    let meta = f
+        .metadata()
+        .map_err(|e| ("unreadable", format!("unreadable ({e})")))?;
+    if !meta.is_file() {
+        return Err((
+            "not regular",
+            format!("not a regular file ({:?})", meta.file_type()),
+        ));
+    }
     if let Ok(mtime) = meta.modified() {
         let m = mtime
             .duration_since(std::time::UNIX_EPOCH)
@@ -376,8 +408,16 @@ pub(crate) fn read_app_metrics(
             ));
         }
     }
-    let data = fsutil::read_bounded(file, MAX_APP_METRICS_BYTES)
+    let mut data = Vec::new();
+    f.take(MAX_APP_METRICS_BYTES + 1)
+        .read_to_end(&mut data)
         .map_err(|e| ("unreadable", format!("unreadable ({e})")))?;
+    if data.len() as u64 > MAX_APP_METRICS_BYTES {
+        return Err((
+            "unreadable",
+            format!("unreadable (larger than {MAX_APP_METRICS_BYTES} bytes)"),
+        ));
+    }
     parse_app_metrics(&data).map_err(|m| ("malformed", format!("malformed ({m})")))
 }
 

@@ -1,15 +1,22 @@
 //! Telemetry (docs/protocol.md §4): measure the box (`collect`), send (`send`), and keep
 //! what could not be sent in a bounded on-disk queue (`queue`).
 //!
-//! One cycle (`send_cycle`): measure; send the queued samples oldest first (at most
-//! `max_flush`), stopping at the first failure; then send the fresh sample if the
-//! queue is empty, else append it to the queue so samples reach the backend in the
-//! order they were measured. A person's `telemetry --once` flushes up to
-//! `queue::FLUSH_BATCH`; the daemon flushes one per cycle and drains the rest with
-//! `drain`, one sample per gap, the gap adapted to the backend's throttler
-//! (`next_drain_gap`): the boxes of a site share one address and one budget.
+//! The application's half comes from its file or command (`app`) and the AI probe
+//! (`probe`), measured before the state lock is taken (`measure`).
+//!
+//! A person's cycle (`telemetry --once`): the queued samples oldest first (at most
+//! `queue::FLUSH_BATCH`), stopping at the first failure, then the fresh sample if the
+//! queue is empty, else it joins the queue (measurement order).
+//! The daemon's cycle, freshest first (docs/telemetry.md, "A fleet behind one
+//! address"): the fresh sample goes first; queued ones follow only while the shared
+//! throttler's window is more than half free; the gap between cycles follows the
+//! window (`pace`). A fresh sample the throttler refuses (429) is dropped and counted,
+//! not queued: the next one supersedes it, and a queued copy would only add load.
 
+pub(crate) mod app;
 pub mod collect;
+pub mod pace;
+pub(crate) mod probe;
 pub mod queue;
 pub mod send;
 
@@ -45,35 +52,9 @@ pub(crate) fn no_tenant_error() -> Error {
     )
 }
 
-/// The daemon's fastest pace when draining a backlog: one queued sample per gap.
-pub(crate) const DRAIN_GAP: Duration = Duration::from_secs(5);
-/// The gap a drain starts at (slow start: a site's boxes all come back together
-/// after an outage, and speed up only while the throttler has room).
-pub(crate) const DRAIN_START_GAP: Duration = Duration::from_secs(60);
-/// Its slowest pace (a site with many boxes behind one address).
-pub(crate) const MAX_DRAIN_GAP: Duration = Duration::from_secs(600);
-/// Queued samples the daemon sends in a regular cycle (the rest drain paced).
-pub(crate) const CYCLE_FLUSH: usize = 1;
-
-/// The next gap of the paced drain, adapted to what the backend's throttler says
-/// (`X-RateLimit-Remaining` of the last answer, shared by every box behind the
-/// address; a 429): the site's boxes together settle near three quarters of the
-/// throttler's budget, leaving the rest to fresh samples, without knowing how many
-/// they are. Slow down fast (x2 when less than an eighth is left or on a 429, x1.25
-/// under a quarter), speed up gently (-1/8) otherwise.
-pub(crate) fn next_drain_gap(
-    gap: Duration,
-    budget: Option<crate::transport::RateBudget>,
-    throttled: bool,
-) -> Duration {
-    let g = gap.as_secs_f64();
-    let g = match budget {
-        _ if throttled => g * 2.0,
-        Some(b) if b.remaining.saturating_mul(8) < b.limit => g * 2.0,
-        Some(b) if b.remaining.saturating_mul(4) < b.limit => g * 1.25,
-        _ => g * 7.0 / 8.0,
-    };
-    Duration::from_secs_f64(g.clamp(DRAIN_GAP.as_secs_f64(), MAX_DRAIN_GAP.as_secs_f64()))
+/// What the throttler said of the telemetry route's window, as `pace` reads it.
+pub(crate) fn budget(b: Option<crate::transport::RateBudget>) -> pace::Budget {
+    b.map(|b| (b.remaining, b.limit))
 }
 
 /// How old the application's metrics file may be: two telemetry intervals.
@@ -81,14 +62,88 @@ fn app_max_age(ctx: &Ctx) -> Duration {
     ctx.cfg.telemetry.interval.saturating_mul(2)
 }
 
-/// Measures a fresh sample for `tenant_id`, stamped with `additionalData.collectedAt`.
-pub(crate) fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -> TelemetryPayload {
-    let s = collector.sample(
-        ctx.clock,
-        &ctx.cfg.install.root,
-        &ctx.cfg.telemetry.app_metrics_file,
-        app_max_age(ctx),
-    );
+/// A fresh measurement, taken without the state lock (the application's file, its
+/// command and the AI probe are the application's, and may take their time or try
+/// to block: docs/security.md), then sent under it.
+pub(crate) struct Measured {
+    sample: collect::Sample,
+    collected_at: f64,
+    /// Where each field came from, for status.json (`TelemetryStatus::sources`).
+    sources: std::collections::BTreeMap<String, String>,
+}
+
+/// Times the AI service once (the daemon calls it every `probe::PROBE_EVERY`).
+pub(crate) fn probe_ai(ctx: &Ctx, collector: &mut Collector) {
+    if let Some(url) = &ctx.cfg.telemetry.ai_probe_url {
+        collector.probes.probe(url, ctx.clock);
+    }
+}
+
+/// Measures the box and the application.
+pub(crate) fn measure(ctx: &Ctx, collector: &mut Collector) -> Measured {
+    let t = &ctx.cfg.telemetry;
+    let mut sample = collector.sample(ctx.clock, &ctx.cfg.install.root);
+    let mut sources = std::collections::BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        sources.insert(k.to_string(), v);
+    };
+    for (k, v) in [
+        ("uptime", sample.uptime.is_some()),
+        ("cpuUsage", sample.cpu_usage.is_some()),
+        ("memoryUsage", sample.memory_usage.is_some()),
+        ("diskUsage", sample.disk_usage.is_some()),
+    ] {
+        put(k, if v { "measured" } else { "absent (unreadable)" }.into());
+    }
+    let (app, origin) = if t.app_metrics_command.is_empty() {
+        let r = collect::read_app_metrics(&t.app_metrics_file, ctx.now(), app_max_age(ctx));
+        let what = t.app_metrics_file.display().to_string();
+        (collector.app_outcome(&what, r), "file")
+    } else {
+        let r = app::run(&t.app_metrics_command, ctx.clock, app::COMMAND_TIMEOUT);
+        let what = format!("app_metrics_command `{}`", t.app_metrics_command.join(" "));
+        (collector.app_outcome(&what, r), "command")
+    };
+    match app {
+        Ok(m) => {
+            sample.app = m;
+            put("activeUsers", origin.into());
+            put("exercisesCompletedToday", origin.into());
+            if m.ai_latency.is_some() {
+                put("aiLatency", origin.into());
+            }
+        }
+        Err(why) => {
+            let v = format!("0, {origin} failed: {why}");
+            put("activeUsers", v.clone());
+            put("exercisesCompletedToday", v);
+        }
+    }
+    if let Some(url) = &t.ai_probe_url {
+        // The probe, when configured, is the only source of the latency.
+        match collector.probes.take_median(url, ctx.clock) {
+            Ok(ms) => {
+                sample.app.ai_latency = Some(ms);
+                put("aiLatency", "probe".into());
+            }
+            Err(why) => {
+                sample.app.ai_latency = None;
+                put("aiLatency", format!("absent, probe: {why}"));
+            }
+        }
+    } else if sample.app.ai_latency.is_none() {
+        put("aiLatency", "absent".into());
+    }
+    Measured {
+        sample,
+        collected_at: ctx.now(),
+        sources,
+    }
+}
+
+/// The payload of a measurement for `tenant_id`, stamped with `additionalData.collectedAt`.
+fn payload_of(ctx: &Ctx, m: &Measured, tenant_id: String) -> TelemetryPayload {
+    let s = &m.sample;
     let mut extra = Map::new();
     for (k, v) in [
         ("cpuUsage", s.cpu_usage),
@@ -99,7 +154,10 @@ pub(crate) fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -
             extra.insert(k.into(), Value::from(v));
         }
     }
-    extra.insert("collectedAt".into(), Value::from(clock::iso8601(ctx.now())));
+    extra.insert(
+        "collectedAt".into(),
+        Value::from(clock::iso8601(m.collected_at)),
+    );
     TelemetryPayload {
         tenant_id,
         uptime: s.uptime.or_else(collect::sysinfo_uptime).unwrap_or(0),
@@ -111,9 +169,83 @@ pub(crate) fn collect(ctx: &Ctx, collector: &mut Collector, tenant_id: String) -
     }
 }
 
+/// `doctor`'s telemetry line: where the application's fields come from, each source
+/// tried once now (read-only), and the last delivery (status.json). Err when a
+/// source the config names fails; a missing metrics file without a command is what
+/// a box has by default, said but not failed.
+pub(crate) fn diagnose(
+    cfg: &crate::config::Config,
+    clock: &dyn clock::Clock,
+) -> std::result::Result<String, String> {
+    let t = &cfg.telemetry;
+    if !t.enabled {
+        return Ok("disabled (telemetry.enabled false)".into());
+    }
+    let mut parts = Vec::new();
+    let mut failed = false;
+    let counts = |m: collect::AppMetrics| {
+        format!(
+            "activeUsers {}, exercisesCompletedToday {}",
+            m.active_users, m.exercises_completed_today
+        )
+    };
+    if t.app_metrics_command.is_empty() {
+        let f = t.app_metrics_file.display();
+        match collect::read_app_metrics(
+            &t.app_metrics_file,
+            clock.now_unix(),
+            t.interval.saturating_mul(2),
+        ) {
+            Ok(m) => parts.push(format!("file {f}: {}", counts(m))),
+            Err(("missing", _)) => parts.push(format!(
+                "file {f} missing: activeUsers and exercisesCompletedToday sent as 0 \
+                 (set telemetry.app_metrics_command, e.g. board/node-metrics.sh)"
+            )),
+            Err((_, why)) => {
+                failed = true;
+                parts.push(format!("file {f}: {why}"));
+            }
+        }
+    } else {
+        let shown = t.app_metrics_command.join(" ");
+        match app::run(&t.app_metrics_command, clock, app::COMMAND_TIMEOUT) {
+            Ok(m) => parts.push(format!("command `{shown}`: {}", counts(m))),
+            Err((_, why)) => {
+                failed = true;
+                parts.push(format!("command `{shown}` failed: {why}"));
+            }
+        }
+    }
+    if let Some(url) = &t.ai_probe_url {
+        match probe::Target::parse(url).and_then(|p| p.time(clock, probe::PROBE_TIMEOUT)) {
+            Ok(d) => parts.push(format!(
+                "aiLatency probe {url}: {:.1} ms",
+                d.as_secs_f64() * 1000.0
+            )),
+            Err(why) => {
+                failed = true;
+                parts.push(format!("aiLatency probe {url}: {why}"));
+            }
+        }
+    }
+    let st = Status::load(&cfg.state_dir).telemetry;
+    parts.push(format!(
+        "last delivery {}, {} queued",
+        st.last_sent_at.as_deref().unwrap_or("never"),
+        st.queued
+    ));
+    let text = parts.join("; ");
+    if failed {
+        Err(text)
+    } else {
+        Ok(text)
+    }
+}
+
 /// Builds the payload of a fresh sample without sending it (`telemetry --print`).
 /// Without a cached validation the tenantId is empty, and a warning says why.
 pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload> {
+    let m = measure(ctx, collector);
     let tenant = match crate::license::cached_tenant_id(&ctx.cfg.state_dir) {
         Some(t) => t,
         None => {
@@ -125,13 +257,14 @@ pub fn payload(ctx: &Ctx, collector: &mut Collector) -> Result<TelemetryPayload>
             String::new()
         }
     };
-    Ok(collect(ctx, collector, tenant))
+    Ok(payload_of(ctx, &m, tenant))
 }
 
 /// What happened during a cycle, for status.json.
 #[derive(Default)]
 struct Cycle {
     report: SendReport,
+    sources: Option<std::collections::BTreeMap<String, String>>,
     sent_any: bool,
     lost: u64,
     failure: Option<String>,
@@ -140,13 +273,8 @@ struct Cycle {
 /// One cycle as a person runs it: flush up to `queue::FLUSH_BATCH` queued samples
 /// (oldest first), then send a fresh sample (queued on failure).
 pub fn send_once(ctx: &Ctx, collector: &mut Collector) -> Result<SendReport> {
-    send_cycle(ctx, collector, queue::FLUSH_BATCH)
-}
-
-/// Sends up to `max` queued samples, oldest first, no fresh one (the daemon's paced
-/// drain); stops at the first failure.
-pub(crate) fn drain(ctx: &Ctx, max: usize) -> Result<SendReport> {
-    recorded(ctx, |q, c| flush(ctx, q, c, max))
+    let m = measure(ctx, collector);
+    send_cycle(ctx, m, queue::FLUSH_BATCH, false)
 }
 
 /// Opens the queue, runs `work` on it, and records the cycle in status.json with
@@ -174,12 +302,19 @@ fn recorded(
     result.map(|()| c.report)
 }
 
-/// One cycle: flush up to `max_flush` queued samples (oldest first), then send a
-/// fresh sample (queued on failure, or when older samples still wait).
+/// One cycle with a fresh measurement `m` (taken before the state lock): flush up to
+/// `max_flush` queued samples (oldest first), then send the fresh sample (queued on
+/// failure, or when older samples still wait).
+///
+/// `fresh_first` (the daemon): the fresh sample goes first, and queued ones follow
+/// only when it was delivered and the throttler's window has room to spare
+/// (`pace::spare`): the backend always has each box's newest sample before its
+/// history. Otherwise (a person's `telemetry --once`) samples go in measurement order.
 pub(crate) fn send_cycle(
     ctx: &Ctx,
-    collector: &mut Collector,
+    m: Measured,
     max_flush: usize,
+    fresh_first: bool,
 ) -> Result<SendReport> {
     let state_dir = &ctx.cfg.state_dir;
     let Some(tenant) = crate::license::cached_tenant_id(state_dir) else {
@@ -189,13 +324,21 @@ pub(crate) fn send_cycle(
             None,
             &Cycle {
                 failure: Some(e.to_string()),
+                sources: Some(m.sources),
                 ..Default::default()
             },
         );
         return Err(e);
     };
-    let fresh = collect(ctx, collector, tenant);
-    recorded(ctx, |q, c| cycle(ctx, q, fresh, c, max_flush))
+    let fresh = payload_of(ctx, &m, tenant);
+    recorded(ctx, |q, c| {
+        c.sources = Some(m.sources);
+        if fresh_first {
+            cycle_fresh_first(ctx, q, fresh, c, max_flush)
+        } else {
+            cycle(ctx, q, fresh, c, max_flush)
+        }
+    })
 }
 
 fn cycle(
@@ -231,6 +374,55 @@ fn cycle(
         }
     }
     // Not sent, or older samples still wait: the fresh one joins the end of the queue.
+    c.lost += q.push(&fresh)?;
+    Ok(())
+}
+
+/// The daemon's cycle: the fresh sample first; queued ones after it only with room
+/// to spare in the throttler's window; a fresh sample not delivered is queued.
+fn cycle_fresh_first(
+    ctx: &Ctx,
+    q: &mut Queue,
+    fresh: TelemetryPayload,
+    c: &mut Cycle,
+    max_flush: usize,
+) -> Result<()> {
+    match deliver(ctx, q, &fresh) {
+        Ok(Delivery::Delivered(_)) => {
+            c.report.delivered = true;
+            c.sent_any = true;
+            // The backlog in the room left, the window checked after each answer.
+            for _ in 0..max_flush {
+                if !pace::spare(budget(ctx.transport.rate_budget())) {
+                    break;
+                }
+                let before = c.report.flushed;
+                flush(ctx, q, c, 1)?;
+                if c.report.flushed == before {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+        Ok(Delivery::Rejected { status, message }) => {
+            c.failure = Some(format!("backend answered {status}: {message}"));
+        }
+        Ok(Delivery::Failed(why)) => {
+            if ctx.transport.throttled(ctx.clock, send::PATH).is_some() {
+                // Refused by the shared throttler: superseded by the next sample.
+                log::warn!("telemetry: sample refused by the backend's rate limit (429); dropped, the next one replaces it");
+                q.add_dropped(1)?;
+                c.lost += 1;
+                c.failure = Some(why);
+                return Ok(());
+            }
+            c.failure = Some(why)
+        }
+        Err(e) => {
+            c.lost += q.push(&fresh)?;
+            return Err(e);
+        }
+    }
     c.lost += q.push(&fresh)?;
     Ok(())
 }
@@ -314,33 +506,11 @@ fn record(ctx: &Ctx, queued: Option<usize>, c: &Cycle) {
         }
         t.last_error = c.failure.clone();
         t.dropped = t.dropped.saturating_add(c.lost);
+        if let Some(src) = &c.sources {
+            t.sources = src.clone();
+        }
     });
     if let Err(e) = r {
         log::warn!("telemetry: cannot update status.json: {e}");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transport::RateBudget;
-
-    fn b(remaining: u64) -> Option<RateBudget> {
-        Some(RateBudget {
-            remaining,
-            limit: 60,
-            reset: Some(60),
-        })
-    }
-
-    #[test]
-    fn the_drain_slows_down_fast_and_speeds_up_gently() {
-        let g = Duration::from_secs(40);
-        assert_eq!(next_drain_gap(g, b(50), false), Duration::from_secs(35));
-        assert_eq!(next_drain_gap(g, b(10), false), Duration::from_secs(50));
-        assert_eq!(next_drain_gap(g, b(3), false), Duration::from_secs(80));
-        assert_eq!(next_drain_gap(g, b(50), true), Duration::from_secs(80));
-        assert_eq!(next_drain_gap(DRAIN_GAP, None, false), DRAIN_GAP);
-        assert_eq!(next_drain_gap(MAX_DRAIN_GAP, b(0), false), MAX_DRAIN_GAP);
     }
 }

@@ -61,14 +61,14 @@ struct Scan<const K: usize> {
 
 /// The queue directory under a state directory.
 pub fn queue_dir(state_dir: &Path) -> PathBuf {
-    state_dir.join("telemetry").join("queue")
+    crate::state_paths::StatePaths::new(state_dir).telemetry_queue()
 }
 
 impl Queue {
     /// Opens (creating) the queue, removes temp files a power cut left behind, and
     /// finds the next sequence number. `max` is `telemetry.queue_max`.
     pub fn open(state_dir: &Path, max: u32) -> Result<Queue> {
-        let top = state_dir.join("telemetry");
+        let top = crate::state_paths::StatePaths::new(state_dir).telemetry();
         let dir = queue_dir(state_dir);
         fsutil::ensure_dir(&dir, 0o700)?;
         for d in [&top, &dir] {

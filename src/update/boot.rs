@@ -11,13 +11,12 @@
 use super::journal::Journal;
 use super::slots::Layout;
 use crate::config::Config;
+use crate::state_paths::StatePaths;
 use std::path::Path;
 
 /// Set by the init scripts when they start the factory agent because the slot's
 /// agent failed.
 pub(crate) const FALLBACK_ENV: &str = "CYBERSENSEI_AGENT_FALLBACK";
-/// The init scripts' counter of unconfirmed starts, in `state_dir`.
-pub(crate) const STARTS_FILE: &str = "agent-starts";
 
 /// This agent was started instead of the slot's own, which failed.
 pub(crate) fn is_fallback() -> bool {
@@ -33,15 +32,15 @@ pub(crate) fn agent_failed(cfg: &Config, target: &str) -> bool {
     is_fallback()
         && Layout::new(&cfg.install.root)
             .slot_dir(target)
-            .join(super::AGENT_IN_SLOT)
+            .join(super::driver::AGENT_IN_SLOT)
             .is_file()
-        && counted_starts(&cfg.state_dir, target) > 0
+        && counted_starts(&StatePaths::new(&cfg.state_dir), target) > 0
 }
 
 /// The init scripts' count of unconfirmed starts of slot `target` (0 when the file is
 /// absent, unreadable or about another slot). Format: `N slots/X [BOOT-ID [CUTS]]`.
-fn counted_starts(state_dir: &Path, target: &str) -> u32 {
-    let Ok(data) = crate::fsutil::read_bounded(&state_dir.join(STARTS_FILE), 512) else {
+fn counted_starts(paths: &StatePaths, target: &str) -> u32 {
+    let Ok(data) = crate::fsutil::read_bounded(&paths.agent_starts(), 512) else {
         return 0;
     };
     let text = String::from_utf8_lossy(&data);
@@ -66,16 +65,17 @@ pub(crate) fn confirm_start(cfg: &Config, slot_before: Option<&str>) {
     if is_fallback() && !moved {
         return;
     }
-    remove(&cfg.state_dir);
+    remove(&StatePaths::new(&cfg.state_dir));
 }
 
-fn remove(state_dir: &Path) {
-    match std::fs::remove_file(state_dir.join(STARTS_FILE)) {
+fn remove(paths: &StatePaths) {
+    let starts = paths.agent_starts();
+    match std::fs::remove_file(&starts) {
         Ok(()) => {
-            let _ = crate::fsutil::fsync_dir(state_dir);
+            let _ = crate::fsutil::fsync_dir(paths.root());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => log::warn!("{}: {e}", state_dir.join(STARTS_FILE).display()),
+        Err(e) => log::warn!("{}: {e}", starts.display()),
     }
 }
 

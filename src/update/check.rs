@@ -2,14 +2,42 @@
 //! its errors mean, and what it promises about the package (size, digest, version),
 //! checked against the download's headers.
 
+use super::version;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::license::normalize;
 use crate::protocol::UpdateCheck;
 use crate::redact;
-use crate::status::Status;
 use crate::transport::{percent_encode, Reply};
 use std::cmp::Ordering;
+
+/// What `/update/check` said, as the CLI and status report it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CheckReport {
+    pub(crate) available: bool,
+    pub(crate) current_version: String,
+    pub(crate) latest_version: Option<String>,
+    pub(crate) update_id: Option<String>,
+    pub(crate) changelog: Option<String>,
+    pub(crate) file_size: Option<u64>,
+    /// The real backend's extra facts (required node version, flags, message).
+    pub(crate) details: Details,
+}
+
+impl CheckReport {
+    /// The report of answer `c` for a node at `current`.
+    pub(crate) fn of(c: &UpdateCheck, current: String) -> CheckReport {
+        CheckReport {
+            available: c.update_available,
+            details: Details::of(c, &current),
+            current_version: current,
+            latest_version: c.latest_version.clone(),
+            update_id: c.update_id.clone(),
+            changelog: c.changelog.clone(),
+            file_size: c.file_size,
+        }
+    }
+}
 
 /// The real backend's extra facts about an update, as `check-update` and status.json
 /// show them.
@@ -33,7 +61,7 @@ impl Details {
         let node_too_old = !c.update_available
             && c.required_node_version
                 .as_deref()
-                .is_some_and(|r| compare_versions(current, r) == Ordering::Less);
+                .is_some_and(|r| version::compare_loose(current, r) == Ordering::Less);
         Details {
             required_node_version: c.required_node_version.clone(),
             breaking: c.breaking.unwrap_or(false),
@@ -87,7 +115,6 @@ pub(crate) fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateChe
         // Both forms of the digest, when both are given, must name the same file.
         expected_digest(&c)?;
     }
-    record(ctx, &c, version);
     Ok(c)
 }
 
@@ -175,44 +202,6 @@ pub(crate) fn download_refusal(status: u16, url_path: &str, body: &[u8]) -> Erro
             message: what,
         },
     }
-}
-
-/// Keeps the real backend's extra facts in status.json (the rest is the update
-/// module's report).
-fn record(ctx: &Ctx, c: &UpdateCheck, version: &str) {
-    let d = Details::of(c, version);
-    let r = Status::modify(&ctx.cfg.state_dir, ctx.now(), |s| {
-        let u = &mut s.update;
-        u.required_node_version = d.required_node_version.clone();
-        u.breaking = d.breaking.then_some(true);
-        u.security_update = d.security_update.then_some(true);
-        u.message = d.message.clone();
-        u.node_too_old = d.node_too_old.then_some(true);
-    });
-    if let Err(e) = r {
-        log::warn!("status.json: {e}");
-    }
-    if d.node_too_old {
-        log::warn!(
-            "update: {}",
-            d.too_old_text(version, c.latest_version.as_deref())
-        );
-    }
-}
-
-/// Compares versions as the real backend does: the numeric `major.minor.patch`,
-/// pre-release tags ignored, missing or non-numeric parts as 0.
-pub(crate) fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |v: &str| -> [u64; 3] {
-        let core = v.trim().trim_start_matches('v');
-        let core = core.split(['-', '+']).next().unwrap_or("");
-        let mut out = [0; 3];
-        for (slot, p) in out.iter_mut().zip(core.split('.')) {
-            *slot = p.parse().unwrap_or(0);
-        }
-        out
-    };
-    parts(a).cmp(&parts(b))
 }
 
 /// An update id we are willing to put in a URL path and a file.
@@ -367,13 +356,6 @@ mod tests {
         assert!(d.node_too_old);
         let d = Details::of(&parse(body).unwrap(), "1.0.0");
         assert!(!d.node_too_old);
-    }
-
-    #[test]
-    fn versions_compare_like_the_backend() {
-        assert_eq!(compare_versions("1.2.0", "1.10.0"), Ordering::Less);
-        assert_eq!(compare_versions("1.2.0-rc1", "1.2.0"), Ordering::Equal);
-        assert_eq!(compare_versions("2.0.0", "1.9.9"), Ordering::Greater);
     }
 
     #[test]

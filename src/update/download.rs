@@ -9,6 +9,7 @@ use super::journal;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::state_paths::StatePaths;
 use crate::transport::{percent_encode, Streaming};
 use ring::digest;
 use serde::{Deserialize, Serialize};
@@ -31,8 +32,9 @@ const PARKED_FOR: Duration = Duration::from_secs(120);
 /// A download paused for the daemon's other steps on a server that cannot resume
 /// (the real backend: always 200 and the whole file). Its connection stays open and
 /// the next attempt for the same update reads on from it, instead of starting over
-/// and, on a slow link, never finishing. One thread, one download: a thread-local.
-struct Parked {
+/// and, on a slow link, never finishing. Kept by the caller between attempts (the
+/// daemon's `Updater`), in a [`Session`].
+pub(crate) struct Parked {
     update_id: String,
     have: u64,
     header_digest: Option<String>,
@@ -40,27 +42,39 @@ struct Parked {
     at: Duration,
 }
 
-thread_local! {
-    static PARKED: std::cell::RefCell<Option<Parked>> = const { std::cell::RefCell::new(None) };
+/// What one download attempt shares with the caller: the stream a paused attempt
+/// parked, and when to pause (the daemon's next other step, monotonic; None: never,
+/// a one-shot command).
+pub(crate) struct Session<'s> {
+    pub(crate) parked: &'s mut Option<Parked>,
+    pub(crate) pause_at: Option<Duration>,
 }
 
-/// Keeps a paused download's connection for the next attempt (see `Parked`).
-fn park(job: &Job, have: u64, body: Box<dyn Read>) {
-    let p = Parked {
-        update_id: job.want.update_id.clone(),
-        have,
-        header_digest: job.header_digest.clone(),
-        body,
-        at: job.ctx.clock.monotonic(),
-    };
-    PARKED.with(|cell| *cell.borrow_mut() = Some(p));
-}
+impl Session<'_> {
+    /// Keeps a paused download's connection for the next attempt (see `Parked`).
+    fn park(
+        &mut self,
+        job_id: &str,
+        header_digest: Option<String>,
+        have: u64,
+        body: Box<dyn Read>,
+        now: Duration,
+    ) {
+        *self.parked = Some(Parked {
+            update_id: job_id.to_string(),
+            have,
+            header_digest,
+            body,
+            at: now,
+        });
+    }
 
-/// The parked stream of `update_id` at `have` bytes, if one is still fresh.
-fn unpark(update_id: &str, have: u64, now: Duration) -> Option<Parked> {
-    PARKED
-        .with(|p| p.borrow_mut().take())
-        .filter(|p| p.update_id == update_id && p.have == have && now < p.at + PARKED_FOR)
+    /// The parked stream of `update_id` at `have` bytes, if one is still fresh.
+    fn unpark(&mut self, update_id: &str, have: u64, now: Duration) -> Option<Parked> {
+        self.parked
+            .take()
+            .filter(|p| p.update_id == update_id && p.have == have && now < p.at + PARKED_FOR)
+    }
 }
 /// Headroom kept free on a filesystem besides what the update needs.
 pub(crate) const SPACE_MARGIN: u64 = 1 << 20;
@@ -94,46 +108,39 @@ pub(crate) struct Downloaded {
     pub(crate) size: u64,
 }
 
-fn part(dir: &Path) -> PathBuf {
-    dir.join("download.part")
-}
-fn meta_path(dir: &Path) -> PathBuf {
-    dir.join("download.json")
-}
-/// Where a complete package waits to be installed.
-pub(crate) fn package(dir: &Path) -> PathBuf {
-    dir.join("package.zip")
-}
-
-fn load_meta(dir: &Path) -> Option<Meta> {
-    let data = fsutil::read_bounded(&meta_path(dir), 64 * 1024).ok()?;
+fn load_meta(paths: &StatePaths) -> Option<Meta> {
+    let data = fsutil::read_bounded(&paths.download_meta(), 64 * 1024).ok()?;
     serde_json::from_slice(&data).ok()
 }
 
 /// The complete package for this update, if an earlier run left one.
-pub(crate) fn ready(dir: &Path, want: &Want) -> Option<Downloaded> {
-    let m = load_meta(dir)?;
+pub(crate) fn ready(paths: &StatePaths, want: &Want) -> Option<Downloaded> {
+    let m = load_meta(paths)?;
     if m.want.update_id != want.update_id {
         return None;
     }
     let sha = m.complete_sha256?;
-    let size = fs::metadata(package(dir)).ok()?.len();
+    let size = fs::metadata(paths.package()).ok()?.len();
     if want.size.is_some_and(|s| s != size) || want.sha256.as_ref().is_some_and(|h| *h != sha) {
         return None;
     }
     Some(Downloaded {
-        path: package(dir),
+        path: paths.package(),
         sha256: sha,
         size,
     })
 }
 
 /// Removes every download file (after an install, or for a package refused).
-pub(crate) fn discard(dir: &Path) {
-    for p in [part(dir), package(dir), meta_path(dir)] {
+pub(crate) fn discard(paths: &StatePaths) {
+    for p in [
+        paths.download_part(),
+        paths.package(),
+        paths.download_meta(),
+    ] {
         let _ = fs::remove_file(p);
     }
-    let _ = fsutil::fsync_dir(dir);
+    let _ = fsutil::fsync_dir(&paths.update());
 }
 
 /// Bytes available to us on the filesystem holding `path` (or its nearest existing
@@ -187,12 +194,14 @@ pub(crate) fn check_space(
     Ok(())
 }
 
-/// Downloads (or resumes) the package for `want` into `dir`, checking size and
-/// digest; returns the complete file. Unfinished work stays for the next run.
+/// Downloads (or resumes) the package for `want` into `state_dir/update`, checking
+/// size and digest; returns the complete file. Unfinished work stays for the next
+/// run (and, paused on a server that cannot resume, its stream in `session`).
 pub(crate) fn fetch(
     ctx: &Ctx,
-    dir: &Path,
+    paths: &StatePaths,
     want: &Want,
+    session: Session,
     on_progress: &dyn Fn(u64),
 ) -> Result<Downloaded> {
     let max = ctx.cfg.updates.max_package_size;
@@ -203,8 +212,8 @@ pub(crate) fn fetch(
             )));
         }
     }
-    fsutil::ensure_dir(dir, 0o700)?;
-    if let Some(d) = ready(dir, want) {
+    fsutil::ensure_dir(&paths.update(), 0o700)?;
+    if let Some(d) = ready(paths, want) {
         return Ok(d);
     }
     let meta = Meta {
@@ -212,16 +221,17 @@ pub(crate) fn fetch(
         complete_sha256: None,
         size: None,
     };
-    if load_meta(dir).map(|m| m.want) != Some(want.clone()) {
+    if load_meta(paths).map(|m| m.want) != Some(want.clone()) {
         // Another update's leftovers: start over.
-        discard(dir);
-        fsutil::atomic_write_json(&meta_path(dir), &meta, 0o600)?;
+        discard(paths);
+        fsutil::atomic_write_json(&paths.download_meta(), &meta, 0o600)?;
     }
     let path = format!("/update/download/{}", percent_encode(&want.update_id));
     let mut job = Job {
         ctx,
-        dir,
+        paths,
         want,
+        session,
         header_digest: None,
         progress: Progress::new(ctx, want.size),
         on_progress,
@@ -285,16 +295,17 @@ impl From<Error> for Failure {
 /// why it stopped.
 type Attempted = std::result::Result<Option<Downloaded>, Failure>;
 
-fn reject_and_discard(dir: &Path, msg: String) -> Failure {
-    discard(dir);
+fn reject_and_discard(paths: &StatePaths, msg: String) -> Failure {
+    discard(paths);
     Failure::Fatal(Error::PackageRejected(msg))
 }
 
 /// One download under way: what it is for, and what carries over between attempts.
 struct Job<'a> {
     ctx: &'a Ctx<'a>,
-    dir: &'a Path,
+    paths: &'a StatePaths,
     want: &'a Want,
+    session: Session<'a>,
     /// The digest an answer's headers announced, checked at the end.
     header_digest: Option<String>,
     progress: Progress,
@@ -368,7 +379,7 @@ impl Partial {
 /// One request: resume from what is on disk. Ok(None) = restart requested.
 fn attempt(job: &mut Job, url_path: &str) -> Attempted {
     let (ctx, want) = (job.ctx, job.want);
-    let part = part(job.dir);
+    let part = job.paths.download_part();
     let mut p = Partial::open(&part, job.limit())?;
     let remaining = want.size.map(|s| s.saturating_sub(p.have)).unwrap_or(0);
     check_space(
@@ -380,7 +391,8 @@ fn attempt(job: &mut Job, url_path: &str) -> Attempted {
     if want.size == Some(p.have) && p.have > 0 {
         return finish(job, p).map(Some);
     }
-    if let Some(parked) = unpark(&want.update_id, p.have, ctx.clock.monotonic()) {
+    let now = ctx.clock.monotonic();
+    if let Some(parked) = job.session.unpark(&want.update_id, p.have, now) {
         log::info!("download of {} goes on at {} bytes", want.update_id, p.have);
         job.header_digest = parked.header_digest;
         return stream(job, p, parked.body, false);
@@ -470,7 +482,7 @@ fn check_announced(job: &mut Job, resp: &Streaming, have: u64) -> std::result::R
     ) {
         Ok(Some(h)) => job.header_digest = Some(h),
         Ok(None) => {}
-        Err(Error::PackageRejected(m)) => return Err(reject_and_discard(job.dir, m)),
+        Err(Error::PackageRejected(m)) => return Err(reject_and_discard(job.paths, m)),
         Err(e) => return Err(Failure::Fatal(e)),
     }
     let max = job.ctx.cfg.updates.max_package_size;
@@ -481,7 +493,7 @@ fn check_announced(job: &mut Job, resp: &Streaming, have: u64) -> std::result::R
         let end = have.saturating_add(len);
         if want.size.is_some_and(|s| s != end) || end > max {
             return Err(reject_and_discard(
-                job.dir,
+                job.paths,
                 format!(
                     "server sends {end} bytes; expected {}",
                     want.size
@@ -497,14 +509,14 @@ fn check_announced(job: &mut Job, resp: &Streaming, have: u64) -> std::result::R
 /// Reads the body into the partial file, hashing it, until its end, a break, a stop,
 /// a pause or a slow-rate abandonment.
 fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: bool) -> Attempted {
-    let (ctx, dir, want) = (job.ctx, job.dir, job.want);
+    let (ctx, paths, want) = (job.ctx, job.paths, job.want);
     let max = ctx.cfg.updates.max_package_size;
     let limit = job.limit();
-    let part = part(dir);
+    let part = paths.download_part();
     let mut buf = vec![0u8; BUF];
     let started = p.have;
     let mut queued = p.have;
-    let mut pace = Pace::new(ctx, p.have);
+    let mut pace = Pace::new(ctx, p.have, job.session.pause_at);
     loop {
         if crate::signals::stop_requested() {
             let _ = p.file.sync_data();
@@ -520,7 +532,7 @@ fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: boo
                 Some(s) => format!("package larger than its announced fileSize ({s} bytes)"),
                 None => format!("package larger than updates.max_package_size ({max} bytes)"),
             };
-            return Err(reject_and_discard(dir, why));
+            return Err(reject_and_discard(paths, why));
         }
         p.file
             .write_all(&buf[..k])
@@ -548,7 +560,9 @@ fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: boo
         if let Err(e) = pace.check(ctx, have, &want.update_id) {
             let _ = p.file.sync_data();
             if matches!(e, Error::Interrupted) && !resumable {
-                park(job, have, body);
+                let digest = job.header_digest.clone();
+                let now = ctx.clock.monotonic();
+                job.session.park(&want.update_id, digest, have, body, now);
             }
             return Err(Failure::Fatal(e));
         }
@@ -560,7 +574,7 @@ fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: boo
     if let Some(s) = want.size {
         if p.have < s {
             return Err(reject_and_discard(
-                dir,
+                paths,
                 format!(
                     "package smaller than its announced fileSize: the body ended at {} of {s} bytes",
                     p.have
@@ -574,18 +588,18 @@ fn stream(job: &mut Job, mut p: Partial, mut body: Box<dyn Read>, resumable: boo
 /// Slow retrieval (TUF's "slow retrieval attack", or just a bad link): a download
 /// that brings less than `updates.min_download_rate` bytes/s over a window of
 /// `updates.slow_download_window` seconds is abandoned, its partial file kept; and
-/// in the daemon it pauses at `ctx.yield_at` so telemetry and revalidation run on
+/// in the daemon it pauses at the session's `pause_at` so telemetry and revalidation run on
 /// time, resuming (with `Range`) right after them.
 struct Pace {
     window: Duration,
     min_bytes: u64,
     window_start: Duration,
     bytes_at_start: u64,
-    yield_at: Option<Duration>,
+    pause_at: Option<Duration>,
 }
 
 impl Pace {
-    fn new(ctx: &Ctx, have: u64) -> Pace {
+    fn new(ctx: &Ctx, have: u64, pause_at: Option<Duration>) -> Pace {
         let u = &ctx.cfg.updates;
         Pace {
             window: u.slow_download_window.max(Duration::from_secs(1)),
@@ -594,14 +608,14 @@ impl Pace {
                 .saturating_mul(u.slow_download_window.as_secs()),
             window_start: ctx.clock.monotonic(),
             bytes_at_start: have,
-            yield_at: ctx.yield_at,
+            pause_at,
         }
     }
 
     /// When the reader must come back even if its buffer is not full.
     fn next_check(&self) -> Option<Duration> {
         let w = (self.min_bytes > 0).then_some(self.window_start + self.window);
-        match (w, self.yield_at) {
+        match (w, self.pause_at) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -609,7 +623,7 @@ impl Pace {
 
     fn check(&mut self, ctx: &Ctx, have: u64, id: &str) -> Result<()> {
         let now = ctx.clock.monotonic();
-        if self.yield_at.is_some_and(|y| now >= y) {
+        if self.pause_at.is_some_and(|y| now >= y) {
             log::info!("download of {id} paused at {have} bytes for the daemon's other steps");
             return Err(Error::Interrupted);
         }
@@ -690,12 +704,12 @@ fn truncate(file: &File, part: &Path) -> Result<()> {
 
 /// Digest check, fsync, rename to `package.zip`, record completion.
 fn finish(job: &Job, p: Partial) -> std::result::Result<Downloaded, Failure> {
-    let (dir, want) = (job.dir, job.want);
+    let (paths, want) = (job.paths, job.want);
     let got = crate::hex::encode(p.hasher.finish().as_ref());
     for expected in [&want.sha256, &job.header_digest].into_iter().flatten() {
         if *expected != got {
             return Err(reject_and_discard(
-                dir,
+                paths,
                 format!("checksum mismatch: got sha256 {got}, expected {expected}"),
             ));
         }
@@ -704,16 +718,17 @@ fn finish(job: &Job, p: Partial) -> std::result::Result<Downloaded, Failure> {
         .sync_all()
         .map_err(|e| Error::io("syncing the download", e))?;
     drop(p.file);
-    let dest = package(dir);
-    fs::rename(part(dir), &dest)
+    let dest = paths.package();
+    fs::rename(paths.download_part(), &dest)
         .map_err(|e| Error::io(format!("renaming to {}", dest.display()), e))?;
-    fsutil::fsync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
+    let dir = paths.update();
+    fsutil::fsync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))?;
     let meta = Meta {
         want: want.clone(),
         complete_sha256: Some(got.clone()),
         size: Some(p.have),
     };
-    fsutil::atomic_write_json(&meta_path(dir), &meta, 0o600)?;
+    fsutil::atomic_write_json(&paths.download_meta(), &meta, 0o600)?;
     Ok(Downloaded {
         path: dest,
         sha256: got,

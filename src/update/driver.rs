@@ -1,20 +1,24 @@
-//! The one place an update's I/O happens: feeds events to the state machine
-//! (`machine.rs`, where every state and transition is written down) and performs the
-//! actions it returns — journal, slots, `current`, services, hooks, status.json.
+//! The one place an update's journaled phase does its I/O: feeds events to the state
+//! machine (`machine.rs`, where every state and transition is written down) and
+//! performs the actions it returns — journal, slots, `current`, services, hooks —
+//! reporting through `report.rs`. It imports nothing from its parent.
 
-use super::journal::{self, Journal, Kind, Step};
-use super::machine::{self, Action, Event, State, Which};
+use super::download;
+use super::hooks;
+use super::journal::{self, Journal, Kind};
+use super::machine::{self, Action, End, Event, State, Which};
 use super::manifest::PackageKind;
+use super::report::Reporter;
 use super::slots::{self, Layout, Record};
 use super::verify::{self, Package, Zip};
-use super::{dir, download, fail, hooks, report, set_state, AGENT_IN_SLOT};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::services;
-use crate::status::UpdateState;
-use std::path::PathBuf;
+use crate::state_paths::StatePaths;
 use std::time::Duration;
 
+/// The agent binary a package may carry (self-update).
+pub(crate) const AGENT_IN_SLOT: &str = "bin/cybersensei-agent";
 /// How long the staged agent gets to answer `--version`.
 const AGENT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -52,60 +56,95 @@ pub(crate) struct Staging<'f> {
     pub(crate) zip: Zip<'f>,
     pub(crate) pkg: Package,
     pub(crate) package_sha256: Option<String>,
+    /// The caller (the daemon) execs a new agent the package brings, and that agent
+    /// finishes the update.
+    pub(crate) hand_over: bool,
 }
 
 /// Drives one journal through the machine.
 pub(crate) struct Driver<'c, 'f> {
     ctx: &'c Ctx<'c>,
+    report: Reporter<'c>,
     layout: Layout,
-    dir: PathBuf,
-    /// The journal's step (None: no journal on disk).
-    step: Option<Step>,
-    j: Journal,
-    hand_over: bool,
+    paths: StatePaths,
+    /// The update in flight: its journal, whose step is the machine's. None: none
+    /// (start-up without a journal).
+    j: Option<Journal>,
     staging: Option<Staging<'f>>,
     /// Why staging failed (reported and returned).
     error: Option<Error>,
 }
 
 impl<'c, 'f> Driver<'c, 'f> {
-    /// A driver for journal `j` at `step`.
-    pub(crate) fn new(ctx: &'c Ctx<'c>, j: Journal, step: Option<Step>) -> Self {
+    /// A driver for the journal on disk (None: no update in flight).
+    pub(crate) fn new(ctx: &'c Ctx<'c>, j: Option<Journal>) -> Self {
         Driver {
             ctx,
+            report: Reporter::new(ctx),
             layout: Layout::new(&ctx.cfg.install.root),
-            dir: dir(&ctx.cfg),
-            step,
+            paths: StatePaths::new(&ctx.cfg.state_dir),
             j,
-            hand_over: false,
             staging: None,
             error: None,
         }
     }
 
-    /// Stage `s` when the machine says so.
-    pub(crate) fn with_staging(mut self, s: Staging<'f>, hand_over: bool) -> Self {
-        self.staging = Some(s);
-        self.hand_over = hand_over;
-        self
+    /// Starts the update or rollback `j` (not on disk yet: its first action writes
+    /// it) with `ev` (`Begin` to stage `staging`, or `BeginRollback`).
+    pub(crate) fn begin(
+        ctx: &'c Ctx<'c>,
+        j: Journal,
+        staging: Option<Staging<'f>>,
+        ev: Event,
+    ) -> Result<Outcome> {
+        let state = State {
+            step: None,
+            kind: j.kind,
+            attempts: 0,
+        };
+        let mut d = Driver::new(ctx, Some(j));
+        d.staging = staging;
+        d.run(state, ev)
     }
 
-    /// Feeds `ev`, then every event the actions produce, until the machine rests.
-    pub(crate) fn drive(&mut self, mut ev: Event) -> Result<Outcome> {
+    /// Feeds `ev` to the journal on disk (recovery at start-up).
+    pub(crate) fn drive(&mut self, ev: Event) -> Result<Outcome> {
+        let state = self.state();
+        self.run(state, ev)
+    }
+
+    /// The machine's state: the journal's step and counter.
+    fn state(&self) -> State {
+        match &self.j {
+            Some(j) => State {
+                step: Some(j.step),
+                kind: j.kind,
+                attempts: j.attempts,
+            },
+            None => State {
+                step: None,
+                kind: Kind::Update,
+                attempts: 0,
+            },
+        }
+    }
+
+    /// Feeds `ev` at `state`, then every event the actions produce, until the
+    /// machine rests; its last transition says how the update ended.
+    fn run(&mut self, mut state: State, mut ev: Event) -> Result<Outcome> {
         loop {
-            let s = State {
-                step: self.step,
-                kind: self.j.kind,
-                attempts: self.j.attempts,
-            };
-            let t = machine::transition(s, &ev).map_err(|x| Error::Other(x.to_string()))?;
-            self.step = t.next.step;
-            if let Some(step) = t.next.step {
-                self.j.step = step;
-            }
-            self.j.attempts = t.next.attempts;
-            if t.reason.is_some() {
-                self.j.reason = t.reason.clone();
+            let t = machine::transition(state, &ev).map_err(|x| Error::Other(x.to_string()))?;
+            if let Some(j) = &mut self.j {
+                // A transition that leaves no journal (step None) is the last one
+                // (machine test `the_machine_rests_only_with_an_end`): the journal's
+                // data stays for its actions.
+                if let Some(step) = t.next.step {
+                    j.step = step;
+                }
+                j.attempts = t.next.attempts;
+                if t.reason.is_some() {
+                    j.reason = t.reason.clone();
+                }
             }
             let mut follow = None;
             for a in &t.actions {
@@ -114,47 +153,71 @@ impl<'c, 'f> Driver<'c, 'f> {
                     break;
                 }
             }
-            match follow {
-                Some(e) => ev = e,
-                None => return Ok(self.outcome(&t.actions)),
+            match (follow, t.end) {
+                (Some(e), _) => ev = e,
+                (None, Some(end)) => return Ok(self.outcome(end)),
+                (None, None) => return Err(invalid("the machine rested without an end")),
             }
+            state = self.state();
         }
     }
 
-    fn outcome(&mut self, actions: &[Action]) -> Outcome {
-        let last = actions.last().copied();
-        match last {
-            None => Outcome::Interrupted,
-            Some(Action::ReportRolledBack) => Outcome::RolledBack(
-                self.j
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "interrupted rollback".into()),
-            ),
-            Some(Action::ReportFailed) => {
-                Outcome::Failed(self.error.take().unwrap_or_else(|| self.staging_cut()))
-            }
-            Some(Action::HandOver) => Outcome::HandedOver,
-            Some(Action::SettleStatus) => Outcome::Nothing,
-            _ => Outcome::Committed,
+    fn outcome(&mut self, end: End) -> Outcome {
+        match end {
+            End::Committed => Outcome::Committed,
+            End::HandedOver => Outcome::HandedOver,
+            End::Nothing => Outcome::Nothing,
+            End::Failed => Outcome::Failed(self.take_error()),
+            End::RolledBack => Outcome::RolledBack(self.reason()),
+            End::Interrupted => Outcome::Interrupted,
         }
     }
 
-    fn slot(&self, w: Which) -> Option<PathBuf> {
-        match w {
-            Which::Target => Some(self.layout.slot_dir(&self.j.target)),
-            Which::From => self.j.from.as_deref().map(|s| self.layout.slot_dir(s)),
+    /// Why the journal's rollback runs (the journal's reason).
+    fn reason(&self) -> String {
+        self.j
+            .as_ref()
+            .and_then(|j| j.reason.clone())
+            .unwrap_or_else(|| "interrupted rollback".into())
+    }
+
+    /// The error staging ended with (kept by `ReportFailed`), else that it was cut.
+    fn take_error(&mut self) -> Error {
+        match (self.error.take(), &self.j) {
+            (Some(e), _) => e,
+            (None, Some(j)) => staging_cut(j),
+            (None, None) => invalid("a failure without a journal"),
         }
     }
 
     /// Performs one action; Some(event) when its result is one.
     fn perform(&mut self, a: Action) -> Result<Option<Event>> {
+        if a == Action::SettleStatus {
+            self.report.settle_stale();
+            return Ok(None);
+        }
+        // Every other action is about the update in flight: the machine gives them
+        // only at a step, or right after one.
+        let j = self
+            .j
+            .take()
+            .ok_or_else(|| invalid("an action without a journal"))?;
+        let r = self.perform_on(&j, a);
+        self.j = Some(j);
+        r
+    }
+
+    fn perform_on(&mut self, j: &Journal, a: Action) -> Result<Option<Event>> {
         let ctx = self.ctx;
         let s = &ctx.cfg.services;
+        let slot = |w: Which| match w {
+            Which::Target => Some(self.layout.slot_dir(&j.target)),
+            Which::From => j.from.as_deref().map(|s| self.layout.slot_dir(s)),
+        };
         match a {
-            Action::Persist => self.persist()?,
+            Action::Persist => self.persist(j)?,
             Action::StageTarget => {
-                return Ok(Some(match self.stage() {
+                return Ok(Some(match self.stage(j) {
                     Ok(()) => Event::Staged,
                     Err(Error::Interrupted) => Event::Interrupted,
                     Err(e) => {
@@ -164,183 +227,136 @@ impl<'c, 'f> Driver<'c, 'f> {
                 }))
             }
             Action::ClearTarget => {
-                if let Err(e) = self.layout.clear(&self.j.target) {
-                    log::warn!("clearing slot {}: {e}", self.j.target);
+                if let Err(e) = self.layout.clear(&j.target) {
+                    log::warn!("clearing slot {}: {e}", j.target);
                 }
             }
             Action::StopServices(w) => {
-                if let Err(e) = services::stop_in(s, self.slot(w).as_deref(), ctx.clock) {
+                if let Err(e) = services::stop_in(s, slot(w).as_deref(), ctx.clock) {
                     log::warn!("stopping services: {e}; going on");
                 }
             }
-            Action::PointCurrent(Which::Target) => return Ok(Some(self.switch_to_target())),
-            Action::PointCurrent(Which::From) => self.layout.switch_to(self.j.from.as_deref())?,
-            Action::PostSwitchHook => return Ok(self.post_switch_hook()),
+            Action::PointCurrent(Which::Target) => return Ok(Some(self.switch_to_target(j))),
+            Action::PointCurrent(Which::From) => self.layout.switch_to(j.from.as_deref())?,
+            Action::PostSwitchHook => return Ok(self.post_switch_hook(j)),
             Action::StartServices(Which::Target) => {
-                let r = services::start_in(s, self.slot(Which::Target).as_deref(), ctx.clock);
+                let r = services::start_in(s, slot(Which::Target).as_deref(), ctx.clock);
                 match r {
                     Ok(()) => {}
                     Err(Error::Interrupted) => return Ok(Some(Event::Interrupted)),
-                    Err(e) => return Ok(Some(self.unhealthy(&e))),
+                    Err(e) => return Ok(Some(unhealthy(j, &e))),
                 }
             }
             Action::StartServices(Which::From) => {
-                if let Some(from) = self.slot(Which::From) {
+                if let Some(from) = slot(Which::From) {
                     if let Err(e) = services::start_in(s, Some(&from), ctx.clock) {
                         log::error!("restarting the services of the old slot: {e}");
                     }
                 }
             }
             Action::HealthCheck => {
-                let r = services::health_in(s, self.slot(Which::Target).as_deref(), ctx.clock);
+                let r = services::health_in(s, slot(Which::Target).as_deref(), ctx.clock);
                 return Ok(Some(match r {
                     Ok(()) => Event::Healthy,
                     // Still `switched`: the next start runs the health check again.
                     Err(Error::Interrupted) => Event::Interrupted,
-                    Err(e) => self.unhealthy(&e),
+                    Err(e) => unhealthy(j, &e),
                 }));
             }
-            Action::MarkTargetBad => self.mark_target_bad(),
-            Action::ReportCommitted => self.report_committed(),
-            Action::DiscardDownload => {
-                download::discard(&self.dir);
-                let _ = std::fs::remove_file(self.dir.join("failed-id"));
+            Action::MarkTargetBad => self.mark_target_bad(j),
+            Action::ReportCommitted => {
+                // The downgrade guard's durable record: a slot record can be dropped
+                // later (a slot marked bad), this file is not.
+                if let Err(e) = super::downgrade::store(&self.ctx.cfg) {
+                    log::warn!("storing the highest version installed: {e}");
+                }
+                self.report.committed(j);
             }
-            Action::DropJournal => journal::clear(&self.dir)?,
+            Action::DiscardDownload => {
+                download::discard(&self.paths);
+                let _ = std::fs::remove_file(self.paths.failed_id());
+            }
+            Action::DropJournal => journal::clear(&self.paths)?,
             Action::ReportFailed => {
-                let e = self.error.take().unwrap_or_else(|| self.staging_cut());
-                fail(ctx, UpdateState::Failed, &e);
+                let e = self.error.take().unwrap_or_else(|| staging_cut(j));
+                self.report.failed(&e);
                 self.error = Some(e);
             }
-            Action::ReportRolledBack => {
-                let why = self.j.reason.clone().unwrap_or_default();
-                fail(ctx, UpdateState::RolledBack, &Error::RolledBack(why));
-            }
-            Action::SettleStatus => super::settle_stale_state(ctx),
+            Action::ReportRolledBack => self.report.rolled_back(j),
+            Action::SettleStatus => self.report.settle_stale(),
             Action::HandOver => log::info!(
                 "version {} brings a new agent: it health-checks and commits after the restart",
-                self.j.version
+                j.version
             ),
         }
         Ok(None)
     }
 
-    /// Saves the journal, and reports the new step in status.json (or the log).
-    fn persist(&self) -> Result<()> {
-        let ctx = self.ctx;
-        journal::save(&self.dir, &self.j)?;
-        match self.j.step {
-            // One status write per state: `switching` follows `staging` (or a
-            // rollback command, which reports `installing` here).
-            Step::Staging => set_state(ctx, UpdateState::Installing),
-            Step::Switching if self.staging.is_none() => set_state(ctx, UpdateState::Installing),
-            Step::Switching => {}
-            Step::Switched => set_state(ctx, UpdateState::HealthCheck),
-            Step::RollingBack => log::error!(
-                "rolling back to slot {}: {}",
-                self.j.from.as_deref().unwrap_or("(none)"),
-                self.j.reason.as_deref().unwrap_or("")
-            ),
-            Step::Committed => {}
-        }
+    /// Saves the journal, and reports the step it names.
+    fn persist(&self, j: &Journal) -> Result<()> {
+        journal::save(&self.paths, j)?;
+        self.report.step(j, self.staging.is_some());
         Ok(())
     }
 
     /// Points `current` at the target slot; whether the new agent takes over.
-    fn switch_to_target(&self) -> Event {
-        match self.layout.switch_to(Some(&self.j.target)) {
+    fn switch_to_target(&self, j: &Journal) -> Event {
+        match self.layout.switch_to(Some(&j.target)) {
             // Only an agent the package brings is handed over to (a content
             // package's slot holds a clone of the running one).
             Ok(()) => Event::CurrentSwitched {
-                hand_over: self.hand_over
-                    && self.j.kind == Kind::Update
+                hand_over: j.kind == Kind::Update
                     && self
                         .staging
                         .as_ref()
-                        .is_some_and(|st| st.pkg.has_path(AGENT_IN_SLOT)),
+                        .is_some_and(|st| st.hand_over && st.pkg.has_path(AGENT_IN_SLOT)),
             },
             Err(e) => Event::SwitchFailed(e.to_string()),
         }
     }
 
     /// The package's post-switch hook, if it has one; Some(unhealthy) when it fails.
-    fn post_switch_hook(&self) -> Option<Event> {
+    fn post_switch_hook(&self, j: &Journal) -> Option<Event> {
         let ctx = self.ctx;
-        let target = self.layout.slot_dir(&self.j.target);
+        let target = self.layout.slot_dir(&j.target);
+        let from = j.from.as_deref().map(|s| self.layout.slot_dir(s));
         let r = hooks::run(
             &target,
             verify::HOOK_POST_SWITCH,
-            self.slot(Which::From).as_deref(),
-            &self.j.version,
+            from.as_deref(),
+            &j.version,
             ctx.clock,
             ctx.cfg.updates.hook_timeout,
         );
-        r.err().map(|e| self.unhealthy(&e))
-    }
-
-    /// The new version did not come up: why, for the rollback.
-    fn unhealthy(&self, e: &Error) -> Event {
-        Event::Unhealthy(format!("version {}: {e}", self.j.version))
+        r.err().map(|e| unhealthy(j, &e))
     }
 
     /// Marks the target slot bad, and remembers the update so that the daemon does
     /// not install it again by itself.
-    fn mark_target_bad(&self) {
+    fn mark_target_bad(&self, j: &Journal) {
         let why = format!(
             "version {} failed: {}",
-            self.j.version,
-            self.j.reason.as_deref().unwrap_or("not healthy")
+            j.version,
+            j.reason.as_deref().unwrap_or("not healthy")
         );
-        if let Err(e) = self.layout.mark_bad(&self.j.target, &why) {
-            log::warn!("marking slot {} bad: {e}", self.j.target);
+        if let Err(e) = self.layout.mark_bad(&j.target, &why) {
+            log::warn!("marking slot {} bad: {e}", j.target);
         }
-        if let Some(id) = &self.j.update_id {
-            let _ = crate::fsutil::atomic_write(&self.dir.join("failed-id"), id.as_bytes(), 0o600);
+        if let Some(id) = &j.update_id {
+            let _ = crate::fsutil::atomic_write(&self.paths.failed_id(), id.as_bytes(), 0o600);
         }
-    }
-
-    /// status.json and the log after a commit.
-    fn report_committed(&self) {
-        let ctx = self.ctx;
-        let now = crate::clock::iso8601(ctx.now());
-        let kind = self.j.kind;
-        report(ctx, |u| {
-            u.state = UpdateState::Idle;
-            u.last_error = None;
-            u.deferred = None;
-            if kind == Kind::Update {
-                u.available = false;
-                u.downloaded_bytes = None;
-                u.last_installed_at = Some(now);
-                u.breaking = None;
-                u.security_update = None;
-            }
-        });
-        log::info!(
-            "version {} committed in slot {}",
-            self.j.version,
-            self.j.target
-        );
-    }
-
-    /// Why staging ended when no error was kept: it was cut (a restart).
-    fn staging_cut(&self) -> Error {
-        Error::Other(format!(
-            "update to {} interrupted while staging slot {}; the active slot was not touched",
-            self.j.version, self.j.target
-        ))
     }
 
     /// Fills the target slot from the package in one pass and records it: a copy of
     /// the active slot first for a content package (minus its hooks, minus the
     /// package's deletions), then every entry extracted and checked as it is
     /// written, `syncfs`, the agent probe, the post-install hook, the record.
-    fn stage(&mut self) -> Result<()> {
+    fn stage(&mut self, j: &Journal) -> Result<()> {
         let ctx = self.ctx;
         let Some(st) = self.staging.as_mut() else {
-            return Err(Error::Other("nothing to stage".into()));
+            return Err(invalid("nothing to stage"));
         };
-        let target = self.j.target.clone();
+        let target = j.target.clone();
         self.layout.clear(&target)?;
         let slot_dir = self.layout.slot_dir(&target);
         let over = st.pkg.kind == PackageKind::Content;
@@ -348,13 +364,12 @@ impl<'c, 'f> Driver<'c, 'f> {
             log::warn!("a full package lists deletions: ignored (the slot is exactly the package)");
         }
         if over {
-            let from = self
-                .j
+            let from = j
                 .from
                 .as_deref()
                 .ok_or_else(|| Error::Other("content package without an active slot".into()))?;
             let src = self.layout.slot_dir(from);
-            let (n, b) = slots::copy_tree(&src, &slot_dir, &["hooks"])?;
+            let (n, b) = slots::copy_tree(&src, &slot_dir, &slots::NOT_COPIED)?;
             let d = slots::delete_paths(&slot_dir, st.pkg.deletions())?;
             log::info!(
                 "copied slot {from} ({n} files, {b} bytes) into slot {target}; {d} paths deleted"
@@ -370,12 +385,14 @@ impl<'c, 'f> Driver<'c, 'f> {
         if st.pkg.has_path(AGENT_IN_SLOT) {
             probe_agent(ctx, &slot_dir)?;
         }
-        let old = self.j.from.as_deref().map(|s| self.layout.slot_dir(s));
+        // The keys the package hands on, read before any of its code runs.
+        let keys = super::trust::package_keys(&slot_dir, &st.pkg)?;
+        let old = j.from.as_deref().map(|s| self.layout.slot_dir(s));
         hooks::run(
             &slot_dir,
             verify::HOOK_POST_INSTALL,
             old.as_deref(),
-            &self.j.version,
+            &j.version,
             ctx.clock,
             ctx.cfg.updates.hook_timeout,
         )
@@ -386,34 +403,56 @@ impl<'c, 'f> Driver<'c, 'f> {
         self.layout.write_record(
             &target,
             &Record {
-                version: self.j.version.clone(),
+                version: j.version.clone(),
                 installed_at: crate::clock::iso8601(ctx.now()),
-                update_id: self.j.update_id.clone(),
+                update_id: j.update_id.clone(),
                 package_sha256: st.package_sha256.clone(),
                 files,
                 bytes,
                 kind: Some(st.pkg.kind.as_str().to_string()),
                 signed: st.pkg.signed,
+                keys: Some(keys),
             },
         )?;
         log::info!(
             "staged version {} ({} package) in slot {target}",
-            self.j.version,
+            j.version,
             st.pkg.kind.as_str()
         );
         Ok(())
     }
 }
 
+/// The new version did not come up: why, for the rollback.
+fn unhealthy(j: &Journal, e: &Error) -> Event {
+    Event::Unhealthy(format!("version {}: {e}", j.version))
+}
+
+/// Why staging ended when no error was kept: it was cut (a restart).
+fn staging_cut(j: &Journal) -> Error {
+    Error::Other(format!(
+        "update to {} interrupted while staging slot {}; the active slot was not touched",
+        j.version, j.target
+    ))
+}
+
+/// A driver bug (never a disk state): the machine and the driver disagree.
+fn invalid(what: &str) -> Error {
+    Error::Other(format!("update state machine: {what}"))
+}
+
 /// Self-update guard: a package carrying the agent must carry one that runs here.
 fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
-    let bin = slot_dir.join(AGENT_IN_SLOT);
-    if std::fs::symlink_metadata(&bin).is_err() {
-        return Ok(());
-    }
-    let child = services::child_command(&bin)
+    let bin = match hooks::in_slot(slot_dir, AGENT_IN_SLOT) {
+        Ok(Some(bin)) => bin,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(Error::PackageRejected(e.to_string())),
+    };
+    // The same cleared environment as hooks: no proxy credentials, no fallback flag;
+    // and nothing it starts outlives it.
+    let _contain = hooks::Contain::start();
+    let child = hooks::package_command(&bin, slot_dir)
         .arg("--version")
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -4,6 +4,8 @@
 //! holds in `install.root/factory-version` (one line, written by board/install.sh
 //! from `FACTORY_VERSION`), and the agent reports it until a slot is active.
 
+use super::slots::Layout;
+use crate::config::Config;
 use crate::fsutil;
 use std::path::{Path, PathBuf};
 
@@ -16,6 +18,19 @@ pub(crate) const NONE: &str = "0.0.0";
 /// `install.root/factory-version`.
 pub(crate) fn path(root: &Path) -> PathBuf {
     root.join(FILE)
+}
+
+/// The active slot ("a"/"b", None on a fresh box) and its installed version (on a
+/// fresh box, the factory version).
+pub(crate) fn active(cfg: &Config) -> (Option<String>, String) {
+    let l = Layout::new(&cfg.install.root);
+    match l.active() {
+        Some(s) => {
+            let v = l.version(&s);
+            (Some(s), v)
+        }
+        None => (None, version(&cfg.install.root)),
+    }
 }
 
 /// The recorded factory version, if the file holds a plain version string.

@@ -11,8 +11,8 @@
 
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::state_paths::StatePaths;
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
 
 /// Largest journal file read back.
 const MAX_JOURNAL: u64 = 64 * 1024;
@@ -83,14 +83,9 @@ pub(crate) struct Journal {
     pub(crate) cut_starts: u32,
 }
 
-/// Path of the journal in the update directory.
-pub(crate) fn path(dir: &Path) -> PathBuf {
-    dir.join("journal.json")
-}
-
 /// Reads the journal; None when there is no update in flight.
-pub(crate) fn load(dir: &Path) -> Result<Option<Journal>> {
-    let p = path(dir);
+pub(crate) fn load(paths: &StatePaths) -> Result<Option<Journal>> {
+    let p = paths.journal();
     match fsutil::read_bounded(&p, MAX_JOURNAL) {
         Ok(data) => serde_json::from_slice(&data)
             .map(Some)
@@ -101,20 +96,21 @@ pub(crate) fn load(dir: &Path) -> Result<Option<Journal>> {
 }
 
 /// Persists the journal (atomic, fsynced) before the step it names is taken.
-pub(crate) fn save(dir: &Path, j: &Journal) -> Result<()> {
-    fsutil::ensure_dir(dir, 0o700)?;
-    fsutil::atomic_write_json(&path(dir), j, 0o600)?;
+pub(crate) fn save(paths: &StatePaths, j: &Journal) -> Result<()> {
+    fsutil::ensure_dir(&paths.update(), 0o700)?;
+    fsutil::atomic_write_json(&paths.journal(), j, 0o600)?;
     log::debug!("journal: {} (target slot {})", j.step.as_str(), j.target);
     crash_point(&format!("journal:{}", j.step.as_str()));
     Ok(())
 }
 
 /// Removes the journal once the update is finished either way.
-pub(crate) fn clear(dir: &Path) -> Result<()> {
-    let p = path(dir);
+pub(crate) fn clear(paths: &StatePaths) -> Result<()> {
+    let p = paths.journal();
     match std::fs::remove_file(&p) {
         Ok(()) => {
-            fsutil::fsync_dir(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
+            let dir = paths.update();
+            fsutil::fsync_dir(&dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io(format!("removing {}", p.display()), e)),
@@ -171,7 +167,7 @@ mod tests {
     #[test]
     fn round_trip_and_clear() {
         let d = tempfile::tempdir().unwrap();
-        let dir = d.path().join("update");
+        let dir = StatePaths::new(d.path());
         assert_eq!(load(&dir).unwrap(), None);
         let j = Journal {
             step: Step::Switched,
@@ -187,7 +183,7 @@ mod tests {
             cut_starts: 2,
         };
         save(&dir, &j).unwrap();
-        let text = std::fs::read_to_string(path(&dir)).unwrap();
+        let text = std::fs::read_to_string(dir.journal()).unwrap();
         assert!(text.contains("\"step\": \"switched\""), "{text}");
         assert_eq!(load(&dir).unwrap(), Some(j));
         clear(&dir).unwrap();
@@ -198,8 +194,10 @@ mod tests {
     #[test]
     fn garbage_journal_is_an_error_not_a_guess() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::write(path(d.path()), b"{not json").unwrap();
-        let e = load(d.path()).unwrap_err();
+        let paths = StatePaths::new(d.path());
+        std::fs::create_dir(paths.update()).unwrap();
+        std::fs::write(paths.journal(), b"{not json").unwrap();
+        let e = load(&paths).unwrap_err();
         assert!(e.to_string().contains("unreadable journal: "), "{e}");
         // The parse error stays behind it as a source, not only as words.
         let io = std::error::Error::source(&e)

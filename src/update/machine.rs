@@ -118,13 +118,32 @@ pub(crate) struct State {
     pub(crate) attempts: u32,
 }
 
-/// The result of an event: the next state, why a rollback runs (if one starts), and
-/// the actions in order.
+/// How a driven update ended: the transition after which the machine rests says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The target is active and committed.
+    Committed,
+    /// `current` names the target; a new agent commits it after its start.
+    HandedOver,
+    /// Nothing was in flight (start-up without a journal).
+    Nothing,
+    /// Staging failed or was cut; the target was cleared, the active slot untouched.
+    Failed,
+    /// Back on the old slot (the reason is the journal's).
+    RolledBack,
+    /// A signal stopped the work; the journal names what the next start does.
+    Interrupted,
+}
+
+/// The result of an event: the next state, why a rollback runs (if one starts), the
+/// actions in order, and how the update ends when none of them yields an event
+/// (None: the last action always does, so the machine goes on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Transition {
     pub(crate) next: State,
     pub(crate) reason: Option<String>,
     pub(crate) actions: Vec<Action>,
+    pub(crate) end: Option<End>,
 }
 
 /// An event that cannot happen in a state (a bug in the driver, never a disk state).
@@ -178,7 +197,11 @@ const STAGING_LOST: &[Action] = &[ClearTarget, DropJournal, ReportFailed];
 
 /// The transition function: pure, total over the states a journal can hold.
 pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
-    let go = |step: Option<Step>, attempts: u32, reason: Option<String>, actions: &[Action]| {
+    let go = |step: Option<Step>,
+              attempts: u32,
+              reason: Option<String>,
+              actions: &[Action],
+              end: Option<End>| {
         Ok(Transition {
             next: State {
                 step,
@@ -187,6 +210,7 @@ pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
             },
             reason,
             actions: actions.to_vec(),
+            end,
         })
     };
     let commit = |persist: bool| {
@@ -199,34 +223,48 @@ pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
             a.push(DiscardDownload);
         }
         a.push(DropJournal);
-        go(Some(Step::Committed), s.attempts, None, &a)
+        go(
+            Some(Step::Committed),
+            s.attempts,
+            None,
+            &a,
+            Some(End::Committed),
+        )
     };
+    let rolled_back = Some(End::RolledBack);
+    let failed = Some(End::Failed);
     use Step::*;
     match (s.step, e) {
-        (_, Event::Interrupted) => go(s.step, s.attempts, None, &[]),
-        (None, Event::Begin) => go(Some(Staging), 0, None, &[Persist, StageTarget]),
-        (None, Event::BeginRollback) => go(Some(Switching), 0, None, SWITCH),
-        (None, Event::Restart { .. }) => go(None, 0, None, &[SettleStatus]),
-        (Some(Staging), Event::Staged) => go(Some(Switching), 0, None, SWITCH),
-        (Some(Staging), Event::StageFailed) => go(None, 0, None, STAGING_LOST),
-        (Some(Staging), Event::Restart { .. }) => go(None, 0, None, STAGING_LOST),
-        (Some(Switching), Event::CurrentSwitched { hand_over: true }) => {
-            go(Some(Switched), 1, None, &[Persist, HandOver])
-        }
+        (_, Event::Interrupted) => go(s.step, s.attempts, None, &[], Some(End::Interrupted)),
+        (None, Event::Begin) => go(Some(Staging), 0, None, &[Persist, StageTarget], None),
+        (None, Event::BeginRollback) => go(Some(Switching), 0, None, SWITCH, None),
+        (None, Event::Restart { .. }) => go(None, 0, None, &[SettleStatus], Some(End::Nothing)),
+        (Some(Staging), Event::Staged) => go(Some(Switching), 0, None, SWITCH, None),
+        (Some(Staging), Event::StageFailed) => go(None, 0, None, STAGING_LOST, failed),
+        (Some(Staging), Event::Restart { .. }) => go(None, 0, None, STAGING_LOST, failed),
+        (Some(Switching), Event::CurrentSwitched { hand_over: true }) => go(
+            Some(Switched),
+            1,
+            None,
+            &[Persist, HandOver],
+            Some(End::HandedOver),
+        ),
         (Some(Switching), Event::CurrentSwitched { hand_over: false }) => {
-            go(Some(Switched), 1, None, PROVE)
+            go(Some(Switched), 1, None, PROVE, None)
         }
         (Some(Switching), Event::SwitchFailed(why)) => go(
             Some(RollingBack),
             s.attempts,
             Some(format!("switching current: {why}")),
             ROLL_BACK,
+            rolled_back,
         ),
         (Some(Switching), Event::Restart { .. }) => go(
             Some(RollingBack),
             s.attempts,
             Some("interrupted during the switch".into()),
             ROLL_BACK,
+            rolled_back,
         ),
         (Some(Switched), Event::Healthy) => commit(true),
         (Some(Switched), Event::Unhealthy(why)) => go(
@@ -234,6 +272,7 @@ pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
             s.attempts,
             Some(why.clone()),
             ROLL_BACK_BAD,
+            rolled_back,
         ),
         (
             Some(Switched),
@@ -247,16 +286,26 @@ pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
                 let why = format!(
                     "not healthy after {max_boot_attempts} starts (updates.max_boot_attempts)"
                 );
-                go(Some(RollingBack), attempts, Some(why), ROLL_BACK_BAD)
+                go(
+                    Some(RollingBack),
+                    attempts,
+                    Some(why),
+                    ROLL_BACK_BAD,
+                    rolled_back,
+                )
             } else {
-                go(Some(Switched), attempts, None, PROVE)
+                go(Some(Switched), attempts, None, PROVE, None)
             }
         }
         // Finishing an interrupted rollback: the journal already holds the step and
         // the reason; every action is repeated (they are idempotent).
-        (Some(RollingBack), Event::Restart { .. }) => {
-            go(Some(RollingBack), s.attempts, None, &ROLL_BACK_BAD[1..])
-        }
+        (Some(RollingBack), Event::Restart { .. }) => go(
+            Some(RollingBack),
+            s.attempts,
+            None,
+            &ROLL_BACK_BAD[1..],
+            rolled_back,
+        ),
         (Some(Committed), Event::Restart { .. }) => commit(false),
         (_, ev) => Err(Invalid {
             state: s,
@@ -432,6 +481,58 @@ mod tests {
         // 2 kinds x (6 steps x 11 events - the 1 counter-dependent pair).
         assert_eq!(valid + invalid, 2 * (6 * 11 - 1));
         assert_eq!(valid, 2 * 20);
+    }
+
+    /// The driver stops when no action yields an event; the transition then names
+    /// the end. Every transition either names one, or its last action always yields
+    /// an event (staging, the switch, the health check), never both; and a
+    /// transition that leaves no journal (step None) never goes on.
+    #[test]
+    fn the_machine_rests_only_with_an_end() {
+        let always_yields =
+            |a: &Action| matches!(a, StageTarget | PointCurrent(Which::Target) | HealthCheck);
+        let mut n = 0;
+        for kind in [Kind::Update, Kind::Rollback] {
+            for step in STEPS {
+                for attempts in [0, 1, 5] {
+                    for e in events() {
+                        let Ok(t) = transition(st(step, kind, attempts), &e) else {
+                            continue;
+                        };
+                        let goes_on = t.actions.last().is_some_and(always_yields);
+                        assert_eq!(t.end.is_some(), !goes_on, "{step:?} {e:?}: {t:?}");
+                        if t.next.step.is_none() {
+                            assert!(!t.actions.iter().any(always_yields), "{step:?} {e:?}");
+                        }
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert!(n > 100, "{n}");
+        let end = |step, e: Event| transition(st(step, Kind::Update, 1), &e).unwrap().end;
+        let restart = || Event::Restart {
+            max_boot_attempts: 3,
+        };
+        assert_eq!(end(None, restart()), Some(End::Nothing));
+        assert_eq!(end(Some(Step::Staging), restart()), Some(End::Failed));
+        assert_eq!(end(Some(Step::Switching), restart()), Some(End::RolledBack));
+        assert_eq!(end(Some(Step::Committed), restart()), Some(End::Committed));
+        assert_eq!(
+            end(Some(Step::Switched), Event::Healthy),
+            Some(End::Committed)
+        );
+        assert_eq!(
+            end(Some(Step::Switched), Event::Interrupted),
+            Some(End::Interrupted)
+        );
+        assert_eq!(
+            end(
+                Some(Step::Switching),
+                Event::CurrentSwitched { hand_over: true }
+            ),
+            Some(End::HandedOver)
+        );
     }
 
     #[test]

@@ -43,7 +43,16 @@ pub(crate) struct Record {
     /// `full` or `content` (absent in records of earlier releases: full).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) kind: Option<String>,
+    /// The keys (base64) the package shipped in `update-keys/`: the set trusted
+    /// while this slot is active (if `signed`). Absent in records of earlier
+    /// releases (then the slot's `update-keys/` is read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) keys: Option<Vec<String>>,
 }
+
+/// Top-level names a content package's copy of the active slot leaves out: hooks
+/// and the key set come only from the package being installed.
+pub(crate) const NOT_COPIED: [&str; 2] = ["hooks", super::trust::KEYS_DIR];
 
 /// Paths of an install root.
 #[derive(Debug, Clone)]
@@ -180,14 +189,18 @@ impl Layout {
             Err(e) => Err(e),
         }
         .map_err(|e| Error::io(format!("clearing {}", dir.display()), e))?;
-        fsutil::ensure_dir(&dir, 0o755)?;
+        // Private while staged: no other user may enter (and swap a directory for a
+        // link under the agent) until the record is written (`open_up`).
+        fsutil::ensure_dir(&dir, 0o700)?;
         fsutil::fsync_dir(&self.slots_dir())
             .map_err(|e| Error::io(format!("syncing {}", self.slots_dir().display()), e))
     }
 
-    /// Writes a slot's record (atomically): from now on the slot is complete.
+    /// Writes a slot's record (atomically): from now on the slot is complete, and
+    /// opened up to other users.
     pub(crate) fn write_record(&self, slot: &str, rec: &Record) -> Result<()> {
         fsutil::atomic_write_json(&self.record_path(slot), rec, 0o644)?;
+        self.open_up(slot)?;
         if self.is_bad(slot) {
             std::fs::remove_file(self.bad_path(slot))
                 .map_err(|e| Error::io(format!("removing {}", self.bad_path(slot).display()), e))?;
@@ -197,12 +210,30 @@ impl Layout {
         Ok(())
     }
 
+    /// Gives a complete slot's directory its mode 0755 (staged at 0700), on its
+    /// descriptor (never through a link).
+    fn open_up(&self, slot: &str) -> Result<()> {
+        let dir = self.slot_dir(slot);
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(&dir)
+            .map_err(|e| io_err(&dir, "opening", e))?;
+        f.set_permissions(fs::Permissions::from_mode(0o755))
+            .map_err(|e| io_err(&dir, "setting mode of", e))
+    }
+
     /// Points `current` at `slot` atomically (symlink under a temporary name, rename
     /// over `current`, fsync of install.root); None removes `current` (fresh box).
     pub(crate) fn switch_to(&self, slot: Option<&str>) -> Result<()> {
         let cur = self.current();
         match slot {
             Some(s) => {
+                // A slot whose record was written just before a power cut is still
+                // private: open it up before it goes live.
+                if self.slot_dir(s).is_dir() {
+                    self.open_up(s)?;
+                }
                 let tmp = self.root.join(".current.tmp");
                 let _ = fs::remove_file(&tmp);
                 std::os::unix::fs::symlink(format!("slots/{s}"), &tmp)
@@ -266,7 +297,7 @@ pub fn extract(
     let mut buf = vec![0u8; BUF];
     let mut total: u64 = 0;
     let mut files: u64 = 0;
-    let mut dirs: Vec<(PathBuf, u32)> = Vec::new();
+    let mut dirs: Vec<(&str, u32)> = Vec::new();
     let mut made: HashSet<PathBuf> = HashSet::new();
     // Links last: no file is ever written through a link the package made.
     let mut links = Vec::new();
@@ -278,7 +309,7 @@ pub fn extract(
         match &e.kind {
             Kind::Dir => {
                 parents(dir, &e.path, true, &mut made)?;
-                dirs.push((dest, e.mode));
+                dirs.push((e.path.as_str(), e.mode));
             }
             Kind::Symlink(t) => links.push((e, t.clone())),
             Kind::File => {
@@ -296,11 +327,92 @@ pub fn extract(
         make_link(dir, e, &target, over, &mut made)?;
     }
     for (d, mode) in dirs {
-        fs::set_permissions(&d, fs::Permissions::from_mode(mode))
-            .map_err(|x| io_err(&d, "setting mode of", x))?;
+        chmod_beneath(dir, d, mode)?;
     }
+    check_links(dir)?;
     sync_tree(dir)?;
     Ok((files, total))
+}
+
+/// Refuses a staged slot one of whose links leads out of it, resolved against the
+/// real tree as the kernel would (chains followed, links copied from the active
+/// slot included): the package's lexical check cannot see links it does not carry.
+pub(crate) fn check_links(dir: &Path) -> Result<()> {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let here = dir.join(&rel);
+        let rd = fs::read_dir(&here).map_err(|e| io_err(&here, "reading", e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| io_err(&here, "reading", e))?;
+            let r = rel.join(ent.file_name());
+            let ft = ent.file_type().map_err(|e| io_err(&here, "reading", e))?;
+            if ft.is_dir() {
+                stack.push(r);
+            } else if ft.is_symlink() && !resolves_inside(dir, &r) {
+                let t = fs::read_link(dir.join(&r)).unwrap_or_default();
+                return Err(Error::PackageRejected(format!(
+                    "{}: link to {} leaves the slot (resolved through the installed tree)",
+                    r.display(),
+                    t.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the path `rel` (under `root`) resolves inside `root`, each link on the
+/// way replaced by its target (relative ones only; at most 40 links, as the kernel).
+/// A missing component ends the real walk: the rest is taken lexically.
+fn resolves_inside(root: &Path, rel: &Path) -> bool {
+    use std::path::Component;
+    let mut at = PathBuf::new();
+    let mut depth = 0usize;
+    let mut todo: Vec<std::ffi::OsString> = Vec::new();
+    let push_all = |todo: &mut Vec<std::ffi::OsString>, p: &Path| -> bool {
+        let mut comps = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => comps.push(n.to_os_string()),
+                Component::ParentDir => comps.push("..".into()),
+                Component::CurDir => {}
+                Component::RootDir | Component::Prefix(_) => return false,
+            }
+        }
+        todo.extend(comps.into_iter().rev());
+        true
+    };
+    if !push_all(&mut todo, rel) {
+        return false;
+    }
+    let mut hops = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            if depth == 0 {
+                return false;
+            }
+            at.pop();
+            depth -= 1;
+            continue;
+        }
+        let p = root.join(&at).join(&c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                let Ok(t) = fs::read_link(&p) else {
+                    return false;
+                };
+                if hops > 40 || !push_all(&mut todo, &t) {
+                    return false;
+                }
+            }
+            _ => {
+                at.push(&c);
+                depth += 1;
+            }
+        }
+    }
+    true
 }
 
 /// Writes one file entry to `dest` (created anew, never through a link), hashing
@@ -365,8 +477,18 @@ fn write_file(
             )));
         }
     }
-    fs::set_permissions(dest, fs::Permissions::from_mode(e.mode & 0o777))
+    out.set_permissions(fs::Permissions::from_mode(e.mode & 0o777))
         .map_err(|x| io_err(dest, "setting mode of", x))
+}
+
+/// Sets the mode of the directory `rel` under `root` on its descriptor, opened
+/// beneath `root` without following any link (`fsutil::open_beneath`).
+fn chmod_beneath(root: &Path, rel: &str, mode: u32) -> Result<()> {
+    let p = root.join(rel);
+    let f = fsutil::open_beneath(root, rel, libc::O_DIRECTORY | libc::O_RDONLY)
+        .map_err(|x| io_err(&p, "opening (without following links)", x))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|x| io_err(&p, "setting mode of", x))
 }
 
 /// Creates one link entry, once its target matches the manifest's digest.
@@ -491,13 +613,19 @@ pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(u64, u
             let ft = m.file_type();
             if ft.is_dir() {
                 mkdir(&d)?;
-                modes.push((d.clone(), m.permissions().mode() & 0o777));
+                // Capped as a package's modes are: never group- or world-writable.
+                let rel = d
+                    .strip_prefix(to)
+                    .unwrap_or(&d)
+                    .to_string_lossy()
+                    .into_owned();
+                modes.push((rel, (m.permissions().mode() & 0o755) | 0o700));
                 stack.push((s, d, depth + 1));
             } else if ft.is_symlink() {
                 let t = fs::read_link(&s).map_err(|e| io_err(&s, "reading link", e))?;
                 std::os::unix::fs::symlink(&t, &d).map_err(|e| io_err(&d, "linking", e))?;
             } else if ft.is_file() {
-                bytes += clone_file(&s, &d, m.permissions().mode() & 0o777)?;
+                bytes += clone_file(&s, &d, m.permissions().mode() & 0o755)?;
                 files += 1;
                 journal::crash_after("copy", files);
             }
@@ -506,8 +634,7 @@ pub(crate) fn copy_tree(from: &Path, to: &Path, skip: &[&str]) -> Result<(u64, u
         }
     }
     for (d, mode) in modes {
-        fs::set_permissions(&d, fs::Permissions::from_mode(mode | 0o700))
-            .map_err(|e| io_err(&d, "setting mode of", e))?;
+        chmod_beneath(to, &d, mode)?;
     }
     Ok((files, bytes))
 }
@@ -540,7 +667,7 @@ fn clone_file(src: &Path, dst: &Path, mode: u32) -> Result<u64> {
             libc::sync_file_range(o.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
         }
     }
-    fs::set_permissions(dst, fs::Permissions::from_mode(mode))
+    o.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| io_err(dst, "setting mode of", e))?;
     Ok(len)
 }
@@ -603,6 +730,7 @@ mod tests {
             bytes: 1,
             signed: false,
             kind: None,
+            keys: None,
         };
         l.write_record("b", &rec).unwrap();
         assert!(l.is_complete("b"));
@@ -610,6 +738,29 @@ mod tests {
         l.clear("b").unwrap();
         assert!(!l.is_complete("b"));
         assert_eq!(fs::read_dir(l.slot_dir("b")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn links_resolve_against_the_real_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let slot = d.path().join("s");
+        fs::create_dir_all(slot.join("d1/d2/d3")).unwrap();
+        std::os::unix::fs::symlink("../../..", slot.join("d1/d2/d3/l1")).unwrap();
+        std::os::unix::fs::symlink("d1/d2", slot.join("ok")).unwrap();
+        assert!(check_links(&slot).is_ok());
+        for (name, t) in [
+            ("x", "d1/d2/d3/l1/../.."),
+            ("y", "/etc"),
+            ("z", "d1/d2/d3/l1/d1/d2/d3/l1/.."),
+        ] {
+            std::os::unix::fs::symlink(t, slot.join(name)).unwrap();
+            let e = check_links(&slot).unwrap_err().to_string();
+            assert!(e.contains("leaves the slot"), "{t}: {e}");
+            fs::remove_file(slot.join(name)).unwrap();
+        }
+        // A loop is refused, not followed forever.
+        std::os::unix::fs::symlink("loop", slot.join("loop")).unwrap();
+        assert!(check_links(&slot).is_err());
     }
 
     #[test]

@@ -8,11 +8,19 @@
 //! signature was checked), those keys *replace* the configured ones, so a retired or
 //! compromised key can be dropped by shipping the new set. Rolling back to the other
 //! slot brings that slot's key set back with it.
+//!
+//! The set comes only from the package installed, full or content: staging reads
+//! the package's own `update-keys/*.pub` (signed entries, opened without following
+//! links) into the slot record, and a content package's copy of the active slot
+//! leaves `update-keys/` out. A content package restates the whole set; one without
+//! keys puts the box back on `updates.public_key`.
 
 use super::slots::Layout;
-use super::verify::parse_public_key;
+use super::verify::{key_from_file_data, parse_public_key, Kind, Package};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use base64::Engine;
+use std::io::Read;
 use std::path::Path;
 
 /// The directory of a package (and so of a slot) holding the keys it hands on.
@@ -115,23 +123,86 @@ fn read_dir_keys(dir: &Path, keys: &mut Vec<[u8; 32]>, problems: &mut Vec<String
 }
 
 /// The key set the active slot hands on: only for a slot installed from a package
-/// whose signature was checked, and only if it holds at least one key.
+/// whose signature was checked, and only if it holds at least one key. The record's
+/// list (what the package shipped); a record of an earlier release has none: then
+/// the slot's `update-keys/*.pub`, each opened without following a link.
 fn slot_keys(cfg: &Config) -> Option<(String, Vec<[u8; 32]>)> {
     let layout = Layout::new(&cfg.install.root);
     let slot = layout.active()?;
-    if !layout.record(&slot)?.signed {
+    let rec = layout.record(&slot)?;
+    if !rec.signed {
         return None;
     }
-    let dir = layout.slot_dir(&slot).join(KEYS_DIR);
-    let mut keys = Vec::new();
     let mut problems = Vec::new();
-    if read_dir_keys(&dir, &mut keys, &mut problems) == 0 {
-        return None;
-    }
+    let keys: Vec<[u8; 32]> = match &rec.keys {
+        Some(list) => list
+            .iter()
+            .filter_map(|k| {
+                let k32 = base64::engine::general_purpose::STANDARD
+                    .decode(k)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok());
+                if k32.is_none() {
+                    problems.push(format!("record: {k:?} is not a key"));
+                }
+                k32
+            })
+            .collect(),
+        None => {
+            let dir = layout.slot_dir(&slot);
+            let names: Vec<String> = std::fs::read_dir(dir.join(KEYS_DIR))
+                .map(|rd| {
+                    rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter(|n| n.ends_with(".pub"))
+                        .take(MAX_KEYS)
+                        .collect()
+                })
+                .unwrap_or_default();
+            names
+                .iter()
+                .filter_map(|n| {
+                    let r = read_key_beneath(&dir, &format!("{KEYS_DIR}/{n}"));
+                    r.map_err(|e| problems.push(e)).ok()
+                })
+                .collect()
+        }
+    };
     for p in problems {
         log::warn!("trusted keys of slot {slot}: {p}");
     }
-    Some((slot, keys))
+    (!keys.is_empty()).then_some((slot, keys))
+}
+
+/// One key file of a slot, opened beneath it without following any link.
+fn read_key_beneath(slot_dir: &Path, rel: &str) -> std::result::Result<[u8; 32], String> {
+    let f = crate::fsutil::open_beneath(slot_dir, rel, libc::O_RDONLY)
+        .map_err(|e| format!("{rel}: {e} (a link is never followed)"))?;
+    let mut data = Vec::new();
+    f.take(16 * 1024 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("{rel}: {e}"))?;
+    key_from_file_data(&data).ok_or_else(|| format!("{rel}: not an Ed25519 public key"))
+}
+
+/// The keys a staged package hands on, for its slot record (base64): its own
+/// `update-keys/*.pub` entries, read back from the slot without following links.
+/// A file that holds no key refuses the package (it was signed as one).
+pub(crate) fn package_keys(slot_dir: &Path, pkg: &Package) -> Result<Vec<String>> {
+    let prefix = format!("{KEYS_DIR}/");
+    let mut out = Vec::new();
+    for e in &pkg.entries {
+        let Some(name) = e.path.strip_prefix(&prefix) else {
+            continue;
+        };
+        if e.kind != Kind::File || name.contains('/') || !name.ends_with(".pub") {
+            continue;
+        }
+        let k = read_key_beneath(slot_dir, &e.path).map_err(Error::PackageRejected)?;
+        out.push(base64::engine::general_purpose::STANDARD.encode(k));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Refusal used when signatures are required and no key is usable.

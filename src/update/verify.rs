@@ -135,19 +135,11 @@ pub fn parse_public_key(value: &str) -> Result<[u8; 32]> {
             "updates.public_key: neither base64 of a 32-byte Ed25519 key nor a readable file ({value}: {e})"
         ))
     })?;
-    if data.len() == 32 {
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&data);
-        return Ok(k);
-    }
-    std::str::from_utf8(&data)
-        .ok()
-        .and_then(key_from_text)
-        .ok_or_else(|| {
-            Error::Config(format!(
-                "updates.public_key: {value} holds no Ed25519 public key (base64 of 32 bytes or PEM)"
-            ))
-        })
+    key_from_file_data(&data).ok_or_else(|| {
+        Error::Config(format!(
+            "updates.public_key: {value} holds no Ed25519 public key (base64 of 32 bytes or PEM)"
+        ))
+    })
 }
 
 /// The bytes of a PEM text (its armour lines dropped) or of bare base64; None if
@@ -162,6 +154,16 @@ pub fn pem_or_base64(text: &str) -> Option<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(b64.as_bytes())
         .ok()
+}
+
+/// The key a key file holds: the raw 32 bytes, or base64 / PEM text.
+pub(crate) fn key_from_file_data(data: &[u8]) -> Option<[u8; 32]> {
+    if data.len() == 32 {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(data);
+        return Some(k);
+    }
+    std::str::from_utf8(data).ok().and_then(key_from_text)
 }
 
 fn key_from_text(text: &str) -> Option<[u8; 32]> {

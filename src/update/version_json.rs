@@ -1,14 +1,14 @@
 //! `version.json`: the metadata the real backend puts at the root of every package it
 //! builds or accepts (platform/api `VersionMetadata`: `version`, `changelog`,
 //! `requiredNodeVersion`, optional `platform`, `architecture`, `breaking`,
-//! `securityUpdate`, `dependencies`, `createdAt`; ours: `kind`), semantic versions,
-//! and the checks a package's metadata must pass on this box. Pure: the box's facts
+//! `securityUpdate`, `dependencies`, `createdAt`; ours: `kind`) (versions compared by
+//! `version.rs`), and the checks a package's metadata must pass on this box. Pure: the box's facts
 //! come in as arguments.
 
 use super::manifest::PackageKind;
+use super::version::Semver;
 use crate::error::{Error, Result};
 use serde_json::Value;
-use std::cmp::Ordering;
 
 /// The metadata file at a package's root.
 pub(crate) const VERSION_JSON: &str = "version.json";
@@ -64,104 +64,6 @@ pub fn parse(data: &[u8]) -> Result<VersionInfo> {
             .map(|k| PackageKind::parse(&k, VERSION_JSON))
             .transpose()?,
     })
-}
-
-/// A semantic version (semver.org 2.0.0): `MAJOR.MINOR.PATCH[-pre][+build]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Semver {
-    pub(crate) major: u64,
-    pub(crate) minor: u64,
-    pub(crate) patch: u64,
-    /// Dot-separated pre-release identifiers (empty for a release).
-    pub(crate) pre: Vec<String>,
-}
-
-impl Semver {
-    /// Parses a strict semantic version; a leading `v` is not accepted.
-    pub fn parse(s: &str) -> Option<Semver> {
-        let core_pre = s.split_once('+').map_or(s, |(a, build)| {
-            if build.is_empty() || !build.split('.').all(ident_ok) {
-                ""
-            } else {
-                a
-            }
-        });
-        let (core, pre) = match core_pre.split_once('-') {
-            Some((c, p)) => (c, Some(p)),
-            None => (core_pre, None),
-        };
-        let mut n = core.split('.').map(num);
-        let (major, minor, patch) = (n.next()??, n.next()??, n.next()??);
-        if n.next().is_some() {
-            return None;
-        }
-        let pre = match pre {
-            None => vec![],
-            Some(p) => {
-                let ids: Vec<String> = p.split('.').map(str::to_string).collect();
-                let ok = ids.iter().all(|i| {
-                    ident_ok(i)
-                        && !(i.len() > 1
-                            && i.starts_with('0')
-                            && i.bytes().all(|b| b.is_ascii_digit()))
-                });
-                if !ok {
-                    return None;
-                }
-                ids
-            }
-        };
-        Some(Semver {
-            major,
-            minor,
-            patch,
-            pre,
-        })
-    }
-}
-
-fn ident_ok(i: &str) -> bool {
-    !i.is_empty() && i.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-fn num(s: &str) -> Option<u64> {
-    if s.is_empty() || (s.len() > 1 && s.starts_with('0')) || !s.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    s.parse().ok()
-}
-
-impl Ord for Semver {
-    fn cmp(&self, o: &Self) -> Ordering {
-        (self.major, self.minor, self.patch)
-            .cmp(&(o.major, o.minor, o.patch))
-            .then_with(|| match (self.pre.is_empty(), o.pre.is_empty()) {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Greater,
-                (false, true) => Ordering::Less,
-                (false, false) => {
-                    for (a, b) in self.pre.iter().zip(&o.pre) {
-                        let c = match (a.parse::<u64>(), b.parse::<u64>()) {
-                            (Ok(x), Ok(y)) => x.cmp(&y),
-                            (Ok(_), Err(_)) => Ordering::Less,
-                            (Err(_), Ok(_)) => Ordering::Greater,
-                            (Err(_), Err(_)) => a.cmp(b),
-                        };
-                        if c != Ordering::Equal {
-                            return c;
-                        }
-                    }
-                    self.pre.len().cmp(&o.pre.len())
-                }
-            })
-    }
-}
-
-impl PartialOrd for Semver {
-    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
 }
 
 /// The canonical name of an architecture spelling, None when unknown.
@@ -296,49 +198,6 @@ mod tests {
         assert!(parse(br#"{"changelog":"x"}"#).is_err());
         assert!(parse(br#"[1]"#).is_err());
         assert!(parse(br#"{"version":"2.0.0","kind":"delta"}"#).is_err());
-    }
-
-    #[test]
-    fn semver_parse_and_order() {
-        for ok in [
-            "0.0.0",
-            "1.2.3",
-            "10.20.30",
-            "1.0.0-alpha.1",
-            "1.0.0+build.5",
-            "1.0.0-rc.1+b",
-        ] {
-            assert!(Semver::parse(ok).is_some(), "{ok}");
-        }
-        for bad in [
-            "1.2", "1.2.3.4", "v1.2.3", "01.2.3", "1.2.x", "", "1.0.0-", "1.0.0-01", "1.0.0+",
-            " 1.0.0",
-        ] {
-            assert!(Semver::parse(bad).is_none(), "{bad}");
-        }
-        let order = [
-            "1.0.0-alpha",
-            "1.0.0-alpha.1",
-            "1.0.0-alpha.beta",
-            "1.0.0-beta",
-            "1.0.0-beta.2",
-            "1.0.0-beta.11",
-            "1.0.0-rc.1",
-            "1.0.0",
-            "1.0.1",
-            "1.1.0",
-            "2.0.0",
-            "10.0.0",
-        ];
-        for w in order.windows(2) {
-            assert!(
-                Semver::parse(w[0]) < Semver::parse(w[1]),
-                "{} < {}",
-                w[0],
-                w[1]
-            );
-        }
-        assert_eq!(Semver::parse("1.0.0+a"), Semver::parse("1.0.0+b"));
     }
 
     #[test]

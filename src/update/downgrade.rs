@@ -2,50 +2,69 @@
 //! in durable state, and a lower one is refused, from the backend always and from
 //! `install` unless the operator says `--allow-downgrade` (docs/security.md).
 //!
-//! `state_dir/update/highest-version` holds the highest of itself and every slot
-//! record, rewritten (atomically) before each install; the records are durable too,
-//! so a version committed is counted even if the box lost power right after.
+//! The highest counts `state_dir/update/highest-version`, every slot record, the
+//! active slot's own version (a slot laid out by hand: its `manifest.json` or
+//! `VERSION`) and `install.root/factory-version`: a box that never installed a
+//! package is protected from its first update on. The file is seeded by
+//! `board/install.sh`, and rewritten (atomically) before each install and at every
+//! commit, so a record dropped later (a slot marked bad) does not lose the version.
 
 use super::slots::{Layout, SLOTS};
-use super::version_json::Semver;
+use super::version::Semver;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::fsutil;
-
-/// The file, in `state_dir/update/`.
-pub(crate) const HIGHEST_FILE: &str = "highest-version";
+use crate::state_paths::StatePaths;
 
 fn parse(v: &str) -> Option<Semver> {
     Semver::parse(v.trim())
 }
 
-/// The highest version installed on this box (a recorded slot, or what was stored);
-/// None on a box that never installed a comparable version.
+/// The highest version this box ever had (stored, recorded, the active slot's, the
+/// factory's); None on a box with no comparable version anywhere.
 pub(crate) fn highest(cfg: &Config) -> Option<String> {
     let layout = Layout::new(&cfg.install.root);
-    let stored = fsutil::read_bounded(&cfg.state_dir.join("update").join(HIGHEST_FILE), 256)
+    let paths = StatePaths::new(&cfg.state_dir);
+    let stored = fsutil::read_bounded(&paths.highest_version(), 256)
         .ok()
         .map(|d| String::from_utf8_lossy(&d).trim().to_string());
     let recorded = SLOTS
         .iter()
         .filter_map(|s| layout.record(s).map(|r| r.version));
+    let active = layout.active().map(|s| layout.version(&s));
+    let factory = super::factory::read(layout.root());
     stored
         .into_iter()
         .chain(recorded)
+        .chain(active)
+        .chain(factory)
         .filter_map(|v| parse(&v).map(|p| (p, v)))
         .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, v)| v)
 }
 
+/// Stores the highest version (atomically), when there is one: before an install,
+/// and at every commit.
+pub(crate) fn store(cfg: &Config) -> Result<Option<String>> {
+    let Some(high) = highest(cfg) else {
+        return Ok(None);
+    };
+    let paths = StatePaths::new(&cfg.state_dir);
+    fsutil::ensure_dir(&paths.update(), 0o700)?;
+    fsutil::atomic_write(
+        &paths.highest_version(),
+        format!("{high}\n").as_bytes(),
+        0o644,
+    )?;
+    Ok(Some(high))
+}
+
 /// Refuses `version` when it is lower than the highest installed (or cannot be
 /// compared with it), unless `allow`. Stores the highest on the way.
 pub(crate) fn check(cfg: &Config, version: &str, allow: bool) -> Result<()> {
-    let Some(high) = highest(cfg) else {
+    let Some(high) = store(cfg)? else {
         return Ok(());
     };
-    let d = cfg.state_dir.join("update");
-    fsutil::ensure_dir(&d, 0o700)?;
-    fsutil::atomic_write(&d.join(HIGHEST_FILE), format!("{high}\n").as_bytes(), 0o644)?;
     let (Some(h), new) = (parse(&high), parse(version)) else {
         return Ok(());
     };

@@ -1,0 +1,115 @@
+//! The daemon's telemetry pace when the backend's throttler is shared.
+//!
+//! The real backend counts 60 requests a minute per client address and route, and
+//! behind its Traefik without `trust proxy` every box in the field is one address
+//! (docs/telemetry.md, "For CyberSensei's operators"). A box does not know how many
+//! others share the budget; the throttler's `X-RateLimit-Remaining` on each answer
+//! says how full the shared window is, and the daemon reads it twice:
+//! - `Pace`: the gap between two fresh samples (measured and posted together),
+//!   never shorter than `telemetry.interval`; it widens when the window is more
+//!   than half full and narrows back when it has room, so a fleet settles below the
+//!   limit, each box at about the same pace;
+//! - `spare`: queued samples follow a fresh one only while the window is more than
+//!   half free (at most `SPARE_FLUSH` a cycle): a backlog never competes with the
+//!   fleet's fresh samples.
+//!
+//! Pure functions of what the throttler said: `examples/fleet_model.rs` runs these
+//! same functions for 1,000 boxes against the simulator's throttler
+//! (docs/telemetry.md has the figures and the designs they beat).
+
+use std::time::Duration;
+
+/// The widest gap between two fresh samples: a box is heard at least hourly while
+/// the backend answers (the shared limit hears 60 × 60 = 3,600 boxes at that pace).
+pub const MAX_POST_GAP: Duration = Duration::from_secs(3600);
+/// What the throttler said of the shared window after a request: (remaining, limit).
+pub type Budget = Option<(u64, u64)>;
+
+/// The gap between two fresh samples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    gap: Duration,
+}
+
+/// How long the pace takes to grow from nothing back to one sample per interval.
+pub const RAMP: Duration = Duration::from_secs(24 * 3600);
+/// Rate kept on a window more than half full.
+pub const DECREASE: f64 = 0.9;
+/// Rate kept after a 429.
+pub const ON_429: f64 = 0.7;
+
+impl Pace {
+    /// Starts at `interval` (a box alone posts at its configured pace).
+    pub fn new(interval: Duration) -> Pace {
+        Pace { gap: interval }
+    }
+
+    /// The current gap, at least `interval`.
+    pub fn gap(&self, interval: Duration) -> Duration {
+        self.gap.max(interval)
+    }
+
+    /// After a fresh sample's post, in rates (samples per second, 1/gap): the fair
+    /// rule of congestion control. A 429 or a window more than half full cuts the
+    /// rate by a factor (multiplicative: a box posting more often gives back more,
+    /// and hears the window more often); otherwise the rate grows by the same amount
+    /// per unit of time for every box (additive: 0 to `1/interval` in `RAMP`), so
+    /// boxes sharing the window converge to the same pace whatever they started at.
+    /// `budget` is None when the post failed: the window's state is then unknown.
+    pub fn after_post(&mut self, interval: Duration, budget: Budget, throttled: bool) {
+        let i = interval.as_secs_f64().max(1.0);
+        let g = self.gap.max(interval).as_secs_f64();
+        let r = 1.0 / g;
+        let r = match budget {
+            _ if throttled => r * ON_429,
+            Some((rem, l)) if rem.saturating_mul(4) < l => r * ON_429,
+            Some((rem, l)) if rem.saturating_mul(2) < l => r * DECREASE,
+            Some(_) => r + g / (i * RAMP.as_secs_f64()),
+            None => r,
+        };
+        let max = MAX_POST_GAP.max(interval).as_secs_f64();
+        self.gap = Duration::from_secs_f64((1.0 / r).clamp(i, max));
+    }
+}
+
+/// Most queued samples sent after a fresh one in a cycle, while the window has room.
+pub const SPARE_FLUSH: usize = 10;
+
+/// Whether a budget leaves room for a queued sample after a fresh one (more than
+/// half of the window free, or nothing said).
+pub fn spare(budget: Budget) -> bool {
+    budget.is_none_or(|(r, l)| r.saturating_mul(2) >= l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn the_pace_cuts_on_a_full_window_and_grows_back_to_the_interval() {
+        let i = S(300);
+        let mut p = Pace::new(i);
+        p.after_post(i, Some((50, 60)), false);
+        assert_eq!(p.gap(i), i, "never faster than the interval");
+        p.after_post(i, None, true);
+        assert!((p.gap(i).as_secs_f64() - 300.0 / ON_429).abs() < 1.0);
+        let g = p.gap(i);
+        p.after_post(i, None, false);
+        assert_eq!(p.gap(i), g, "a failed post: unknown, unchanged");
+        p.after_post(i, Some((20, 60)), false);
+        assert!((p.gap(i).as_secs_f64() - g.as_secs_f64() / DECREASE).abs() < 1.0);
+        for _ in 0..40 {
+            p.after_post(i, None, true);
+        }
+        assert_eq!(p.gap(i), MAX_POST_GAP);
+        // An empty window: back to the interval within RAMP of posting.
+        let mut t = Duration::ZERO;
+        while p.gap(i) > i {
+            t += p.gap(i);
+            p.after_post(i, Some((60, 60)), false);
+            assert!(t <= RAMP, "{t:?}");
+        }
+    }
+}

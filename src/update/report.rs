@@ -1,0 +1,278 @@
+//! The one place an update's phases and outcomes become `status.json`'s `update`
+//! section (plus `version` and `slot`). Nothing else in `update/` writes it.
+//!
+//! The interface: one [`Reporter`] per command or daemon step, called by the
+//! pipeline (`pipeline.rs`: check, download, inspect, and its failures, in
+//! `pipeline::stopped`), the driver (`driver.rs`: the journaled phase) and recovery
+//! (`recover.rs`). An update history or a live progress feed hangs off these same
+//! calls (each receives what it describes):
+//!
+//! | call                       | when                                               | update.state           |
+//! |----------------------------|----------------------------------------------------|------------------------|
+//! | [`Reporter::checked`]      | the backend answered a check                       | available / idle       |
+//! | [`Reporter::check_failed`] | the check failed                                   | (kept), lastError      |
+//! | [`Reporter::phase`]        | a [`Phase`] starts: downloading, verifying (the package's flags), installing, health check | its state |
+//! | [`Reporter::progress`]     | bytes downloaded so far (status.json: throttled)   | (kept)                 |
+//! | [`Reporter::downloaded`]   | the package is whole                               | (kept)                 |
+//! | [`Reporter::paused`]       | a download paused or was stopped by a signal       | available              |
+//! | [`Reporter::deferred`]     | downloaded and verified, the install waits (why)   | available, deferred    |
+//! | [`Reporter::failed`]       | the update stopped on an error                     | failed, lastError      |
+//! | [`Reporter::step`]         | the journaled phase wrote its journal (the journal)| installing / health-check |
+//! | [`Reporter::rolled_back`]  | the journaled phase went back (the journal)        | rolled-back, lastError |
+//! | [`Reporter::committed`]    | the journaled phase committed (the journal)        | idle                   |
+//! | [`Reporter::settle_stale`] | start-up found an in-flight state and no journal   | available / idle       |
+//!
+//! The total of a download is the check's `fileSize` (status.json `update.fileSize`).
+//! Each status.json change is one atomic rewrite (each fsyncs); a failure to write
+//! it is logged, never fatal to the update.
+
+use super::check::CheckReport;
+use super::factory;
+use super::journal::{Journal, Kind, Step};
+use crate::context::Ctx;
+use crate::error::Error;
+use crate::status::{Status, UpdateState, UpdateStatus};
+use std::cell::Cell;
+use std::time::Duration;
+
+/// status.json is rewritten every this many downloaded bytes...
+const STATUS_EVERY: u64 = 8 << 20;
+/// ...but not more often than this: each rewrite fsyncs, and on ext4 (data=ordered)
+/// that flushes the partial download's dirty pages too, which stalled a fast
+/// download (a 50 MB package took 1.5x as long as curl).
+const STATUS_MIN_GAP: Duration = Duration::from_secs(5);
+
+/// A phase of an update, as status.json names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// The package is being downloaded (its announced size is `fileSize`, from the
+    /// check).
+    Downloading,
+    /// The package was inspected; what its `version.json` says (when it has one).
+    Verifying {
+        breaking_security: Option<(bool, bool)>,
+    },
+    /// The inactive slot is being filled, or `current` switched.
+    Installing,
+    /// `current` names the new slot; its services start and are checked.
+    HealthCheck,
+}
+
+/// Writes an update's phases and outcomes into status.json.
+pub(crate) struct Reporter<'c> {
+    ctx: &'c Ctx<'c>,
+    /// The next progress write: at this many bytes, not before this instant.
+    next_progress: Cell<(u64, Duration)>,
+}
+
+impl<'c> Reporter<'c> {
+    /// A reporter for the update `ctx` runs.
+    pub(crate) fn new(ctx: &'c Ctx<'c>) -> Self {
+        Reporter {
+            ctx,
+            next_progress: Cell::new((0, Duration::ZERO)),
+        }
+    }
+
+    /// Rewrites the update section (and the version and slot now active). `dyn`:
+    /// one copy of the load-change-save for every call (board size budget).
+    fn write(&self, f: &mut dyn FnMut(&mut UpdateStatus)) {
+        let ctx = self.ctx;
+        let (slot, version) = factory::active(&ctx.cfg);
+        let r = Status::modify(&ctx.cfg.state_dir, ctx.now(), |s| {
+            f(&mut s.update);
+            s.slot = slot;
+            s.version = version;
+        });
+        if let Err(e) = r {
+            log::warn!("status.json: {e}");
+        }
+    }
+
+    /// What the backend answered (now), with the real backend's extra facts.
+    pub(crate) fn checked(&self, r: &CheckReport) {
+        let now = crate::clock::iso8601(self.ctx.now());
+        let d = &r.details;
+        if d.node_too_old {
+            log::warn!(
+                "update: {}",
+                d.too_old_text(&r.current_version, r.latest_version.as_deref())
+            );
+        }
+        self.write(&mut |u| {
+            u.required_node_version = d.required_node_version.clone();
+            u.breaking = d.breaking.then_some(true);
+            u.security_update = d.security_update.then_some(true);
+            u.message = d.message.clone();
+            u.node_too_old = d.node_too_old.then_some(true);
+            u.available = r.available;
+            u.latest_version = r.latest_version.clone();
+            u.changelog = r.changelog.clone();
+            u.update_id = r.update_id.clone();
+            u.file_size = r.file_size;
+            u.last_checked_at = Some(now.clone());
+            if !r.available {
+                // Nothing waits any more: what described the waiting package goes.
+                u.deferred = None;
+                u.breaking = None;
+                u.security_update = None;
+            }
+            // A failed or rolled-back update stays visible until the next attempt.
+            if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !r.available {
+                u.state = if r.available {
+                    UpdateState::Available
+                } else {
+                    UpdateState::Idle
+                };
+            }
+        });
+    }
+
+    /// The check failed: said, the state left as it was.
+    pub(crate) fn check_failed(&self, e: &Error) {
+        let msg = e.to_string();
+        self.write(&mut |u| u.last_error = Some(format!("check: {msg}")));
+    }
+
+    /// A phase starts.
+    pub(crate) fn phase(&self, p: Phase) {
+        match p {
+            Phase::Downloading => {
+                let now = self.ctx.clock.monotonic();
+                self.next_progress.set((STATUS_EVERY, now + STATUS_MIN_GAP));
+                self.write(&mut |u| {
+                    u.state = UpdateState::Downloading;
+                    u.downloaded_bytes = Some(0);
+                });
+            }
+            Phase::Verifying { breaking_security } => self.write(&mut |u| {
+                u.state = UpdateState::Verifying;
+                if let Some((b, s)) = breaking_security {
+                    u.breaking = Some(b);
+                    u.security_update = Some(s);
+                }
+            }),
+            Phase::Installing => self.write(&mut |u| u.state = UpdateState::Installing),
+            Phase::HealthCheck => self.write(&mut |u| u.state = UpdateState::HealthCheck),
+        }
+    }
+
+    /// `bytes` of the package are on disk: written every `STATUS_EVERY` bytes, at
+    /// most once per `STATUS_MIN_GAP`.
+    pub(crate) fn progress(&self, bytes: u64) {
+        let (at_bytes, at) = self.next_progress.get();
+        let now = self.ctx.clock.monotonic();
+        if bytes >= at_bytes && now >= at {
+            self.next_progress
+                .set((bytes + STATUS_EVERY, now + STATUS_MIN_GAP));
+            self.write(&mut |u| u.downloaded_bytes = Some(bytes));
+        }
+    }
+
+    /// The package is whole (`bytes` long).
+    pub(crate) fn downloaded(&self, bytes: u64) {
+        self.write(&mut |u| u.downloaded_bytes = Some(bytes));
+    }
+
+    /// A download paused (the daemon's other steps) or stopped by a signal: the
+    /// update is still available, its partial file kept.
+    pub(crate) fn paused(&self) {
+        self.write(&mut |u| u.state = UpdateState::Available);
+    }
+
+    /// Downloaded and verified; the install waits, for this reason.
+    pub(crate) fn deferred(&self, why: String) {
+        let mut why = Some(why);
+        self.write(&mut |u| {
+            u.state = UpdateState::Available;
+            u.deferred = why.take();
+        });
+    }
+
+    /// The update stopped on `e`; the active slot untouched.
+    pub(crate) fn failed(&self, e: &Error) {
+        self.error(UpdateState::Failed, e);
+    }
+
+    /// The journaled phase wrote its journal at `j.step` (`staging`: it stages a
+    /// package, not a `rollback` command).
+    pub(crate) fn step(&self, j: &Journal, staging: bool) {
+        match j.step {
+            // One status write per state: `switching` follows `staging` (or a
+            // rollback command, which reports `installing` here).
+            Step::Staging => self.phase(Phase::Installing),
+            Step::Switching if !staging => self.phase(Phase::Installing),
+            Step::Switching | Step::Committed => {}
+            Step::Switched => self.phase(Phase::HealthCheck),
+            Step::RollingBack => log::error!(
+                "rolling back to slot {}: {}",
+                j.from.as_deref().unwrap_or("(none)"),
+                j.reason.as_deref().unwrap_or("")
+            ),
+        }
+    }
+
+    /// The journaled phase `j` went back to the old slot (for `j.reason`).
+    pub(crate) fn rolled_back(&self, j: &Journal) {
+        let why = j.reason.clone().unwrap_or_default();
+        self.error(UpdateState::RolledBack, &Error::RolledBack(why));
+    }
+
+    fn error(&self, state: UpdateState, e: &Error) {
+        let mut msg = Some(e.to_string());
+        log::info!("update: {}", msg.as_deref().unwrap_or_default());
+        self.write(&mut |u| {
+            u.state = state;
+            u.last_error = msg.take();
+        });
+    }
+
+    /// The journaled phase `j` committed (an update, or a `rollback` command).
+    pub(crate) fn committed(&self, j: &Journal) {
+        let kind = j.kind;
+        let mut now = Some(crate::clock::iso8601(self.ctx.now()));
+        self.write(&mut |u| {
+            u.state = UpdateState::Idle;
+            u.last_error = None;
+            u.deferred = None;
+            if kind == Kind::Update {
+                u.available = false;
+                u.downloaded_bytes = None;
+                u.last_installed_at = now.take();
+                u.breaking = None;
+                u.security_update = None;
+            }
+        });
+        log::info!("version {} committed in slot {}", j.version, j.target);
+    }
+
+    /// Without a journal nothing is in flight (recovery runs under the state lock),
+    /// so a downloading/verifying state left by a process that died (power cut,
+    /// kill -9 in the middle of a download) is stale: reset it, or status.json would
+    /// claim a download forever. The partial download stays and is resumed by the
+    /// next update.
+    pub(crate) fn settle_stale(&self) {
+        let u = Status::load(&self.ctx.cfg.state_dir).update;
+        if !matches!(
+            u.state,
+            UpdateState::Downloading
+                | UpdateState::Verifying
+                | UpdateState::Installing
+                | UpdateState::HealthCheck
+        ) {
+            return;
+        }
+        let was = format!("{:?}", u.state).to_lowercase();
+        log::warn!("update.state was {was} but no update is in flight: interrupted");
+        self.write(&mut |u| {
+            u.state = if u.available {
+                UpdateState::Available
+            } else {
+                UpdateState::Idle
+            };
+            u.last_error = Some(format!(
+                "interrupted while {was} (the agent stopped); the next update resumes"
+            ));
+        });
+    }
+}
