@@ -513,6 +513,7 @@ mod tests {
         let end = |step, e: Event| transition(st(step, Kind::Update, 1), &e).unwrap().end;
         let restart = || Event::Restart {
             max_boot_attempts: 3,
+            counted: true,
         };
         assert_eq!(end(None, restart()), Some(End::Nothing));
         assert_eq!(end(Some(Step::Staging), restart()), Some(End::Failed));
