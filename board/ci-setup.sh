@@ -49,12 +49,14 @@ if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
   have dpkg-deb || need_apt+=(dpkg)
 fi
 SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
-# The boot test downloads Debian's arm64 kernel and busybox-static:arm64 debs.
-if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ] && ! dpkg --print-foreign-architectures | grep -x arm64 >/dev/null; then
-  echo "ci-setup: adding the arm64 dpkg architecture (for the boot test's kernel deb)"
-  $SUDO dpkg --add-architecture arm64
-  need_update=1
-fi
+# The boot tests download Debian's arm64 and armhf kernels and busybox-static debs.
+for a in arm64 armhf; do
+  if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ] && ! dpkg --print-foreign-architectures | grep -x $a >/dev/null; then
+    echo "ci-setup: adding the $a dpkg architecture (for the boot tests' kernel deb)"
+    $SUDO dpkg --add-architecture $a
+    need_update=1
+  fi
+done
 
 # What installing these packages would remove (a simulation: needs no root).
 removals() {

@@ -301,15 +301,16 @@ class Run:
         return f"2.0.{self.ver}"
 
     def qemu(self, mode, ver):
-        cmd = [
-            "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-smp", "2",
-            "-m", "512", "-nographic", "-kernel", self.a.kernel, "-initrd", self.a.initrd,
+        # The machine (board/guest.sh: emulator, board, CPU, memory, kernel), niced:
+        # TCG takes whole cores from a shared machine.
+        cmd = ["nice", "-n", str(self.a.nice)] + self.a.qemu.split() + [
+            "-initrd", self.a.initrd,
             "-append", f"console=ttyAMA0 rdinit=/init panic=-1 quiet loglevel=3 pcmode={mode} pcver={ver}",
             # cache=writeback: the guest sees a volatile write cache and sends flushes,
             # which qemu passes on as NBD_CMD_FLUSH (writethrough would hide the cache;
             # unsafe would drop the flushes).
             "-drive", f"file=nbd+unix:///?socket={self.sock},format=raw,if=none,id=d,cache=writeback",
-            "-device", "virtio-blk-device,drive=d", "-nic", "none",
+            "-device", "virtio-blk-device,drive=d",
         ]
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True)
@@ -580,6 +581,12 @@ class Run:
               f"{self.calib['writes']} writes, {self.calib['flushes']} flushes", flush=True)
         t_start = time.monotonic()
         self.t_start = t_start
+        if a.plans:
+            self.plan_first_start_cuts()
+            self.plan_crashes()
+            if self.failures and a.stop_on_failure:
+                self.summary(time.monotonic() - t_start)
+                return 1
         if a.replay:
             # One update recorded write by write (cut when idle afterwards), then every
             # flush boundary of it rebuilt from the host and checked.
@@ -595,6 +602,88 @@ class Run:
                 break
         self.summary(time.monotonic() - t_start)
         return 1 if self.failures else 0
+
+    def plan_first_start_cuts(self, cuts=3):
+        """Issue 26, item 4: `cuts` power cuts in a row during the first start of a
+        freshly installed slot (the health check held, so before its commit): the
+        first in the agent the daemon exec'd, the next ones in the slot's agent the
+        init script starts at boot. Then a boot without the hold: the box must commit
+        that slot (current on it, no failed-id, not marked bad)."""
+        t0 = time.monotonic()
+        v = self.next_version()
+        problems = []
+        for k in range(1, cuts + 1):
+            p = {"kind": "log", "pattern": r"recovering an interrupted update at step switched",
+                 "nth_left": 1, "delay": 1.0, "cache": rng_choice(self.a.seed, k), "desc": f"first start {k}"}
+            res = self.boot(f"plan-a-{k}-firststart", "firststart", v, plan=p, timeout=self.a.boot_timeout)
+            if "how" not in res:
+                problems.append(f"cut {k}: no cut (the first start never reached its recovery): {res['seen']['guest'][-2:]}")
+                break
+            box, prob = self.host_check(f"plan-a-{k}")
+            problems += [f"cut {k}: {x}" for x in prob]
+            print(f"plan A: cut {k}/{cuts} at {res['instant']:.2f}s in the start's health check "
+                  f"(cache {res['cache']}): {box}", flush=True)
+        res = self.boot("plan-a-check", "plancheck", v, timeout=self.a.boot_timeout)
+        got = self.guest_result(res)("PLAN-RESULT")
+        print(f"plan A: after {cuts} cuts: {got}", flush=True)
+        if got is None or self.guest_result(res)("PLAN-PASS") is None:
+            problems.append(f"no result: {res['seen']['guest'][-3:]}")
+        else:
+            if _fact(got, "version") != v:
+                problems.append(f"not on {v}")
+            if "failed-id=none" not in got:
+                problems.append("failed-id written")
+            if "bad= " not in got + " ":
+                problems.append("a slot marked bad")
+            if "/usr/bin/" in (_fact(got, "exe") or ""):
+                problems.append("the factory agent runs")
+        rc, txt = self.fsck_image()
+        if rc != 0:
+            problems.append(f"e2fsck: {txt}")
+        self.plan_report("A (3 cuts during a first start)", problems, t0)
+
+    def plan_crashes(self):
+        """Issue 26, item 4: an update whose agent crashes 2 s after every start; the
+        guest restarts it whenever it is gone. After 3 failed starts in this boot the
+        init script falls back to the factory agent, which rolls back and marks the
+        slot bad (failed-id written: the same update is not installed again)."""
+        t0 = time.monotonic()
+        v = self.next_version()
+        problems = []
+        res = self.boot("plan-b-crashes", "crashes", v, timeout=self.a.boot_timeout)
+        get = self.guest_result(res)
+        got = get("PLAN-RESULT")
+        print(f"plan B: {got}", flush=True)
+        restarts = sum(1 for g in res["seen"]["guest"] if g.startswith("supervisor:"))
+        log = open(os.path.join(self.w, "plan-b-crashes.log"), "rb").read().decode("utf-8", "replace")
+        fell_back = "failed 3 starts: using /usr/bin/cybersensei-agent" in log
+        print(f"plan B: {restarts} restart(s) by the supervisor; init script fell back after 3 failed starts: "
+              f"{'yes' if fell_back else 'no'}", flush=True)
+        if got is None or get("PLAN-PASS") is None:
+            problems.append(f"no result: {res['seen']['guest'][-3:]}")
+        else:
+            if _fact(got, "version") == v:
+                problems.append(f"still on {v}")
+            if "failed-id=none" in got:
+                problems.append("no failed-id")
+            if "bad= " in got + " ":
+                problems.append("no slot marked bad")
+            if "/usr/bin/cybersensei-agent" not in got:
+                problems.append("the factory agent does not run")
+        if not fell_back:
+            problems.append("the init script did not fall back after 3 failed starts")
+        rc, txt = self.fsck_image()
+        if rc != 0:
+            problems.append(f"e2fsck: {txt}")
+        self.plan_report("B (3 crashes at start)", problems, t0)
+
+    def plan_report(self, name, problems, t0):
+        ok = "PASS" if not problems else "FAIL"
+        print(f"plan {name}: {ok} in {time.monotonic() - t0:.0f} s", flush=True)
+        for pr in problems:
+            print(f"      problem: {pr}", flush=True)
+        if problems:
+            self.failures.append(f"plan {name}")
 
     def cycle(self, i, p, record=False):
         """One cut and its check: work boot (cut), host check, check boot, e2fsck."""
@@ -680,6 +769,10 @@ class Run:
             print("power-cut: PASS")
 
 
+def rng_choice(seed, k):
+    return random.Random(f"{seed}:plan-a:{k}").choice(["drop", "keep-subset", "keep-prefix"])
+
+
 def _fact(line, key):
     if not line:
         return None
@@ -695,7 +788,8 @@ def _strip(box):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", required=True)
-    ap.add_argument("--kernel", required=True)
+    ap.add_argument("--qemu", required=True, help="the machine's command line (board/guest.sh)")
+    ap.add_argument("--nice", type=int, default=10)
     ap.add_argument("--initrd", required=True)
     ap.add_argument("--sim", required=True, help="host build of cybersensei-sim (check-box)")
     ap.add_argument("--cuts", type=int, default=10)
@@ -703,6 +797,8 @@ def main():
     ap.add_argument("--boot-timeout", type=int, default=300)
     ap.add_argument("--stop-on-failure", action="store_true")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--plans", action="store_true",
+                    help="the two plans: cuts during a first start, crashes at start")
     ap.add_argument("--replay", action="store_true",
                     help="record one update and check every flush boundary from the host")
     a = ap.parse_args()

@@ -264,6 +264,51 @@ AGENT
   [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$T/opt/slots/b/bin/cybersensei-agent")" ] && ok "the slot agent runs" || bad "slot agent not run: $(readlink "/proc/$pid/exe" 2>/dev/null)"
   wait_for 10 "its confirmed start clears the count" -- test ! -e "$T/state/agent-starts"
   expect_rc 0 "stop" -- "${init[@]}" stop
+  # Power cuts: 3 counted starts, the last in another boot (a power cut ended it, the
+  # agent never confirmed): not a failed start, the slot agent runs again.
+  local boot; boot=$(cat /proc/sys/kernel/random/boot_id)
+  BOOT_ID_FILE=$T/boot-id
+  export BOOT_ID_FILE
+  echo "$boot" >"$BOOT_ID_FILE"
+  echo "3 slots/b 00000000-0000-0000-0000-00000000dead 0" >"$T/state/agent-starts"
+  local out
+  out=$("${init[@]}" start 2>&1) || bad "start after 3 starts, the last cut by a reboot: $out"
+  pid=$(agent_pid)
+  [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$T/opt/slots/b/bin/cybersensei-agent")" ] && ok "3 starts, the last cut by a reboot: the slot agent runs" || bad "cut start counted: $(readlink "/proc/$pid/exe" 2>/dev/null)"
+  case "$out" in *"cut by a reboot: not a failed start (1 of 10 forgiven)"*) ok "forgiveness said" ;; *) bad "no forgiveness in: $out" ;; esac
+  expect_rc 0 "stop" -- "${init[@]}" stop
+  # The script's own record: the slot agent killed before it confirmed, then 3 boots
+  # in a row whose start never confirmed: each forgiven, and the count stays at 3.
+  rm -f "$T/state/agent-starts"
+  printf '#!/bin/sh\ncase "$1" in --version) echo cybersensei-agent 1.1.0; exit 0 ;; esac\n[ "$3" = config ] && exit 0\nwhile :; do sleep 1; done\n' >"$T/opt/slots/b/bin/cybersensei-agent"
+  local k
+  for k in 1 2 3 4; do
+    echo "boot-$k" >"$BOOT_ID_FILE"
+    expect_rc 0 "boot $k: start of an agent that never confirms (power cut before it does)" -- "${init[@]}" start
+    tr '\0' ' ' <"/proc/$(agent_pid)/cmdline" | grep -q "current/bin/cybersensei-agent -c" && ok "the slot agent runs" || bad "not the slot agent: $(tr '\0' ' ' <"/proc/$(agent_pid)/cmdline")"
+    [ "$(cat "$T/state/agent-starts")" = "1 slots/b boot-$k $((k - 1))" ] && ok "count $(cat "$T/state/agent-starts")" || bad "count after boot $k: $(cat "$T/state/agent-starts")"
+    kill -KILL "$(agent_pid)"; rm -f "$PIDFILE"   # the power cut
+  done
+  # Real failures: the same boot, starts that never confirm: counted; the 4th start
+  # falls back to the factory agent.
+  for k in 2 3; do
+    expect_rc 0 "same boot, start $k" -- "${init[@]}" start
+    tr '\0' ' ' <"/proc/$(agent_pid)/cmdline" | grep -q "current/bin/cybersensei-agent -c" && ok "the slot agent runs" || bad "not the slot agent"
+    kill -KILL "$(agent_pid)"; rm -f "$PIDFILE"   # a crash
+  done
+  [ "$(cat "$T/state/agent-starts")" = "3 slots/b boot-4 3" ] && ok "3 failed starts counted in one boot" || bad "count: $(cat "$T/state/agent-starts")"
+  expect_rc 0 "start after 3 failed starts in this boot" -- "${init[@]}" start
+  pid=$(agent_pid)
+  [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$AGENT_BIN")" ] && ok "the factory agent runs" || bad "no fallback: $(readlink "/proc/$pid/exe" 2>/dev/null)"
+  expect_rc 0 "stop" -- "${init[@]}" stop
+  # Forgiveness is bounded: after MAX_CUT_STARTS (10) forgiven cuts, a cut counts.
+  echo "boot-x" >"$BOOT_ID_FILE"
+  echo "3 slots/b boot-4 10" >"$T/state/agent-starts"
+  expect_rc 0 "start after 10 forgiven cuts" -- "${init[@]}" start
+  pid=$(agent_pid)
+  [ "$(readlink -f "/proc/$pid/exe")" = "$(readlink -f "$AGENT_BIN")" ] && ok "the 11th cut counts: factory agent" || bad "unbounded forgiveness: $(readlink "/proc/$pid/exe" 2>/dev/null)"
+  expect_rc 0 "stop" -- "${init[@]}" stop
+  unset BOOT_ID_FILE
   rm -rf "$T/opt"
 
   # A daemon that dies at once is a failed start (another instance holds run.lock).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: host tests, then the init scripts, the install
-# layout, the ARM subset under qemu-user, and the arm64 boot test under qemu-system
-# (SKIP_BOARD=1: host tests only).
+# layout, the ARM subset under qemu-user, the boot tests under qemu-system (aarch64 and
+# armv7 guests) and bounded power-cut runs of both (SKIP_BOARD=1: host tests only).
 # The host tests run once per simulator profile (docs/protocol.md §7): the whole suite
 # against the first (default: the guide's backend), then every integration test module
 # (a file of tests/, see tests/integration.rs) that talks to the simulator against the
@@ -21,10 +21,12 @@ for d in "${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}/bin" "$
 done
 export PATH
 
-# The tools a step needs that this machine lacks, space-separated.
+# The tools a step needs that this machine lacks, space-separated. $1: the step's
+# command line (environment assignments, the script, its arguments).
 missing_for() {
-  local m=()
-  case "$1" in
+  local m=() arch=arm64 qemu=qemu-system-aarch64
+  case "$1" in *armv7*) arch=armhf qemu=qemu-system-arm ;; esac
+  case "$(step_script "$1")" in
     host)
       have faketime || m+=(faketime)
       have strace || m+=(strace)
@@ -44,23 +46,31 @@ missing_for() {
       ;;
     board/qemu-boot.sh)
       m=($(missing_for board/test-arm.sh))
-      have qemu-system-aarch64 || m+=(qemu-system-aarch64)
+      have $qemu || m+=($qemu)
       have cpio || m+=(cpio)
       have mke2fs || m+=(mke2fs)
       have dpkg-deb || m+=(dpkg-deb)
       have python3 || m+=(python3)
-      # The kernel deb is downloaded once into target/boot-cache.
-      if ! ls target/boot-cache/k/boot/vmlinuz-* >/dev/null 2>&1 &&
-        ! dpkg --print-foreign-architectures 2>/dev/null | grep -x arm64 >/dev/null; then
-        m+=("dpkg-arch-arm64")
+      # The kernel deb is downloaded once into target/boot-cache/ARCH.
+      if ! ls target/boot-cache/$arch/k/boot/vmlinuz-* >/dev/null 2>&1 &&
+        ! dpkg --print-foreign-architectures 2>/dev/null | grep -x $arch >/dev/null; then
+        m+=("dpkg-arch-$arch")
       fi
       ;;
     board/power-cut.sh)
-      m=($(missing_for board/qemu-boot.sh))
+      m=($(missing_for "board/qemu-boot.sh ${arch/armhf/armv7}"))
       have e2fsck || m+=(e2fsck)
       ;;
   esac
   echo "${m[*]}"
+}
+
+# The script of a step's command line (the first word that is not VAR=value).
+step_script() {
+  local w
+  for w in $1; do
+    case "$w" in *=*) ;; *) echo "$w"; return ;; esac
+  done
 }
 
 skipped=()
@@ -90,8 +100,14 @@ fi
 # Decided before the long host run: under CI a missing tool fails at once.
 steps=()
 if [ "${SKIP_BOARD:-0}" != 1 ]; then
-  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh board/power-cut.sh; do
-    [ -x "$t" ] || continue
+  # The power-cut steps stay under 10 min together on 2 cores: aarch64 runs both
+  # plans, POWER_CUT_CI_CUTS (default 2) random cuts and the replay; armv7 (slower
+  # under TCG) both plans (their 3 cuts and 3 crashes), POWER_CUT_CI_CUTS_ARMV7
+  # (default 0) random cuts.
+  for t in board/test-init.sh board/test-install.sh board/test-arm.sh board/qemu-boot.sh \
+    "board/qemu-boot.sh armv7" "board/power-cut.sh ${POWER_CUT_CI_CUTS:-2}" \
+    "POWER_CUT_ARCH=armv7 POWER_CUT_REPLAY=0 board/power-cut.sh ${POWER_CUT_CI_CUTS_ARMV7:-0}"; do
+    [ -x "$(step_script "$t")" ] || continue
     if ready "$t"; then steps+=("$t"); fi
   done
 fi
@@ -131,7 +147,8 @@ for profile in ${SIM_PROFILES:-guide central}; do
 done
 for t in "${steps[@]}"; do
   echo "== $t"
-  bash "$t"
+  # shellcheck disable=SC2086 # the step's words: assignments, script, arguments
+  env $t
 done
 if [ ${#skipped[@]} -gt 0 ]; then
   echo "test.sh: passed, but skipped for missing tools: ${skipped[*]}"

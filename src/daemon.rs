@@ -137,8 +137,11 @@ fn exec_agent(agent: &Path) -> u8 {
         "update brought a new agent: restarting as {}",
         agent.display()
     );
+    // The fallback flag described how *this* agent was started: the new one was not
+    // started by the init script's fallback and must not take its start for a failed one.
     let err = std::process::Command::new(agent)
         .args(std::env::args_os().skip(1))
+        .env_remove(update::boot::FALLBACK_ENV)
         .exec();
     log::error!("cannot run the new agent {}: {err}", agent.display());
     // Non-zero, so a supervisor (systemd Restart=on-failure) starts us again.
@@ -195,6 +198,12 @@ impl<'a> Daemon<'a> {
             if self.new_agent.is_some() {
                 return Ok(());
             }
+        }
+        // Asked to stop while handing an update over: stop, do not exec the new agent
+        // (it would not know of the stop and the init script would have to kill it).
+        // The journal stays at `switched`: the next start's recovery finishes it.
+        if self.new_agent.take().is_some() {
+            log::info!("stop requested: the new agent finishes the update at the next start");
         }
         log::info!("stopping on signal");
         Ok(())

@@ -59,6 +59,7 @@ mod telemetry_queue;
 mod telemetry_sim;
 mod update_download;
 mod update_engine;
+mod update_fallback;
 mod update_install;
 mod update_kill;
 mod update_window;

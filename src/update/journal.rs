@@ -74,6 +74,13 @@ pub(crate) struct Journal {
     #[serde(default)]
     pub(crate) reason: Option<String>,
     pub(crate) started_at: String,
+    /// The kernel's boot id when the last attempt was counted: a start that finds
+    /// another one knows the box rebooted (lost power) during that attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) boot: Option<String>,
+    /// Starts of the new slot cut by a reboot, forgiven (not in `attempts`).
+    #[serde(default)]
+    pub(crate) cut_starts: u32,
 }
 
 /// Reads the journal; None when there is no update in flight.
@@ -172,6 +179,8 @@ mod tests {
             attempts: 1,
             reason: None,
             started_at: "2025-01-01T00:00:00.000Z".into(),
+            boot: Some("b1".into()),
+            cut_starts: 2,
         };
         save(&dir, &j).unwrap();
         let text = std::fs::read_to_string(dir.journal()).unwrap();

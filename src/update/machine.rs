@@ -19,6 +19,7 @@
 //! staging         Restart                    (none)         clear target, drop journal, report failed
 //! switching       Restart                    rolling-back   persist, stop target, point current at from, start from, drop journal, report rolled back
 //! switched        Restart, attempts < max    switched (+1)  persist, run post-switch hook, start target, health check
+//!                 (+0 when the last start was cut by a reboot: `counted` false, boot.rs)
 //! switched        Restart, attempts >= max   rolling-back   persist, stop target, point current at from, mark target bad, start from, drop journal, report rolled back
 //! rolling-back    Restart                    rolling-back   stop target, point current at from, mark target bad, start from, drop journal, report rolled back
 //! committed       Restart                    committed      report committed, [discard download], drop journal
@@ -56,8 +57,12 @@ pub(crate) enum Event {
     Unhealthy(String),
     /// A signal stopped the work; the journal stays as it is.
     Interrupted,
-    /// The agent started with this journal on disk (recovery).
-    Restart { max_boot_attempts: u32 },
+    /// The agent started with this journal on disk (recovery). `counted`: this start
+    /// counts as an attempt (false when the last one was cut by a reboot, not failed).
+    Restart {
+        max_boot_attempts: u32,
+        counted: bool,
+    },
 }
 
 /// Which slot an action is about.
@@ -269,8 +274,14 @@ pub(crate) fn transition(s: State, e: &Event) -> Result<Transition, Invalid> {
             ROLL_BACK_BAD,
             rolled_back,
         ),
-        (Some(Switched), Event::Restart { max_boot_attempts }) => {
-            let attempts = s.attempts.saturating_add(1);
+        (
+            Some(Switched),
+            Event::Restart {
+                max_boot_attempts,
+                counted,
+            },
+        ) => {
+            let attempts = s.attempts.saturating_add(u32::from(*counted));
             if attempts > *max_boot_attempts {
                 let why = format!(
                     "not healthy after {max_boot_attempts} starts (updates.max_boot_attempts)"
@@ -343,6 +354,7 @@ mod tests {
             Event::Interrupted,
             Event::Restart {
                 max_boot_attempts: 3,
+                counted: true,
             },
         ]
     }
@@ -501,6 +513,7 @@ mod tests {
         let end = |step, e: Event| transition(st(step, Kind::Update, 1), &e).unwrap().end;
         let restart = || Event::Restart {
             max_boot_attempts: 3,
+            counted: true,
         };
         assert_eq!(end(None, restart()), Some(End::Nothing));
         assert_eq!(end(Some(Step::Staging), restart()), Some(End::Failed));
@@ -524,12 +537,30 @@ mod tests {
     }
 
     #[test]
+    fn a_start_cut_by_a_reboot_is_not_an_attempt() {
+        for attempts in [1, 3, 7] {
+            let t = transition(
+                st(Some(Step::Switched), Kind::Update, attempts),
+                &Event::Restart {
+                    max_boot_attempts: 3,
+                    counted: false,
+                },
+            )
+            .unwrap();
+            assert_eq!(t.next.attempts, attempts, "not counted");
+            let back = attempts > 3;
+            assert_eq!(t.actions.contains(&MarkTargetBad), back, "{attempts}");
+        }
+    }
+
+    #[test]
     fn every_interrupted_state_at_start_up() {
         let r = |step, attempts, max| {
             transition(
                 st(step, Kind::Update, attempts),
                 &Event::Restart {
                     max_boot_attempts: max,
+                    counted: true,
                 },
             )
             .unwrap()
@@ -583,6 +614,7 @@ mod tests {
             st(Some(Step::Committed), Kind::Rollback, 1),
             &Event::Restart {
                 max_boot_attempts: 3,
+                counted: true,
             },
         )
         .unwrap();

@@ -473,6 +473,8 @@ fn install(
         attempts: 0,
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
+        boot: super::boot::boot_id(),
+        cut_starts: 0,
     };
     let staging = Staging {
         zip,

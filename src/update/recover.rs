@@ -18,7 +18,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
     let layout = Layout::new(&ctx.cfg.install.root);
     layout.tidy();
     let paths = StatePaths::new(&ctx.cfg.state_dir);
-    let j = match journal::load(&paths) {
+    let mut j = match journal::load(&paths) {
         Ok(j) => j,
         Err(e) => {
             // Atomic writes make this unreachable short of disk corruption; `current`
@@ -46,7 +46,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
     let max_boot_attempts = ctx.cfg.updates.max_boot_attempts;
     // The init script started this (factory) agent because the agent the update
     // brought failed to start: that update is not healthy, whatever its services say.
-    let event = match &j {
+    let event = match &mut j {
         Some(j)
             if j.step == Step::Switched
                 && j.kind == Kind::Update
@@ -57,7 +57,15 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
                 j.version
             ))
         }
-        _ => Event::Restart { max_boot_attempts },
+        // A start cut by a power cut is not a failed start (docs/updates.md).
+        Some(j) if j.step == Step::Switched => Event::Restart {
+            max_boot_attempts,
+            counted: boot::count_this_start(j),
+        },
+        _ => Event::Restart {
+            max_boot_attempts,
+            counted: true,
+        },
     };
     match Driver::new(ctx, j).drive(event)? {
         // The box is back on a good slot: that is a recovery, not a failure of the
@@ -98,6 +106,8 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<()> {
         attempts: 0,
         reason: None,
         started_at: crate::clock::iso8601(ctx.now()),
+        boot: None,
+        cut_starts: 0,
     };
     crate::progress::target(Some(&j.version), None);
     Driver::begin(ctx, j, None, Event::BeginRollback)?.into_result()

@@ -48,3 +48,14 @@ fn bare_command() -> Command {
         None => Command::new(bin),
     }
 }
+
+/// The agent under test as a shell command line (runner, if any, then the binary),
+/// for scripts that must start it themselves (a package's `bin/cybersensei-agent`).
+pub(crate) fn agent_shell_words() -> String {
+    let c = bare_command();
+    std::iter::once(c.get_program())
+        .chain(c.get_args())
+        .map(|w| format!("'{}'", w.to_string_lossy().replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
