@@ -39,6 +39,23 @@ pub(crate) fn child_command(prog: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// A [`child_command`] that sees nothing of the agent's environment (the license key,
+/// proxy credentials, the init script's flags): `PATH` and `LANG` only, stdin
+/// closed, run from `dir`. For programs that are not the operator's own commands: a
+/// package's hooks and agent, the application's metrics command.
+pub(crate) fn clean_command(prog: impl AsRef<std::ffi::OsStr>, dir: &Path) -> Command {
+    let mut c = child_command(prog);
+    c.env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C.UTF-8")
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    c
+}
+
 /// Why [`wait_child`] abandoned a child (and killed its whole group).
 #[derive(Debug)]
 pub(crate) enum Abandoned {

@@ -12,6 +12,7 @@ use super::collect::{parse_app_metrics, AppMetrics, MAX_APP_METRICS_BYTES};
 use crate::clock::Clock;
 use crate::services;
 use std::io::Read;
+use std::path::Path;
 use std::process::Stdio;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -57,18 +58,8 @@ pub(crate) fn run(
     let Some((prog, args)) = argv.split_first() else {
         return Err(("cannot run", "empty command".into()));
     };
-    let mut c = services::child_command(prog);
-    c.env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("LANG", "C.UTF-8")
-        .args(args)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = services::clean_command(prog, Path::new("/"));
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = c
         .spawn()
         .map_err(|e| ("cannot run", format!("cannot run ({e})")))?;

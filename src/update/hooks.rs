@@ -16,7 +16,6 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::services;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 /// Runs the slot's hook `rel` (e.g. `hooks/post-switch`) if the slot has one.
@@ -64,16 +63,7 @@ pub(crate) fn run(
 /// in `CYBERSENSEI_LICENSE_KEY`, proxy credentials in `HTTPS_PROXY`, the init
 /// script's `CYBERSENSEI_AGENT_FALLBACK`): `PATH` and `LANG` only.
 pub(crate) fn package_command(prog: &Path, slot: &Path) -> std::process::Command {
-    let mut c = services::child_command(prog);
-    c.env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("LANG", "C.UTF-8")
-        .current_dir(slot)
-        .stdin(Stdio::null());
-    c
+    services::clean_command(prog, slot)
 }
 
 /// Keeps what a package's program starts from outliving it: while one runs, the
