@@ -345,3 +345,41 @@ fn an_update_carrying_an_agent_is_handed_to_it_and_committed_by_it() {
     assert_eq!(st["version"], "9.9.9");
     assert_eq!(st["update"]["state"], "idle", "{st}");
 }
+
+/// An operator's `rollback` sticks: a daemon that installs automatically does not
+/// install again the update the box was rolled back from (the arm64 boot test met
+/// it: the factory agent reinstalled 1.1.0 two seconds after `rollback`). A person's
+/// `update` still brings it back.
+#[test]
+fn an_update_the_operator_rolled_back_is_not_installed_again_by_the_daemon() {
+    use crate::harness::package::{app, zip};
+    let sim = harness::sim();
+    sim.valid_license(KEY);
+    let mut node = Node::new(&sim);
+    node.set("schedule", "splay", false.into());
+    node.set("updates", "auto_download", true.into());
+    node.set("updates", "auto_install", true.into());
+    assert_eq!(code(&node.install(&zip(&app("1.0.0")))), 0);
+    sim.publish_update("2.0.0", zip(&app("2.0.0")), "- two");
+    let o = node.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", harness::text(&o));
+    assert_eq!(node.status()["version"], "2.0.0");
+    let o = node.run(&["rollback"]);
+    assert_eq!(code(&o), 0, "{}", harness::text(&o));
+    assert_eq!(node.status()["version"], "1.0.0");
+    let downloads = sim.count("/update/download");
+    let checks = sim.count("/update/check");
+    let mut child = spawn(&node);
+    wait_for("the daemon's update check", Duration::from_secs(20), || {
+        sim.count("/update/check") > checks
+    });
+    // The step after the check (download, install) would have begun by now.
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, libc::SIGTERM);
+    let _ = child.wait();
+    assert_eq!(sim.count("/update/download"), downloads, "downloaded again");
+    assert_eq!(node.status()["version"], "1.0.0", "installed again");
+    let o = node.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", harness::text(&o));
+    assert_eq!(node.status()["version"], "2.0.0");
+}

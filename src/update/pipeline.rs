@@ -240,7 +240,7 @@ fn daemon_steps(ctx: &Ctx, rep: &Reporter, session: Session) -> std::result::Res
     }
     let id = c.update_id.clone().unwrap_or_default();
     if failed_id(&ctx.cfg.state_dir).as_deref() == Some(id.as_str()) {
-        log::info!("update {id} failed before; not retrying it automatically (run `update`)");
+        log::info!("update {id} failed or was rolled back before; not retrying it automatically (run `update`)");
         return Ok(Done::NotRetried);
     }
     let (file, src) = download(ctx, rep, session, &c)?;

@@ -86,6 +86,9 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<()> {
         .active()
         .ok_or_else(|| Error::Refused("no active slot: nothing to roll back from".into()))?;
     let target = slots::other(&from);
+    // The update an operator rolls back from is not installed again by the daemon
+    // (as one that failed its health check): only a person's `update` brings it back.
+    let left = layout.record(&from).and_then(|r| r.update_id);
     if let Some(why) = layout.bad_reason(target) {
         return Err(Error::Refused(format!(
             "slot {target} failed its health check ({why}); it is no rollback target"
@@ -110,5 +113,10 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<()> {
         cut_starts: 0,
     };
     crate::progress::target(Some(&j.version), None);
-    Driver::begin(ctx, j, None, Event::BeginRollback)?.into_result()
+    Driver::begin(ctx, j, None, Event::BeginRollback)?.into_result()?;
+    if let Some(id) = left {
+        let paths = StatePaths::new(&ctx.cfg.state_dir);
+        crate::fsutil::atomic_write(&paths.failed_id(), id.as_bytes(), 0o600)?;
+    }
+    Ok(())
 }
