@@ -539,8 +539,9 @@ fn slowloris_oversized_header_cross_site_form_and_too_many_connections() {
     let r = format!("POST /api/sync/telemetry/push HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{{}}");
     assert_eq!(raw(addr, r.as_bytes()).0, 415);
 
-    // A few connections at once; the next one gets 503 at once.
-    let idle: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    // A few connections at once (8: a browser opens up to 6 ahead of its requests);
+    // the next one gets 503 at once.
+    let idle: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
     let (s, e) = get(addr, "/api/agent/status", None);
     assert_eq!(s, 503, "{e}");

@@ -12,7 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
 /// Connections served at once (reading, or waiting for the loop); more get 503.
-pub(crate) const MAX_CONNS: usize = 4;
+pub(crate) const MAX_CONNS: usize = 8;
 /// Time a client has to send its whole request.
 const REQUEST_TIME: Duration = Duration::from_secs(5);
 /// Time an answer may take to write.
