@@ -284,14 +284,20 @@ fn sigterm_during_a_slow_download_exits_0_and_the_next_update_resumes() {
     assert_eq!(node.status()["version"], "2.0.0");
 }
 
-#[test]
-fn an_update_carrying_an_agent_is_handed_to_it_and_committed_by_it() {
-    let sim = harness::sim();
+/// A node whose daemon checks at once and downloads and installs by itself.
+fn auto_installing(sim: &cybersensei_sim::Sim) -> Node {
     sim.valid_license(KEY);
-    let mut node = Node::new(&sim);
+    let mut node = Node::new(sim);
     node.set("schedule", "splay", false.into());
     node.set("updates", "auto_download", true.into());
     node.set("updates", "auto_install", true.into());
+    node
+}
+
+#[test]
+fn an_update_carrying_an_agent_is_handed_to_it_and_committed_by_it() {
+    let sim = harness::sim();
+    let node = auto_installing(&sim);
     // The "new agent": answers the --version probe, then records how it was started.
     let marker = node.dir.path().join("new-agent-ran");
     let script = format!(
@@ -354,11 +360,7 @@ fn an_update_carrying_an_agent_is_handed_to_it_and_committed_by_it() {
 fn an_update_the_operator_rolled_back_is_not_installed_again_by_the_daemon() {
     use crate::harness::package::{app, zip};
     let sim = harness::sim();
-    sim.valid_license(KEY);
-    let mut node = Node::new(&sim);
-    node.set("schedule", "splay", false.into());
-    node.set("updates", "auto_download", true.into());
-    node.set("updates", "auto_install", true.into());
+    let node = auto_installing(&sim);
     assert_eq!(code(&node.install(&zip(&app("1.0.0")))), 0);
     sim.publish_update("2.0.0", zip(&app("2.0.0")), "- two");
     let o = node.run(&["update"]);
