@@ -3,7 +3,7 @@
 the routes the status page polls, over one fresh connection each (the listener serves one
 request per connection), either paced evenly over SECONDS or back to back (SECONDS = 0);
 N = 0: back to back until SECONDS have passed.
-Prints "requests errors wall_s listener_cpu_ms" where listener_cpu_ms is the CPU time of
+Prints "requests errors wall_s listener_cpu_ms client_cpu_ms" where listener_cpu_ms is the CPU time of
 the daemon's `admin-api` thread during the requests (/proc/PID/task/TID/schedstat, ns).
 Usage: admin_load.py PORT N SECONDS AGENT_PID"""
 import os, socket, sys, time
@@ -64,4 +64,5 @@ while (i < n) if n > 0 else (time.monotonic() - t0 < span):
     i += 1
 wall = time.monotonic() - t0
 c1 = cpu_ns(tid) if tid else 0
-print(f"{i} {errors} {wall:.3f} {(c1 - c0) / 1e6:.1f}")
+own = os.times()
+print(f"{i} {errors} {wall:.3f} {(c1 - c0) / 1e6:.1f} {(own.user + own.system) * 1e3:.0f}")
