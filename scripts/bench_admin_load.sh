@@ -11,11 +11,14 @@
 #     on arrival and the gaps between telemetry posts compared with the 1 s schedule.
 # Unlike scripts/bench_admin.sh (1,000 curl processes), one process makes the load, so
 # this measures the listener, not process spawning.
+# The client process runs at CLIENT_NICE (default 0; 19 keeps most of its own CPU off the
+# update, leaving the listener's: on a box the client is a browser on another machine).
 # Usage: scripts/bench_admin_load.sh     RUNS=5 (runs of each case)  TELE_SECS=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 TELE_SECS=${TELE_SECS:-20}
+CLIENT_NICE=${CLIENT_NICE:-0}
 cargo build --release -q -p cybersensei-agent -p cybersensei-sim
 source scripts/cargo-target-dir.sh
 TD=$(cargo_target_dir)
@@ -37,7 +40,7 @@ trap cleanup EXIT
 echo KEY-BENCH >"$W/key"
 chmod 600 "$W/key"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE"
 
 python3 - "$W" <<'PY'
 import zipfile, os, sys
@@ -111,7 +114,7 @@ PY
   done
   : >"$W/load.out"
   if [ -n "$span" ]; then
-    python3 "$LOADPY" "$PORT" 1000 "$span" "$AGENT" >"$W/load.out" &
+    nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" 1000 "$span" "$AGENT" >"$W/load.out" &
     LOAD=$!
   fi
   local t0 t1 code
@@ -163,7 +166,7 @@ tele() {
   local start
   start=$(python3 -c 'import time; print(f"{time.monotonic():.6f}")')
   if [ "$loaded" = 1 ]; then
-    python3 "$LOADPY" "$PORT" "$(awk -v t="$TELE_SECS" -v s="$SPAN" 'BEGIN{printf "%d", t*1000/s}')" \
+    nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" "$(awk -v t="$TELE_SECS" -v s="$SPAN" 'BEGIN{printf "%d", t*1000/s}')" \
       "$TELE_SECS" "$AGENT" >>"$W/tele-load.out" &
     LOAD=$!
   fi
