@@ -8,7 +8,8 @@
 //! - `Pace`: the gap between two fresh samples (measured and posted together),
 //!   never shorter than `telemetry.interval`; it widens when the window is more
 //!   than half full and narrows back when it has room, so a fleet settles below the
-//!   limit, each box at about the same pace;
+//!   limit, each box at about the same pace; a box unheard for `AGED` ignores the
+//!   full window (only a 429 slows it), which keeps the gaps close together;
 //! - `Pace::delay`: after a 429, the next sample at a new phase in the gap (the
 //!   boxes a 429 caught posted together; a new phase spreads them at once);
 //! - `spare`: queued samples follow a fresh one only while the window is more than
@@ -31,19 +32,31 @@ pub type Budget = Option<(u64, u64)>;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pace {
     gap: Duration,
+    /// This box's `AGED`: raised to the gap a 429 gave it (that gap was too short for
+    /// this fleet), back towards `AGED` as posts are answered.
+    aged: f64,
 }
 
 /// How long the pace takes to grow from nothing back to one sample per interval.
 pub const RAMP: Duration = Duration::from_secs(24 * 3600);
 /// Rate kept on a window more than half full.
 pub const DECREASE: f64 = 0.9;
+/// The gap from which a box no longer slows for a full window, only for a 429: the
+/// longest-unheard boxes keep their pace while younger ones give way, which narrows
+/// the spread of gaps (the fleet's p95 age); below the 30 minutes asked at N=1,000.
+pub const AGED: Duration = Duration::from_secs(26 * 60);
+/// How much of its excess over `AGED` a box's own threshold keeps per answered post.
+pub const AGED_DECAY: f64 = 0.99;
 /// Rate kept after a 429.
 pub const ON_429: f64 = 0.7;
 
 impl Pace {
     /// Starts at `interval` (a box alone posts at its configured pace).
     pub fn new(interval: Duration) -> Pace {
-        Pace { gap: interval }
+        Pace {
+            gap: interval,
+            aged: AGED.as_secs_f64(),
+        }
     }
 
     /// The current gap, at least `interval`.
@@ -57,18 +70,28 @@ impl Pace {
     /// and hears the window more often); otherwise the rate grows by the same amount
     /// per unit of time for every box (additive: 0 to `1/interval` in `RAMP`), so
     /// boxes sharing the window converge to the same pace whatever they started at.
+    /// A box whose gap has reached its `AGED` threshold ignores a full window (only
+    /// a 429 slows it): the cuts fall on the boxes heard recently, so the gaps stay
+    /// close together instead of spreading to the hour.
     /// `budget` is None when the post failed: the window's state is then unknown.
     pub fn after_post(&mut self, interval: Duration, budget: Budget, throttled: bool) {
         let i = interval.as_secs_f64().max(1.0);
         let g = self.gap.max(interval).as_secs_f64();
         let r = 1.0 / g;
+        let aged = g >= self.aged;
         let r = match budget {
             _ if throttled => r * ON_429,
-            Some((rem, l)) if rem.saturating_mul(4) < l => r * ON_429,
-            Some((rem, l)) if rem.saturating_mul(2) < l => r * DECREASE,
+            Some((rem, l)) if rem.saturating_mul(4) < l && !aged => r * ON_429,
+            Some((rem, l)) if rem.saturating_mul(2) < l && !aged => r * DECREASE,
             Some(_) => r + g / (i * RAMP.as_secs_f64()),
             None => r,
         };
+        let base = AGED.as_secs_f64();
+        if throttled {
+            self.aged = self.aged.max(1.0 / r);
+        } else if budget.is_some() {
+            self.aged = base + (self.aged - base) * AGED_DECAY;
+        }
         let max = MAX_POST_GAP.max(interval).as_secs_f64();
         self.gap = Duration::from_secs_f64((1.0 / r).clamp(i, max));
     }
@@ -139,5 +162,31 @@ mod tests {
             p.after_post(i, Some((60, 60)), false);
             assert!(t <= RAMP, "{t:?}");
         }
+    }
+
+    #[test]
+    fn a_box_unheard_for_aged_ignores_a_full_window_until_a_429() {
+        let i = S(300);
+        let full = Some((5, 60));
+        let mut young = Pace::new(i);
+        young.gap = AGED - S(60);
+        young.after_post(i, full, false);
+        assert!(young.gap(i) > AGED - S(60), "younger than AGED: slows");
+        let mut old = Pace::new(i);
+        old.gap = AGED;
+        old.after_post(i, full, false);
+        assert!(old.gap(i) <= AGED, "unheard for AGED: keeps its pace");
+        // A 429 says this fleet cannot afford that gap: the box slows, and its own
+        // threshold rises to the new gap, so full windows slow it again ...
+        let g0 = old.gap(i).as_secs_f64();
+        old.after_post(i, None, true);
+        let g = old.gap(i);
+        assert!((g.as_secs_f64() - g0 / ON_429).abs() < 1.0);
+        old.after_post(i, full, false);
+        assert!(old.gap(i) > g, "a full window slows it again after a 429");
+        // ... until answered posts bring the threshold back towards AGED.
+        let before = old.aged;
+        old.after_post(i, Some((60, 60)), false);
+        assert!(old.aged < before && old.aged > AGED.as_secs_f64());
     }
 }
