@@ -3,8 +3,9 @@
 #   - `POST /api/update/apply` of a content package (1 MB onto a 50 MB installation of
 #     200 files) through the daemon: the time until its answer (after the commit), to
 #     compare with the dashboard's 30 s give-up (and the API's own 25 s answer limit)
-#   - the same for a full 50 MB package, alone and while a client sends 1,000 requests
-#     to the API (target: the apply's time changes by < 5 %)
+#   - the same for a full 50 MB package, alone and while 1,000 curl processes send requests
+#     to the API (this measures process spawning; scripts/bench_admin_load.sh measures
+#     the listener with one client)
 # The services commands are empty (no services to stop, start or health-check): on a
 # box, `services.health` with its `health_timeout` adds its own time to every apply.
 # Usage: scripts/bench_admin.sh        RUNS=3 (runs of each case)

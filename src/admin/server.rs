@@ -132,10 +132,29 @@ fn answer(mut stream: Stream, r: &Response) {
     }
 }
 
+/// The read end of a non-blocking pipe whose write end `shared::WAKE_FD` names (a job's
+/// answer writes to it), or None if it cannot be made (answers then wait for the poll's
+/// timeout).
+fn wake_pipe() -> Option<RawFd> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if r != 0 {
+        log::warn!(
+            "admin API: wake-up pipe: {}",
+            std::io::Error::last_os_error()
+        );
+        return None;
+    }
+    super::shared::WAKE_FD.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    Some(fds[0])
+}
+
 /// Serves until the process ends.
 pub(crate) fn serve(sock: Socket, mut api: Api) {
     let mut conns: Vec<Conn> = Vec::new();
     let mut chunk = [0u8; 2048];
+    let wake = wake_pipe();
     loop {
         let mut fds = vec![libc::pollfd {
             fd: sock.fd(),
@@ -150,6 +169,15 @@ pub(crate) fn serve(sock: Socket, mut api: Api) {
                 revents: 0,
             });
         }
+        if let Some(w) = wake {
+            fds.push(libc::pollfd {
+                fd: w,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        // With the wake-up pipe, the 100 ms only times out a job; without it, it also
+        // finds its answer.
         let timeout = if conns.iter().any(|c| c.waiting.is_some()) {
             100
         } else if conns.is_empty() {
@@ -166,6 +194,13 @@ pub(crate) fn serve(sock: Socket, mut api: Api) {
                 std::thread::sleep(Duration::from_millis(100));
             }
             continue;
+        }
+        if let (Some(w), Some(p)) = (wake, fds.get(conns.len() + 1)) {
+            if p.revents != 0 {
+                let mut drain = [0u8; 64];
+                // SAFETY: reads into a valid 64-byte buffer from our own non-blocking pipe.
+                while unsafe { libc::read(w, drain.as_mut_ptr().cast(), drain.len()) } > 0 {}
+            }
         }
         let now = Instant::now();
         // Read what the clients sent (their pollfds follow the socket's, in order).

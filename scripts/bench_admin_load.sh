@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Admin API under load (issue 22 item 7). Prints numbers; asserts nothing.
+#  1. `POST /api/update/apply` of a full 50 MB package (the time until its answer, after
+#     the commit), interleaved runs: alone; while ONE client process (scripts/admin_load.py)
+#     sends 1,000 requests (the page's polls: check, progress, status, history) paced evenly
+#     over the baseline apply time; while it sends them back to back. Also the CPU time of
+#     the daemon's `admin-api` thread for those 1,000 requests (what a box pays whatever
+#     this machine's load).
+#  2. Telemetry lateness: the daemon idle with telemetry.interval 1 s, TELE_SECS seconds
+#     without and with API requests at the rate of part 1 (1,000 per baseline apply); the simulator's request log is stamped
+#     on arrival and the gaps between telemetry posts compared with the 1 s schedule.
+# Unlike scripts/bench_admin.sh (1,000 curl processes), one process makes the load, so
+# this measures the listener, not process spawning.
+# The client process runs at CLIENT_NICE (default 0; 19 keeps most of its own CPU off the
+# update, leaving the listener's: on a box the client is a browser on another machine).
+# Usage: scripts/bench_admin_load.sh     RUNS=5 (runs of each case)  TELE_SECS=20
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-5}
+TELE_SECS=${TELE_SECS:-20}
+CLIENT_NICE=${CLIENT_NICE:-0}
+cargo build --release -q -p cybersensei-agent -p cybersensei-sim
+source scripts/cargo-target-dir.sh
+TD=$(cargo_target_dir)
+BIN=$TD/release/cybersensei-agent
+SIMBIN=$TD/release/cybersensei-sim
+LOADPY=$PWD/scripts/admin_load.py
+W=$(mktemp -d)
+SRV=
+AGENT=
+LOAD=
+cleanup() {
+  [ -n "$LOAD" ] && kill "$LOAD" 2>/dev/null || true
+  [ -n "$AGENT" ] && kill "$AGENT" 2>/dev/null || true
+  [ -n "$SRV" ] && kill "$SRV" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$W"
+}
+trap cleanup EXIT
+echo KEY-BENCH >"$W/key"
+chmod 600 "$W/key"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE"
+
+python3 - "$W" <<'PY'
+import zipfile, os, sys
+w = sys.argv[1]
+with zipfile.ZipFile(f'{w}/base.zip', 'w', zipfile.ZIP_STORED) as z:
+    z.writestr('VERSION', '1.0.0\n')
+    for i in range(200):
+        z.writestr(f'app/part{i:03}.bin', os.urandom(256 << 10))
+with zipfile.ZipFile(f'{w}/small.zip', 'w', zipfile.ZIP_STORED) as z:
+    z.writestr('VERSION', '1.0.0\n')
+    z.writestr('app/a.bin', os.urandom(1 << 10))
+with zipfile.ZipFile(f'{w}/full.zip', 'w', zipfile.ZIP_STORED) as z:
+    z.writestr('VERSION', '2.0.0\n')
+    for i in range(7):
+        z.writestr(f'app/blob{i}.bin', os.urandom((50 << 20) // 7))
+PY
+
+stop_all() {
+  if [ -n "$AGENT" ]; then kill "$AGENT" 2>/dev/null || true; wait "$AGENT" 2>/dev/null || true; AGENT=; fi
+  if [ -n "$SRV" ]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; SRV=; fi
+}
+
+# box BASE EXTRA_JSON SIM_ARGS...: a simulator and a daemon with the API on; sets SRV, AGENT.
+box() {
+  local base=$1 extra=$2
+  shift 2
+  stop_all
+  rm -f "$W/sim.out" "$W/sim.err" "$W/stamps"
+  "$SIMBIN" --tls --ca-out "$W/ca.pem" --license-key KEY-BENCH "$@" >"$W/sim.out" \
+    2> >(python3 -u -c '
+import sys, time
+for line in sys.stdin:
+    print(f"{time.monotonic():.6f} {line}", end="", flush=True)' >"$W/stamps") &
+  SRV=$!
+  for _ in $(seq 100); do grep -q '^URL ' "$W/sim.out" 2>/dev/null && break; sleep 0.05; done
+  local url
+  url=$(awk '/^URL / {print $2}' "$W/sim.out")
+  rm -rf "$W/box"
+  mkdir -p "$W/box"
+  cat >"$W/box/agent.json" <<JSON
+{"backend": {"url": "$url", "retry_attempts": 1, "retry_delay": 0, "ca_file": "$W/ca.pem"},
+ "license": {"key_file": "$W/key"}, "install": {"root": "$W/box/opt"},
+ "schedule": {"splay": false, "jitter_percent": 0},
+ "state_dir": "$W/box/state", "log": {"file": "$W/box/agent.log", "level": "info"},
+ "admin_api": {"listen": "127.0.0.1:$PORT", "auth": "none"}$extra}
+JSON
+  "$BIN" -c "$W/box/agent.json" install "$base" >/dev/null 2>&1
+  "$BIN" -c "$W/box/agent.json" run 2>/dev/null &
+  AGENT=$!
+}
+
+# apply SPAN: one apply of full.zip; SPAN "" = no load, 0 = back to back, else paced over
+# SPAN s. Prints "seconds http_code" and, loaded, the client's line.
+apply() {
+  local span=$1
+  box "$W/base.zip" "" --quiet --update "2.0.0=$W/full.zip"
+  local id
+  for _ in $(seq 100); do
+    id=$(grep -o 'published as [^ ]*' "$W/stamps" 2>/dev/null | awk '{print $3}')
+    [ -n "$id" ] && break
+    sleep 0.05
+  done
+  for _ in $(seq 200); do
+    python3 - "$PORT" <<'PY' 2>/dev/null && break
+import sys, http.client
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=2)
+c.request("GET", "/api/update/check")
+sys.exit(0 if b'"updateAvailable":true' in c.getresponse().read() else 1)
+PY
+    sleep 0.05
+  done
+  : >"$W/load.out"
+  if [ -n "$span" ]; then
+    nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" 1000 "$span" "$AGENT" >"$W/load.out" &
+    LOAD=$!
+  fi
+  local t0 t1 code
+  t0=$(date +%s.%N)
+  code=$(curl -s -o "$W/answer" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -d "{\"updateId\": \"$id\"}" "http://127.0.0.1:$PORT/api/update/apply")
+  t1=$(date +%s.%N)
+  if [ -n "$LOAD" ]; then wait "$LOAD" 2>/dev/null || true; LOAD=; fi
+  stop_all
+  awk -v a="$t0" -v b="$t1" -v c="$code" 'BEGIN{printf "%.3f %s ", b-a, c}'
+  if [ -s "$W/load.out" ]; then cat "$W/load.out"; else echo; fi
+}
+
+row() { printf '%-52s %s\n' "$1" "$2"; }
+med() { sort -g | awk '{v[NR]=$1} END {printf "%.3f", v[int((NR+1)/2)]}'; }
+best() { sort -g | awk 'NR==1 {printf "%.3f", $1}'; }
+
+# Baseline first (two runs), to pace the load over the update's own time.
+apply "" >/dev/null
+apply "" >>"$W/none.raw"
+apply "" >>"$W/none.raw"
+SPAN=$(awk '{print $1}' "$W/none.raw" | med)
+row "baseline apply time for pacing" "${SPAN} s (1,000 requests over it: $(awk -v s="$SPAN" 'BEGIN{printf "%.0f", 1000/s}') req/s)"
+for _ in $(seq "$RUNS"); do
+  apply "" >>"$W/none.raw"
+  apply "$SPAN" >>"$W/paced.raw"
+  apply 0 >>"$W/b2b.raw"
+done
+for c in none paced b2b; do
+  awk '{print $1}' "$W/$c.raw" >"$W/$c.t"
+done
+row "full 50 MB apply, alone" "$(best <"$W/none.t") / $(med <"$W/none.t") s (best / median of $(wc -l <"$W/none.t"); HTTP $(awk '{print $2}' "$W/none.raw" | sort -u | tr '\n' ' '))"
+for c in paced b2b; do
+  case $c in paced) what="1,000 requests paced over the update";; b2b) what="1,000 requests back to back";; esac
+  row "same, $what" "$(best <"$W/$c.t") / $(med <"$W/$c.t") s (HTTP $(awk '{print $2}' "$W/$c.raw" | sort -u | tr '\n' ' '))"
+  row "  change (best; median)" "$(awk -v a="$(best <"$W/none.t")" -v b="$(best <"$W/$c.t")" -v m="$(med <"$W/none.t")" -v n="$(med <"$W/$c.t")" 'BEGIN{printf "%+.1f %%; %+.1f %%", (b-a)/a*100, (n-m)/m*100}')"
+  row "  client: wall s (median), errors (sum)" "$(awk '{print $5}' "$W/$c.raw" | med) s, $(awk '{s+=$4} END{print s}' "$W/$c.raw")"
+  row "  admin-api thread CPU for 1,000 (median, min-max)" "$(awk '{print $6}' "$W/$c.raw" | med) ms ($(awk '{print $6}' "$W/$c.raw" | sort -g | sed -n '1p;$p' | tr '\n' ' ')ms)"
+  row "  the client process's own CPU (median)" "$(awk '{print $7}' "$W/$c.raw" | med) ms"
+done
+echo "raw (s code n errors wall cpu_ms):"
+for c in none paced b2b; do sed "s/^/  $c /" "$W/$c.raw"; done
+
+# Telemetry lateness.
+tele() {
+  local loaded=$1
+  box "$W/small.zip" ', "telemetry": {"interval": 1}' --telemetry-log "$W/tele.log"
+  sleep 2
+  local start
+  start=$(python3 -c 'import time; print(f"{time.monotonic():.6f}")')
+  if [ "$loaded" = 1 ]; then
+    nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" "$(awk -v t="$TELE_SECS" -v s="$SPAN" 'BEGIN{printf "%d", t*1000/s}')" \
+      "$TELE_SECS" "$AGENT" >>"$W/tele-load.out" &
+    LOAD=$!
+  fi
+  sleep "$TELE_SECS"
+  if [ -n "$LOAD" ]; then wait "$LOAD" 2>/dev/null || true; LOAD=; fi
+  local end
+  end=$(python3 -c 'import time; print(f"{time.monotonic():.6f}")')
+  stop_all
+  awk -v s="$start" -v e="$end" '$3 == "POST" && $4 ~ /telemetry/ && $1 >= s && $1 <= e {print $1}' "$W/stamps" |
+    awk 'NR > 1 {g = ($1 - p) * 1000 - 1000; print g} {p = $1}' >"$W/gaps.$loaded"
+  # the posts themselves, for the count
+  awk -v s="$start" -v e="$end" '$3 == "POST" && $4 ~ /telemetry/ && $1 >= s && $1 <= e' "$W/stamps" | wc -l >"$W/posts.$loaded"
+}
+: >"$W/tele-load.out"
+: >"$W/all.0"
+: >"$W/all.1"
+for _ in 1 2; do
+  for l in 0 1; do tele $l; cat "$W/gaps.$l" >>"$W/all.$l"; done
+done
+for l in 0 1; do
+  case $l in 0) what="telemetry, API idle (2 runs)";; 1) what="telemetry, API loaded (2 runs)";; esac
+  row "$what: gap - 1 s" "median $(med <"$W/all.$l") ms, max $(sort -g "$W/all.$l" | tail -1) ms, $(awk '$1 > 10' "$W/all.$l" | wc -l) of $(wc -l <"$W/all.$l") gaps > 10 ms late"
+  echo "  gaps > 5 ms: $(awk '$1 > 5 {printf "%.1f ", $1}' "$W/all.$l")"
+done
+row "  API requests meanwhile" "$(awk '{n+=$1; e+=$2; c+=$4} END{printf "%d (errors %d), admin-api CPU %.0f ms", n, e, c}' "$W/tele-load.out")"
+row "  their rate" "$(awk -v t="$TELE_SECS" '{n+=$1} END{printf "%.0f req/s", n/(2*t)}' "$W/tele-load.out")"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
