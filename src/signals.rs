@@ -1,47 +1,77 @@
 //! SIGTERM/SIGINT/SIGHUP as flags the loop polls; sleeps that a signal cuts short.
+//!
+//! The flags are the truth; a self-pipe is only the doorbell: the handler and `wake`
+//! write a byte to it after setting their flag, and the sleep polls its read end, so
+//! a signal (on whichever thread it lands) or an admin action ends the sleep at once.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
 static RELOAD: AtomicBool = AtomicBool::new(false);
-/// Set (1) by the admin listener's thread when it hands the loop an action; a futex
-/// word on Linux, so that setting it also ends the loop's sleep at once.
-static WAKE: AtomicU32 = AtomicU32::new(0);
+/// Set by the admin listener's thread when it hands the loop an action.
+static WAKE: AtomicBool = AtomicBool::new(false);
+/// The self-pipe's ends (non-blocking), -1 until `install` made it.
+static PIPE_R: AtomicI32 = AtomicI32::new(-1);
+static PIPE_W: AtomicI32 = AtomicI32::new(-1);
 
-/// Cuts the daemon's sleep short (an admin action waits): at once on Linux, else
-/// within one sleep slice.
-pub(crate) fn wake() {
-    WAKE.store(1, Ordering::SeqCst);
-    #[cfg(target_os = "linux")]
-    // SAFETY: FUTEX_WAKE on a valid, static 32-bit atomic; no other pointer is read.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            WAKE.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            i32::MAX,
-        );
+/// Rings the doorbell: one byte to the self-pipe (a full pipe already rings).
+/// Async-signal-safe: one write(2) on a non-blocking pipe.
+fn ring() {
+    let fd = PIPE_W.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: one byte from a valid buffer to our own non-blocking pipe.
+        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
     }
+}
+
+/// Empties the self-pipe (the flags say what happened).
+fn drain(fd: libc::c_int) {
+    let mut b = [0u8; 64];
+    // SAFETY: reads into a valid 64-byte buffer from our own non-blocking pipe.
+    while unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) } > 0 {}
+}
+
+/// Ends the daemon's sleep at once (an admin action waits).
+pub(crate) fn wake() {
+    WAKE.store(true, Ordering::SeqCst);
+    ring();
 }
 
 /// True once per `wake`: reading it clears it.
 pub(crate) fn take_wake() -> bool {
-    WAKE.swap(0, Ordering::SeqCst) != 0
+    WAKE.swap(false, Ordering::SeqCst)
 }
 
 extern "C" fn on_signal(sig: libc::c_int) {
-    // Only async-signal-safe work here: two atomic stores.
+    // Only async-signal-safe work here: atomic stores and one write(2), with errno
+    // kept for the code the signal interrupted.
+    // SAFETY: errno is thread-local; reading and restoring it is what handlers do.
+    let errno = unsafe { *libc::__errno_location() };
     if sig == libc::SIGHUP {
         RELOAD.store(true, Ordering::SeqCst);
     } else {
         STOP.store(true, Ordering::SeqCst);
     }
+    ring();
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
 }
 
 /// Installs the handlers (without SA_RESTART, so blocking sleeps return early). An
 /// error names the signal: without its handler the daemon could not stop cleanly.
+/// An error making the self-pipe is logged: sleeps then end within 200 ms slices.
 pub(crate) fn install() -> std::io::Result<()> {
+    if PIPE_W.load(Ordering::SeqCst) < 0 {
+        let mut fds = [-1; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } == 0 {
+            PIPE_R.store(fds[0], Ordering::SeqCst);
+            PIPE_W.store(fds[1], Ordering::SeqCst);
+        } else {
+            log::warn!("signals: self-pipe: {}", std::io::Error::last_os_error());
+        }
+    }
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: a zeroed sigaction with a plain handler is valid; the handler only
         // touches atomics.
@@ -70,13 +100,19 @@ pub(crate) fn take_reload() -> bool {
     RELOAD.swap(false, Ordering::SeqCst)
 }
 
-/// Sleeps up to `d`, returning early when a stop or reload is requested.
+/// Sleeps up to `d`, returning early when a stop, a reload or a wake is requested.
 pub(crate) fn sleep_interruptible(d: Duration) {
     let end = Instant::now() + d;
+    let pipe = PIPE_R.load(Ordering::SeqCst);
     loop {
+        // Drained before the flags are read: a ring after this point stays in the
+        // pipe and ends the poll below at once.
+        if pipe >= 0 {
+            drain(pipe);
+        }
         if STOP.load(Ordering::SeqCst)
             || RELOAD.load(Ordering::SeqCst)
-            || WAKE.load(Ordering::SeqCst) != 0
+            || WAKE.load(Ordering::SeqCst)
         {
             return;
         }
@@ -84,30 +120,30 @@ pub(crate) fn sleep_interruptible(d: Duration) {
         if now >= end {
             return;
         }
-        // Slices bound the latency of a signal that lands between the check and the
-        // sleep; nanosleep itself returns at once (EINTR) on a signal.
+        if pipe >= 0 {
+            // The doorbell closes the race between the check and the sleep, so no
+            // slices: one poll (an int of ms: no time_t anywhere), rounded up so that
+            // a sub-millisecond rest does not spin.
+            let ms = (end - now).as_micros().div_ceil(1000).min(3_600_000) as libc::c_int;
+            let mut p = libc::pollfd {
+                fd: pipe,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the call.
+            unsafe { libc::poll(&mut p, 1, ms) };
+            continue;
+        }
+        // Without the pipe, slices bound the latency of a signal that lands between
+        // the check and the sleep (or on another thread); nanosleep itself returns at
+        // once (EINTR) on a signal to this thread.
         let slice = (end - now).min(Duration::from_millis(200));
         let ts = libc::timespec {
             // `as _`: the field's own type (libc deprecates naming `time_t` on musl); the
-            // slice is at most 0.5 s, so nothing is truncated.
+            // slice is at most 0.2 s, so nothing is truncated.
             tv_sec: slice.as_secs() as _,
             tv_nsec: slice.subsec_nanos() as libc::c_long,
         };
-        // A futex wait rather than nanosleep so that `wake` ends it (an admin apply
-        // starts at once instead of up to 200 ms later: scripts/bench_admin_load.sh);
-        // it returns at once if WAKE is already set, and on a signal (EINTR) as well.
-        #[cfg(target_os = "linux")]
-        // SAFETY: FUTEX_WAIT on a valid, static 32-bit atomic with a valid timespec.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                WAKE.as_ptr(),
-                libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-                0u32,
-                &ts as *const libc::timespec,
-            );
-        }
-        #[cfg(not(target_os = "linux"))]
         // SAFETY: nanosleep with a valid timespec and no remainder pointer.
         unsafe {
             libc::nanosleep(&ts, std::ptr::null_mut());

@@ -347,6 +347,35 @@ fn forced_checks_at_most_once_a_minute_and_unknown_routes() {
     shape(&p, &[("lastTelemetryPush", "date")], "push");
 }
 
+/// The loop sleeps until its next step (minutes away here: telemetry every 300 s,
+/// checks hourly); an action handed over the API ends that sleep at once (the signals'
+/// self-pipe), so the push is answered 200 after reaching the backend. A broken
+/// wake-up leaves the loop asleep and the listener answers 504 after 25 s.
+#[test]
+fn an_action_ends_the_loops_long_sleep_at_once() {
+    let sim = tls_sim();
+    let mut node = Node::updates(&sim);
+    node.set("telemetry", "interval", json!(300));
+    let addr = api_on(&mut node, "none", None);
+    let _d = start(&node, addr);
+    wait_for("the first telemetry post", Duration::from_secs(15), || {
+        sim.count("/telemetry") >= 1 && sim.count("/update/check") >= 1
+    });
+    // The loop is now in its long sleep.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = sim.count("/telemetry");
+    let t = Instant::now();
+    let (s, p) = post(addr, "/api/sync/telemetry/push", &json!({}), None);
+    assert_eq!(s, 200, "{p}");
+    assert_eq!(
+        sim.count("/telemetry"),
+        before + 1,
+        "the push reached the backend"
+    );
+    // Generous: the point is the order (the push before the next due step), not a time.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+}
+
 /// A fake node: `GET /api/user/me` answers by token, counting the asks.
 fn fake_node() -> (
     String,
