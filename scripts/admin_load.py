@@ -3,8 +3,9 @@
 the routes the status page polls, over one fresh connection each (the listener serves one
 request per connection), either paced evenly over SECONDS or back to back (SECONDS = 0);
 N = 0: back to back until SECONDS have passed.
-Prints "requests errors wall_s listener_cpu_ms client_cpu_ms" where listener_cpu_ms is the CPU time of
-the daemon's `admin-api` thread during the requests (/proc/PID/task/TID/schedstat, ns).
+Prints "requests errors wall_s listener_cpu_ms client_cpu_ms lat_median_ms lat_p99_ms lat_max_ms"
+where listener_cpu_ms is the CPU time of the daemon's `admin-api` thread during the requests
+(/proc/PID/task/TID/schedstat, ns) and lat_* the time from connect to the whole answer.
 Usage: admin_load.py PORT N SECONDS AGENT_PID"""
 import os, socket, sys, time
 
@@ -51,18 +52,24 @@ c0 = cpu_ns(tid) if tid else 0
 errors = 0
 t0 = time.monotonic()
 i = 0
+lat = []
 while (i < n) if n > 0 else (time.monotonic() - t0 < span):
     if n > 0 and span > 0:
         d = t0 + i * span / n - time.monotonic()
         if d > 0:
             time.sleep(d)
+    t = time.monotonic()
     try:
         if not get(PATHS[i % len(PATHS)]):
             errors += 1
     except OSError:
         errors += 1
+    lat.append(time.monotonic() - t)
     i += 1
 wall = time.monotonic() - t0
 c1 = cpu_ns(tid) if tid else 0
 own = os.times()
-print(f"{i} {errors} {wall:.3f} {(c1 - c0) / 1e6:.1f} {(own.user + own.system) * 1e3:.0f}")
+lat.sort()
+q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1e3 if lat else 0.0
+print(f"{i} {errors} {wall:.3f} {(c1 - c0) / 1e6:.1f} {(own.user + own.system) * 1e3:.0f}"
+      f" {q(0.5):.2f} {q(0.99):.2f} {q(1.0):.2f}")

@@ -13,18 +13,34 @@
 # this measures the listener, not process spawning.
 # The client process runs at CLIENT_NICE (default 0; 19 keeps most of its own CPU off the
 # update, leaving the listener's: on a box the client is a browser on another machine).
-# Usage: scripts/bench_admin_load.sh     RUNS=5 (runs of each case)  TELE_SECS=20
+# BINS="label=path ..." compares agent binaries, interleaved run by run (default: this
+# tree's release build, "main"); the telemetry part uses the first one. PIN=1 pins the
+# daemon to CPU 1 and the simulator, the client and curl to CPU 0 (the update then
+# competes for its core only with the listener's thread, as on a box whose simulator
+# is the real backend, far away). Each apply also prints the daemon's and the
+# simulator's CPU (ms, from /proc/PID/stat) and the page's latency
+# (median, p99, max ms) while the update runs.
+# Usage: scripts/bench_admin_load.sh     RUNS=5 (runs of each case)  TELE_SECS=20 (0: skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 TELE_SECS=${TELE_SECS:-20}
 CLIENT_NICE=${CLIENT_NICE:-0}
+PIN=${PIN:-0}
 cargo build --release -q -p cybersensei-agent -p cybersensei-sim
 source scripts/cargo-target-dir.sh
 TD=$(cargo_target_dir)
 BIN=$TD/release/cybersensei-agent
 SIMBIN=$TD/release/cybersensei-sim
 LOADPY=$PWD/scripts/admin_load.py
+BINS=${BINS:-main=$BIN}
+ON0=()
+ON1=()
+if [ "$PIN" = 1 ]; then ON0=(taskset -c 0); ON1=(taskset -c 1); fi
+# pcpu PID: the process's CPU so far, ms (all its threads, ended ones included: the
+# simulator serves each connection on a thread of its own), at the clock tick's resolution.
+TICK=$(getconf CLK_TCK)
+pcpu() { awk -v t="$TICK" '{printf "%.0f", ($14 + $15) * 1000 / t}' /proc/"$1"/stat 2>/dev/null || echo 0; }
 W=$(mktemp -d)
 SRV=
 AGENT=
@@ -40,7 +56,7 @@ trap cleanup EXIT
 echo KEY-BENCH >"$W/key"
 chmod 600 "$W/key"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE; pinned $PIN; $(nproc) CPUs"
 
 python3 - "$W" <<'PY'
 import zipfile, os, sys
@@ -69,7 +85,7 @@ box() {
   shift 2
   stop_all
   rm -f "$W/sim.out" "$W/sim.err" "$W/stamps"
-  "$SIMBIN" --tls --ca-out "$W/ca.pem" --license-key KEY-BENCH "$@" >"$W/sim.out" \
+  "${ON0[@]}" "$SIMBIN" --tls --ca-out "$W/ca.pem" --license-key KEY-BENCH "$@" >"$W/sim.out" \
     2> >(python3 -u -c '
 import sys, time
 for line in sys.stdin:
@@ -87,13 +103,14 @@ for line in sys.stdin:
  "state_dir": "$W/box/state", "log": {"file": "$W/box/agent.log", "level": "info"},
  "admin_api": {"listen": "127.0.0.1:$PORT", "auth": "none"}$extra}
 JSON
-  "$BIN" -c "$W/box/agent.json" install "$base" >/dev/null 2>&1
-  "$BIN" -c "$W/box/agent.json" run 2>/dev/null &
+  "$ABIN" -c "$W/box/agent.json" install "$base" >/dev/null 2>&1
+  "${ON1[@]}" "$ABIN" -c "$W/box/agent.json" run 2>/dev/null &
   AGENT=$!
 }
 
-# apply SPAN: one apply of full.zip; SPAN "" = no load, 0 = back to back, else paced over
-# SPAN s. Prints "seconds http_code" and, loaded, the client's line.
+# apply SPAN: one apply of full.zip by $ABIN; SPAN "" = no load, 0 = back to back, else
+# paced over SPAN s. Prints "seconds http_code agent_cpu_ms sim_cpu_ms" and, loaded, the
+# client's line.
 apply() {
   local span=$1
   box "$W/base.zip" "" --quiet --update "2.0.0=$W/full.zip"
@@ -114,49 +131,76 @@ PY
   done
   : >"$W/load.out"
   if [ -n "$span" ]; then
-    nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" 1000 "$span" "$AGENT" >"$W/load.out" &
+    "${ON0[@]}" nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" 1000 "$span" "$AGENT" >"$W/load.out" &
     LOAD=$!
   fi
-  local t0 t1 code
+  local t0 t1 code a0 s0 a1 s1
+  a0=$(pcpu "$AGENT")
+  s0=$(pcpu "$SRV")
   t0=$(date +%s.%N)
-  code=$(curl -s -o "$W/answer" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+  code=$("${ON0[@]}" curl -s -o "$W/answer" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
     -d "{\"updateId\": \"$id\"}" "http://127.0.0.1:$PORT/api/update/apply")
   t1=$(date +%s.%N)
+  a1=$(pcpu "$AGENT")
+  s1=$(pcpu "$SRV")
   if [ -n "$LOAD" ]; then wait "$LOAD" 2>/dev/null || true; LOAD=; fi
   stop_all
-  awk -v a="$t0" -v b="$t1" -v c="$code" 'BEGIN{printf "%.3f %s ", b-a, c}'
+  awk -v a="$t0" -v b="$t1" -v c="$code" -v x="$((a1 - a0))" -v y="$((s1 - s0))" \
+    'BEGIN{printf "%.3f %s %s %s ", b-a, c, x, y}'
   if [ -s "$W/load.out" ]; then cat "$W/load.out"; else echo; fi
 }
 
 row() { printf '%-52s %s\n' "$1" "$2"; }
 med() { sort -g | awk '{v[NR]=$1} END {printf "%.3f", v[int((NR+1)/2)]}'; }
 best() { sort -g | awk 'NR==1 {printf "%.3f", $1}'; }
+col() { awk -v c="$1" '{print $c}' "$2"; }
 
-# Baseline first (two runs), to pace the load over the update's own time.
+# Baseline first (two runs, the first binary), to pace the load over the update's own time.
+ABIN=${BINS%% *}
+ABIN=${ABIN#*=}
 apply "" >/dev/null
-apply "" >>"$W/none.raw"
-apply "" >>"$W/none.raw"
-SPAN=$(awk '{print $1}' "$W/none.raw" | med)
+apply "" >>"$W/pace.raw"
+apply "" >>"$W/pace.raw"
+SPAN=$(col 1 "$W/pace.raw" | med)
 row "baseline apply time for pacing" "${SPAN} s (1,000 requests over it: $(awk -v s="$SPAN" 'BEGIN{printf "%.0f", 1000/s}') req/s)"
+: >"$W/loadavg"
 for _ in $(seq "$RUNS"); do
-  apply "" >>"$W/none.raw"
-  apply "$SPAN" >>"$W/paced.raw"
-  apply 0 >>"$W/b2b.raw"
+  for b in $BINS; do
+    ABIN=${b#*=}
+    l=${b%%=*}
+    apply "" >>"$W/$l.none.raw"
+    apply "$SPAN" >>"$W/$l.paced.raw"
+    apply 0 >>"$W/$l.b2b.raw"
+  done
+  cut -d' ' -f1 /proc/loadavg >>"$W/loadavg"
 done
-for c in none paced b2b; do
-  awk '{print $1}' "$W/$c.raw" >"$W/$c.t"
+row "load average (1 min) after each round" "$(tr '\n' ' ' <"$W/loadavg")"
+for b in $BINS; do
+  l=${b%%=*}
+  echo "== $l (${b#*=})"
+  N=$W/$l.none.raw
+  row "full 50 MB apply, alone" "$(col 1 "$N" | best) / $(col 1 "$N" | med) s (best / median of $(wc -l <"$N"); HTTP $(col 2 "$N" | sort -u | tr '\n' ' '))"
+  row "  CPU during it: daemon, simulator (median)" "$(col 3 "$N" | med | cut -d. -f1) ms, $(col 4 "$N" | med | cut -d. -f1) ms"
+  for c in paced b2b; do
+    R=$W/$l.$c.raw
+    case $c in paced) what="1,000 requests paced over the update";; b2b) what="1,000 requests back to back";; esac
+    row "same, $what" "$(col 1 "$R" | best) / $(col 1 "$R" | med) s (HTTP $(col 2 "$R" | sort -u | tr '\n' ' '))"
+    row "  change (best; median)" "$(awk -v a="$(col 1 "$N" | best)" -v b="$(col 1 "$R" | best)" -v m="$(col 1 "$N" | med)" -v n="$(col 1 "$R" | med)" 'BEGIN{printf "%+.1f %%; %+.1f %%", (b-a)/a*100, (n-m)/m*100}')"
+    row "  CPU during it: daemon, simulator (median)" "$(col 3 "$R" | med | cut -d. -f1) ms, $(col 4 "$R" | med | cut -d. -f1) ms"
+    row "  client: wall s (median), errors (sum)" "$(col 7 "$R" | med) s, $(awk '{s+=$6} END{print s}' "$R")"
+    row "  admin-api thread CPU for 1,000 (median, min-max)" "$(col 8 "$R" | med) ms ($(col 8 "$R" | sort -g | sed -n '1p;$p' | tr '\n' ' ')ms)"
+    row "  the client process's own CPU (median)" "$(col 9 "$R" | med) ms"
+    row "  request latency ms: median, p99, max (medians)" "$(col 10 "$R" | med), $(col 11 "$R" | med), $(col 12 "$R" | med) (worst max $(col 12 "$R" | sort -g | tail -1))"
+  done
 done
-row "full 50 MB apply, alone" "$(best <"$W/none.t") / $(med <"$W/none.t") s (best / median of $(wc -l <"$W/none.t"); HTTP $(awk '{print $2}' "$W/none.raw" | sort -u | tr '\n' ' '))"
-for c in paced b2b; do
-  case $c in paced) what="1,000 requests paced over the update";; b2b) what="1,000 requests back to back";; esac
-  row "same, $what" "$(best <"$W/$c.t") / $(med <"$W/$c.t") s (HTTP $(awk '{print $2}' "$W/$c.raw" | sort -u | tr '\n' ' '))"
-  row "  change (best; median)" "$(awk -v a="$(best <"$W/none.t")" -v b="$(best <"$W/$c.t")" -v m="$(med <"$W/none.t")" -v n="$(med <"$W/$c.t")" 'BEGIN{printf "%+.1f %%; %+.1f %%", (b-a)/a*100, (n-m)/m*100}')"
-  row "  client: wall s (median), errors (sum)" "$(awk '{print $5}' "$W/$c.raw" | med) s, $(awk '{s+=$4} END{print s}' "$W/$c.raw")"
-  row "  admin-api thread CPU for 1,000 (median, min-max)" "$(awk '{print $6}' "$W/$c.raw" | med) ms ($(awk '{print $6}' "$W/$c.raw" | sort -g | sed -n '1p;$p' | tr '\n' ' ')ms)"
-  row "  the client process's own CPU (median)" "$(awk '{print $7}' "$W/$c.raw" | med) ms"
+echo "raw (s code daemon_cpu_ms sim_cpu_ms | n errors wall listener_cpu_ms client_cpu_ms lat_med lat_p99 lat_max):"
+for b in $BINS; do
+  l=${b%%=*}
+  for c in none paced b2b; do sed "s/^/  $l $c /" "$W/$l.$c.raw"; done
 done
-echo "raw (s code n errors wall cpu_ms):"
-for c in none paced b2b; do sed "s/^/  $c /" "$W/$c.raw"; done
+ABIN=${BINS%% *}
+ABIN=${ABIN#*=}
+[ "$TELE_SECS" = 0 ] && exit 0
 
 # Telemetry lateness.
 tele() {
@@ -166,7 +210,7 @@ tele() {
   local start
   start=$(python3 -c 'import time; print(f"{time.monotonic():.6f}")')
   if [ "$loaded" = 1 ]; then
-    nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" "$(awk -v t="$TELE_SECS" -v s="$SPAN" 'BEGIN{printf "%d", t*1000/s}')" \
+    "${ON0[@]}" nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" "$(awk -v t="$TELE_SECS" -v s="$SPAN" 'BEGIN{printf "%d", t*1000/s}')" \
       "$TELE_SECS" "$AGENT" >>"$W/tele-load.out" &
     LOAD=$!
   fi

@@ -21,6 +21,15 @@ pub(crate) fn parent_of(path: &Path) -> PathBuf {
     }
 }
 
+/// How many atomic writes this process has made: a reader that caches a state file
+/// (the admin listener) re-reads it when this moved, whatever the file's timestamps say.
+static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See `WRITES`.
+pub(crate) fn writes() -> u64 {
+    WRITES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync,
 /// rename over the target, fsync of the directory. `mode` applies to the new file.
 pub(crate) fn atomic_write(path: &Path, data: &[u8], mode: u32) -> Result<()> {
@@ -55,6 +64,7 @@ fn atomic_write_io(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, path)?;
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         fsync_dir(&dir)
     })();
     if result.is_err() {

@@ -97,7 +97,8 @@ impl Entry {
     }
 }
 
-fn path(state_dir: &Path) -> PathBuf {
+/// The history file.
+pub(crate) fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("update-history.json")
 }
 

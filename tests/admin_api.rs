@@ -376,6 +376,66 @@ fn an_action_ends_the_loops_long_sleep_at_once() {
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
 
+/// The listener keeps status.json and the history parsed between requests; what it
+/// serves must still follow every write. Another process's (a person's `update` on the
+/// command line while the daemon sleeps) and the daemon's own (a forced check) both
+/// show in the very next answer.
+#[test]
+fn answers_follow_status_and_history_written_by_another_process_or_the_loop() {
+    let sim = tls_sim();
+    let mut node = Node::updates(&sim);
+    install_v1(&mut node, None, "cache");
+    let addr = api_on(&mut node, "none", None);
+    let _d = start(&node, addr);
+    wait_for("the first check", Duration::from_secs(15), || {
+        sim.count("/update/check") >= 1 && node.status()["update"]["lastCheckedAt"].is_string()
+    });
+    // Read (and so cached) before the changes.
+    let (_, c) = get(addr, "/api/update/check", None);
+    assert_eq!(
+        (c["currentVersion"].as_str(), c["updateAvailable"].as_bool()),
+        (Some("1.0.0"), Some(false)),
+        "{c}"
+    );
+    let (_, h) = get(addr, "/api/update/history", None);
+    assert_eq!(h[0]["version"], "1.0.0", "{h}");
+    let (_, a) = get(addr, "/api/agent/status", None);
+    assert_eq!(a["version"], "1.0.0", "{a}");
+
+    // Another process installs 2.0.0 while the daemon sleeps (telemetry every 300 s,
+    // checks hourly): only the files changed.
+    sim.publish_update("2.0.0", zip(&app("2.0.0")), "- deux");
+    let checks = sim.count("/update/check");
+    let o = node.run(&["update"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        sim.count("/update/check"),
+        checks + 1,
+        "only the CLI checked"
+    );
+    let (_, c) = get(addr, "/api/update/check", None);
+    assert_eq!(c["currentVersion"], "2.0.0", "{c}");
+    let (_, h) = get(addr, "/api/update/history", None);
+    assert_eq!(
+        (h[0]["version"].as_str(), h[0]["status"].as_str()),
+        (Some("2.0.0"), Some("success")),
+        "{h}"
+    );
+    let (_, a) = get(addr, "/api/agent/status", None);
+    assert_eq!(a["version"], "2.0.0", "{a}");
+    assert_eq!(a["history"][0]["version"], "2.0.0", "{a}");
+
+    // The daemon's own write: a forced check finds 3.0.0.
+    sim.publish_update("3.0.0", zip(&app("3.0.0")), "- trois");
+    let (s, c) = get(addr, "/api/update/check?force=true", None);
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(c["pendingUpdates"][0]["version"], "3.0.0", "{c}");
+    let (_, c) = get(addr, "/api/update/check", None);
+    assert_eq!(c["pendingUpdates"][0]["version"], "3.0.0", "{c}");
+    let (_, l) = get(addr, "/api/sync/status", None);
+    assert!(l.is_object(), "{l}");
+}
+
 /// A fake node: `GET /api/user/me` answers by token, counting the asks.
 fn fake_node() -> (
     String,

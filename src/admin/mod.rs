@@ -8,6 +8,7 @@
 //! and answers on the job's own channel.
 
 pub(crate) mod auth;
+pub(crate) mod cache;
 pub mod http;
 pub(crate) mod page;
 pub(crate) mod routes;

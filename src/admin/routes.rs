@@ -3,6 +3,7 @@
 //! in-memory progress; actions go to the daemon's loop as `Job`s.
 
 use super::auth::{Access, Checker};
+use super::cache::Cached;
 use super::http::{Request, Response};
 use super::shared::{describe, lock, Action, Job, Queue, Reply, ReplySlot, QUEUE};
 use crate::clock::{iso8601, parse_iso8601};
@@ -32,6 +33,8 @@ pub(crate) struct Api {
     /// `http://ADDR` forms of the listener's own address (Origin checks).
     own: Vec<String>,
     describe: String,
+    status: Cached<Status>,
+    history: Cached<Vec<history::Entry>>,
 }
 
 /// What a request gets: an answer now, or later from the loop.
@@ -142,7 +145,22 @@ impl Api {
             last_forced: None,
             own,
             describe: describe(a),
+            status: Cached::default(),
+            history: Cached::default(),
         }
+    }
+
+    /// status.json, read again only when it changed.
+    fn status(&mut self) -> Arc<Status> {
+        let dir = &self.state_dir;
+        self.status
+            .get(&crate::status::path(dir), || Status::load(dir))
+    }
+
+    /// The history, read again only when it changed.
+    fn history(&mut self) -> Arc<Vec<history::Entry>> {
+        let dir = &self.state_dir;
+        self.history.get(&history::path(dir), || history::load(dir))
     }
 
     /// Routes one request.
@@ -176,7 +194,7 @@ impl Api {
                 }
             }
         }
-        let st = || Status::load(&self.state_dir);
+        let st = self.status();
         let r = match route {
             Route::Page => {
                 let gzip = req
@@ -191,20 +209,20 @@ impl Api {
             }
             Route::Check if force => return self.forced(After::Check),
             Route::SyncCheck => return self.forced(After::SyncStatus),
-            Route::Check => Response::text(200, update_check(&st())),
+            Route::Check => Response::text(200, update_check(&st)),
             Route::History => Response::text(
                 200,
-                history_json(&self.state_dir, req.query_has("all", "true")),
+                history_json(&self.history(), req.query_has("all", "true")),
             ),
             Route::Apply => return self.apply(req),
-            Route::License => Response::text(200, license_info(&st())),
-            Route::SyncStatus => Response::text(200, sync_status(&st())),
+            Route::License => Response::text(200, license_info(&st)),
+            Route::SyncStatus => Response::text(200, sync_status(&st)),
             Route::Push => return self.send(Action::TelemetryPush, After::Push),
             Route::AgentStatus => {
                 // status.json's object, with two fields more.
-                let mut body = serde_json::to_string(&st()).unwrap_or_else(|_| "{}".into());
+                let mut body = serde_json::to_string(&*st).unwrap_or_else(|_| "{}".into());
                 body.pop();
-                let h = history::load(&self.state_dir);
+                let h = self.history();
                 let last: Vec<_> = h.iter().rev().take(5).collect();
                 let extra = Obj::new()
                     .s("adminApi", Some(&self.describe))
@@ -274,7 +292,7 @@ impl Api {
                 "corps attendu : {\"updateId\": \"...\"}",
             ));
         };
-        let u = Status::load(&self.state_dir).update;
+        let u = self.status().update.clone();
         if progress::snapshot().active {
             return Outcome::Now(Response::error(409, "une mise à jour est déjà en cours"));
         }
@@ -315,12 +333,12 @@ impl Api {
     }
 
     /// The answer to an action the loop performed.
-    fn after(&self, after: After, reply: Reply) -> Response {
+    fn after(&mut self, after: After, reply: Reply) -> Response {
         let msg = match reply {
             Ok(m) => m,
             Err((s, m)) => return Response::error(s, &m),
         };
-        let st = Status::load(&self.state_dir);
+        let st = self.status();
         let body = match after {
             After::Check => update_check(&st),
             After::SyncStatus => sync_status(&st),
@@ -468,8 +486,7 @@ pub(crate) fn update_check(st: &Status) -> String {
 
 /// `UpdateHistory[]`, newest first: what ended (commits, rollbacks, refusals,
 /// failures); `all` adds the install starts.
-fn history_json(state_dir: &std::path::Path, all: bool) -> String {
-    let h = history::load(state_dir);
+fn history_json(h: &[history::Entry], all: bool) -> String {
     let shown: Vec<_> = h
         .iter()
         .rev()

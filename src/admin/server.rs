@@ -150,8 +150,25 @@ fn wake_pipe() -> Option<RawFd> {
     Some(fds[0])
 }
 
+/// Puts this thread (the listener's) at nice 19: it must not take CPU from an
+/// update, and a page polling once a second does not need it sooner. Linux's nice is
+/// per thread, so the loop keeps its own; a failure only costs that preference.
+fn lower_priority() {
+    // SAFETY: gettid takes no argument and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    // SAFETY: setpriority on our own thread id; no memory is involved.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, tid as libc::id_t, 19) };
+    if r != 0 {
+        log::warn!(
+            "admin API: lowering its priority: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 /// Serves until the process ends.
 pub(crate) fn serve(sock: Socket, mut api: Api) {
+    lower_priority();
     let mut conns: Vec<Conn> = Vec::new();
     let mut chunk = [0u8; 2048];
     let wake = wake_pipe();
