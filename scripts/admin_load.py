@@ -6,11 +6,13 @@ N = 0: back to back until SECONDS have passed.
 Prints "requests errors wall_s listener_cpu_ms client_cpu_ms lat_median_ms lat_p99_ms lat_max_ms"
 where listener_cpu_ms is the CPU time of the daemon's `admin-api` thread during the requests
 (/proc/PID/task/TID/schedstat, ns) and lat_* the time from connect to the whole answer.
-Usage: admin_load.py PORT N SECONDS AGENT_PID"""
+Usage: [ADMIN_PATHS="/a /b"] admin_load.py PORT N SECONDS AGENT_PID"""
 import os, socket, sys, time
 
 port, n, span, pid = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
-PATHS = ["/api/update/check", "/api/agent/progress", "/api/agent/status", "/api/update/history"]
+# ADMIN_PATHS (space-separated) replaces the page's four routes, to cost one at a time.
+PATHS = os.environ.get("ADMIN_PATHS", "").split() or [
+    "/api/update/check", "/api/agent/progress", "/api/agent/status", "/api/update/history"]
 
 
 def listener_tid():

@@ -27,6 +27,8 @@ RUNS=${RUNS:-5}
 TELE_SECS=${TELE_SECS:-20}
 CLIENT_NICE=${CLIENT_NICE:-0}
 PIN=${PIN:-0}
+LOGLEVEL=info
+[ -n "${KEEP_LOGS:-}" ] && LOGLEVEL=debug
 cargo build --release -q -p cybersensei-agent -p cybersensei-sim
 source scripts/cargo-target-dir.sh
 TD=$(cargo_target_dir)
@@ -41,7 +43,9 @@ if [ "$PIN" = 1 ]; then ON0=(taskset -c 0); ON1=(taskset -c 1); fi
 # simulator serves each connection on a thread of its own), at the clock tick's resolution.
 TICK=$(getconf CLK_TCK)
 pcpu() { awk -v t="$TICK" '{printf "%.0f", ($14 + $15) * 1000 / t}' /proc/"$1"/stat 2>/dev/null || echo 0; }
-W=$(mktemp -d)
+# BENCH_TMP: where the box and packages live (default /tmp; /dev/shm takes the disk's
+# fsync times, which other jobs on this machine make vary, out of the measure).
+W=$(mktemp -d -p "${BENCH_TMP:-/tmp}")
 SRV=
 AGENT=
 LOAD=
@@ -56,7 +60,7 @@ trap cleanup EXIT
 echo KEY-BENCH >"$W/key"
 chmod 600 "$W/key"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE; pinned $PIN; $(nproc) CPUs"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE; pinned $PIN; $(nproc) CPUs; box on $(stat -f -c %T "$W")"
 
 python3 - "$W" <<'PY'
 import zipfile, os, sys
@@ -100,7 +104,7 @@ for line in sys.stdin:
 {"backend": {"url": "$url", "retry_attempts": 1, "retry_delay": 0, "ca_file": "$W/ca.pem"},
  "license": {"key_file": "$W/key"}, "install": {"root": "$W/box/opt"},
  "schedule": {"splay": false, "jitter_percent": 0},
- "state_dir": "$W/box/state", "log": {"file": "$W/box/agent.log", "level": "info"},
+ "state_dir": "$W/box/state", "log": {"file": "$W/box/agent.log", "level": "$LOGLEVEL"},
  "admin_api": {"listen": "127.0.0.1:$PORT", "auth": "none"}$extra}
 JSON
   "$ABIN" -c "$W/box/agent.json" install "$base" >/dev/null 2>&1
@@ -116,7 +120,7 @@ apply() {
   box "$W/base.zip" "" --quiet --update "2.0.0=$W/full.zip"
   local id
   for _ in $(seq 100); do
-    id=$(grep -o 'published as [^ ]*' "$W/stamps" 2>/dev/null | awk '{print $3}')
+    id=$(grep -o 'published as [^ ]*' "$W/stamps" 2>/dev/null | awk '{print $3}' || true)
     [ -n "$id" ] && break
     sleep 0.05
   done
@@ -145,6 +149,10 @@ PY
   s1=$(pcpu "$SRV")
   if [ -n "$LOAD" ]; then wait "$LOAD" 2>/dev/null || true; LOAD=; fi
   stop_all
+  # KEEP_LOGS=DIR keeps each apply's agent log (debug level), named by its time.
+  if [ -n "${KEEP_LOGS:-}" ]; then
+    cp "$W/box/agent.log" "$KEEP_LOGS/$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.3f", b-a}')-${span:-alone}-$RANDOM.log"
+  fi
   awk -v a="$t0" -v b="$t1" -v c="$code" -v x="$((a1 - a0))" -v y="$((s1 - s0))" \
     'BEGIN{printf "%.3f %s %s %s ", b-a, c, x, y}'
   if [ -s "$W/load.out" ]; then cat "$W/load.out"; else echo; fi
@@ -154,23 +162,58 @@ row() { printf '%-52s %s\n' "$1" "$2"; }
 med() { sort -g | awk '{v[NR]=$1} END {printf "%.3f", v[int((NR+1)/2)]}'; }
 best() { sort -g | awk 'NR==1 {printf "%.3f", $1}'; }
 col() { awk -v c="$1" '{print $c}' "$2"; }
+# quart: "p25 / median / p75" of numbers on stdin.
+quart() { sort -g | awk '{v[NR]=$1} END {printf "%.3f / %.3f / %.3f", v[int((NR+3)/4)], v[int((NR+1)/2)], v[int((3*NR+3)/4)]}'; }
+# paired A B: the change of each loaded run against the alone run of its own round, %.
+paired() { paste -d' ' "$1" "$2" | awk '{printf "%.2f\n", ($5 / $1 - 1) * 100}'; }
+
+# Part 0: the listener's CPU per request, route by route, the daemon idle with an update
+# on offer (COST_N requests back to back per route and binary; 0 skips it).
+COST_N=${COST_N:-3000}
+if [ "$COST_N" != 0 ]; then
+  echo "admin-api thread CPU per request, µs (median of 3 x $COST_N back to back, daemon idle):"
+  printf '  %-22s' route
+  for b in $BINS; do printf '%10s' "${b%%=*}"; done
+  echo
+  for r in /api/agent/progress /api/update/check /api/update/history /api/agent/status /api/license/info /; do
+    printf '  %-22s' "$r"
+    for b in $BINS; do
+      ABIN=${b#*=}
+      box "$W/small.zip" "" --quiet --update "2.0.0=$W/full.zip"
+      for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/api/update/check" | grep -q '"updateAvailable":true' && break; sleep 0.05; done
+      for _ in 1 2 3; do
+        ADMIN_PATHS=$r "${ON0[@]}" nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" "$COST_N" 0 "$AGENT" |
+          awk -v n="$COST_N" '{printf "%.1f\n", $4 * 1000 / n}'
+      done | med | xargs printf '%10s'
+      stop_all
+    done
+    echo
+  done
+fi
 
 # Baseline first (two runs, the first binary), to pace the load over the update's own time.
 ABIN=${BINS%% *}
 ABIN=${ABIN#*=}
+[ "$RUNS" = 0 ] && [ "$TELE_SECS" = 0 ] && exit 0
 apply "" >/dev/null
 apply "" >>"$W/pace.raw"
 apply "" >>"$W/pace.raw"
 SPAN=$(col 1 "$W/pace.raw" | med)
 row "baseline apply time for pacing" "${SPAN} s (1,000 requests over it: $(awk -v s="$SPAN" 'BEGIN{printf "%.0f", 1000/s}') req/s)"
 : >"$W/loadavg"
-for _ in $(seq "$RUNS"); do
+# Each round runs every binary's three cases, their order rotated round by round so
+# that no case always comes first after a binary switch.
+for k in $(seq "$RUNS"); do
   for b in $BINS; do
     ABIN=${b#*=}
     l=${b%%=*}
-    apply "" >>"$W/$l.none.raw"
-    apply "$SPAN" >>"$W/$l.paced.raw"
-    apply 0 >>"$W/$l.b2b.raw"
+    for j in 0 1 2; do
+      case $(((j + k) % 3)) in
+        0) apply "" >>"$W/$l.none.raw" ;;
+        1) apply "$SPAN" >>"$W/$l.paced.raw" ;;
+        2) apply 0 >>"$W/$l.b2b.raw" ;;
+      esac
+    done
   done
   cut -d' ' -f1 /proc/loadavg >>"$W/loadavg"
 done
@@ -180,12 +223,15 @@ for b in $BINS; do
   echo "== $l (${b#*=})"
   N=$W/$l.none.raw
   row "full 50 MB apply, alone" "$(col 1 "$N" | best) / $(col 1 "$N" | med) s (best / median of $(wc -l <"$N"); HTTP $(col 2 "$N" | sort -u | tr '\n' ' '))"
+  row "  quartiles" "$(col 1 "$N" | quart) s"
   row "  CPU during it: daemon, simulator (median)" "$(col 3 "$N" | med | cut -d. -f1) ms, $(col 4 "$N" | med | cut -d. -f1) ms"
   for c in paced b2b; do
     R=$W/$l.$c.raw
     case $c in paced) what="1,000 requests paced over the update";; b2b) what="1,000 requests back to back";; esac
     row "same, $what" "$(col 1 "$R" | best) / $(col 1 "$R" | med) s (HTTP $(col 2 "$R" | sort -u | tr '\n' ' '))"
+    row "  quartiles" "$(col 1 "$R" | quart) s"
     row "  change (best; median)" "$(awk -v a="$(col 1 "$N" | best)" -v b="$(col 1 "$R" | best)" -v m="$(col 1 "$N" | med)" -v n="$(col 1 "$R" | med)" 'BEGIN{printf "%+.1f %%; %+.1f %%", (b-a)/a*100, (n-m)/m*100}')"
+    row "  change paired by round: p25 / median / p75" "$(paired "$N" "$R" | quart) %"
     row "  CPU during it: daemon, simulator (median)" "$(col 3 "$R" | med | cut -d. -f1) ms, $(col 4 "$R" | med | cut -d. -f1) ms"
     row "  client: wall s (median), errors (sum)" "$(col 7 "$R" | med) s, $(awk '{s+=$6} END{print s}' "$R")"
     row "  admin-api thread CPU for 1,000 (median, min-max)" "$(col 8 "$R" | med) ms ($(col 8 "$R" | sort -g | sed -n '1p;$p' | tr '\n' ' ')ms)"
