@@ -217,6 +217,7 @@ for k in $(seq "$RUNS"); do
   done
   cut -d' ' -f1 /proc/loadavg >>"$W/loadavg"
 done
+if [ "$RUNS" != 0 ]; then
 row "load average (1 min) after each round" "$(tr '\n' ' ' <"$W/loadavg")"
 for b in $BINS; do
   l=${b%%=*}
@@ -244,6 +245,7 @@ for b in $BINS; do
   l=${b%%=*}
   for c in none paced b2b; do sed "s/^/  $l $c /" "$W/$l.$c.raw"; done
 done
+fi
 ABIN=${BINS%% *}
 ABIN=${ABIN#*=}
 [ "$TELE_SECS" = 0 ] && exit 0

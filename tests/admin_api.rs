@@ -436,6 +436,42 @@ fn answers_follow_status_and_history_written_by_another_process_or_the_loop() {
     assert!(l.is_object(), "{l}");
 }
 
+/// The listener's thread runs at nice 19 (its own, Linux's nice being per thread), so
+/// its CPU is not taken from an update; the loop's thread keeps the nice it was started
+/// with (this test's own).
+#[test]
+fn the_listener_thread_runs_at_nice_19_and_the_loop_at_its_own() {
+    let sim = tls_sim();
+    let mut node = Node::updates(&sim);
+    let addr = api_on(&mut node, "none", None);
+    let d = start(&node, addr);
+    let pid = d.0.id();
+    // comm and the nice field (the 19th of stat, after the parenthesised name).
+    let threads: Vec<(String, i64)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|e| {
+            let t = e.ok()?.path();
+            let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+            let stat = std::fs::read_to_string(t.join("stat")).ok()?;
+            let rest = stat.rsplit_once(") ")?.1;
+            let nice = rest.split(' ').nth(16)?.parse().ok()?;
+            Some((comm.trim().to_string(), nice))
+        })
+        .collect();
+    let own: i64 = {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let rest = stat.rsplit_once(") ").unwrap().1.to_string();
+        rest.split(' ').nth(16).unwrap().parse().unwrap()
+    };
+    let nice_of = |name: &str| threads.iter().find(|t| t.0 == name).map(|t| t.1);
+    assert_eq!(nice_of("admin-api"), Some(19), "{threads:?}");
+    assert_eq!(
+        threads.iter().find(|t| t.0 != "admin-api").map(|t| t.1),
+        Some(own),
+        "{threads:?}"
+    );
+}
+
 /// A fake node: `GET /api/user/me` answers by token, counting the asks.
 fn fake_node() -> (
     String,
