@@ -20,6 +20,9 @@
 # is the real backend, far away). Each apply also prints the daemon's and the
 # simulator's CPU (ms, from /proc/PID/stat) and the page's latency
 # (median, p99, max ms) while the update runs.
+# LINK_MBPS=N puts scripts/link_relay.py between the box and the simulator: the download
+# then runs at a box's link speed (N Mbit/s) instead of loopback speed, and 1,000 requests
+# paced over the update come at the rate a box would see them.
 # Usage: scripts/bench_admin_load.sh     RUNS=5 (runs of each case)  TELE_SECS=20 (0: skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +38,7 @@ TD=$(cargo_target_dir)
 BIN=$TD/release/cybersensei-agent
 SIMBIN=$TD/release/cybersensei-sim
 LOADPY=$PWD/scripts/admin_load.py
+RELAYPY=$PWD/scripts/link_relay.py
 BINS=${BINS:-main=$BIN}
 ON0=()
 ON1=()
@@ -49,10 +53,12 @@ W=$(mktemp -d -p "${BENCH_TMP:-/tmp}")
 SRV=
 AGENT=
 LOAD=
+RELAY=
 cleanup() {
   [ -n "$LOAD" ] && kill "$LOAD" 2>/dev/null || true
   [ -n "$AGENT" ] && kill "$AGENT" 2>/dev/null || true
   [ -n "$SRV" ] && kill "$SRV" 2>/dev/null || true
+  [ -n "$RELAY" ] && kill "$RELAY" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$W"
 }
@@ -60,7 +66,7 @@ trap cleanup EXIT
 echo KEY-BENCH >"$W/key"
 chmod 600 "$W/key"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE; pinned $PIN; $(nproc) CPUs; box on $(stat -f -c %T "$W")"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE; pinned $PIN; link ${LINK_MBPS:-loopback} Mbit/s; $(nproc) CPUs; box on $(stat -f -c %T "$W")"
 
 python3 - "$W" <<'PY'
 import zipfile, os, sys
@@ -79,6 +85,7 @@ with zipfile.ZipFile(f'{w}/full.zip', 'w', zipfile.ZIP_STORED) as z:
 PY
 
 stop_all() {
+  if [ -n "$RELAY" ]; then kill "$RELAY" 2>/dev/null || true; wait "$RELAY" 2>/dev/null || true; RELAY=; fi
   if [ -n "$AGENT" ]; then kill "$AGENT" 2>/dev/null || true; wait "$AGENT" 2>/dev/null || true; AGENT=; fi
   if [ -n "$SRV" ]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; SRV=; fi
 }
@@ -98,6 +105,12 @@ for line in sys.stdin:
   for _ in $(seq 100); do grep -q '^URL ' "$W/sim.out" 2>/dev/null && break; sleep 0.05; done
   local url
   url=$(awk '/^URL / {print $2}' "$W/sim.out")
+  if [ -n "${LINK_MBPS:-}" ]; then
+    python3 "$RELAYPY" "${url##*:}" "$LINK_MBPS" >"$W/relay.out" &
+    RELAY=$!
+    for _ in $(seq 100); do grep -q '^PORT ' "$W/relay.out" 2>/dev/null && break; sleep 0.05; done
+    url=https://127.0.0.1:$(awk '/^PORT / {print $2}' "$W/relay.out")
+  fi
   rm -rf "$W/box"
   mkdir -p "$W/box"
   cat >"$W/box/agent.json" <<JSON
@@ -195,11 +208,14 @@ fi
 ABIN=${BINS%% *}
 ABIN=${ABIN#*=}
 [ "$RUNS" = 0 ] && [ "$TELE_SECS" = 0 ] && exit 0
-apply "" >/dev/null
-apply "" >>"$W/pace.raw"
-apply "" >>"$W/pace.raw"
-SPAN=$(col 1 "$W/pace.raw" | med)
-row "baseline apply time for pacing" "${SPAN} s (1,000 requests over it: $(awk -v s="$SPAN" 'BEGIN{printf "%.0f", 1000/s}') req/s)"
+SPAN=1
+if [ "$RUNS" != 0 ] || [ -z "${TELE_RATE:-}" ]; then
+  apply "" >/dev/null
+  apply "" >>"$W/pace.raw"
+  apply "" >>"$W/pace.raw"
+  SPAN=$(col 1 "$W/pace.raw" | med)
+  row "baseline apply time for pacing" "${SPAN} s (1,000 requests over it: $(awk -v s="$SPAN" 'BEGIN{printf "%.0f", 1000/s}') req/s)"
+fi
 : >"$W/loadavg"
 # Each round runs every binary's three cases, their order rotated round by round so
 # that no case always comes first after a binary switch.
@@ -250,15 +266,30 @@ ABIN=${BINS%% *}
 ABIN=${ABIN#*=}
 [ "$TELE_SECS" = 0 ] && exit 0
 
-# Telemetry lateness.
+# Telemetry lateness. TELE_RATE: the loaded runs' requests per second (default the paced
+# rate of part 1, 1,000 per baseline apply; the page itself polls about 4 a second).
+TELE_RATE=${TELE_RATE:-$(awk -v s="$SPAN" 'BEGIN{printf "%d", 1000/s}')}
+# ksoftirqd_ms: the CPU of the kernel's softirq threads so far (loopback TCP work the
+# scheduler gives them when it piles up: no nice applies to it).
+ksoftirqd_ms() {
+  local p t=0
+  for p in /proc/[0-9]*; do
+    case $(cat "$p/comm" 2>/dev/null) in ksoftirqd/*) t=$((t + $(pcpu "${p#/proc/}"))) ;; esac
+  done
+  echo "$t"
+}
 tele() {
   local loaded=$1
   box "$W/small.zip" ', "telemetry": {"interval": 1}' --telemetry-log "$W/tele.log"
   sleep 2
   local start
   start=$(python3 -c 'import time; print(f"{time.monotonic():.6f}")')
+  local d0 k0 s0
+  d0=$(cat /proc/"$AGENT"/task/"$AGENT"/schedstat)
+  k0=$(ksoftirqd_ms)
+  s0=$(pcpu "$SRV")
   if [ "$loaded" = 1 ]; then
-    "${ON0[@]}" nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" "$(awk -v t="$TELE_SECS" -v s="$SPAN" 'BEGIN{printf "%d", t*1000/s}')" \
+    "${ON0[@]}" nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" "$(awk -v t="$TELE_SECS" -v r="$TELE_RATE" 'BEGIN{printf "%d", t*r}')" \
       "$TELE_SECS" "$AGENT" >>"$W/tele-load.out" &
     LOAD=$!
   fi
@@ -266,23 +297,49 @@ tele() {
   if [ -n "$LOAD" ]; then wait "$LOAD" 2>/dev/null || true; LOAD=; fi
   local end
   end=$(python3 -c 'import time; print(f"{time.monotonic():.6f}")')
+  # The loop thread's (tid = pid) CPU and run-queue wait, the kernel's softirq threads'
+  # and the simulator's CPU over the window.
+  echo "$d0 $(cat /proc/"$AGENT"/task/"$AGENT"/schedstat) $k0 $(ksoftirqd_ms) $s0 $(pcpu "$SRV")" |
+    awk '{printf "%.1f %.1f %d %d\n", ($4-$1)/1e6, ($5-$2)/1e6, $8-$7, $10-$9}' >>"$W/diag.$loaded"
   stop_all
   awk -v s="$start" -v e="$end" '$3 == "POST" && $4 ~ /telemetry/ && $1 >= s && $1 <= e {print $1}' "$W/stamps" |
     awk 'NR > 1 {g = ($1 - p) * 1000 - 1000; print g} {p = $1}' >"$W/gaps.$loaded"
   # the posts themselves, for the count
   awk -v s="$start" -v e="$end" '$3 == "POST" && $4 ~ /telemetry/ && $1 >= s && $1 <= e' "$W/stamps" | wc -l >"$W/posts.$loaded"
 }
-: >"$W/tele-load.out"
-: >"$W/all.0"
-: >"$W/all.1"
-for _ in 1 2; do
-  for l in 0 1; do tele $l; cat "$W/gaps.$l" >>"$W/all.$l"; done
+TELE_RUNS=${TELE_RUNS:-2}
+for b in $BINS; do
+  l=${b%%=*}
+  : >"$W/$l.tele-load.out"
+  for x in 0 1; do : >"$W/$l.all.$x"; : >"$W/$l.diag.$x"; done
 done
-for l in 0 1; do
-  case $l in 0) what="telemetry, API idle (2 runs)";; 1) what="telemetry, API loaded (2 runs)";; esac
-  row "$what: gap - 1 s" "median $(med <"$W/all.$l") ms, max $(sort -g "$W/all.$l" | tail -1) ms, $(awk '$1 > 10' "$W/all.$l" | wc -l) of $(wc -l <"$W/all.$l") gaps > 10 ms late"
-  echo "  gaps > 5 ms: $(awk '$1 > 5 {printf "%.1f ", $1}' "$W/all.$l")"
+# Idle and loaded in turn, every binary, TELE_RUNS times.
+for _ in $(seq "$TELE_RUNS"); do
+  for b in $BINS; do
+    ABIN=${b#*=}
+    l=${b%%=*}
+    for x in 0 1; do
+      : >"$W/diag.$x"
+      : >"$W/tele-load.out"
+      tele $x
+      cat "$W/gaps.$x" >>"$W/$l.all.$x"
+      cat "$W/diag.$x" >>"$W/$l.diag.$x"
+      cat "$W/tele-load.out" >>"$W/$l.tele-load.out"
+    done
+  done
 done
-row "  API requests meanwhile" "$(awk '{n+=$1; e+=$2; c+=$4} END{printf "%d (errors %d), admin-api CPU %.0f ms", n, e, c}' "$W/tele-load.out")"
-row "  their rate" "$(awk -v t="$TELE_SECS" '{n+=$1} END{printf "%.0f req/s", n/(2*t)}' "$W/tele-load.out")"
+echo "telemetry every 1 s, $TELE_RUNS x $TELE_SECS s idle and loaded at $TELE_RATE req/s, in turn:"
+for b in $BINS; do
+  l=${b%%=*}
+  echo "== $l"
+  for x in 0 1; do
+    case $x in 0) what="API idle";; 1) what="API loaded";; esac
+    A=$W/$l.all.$x
+    row "  $what: post gap - 1 s" "median $(med <"$A") ms, max $(sort -g "$A" | tail -1) ms, $(awk '$1 > 10' "$A" | wc -l) of $(wc -l <"$A") gaps > 10 ms late"
+    echo "    gaps > 5 ms: $(awk '$1 > 5 {printf "%.1f ", $1}' "$A")"
+    row "    loop thread CPU, run-queue wait (ms per run)" "$(awk '{printf "%s/%s ", $1, $2}' "$W/$l.diag.$x")"
+    row "    ksoftirqd, simulator CPU (ms per run)" "$(awk '{printf "%s/%s ", $3, $4}' "$W/$l.diag.$x")"
+  done
+  row "  API requests meanwhile" "$(awk '{n+=$1; e+=$2; c+=$4} END{printf "%d (errors %d), admin-api CPU %.0f ms", n, e, c}' "$W/$l.tele-load.out")"
+done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

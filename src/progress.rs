@@ -165,16 +165,30 @@ pub(crate) fn phase(phase: Phase) {
 
 /// Bytes done in the current phase, of `total` when known.
 pub(crate) fn bytes(done: u64, total: Option<u64>) {
-    with(|s| {
-        if s.since.is_none() {
-            s.since = Some(Instant::now());
-            s.base = done;
-        }
-        s.bytes = done;
-        if total.is_some() {
-            s.total = total;
-        }
-    });
+    with(|s| set_bytes(s, done, total));
+}
+
+/// `bytes` for each chunk of a download, which never waits: while the admin listener
+/// (at nice 19) holds the lock to copy the value, this chunk's count is dropped and
+/// the next one's (an absolute count) replaces it. So a listener preempted while
+/// holding the lock cannot stall the download.
+pub(crate) fn chunk(done: u64) {
+    match STATE.try_lock() {
+        Ok(mut g) => set_bytes(&mut g, done, None),
+        Err(std::sync::TryLockError::Poisoned(p)) => set_bytes(&mut p.into_inner(), done, None),
+        Err(std::sync::TryLockError::WouldBlock) => {}
+    }
+}
+
+fn set_bytes(s: &mut State, done: u64, total: Option<u64>) {
+    if s.since.is_none() {
+        s.since = Some(Instant::now());
+        s.base = done;
+    }
+    s.bytes = done;
+    if total.is_some() {
+        s.total = total;
+    }
 }
 
 /// What `GET /api/agent/progress` serves.

@@ -174,8 +174,9 @@ impl<'c> Reporter<'c> {
     /// `bytes` of the package are on disk: written every `STATUS_EVERY` bytes, at
     /// most once per `STATUS_MIN_GAP`.
     pub(crate) fn progress(&self, bytes: u64) {
-        // In memory, every chunk (its total set as the download began).
-        progress::bytes(bytes, None);
+        // In memory, every chunk (its total set as the download began); never waits
+        // for the admin listener.
+        progress::chunk(bytes);
         let (at_bytes, at) = self.next_progress.get();
         let now = self.ctx.clock.monotonic();
         if bytes >= at_bytes && now >= at {
