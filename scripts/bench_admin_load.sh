@@ -6,6 +6,8 @@
 #     over the baseline apply time; while it sends them back to back. Also the CPU time of
 #     the daemon's `admin-api` thread for those 1,000 requests (what a box pays whatever
 #     this machine's load).
+#     A control case sends the same paced load to a second, idle daemon's API (another
+#     process): what the client and the kernel cost the update, the listener aside.
 #  2. Telemetry lateness: the daemon idle with telemetry.interval 1 s, TELE_SECS seconds
 #     without and with API requests at the rate of part 1 (1,000 per baseline apply); the simulator's request log is stamped
 #     on arrival and the gaps between telemetry posts compared with the 1 s schedule.
@@ -54,11 +56,13 @@ SRV=
 AGENT=
 LOAD=
 RELAY=
+OTHER=
 cleanup() {
   [ -n "$LOAD" ] && kill "$LOAD" 2>/dev/null || true
   [ -n "$AGENT" ] && kill "$AGENT" 2>/dev/null || true
   [ -n "$SRV" ] && kill "$SRV" 2>/dev/null || true
   [ -n "$RELAY" ] && kill "$RELAY" 2>/dev/null || true
+  [ -n "$OTHER" ] && kill "$OTHER" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$W"
 }
@@ -66,6 +70,7 @@ trap cleanup EXIT
 echo KEY-BENCH >"$W/key"
 chmod 600 "$W/key"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); client nice $CLIENT_NICE; pinned $PIN; link ${LINK_MBPS:-loopback} Mbit/s; $(nproc) CPUs; box on $(stat -f -c %T "$W")"
 
 python3 - "$W" <<'PY'
@@ -85,6 +90,7 @@ with zipfile.ZipFile(f'{w}/full.zip', 'w', zipfile.ZIP_STORED) as z:
 PY
 
 stop_all() {
+  if [ -n "$OTHER" ]; then kill "$OTHER" 2>/dev/null || true; wait "$OTHER" 2>/dev/null || true; OTHER=; fi
   if [ -n "$RELAY" ]; then kill "$RELAY" 2>/dev/null || true; wait "$RELAY" 2>/dev/null || true; RELAY=; fi
   if [ -n "$AGENT" ]; then kill "$AGENT" 2>/dev/null || true; wait "$AGENT" 2>/dev/null || true; AGENT=; fi
   if [ -n "$SRV" ]; then kill "$SRV" 2>/dev/null || true; wait "$SRV" 2>/dev/null || true; SRV=; fi
@@ -125,12 +131,32 @@ JSON
   AGENT=$!
 }
 
+# other: a second daemon (same binary, its own box and port PORT2, the update's
+# simulator) whose API takes the load in the control case: the same client and kernel
+# work, but not in the updating process. Sets OTHER.
+other() {
+  rm -rf "$W/ctl"
+  mkdir -p "$W/ctl"
+  sed -e "s|$W/box/|$W/ctl/|g" -e "s|127.0.0.1:$PORT\"|127.0.0.1:$PORT2\"|" "$W/box/agent.json" >"$W/ctl/agent.json"
+  "$ABIN" -c "$W/ctl/agent.json" install "$W/small.zip" >/dev/null 2>&1
+  "${ON1[@]}" "$ABIN" -c "$W/ctl/agent.json" run 2>/dev/null &
+  OTHER=$!
+  for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$PORT2/api/agent/progress" && break; sleep 0.05; done
+}
+
 # apply SPAN: one apply of full.zip by $ABIN; SPAN "" = no load, 0 = back to back, else
-# paced over SPAN s. Prints "seconds http_code agent_cpu_ms sim_cpu_ms" and, loaded, the
-# client's line.
+# paced over SPAN s; xSPAN: paced over SPAN s, sent to the other daemon (control).
+# Prints "seconds http_code agent_cpu_ms sim_cpu_ms" and, loaded, the client's line.
 apply() {
-  local span=$1
+  local span=$1 lport=$PORT lpid
   box "$W/base.zip" "" --quiet --update "2.0.0=$W/full.zip"
+  lpid=$AGENT
+  if [ "${span#x}" != "$span" ]; then
+    span=${span#x}
+    other
+    lport=$PORT2
+    lpid=$OTHER
+  fi
   local id
   for _ in $(seq 100); do
     id=$(grep -o 'published as [^ ]*' "$W/stamps" 2>/dev/null | awk '{print $3}' || true)
@@ -148,7 +174,7 @@ PY
   done
   : >"$W/load.out"
   if [ -n "$span" ]; then
-    "${ON0[@]}" nice -n "$CLIENT_NICE" python3 "$LOADPY" "$PORT" 1000 "$span" "$AGENT" >"$W/load.out" &
+    "${ON0[@]}" nice -n "$CLIENT_NICE" python3 "$LOADPY" "$lport" 1000 "$span" "$lpid" >"$W/load.out" &
     LOAD=$!
   fi
   local t0 t1 code a0 s0 a1 s1
@@ -217,17 +243,18 @@ if [ "$RUNS" != 0 ] || [ -z "${TELE_RATE:-}" ]; then
   row "baseline apply time for pacing" "${SPAN} s (1,000 requests over it: $(awk -v s="$SPAN" 'BEGIN{printf "%.0f", 1000/s}') req/s)"
 fi
 : >"$W/loadavg"
-# Each round runs every binary's three cases, their order rotated round by round so
-# that no case always comes first after a binary switch.
+# Each round runs every binary's four cases (alone, paced, back to back, the control),
+# their order rotated round by round so that no case always comes first.
 for k in $(seq "$RUNS"); do
   for b in $BINS; do
     ABIN=${b#*=}
     l=${b%%=*}
-    for j in 0 1 2; do
-      case $(((j + k) % 3)) in
+    for j in 0 1 2 3; do
+      case $(((j + k) % 4)) in
         0) apply "" >>"$W/$l.none.raw" ;;
         1) apply "$SPAN" >>"$W/$l.paced.raw" ;;
         2) apply 0 >>"$W/$l.b2b.raw" ;;
+        3) apply "x$SPAN" >>"$W/$l.ctl.raw" ;;
       esac
     done
   done
@@ -242,9 +269,13 @@ for b in $BINS; do
   row "full 50 MB apply, alone" "$(col 1 "$N" | best) / $(col 1 "$N" | med) s (best / median of $(wc -l <"$N"); HTTP $(col 2 "$N" | sort -u | tr '\n' ' '))"
   row "  quartiles" "$(col 1 "$N" | quart) s"
   row "  CPU during it: daemon, simulator (median)" "$(col 3 "$N" | med | cut -d. -f1) ms, $(col 4 "$N" | med | cut -d. -f1) ms"
-  for c in paced b2b; do
+  for c in paced b2b ctl; do
     R=$W/$l.$c.raw
-    case $c in paced) what="1,000 requests paced over the update";; b2b) what="1,000 requests back to back";; esac
+    case $c in
+      paced) what="1,000 requests paced over the update";;
+      b2b) what="1,000 requests back to back";;
+      ctl) what="control: paced, to ANOTHER daemon's API";;
+    esac
     row "same, $what" "$(col 1 "$R" | best) / $(col 1 "$R" | med) s (HTTP $(col 2 "$R" | sort -u | tr '\n' ' '))"
     row "  quartiles" "$(col 1 "$R" | quart) s"
     row "  change (best; median)" "$(awk -v a="$(col 1 "$N" | best)" -v b="$(col 1 "$R" | best)" -v m="$(col 1 "$N" | med)" -v n="$(col 1 "$R" | med)" 'BEGIN{printf "%+.1f %%; %+.1f %%", (b-a)/a*100, (n-m)/m*100}')"
@@ -259,7 +290,7 @@ done
 echo "raw (s code daemon_cpu_ms sim_cpu_ms | n errors wall listener_cpu_ms client_cpu_ms lat_med lat_p99 lat_max):"
 for b in $BINS; do
   l=${b%%=*}
-  for c in none paced b2b; do sed "s/^/  $l $c /" "$W/$l.$c.raw"; done
+  for c in none paced b2b ctl; do sed "s/^/  $l $c /" "$W/$l.$c.raw"; done
 done
 fi
 ABIN=${BINS%% *}
