@@ -298,7 +298,8 @@ ABIN=${ABIN#*=}
 [ "$TELE_SECS" = 0 ] && exit 0
 
 # Telemetry lateness. TELE_RATE: the loaded runs' requests per second (default the paced
-# rate of part 1, 1,000 per baseline apply; the page itself polls about 4 a second).
+# rate of part 1, 1,000 per baseline apply; the page asks for the progress once a second
+# during an update, for the rest every 15 s).
 TELE_RATE=${TELE_RATE:-$(awk -v s="$SPAN" 'BEGIN{printf "%d", 1000/s}')}
 # ksoftirqd_ms: the CPU of the kernel's softirq threads so far (loopback TCP work the
 # scheduler gives them when it piles up: no nice applies to it).
