@@ -292,7 +292,7 @@ impl Bx {
                 if w.policy == Policy::FreshFirstPaced {
                     // The backlog in the room left, each answer checked again.
                     let mut n = 0;
-                    while n < pace::SPARE_FLUSH
+                    while n < self.pace.max_flush()
                         && pace::spare(self.budget)
                         && self.flush_one(w, now)
                     {

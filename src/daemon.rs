@@ -593,7 +593,7 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.telemetry += 1;
-        let r = telemetry::send_cycle(&self.ctx, measured, telemetry::pace::SPARE_FLUSH, true);
+        let r = telemetry::send_cycle(&self.ctx, measured, self.pace.max_flush(), true);
         let throttled = self
             .ctx
             .transport

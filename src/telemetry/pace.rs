@@ -13,7 +13,8 @@
 //! - `Pace::delay`: after a 429, the next sample at a new phase in the gap (the
 //!   boxes a 429 caught posted together; a new phase spreads them at once);
 //! - `spare`: queued samples follow a fresh one only while the window is more than
-//!   half free (at most `SPARE_FLUSH` a cycle): a backlog never competes with the
+//!   half free (at most `SPARE_FLUSH` a cycle), and only when the previous cycle's
+//!   answer found it so too (`Pace::max_flush`): a backlog never competes with the
 //!   fleet's fresh samples.
 //!
 //! Pure functions of what the throttler said: `examples/fleet_model.rs` runs these
@@ -35,6 +36,8 @@ pub struct Pace {
     /// This box's `AGED`: raised to the gap a 429 gave it (that gap was too short for
     /// this fleet), back towards `AGED` as posts are answered.
     aged: f64,
+    /// Whether the last cycle's answer showed a window with room to spare.
+    room: bool,
 }
 
 /// How long the pace takes to grow from nothing back to one sample per interval.
@@ -45,8 +48,10 @@ pub const DECREASE: f64 = 0.9;
 /// longest-unheard boxes keep their pace while younger ones give way, which narrows
 /// the spread of gaps (the fleet's p95 age); below the 30 minutes asked at N=1,000.
 pub const AGED: Duration = Duration::from_secs(26 * 60);
-/// How much of its excess over `AGED` a box's own threshold keeps per answered post.
-pub const AGED_DECAY: f64 = 0.99;
+/// A box's own threshold comes back towards `AGED` by a factor e per `AGED_RELAX`
+/// of answered posts: in time, not per post, so every box forgets a 429 (the boot's
+/// storm above all) at the same speed, whatever its gap.
+pub const AGED_RELAX: Duration = Duration::from_secs(3600);
 /// Rate kept after a 429.
 pub const ON_429: f64 = 0.7;
 
@@ -56,6 +61,7 @@ impl Pace {
         Pace {
             gap: interval,
             aged: AGED.as_secs_f64(),
+            room: true,
         }
     }
 
@@ -90,8 +96,11 @@ impl Pace {
         if throttled {
             self.aged = self.aged.max(1.0 / r);
         } else if budget.is_some() {
-            self.aged = base + (self.aged - base) * AGED_DECAY;
+            // The gap just elapsed is the time since this box's last answered post.
+            let keep = (-g / AGED_RELAX.as_secs_f64()).exp();
+            self.aged = base + (self.aged - base) * keep;
         }
+        self.room = budget.is_some() && spare(budget);
         let max = MAX_POST_GAP.max(interval).as_secs_f64();
         self.gap = Duration::from_secs_f64((1.0 / r).clamp(i, max));
     }
@@ -116,6 +125,21 @@ impl Pace {
 
 /// Most queued samples sent after a fresh one in a cycle, while the window has room.
 pub const SPARE_FLUSH: usize = 10;
+
+impl Pace {
+    /// How many queued samples this cycle may send after its fresh one: none unless
+    /// the previous cycle's answer showed room to spare. A window read just after an
+    /// outage or after the throttler's block is empty whatever the fleet's load; if
+    /// every box then flushed its backlog, the fleet's fresh samples would meet the
+    /// block minutes later (the 2 h outage's recovery at N = 1,000).
+    pub fn max_flush(&self) -> usize {
+        if self.room {
+            SPARE_FLUSH
+        } else {
+            0
+        }
+    }
+}
 
 /// Whether a budget leaves room for a queued sample after a fresh one (more than
 /// half of the window free, or nothing said).
@@ -188,5 +212,55 @@ mod tests {
         let before = old.aged;
         old.after_post(i, Some((60, 60)), false);
         assert!(old.aged < before && old.aged > AGED.as_secs_f64());
+    }
+
+    /// The threshold a 429 raised comes back in time, at the same speed for a box
+    /// posting every 10 min as for one posting hourly (per post, the hourly box kept
+    /// the boot's storm six times longer).
+    #[test]
+    fn a_raised_threshold_relaxes_per_hour_whatever_the_gap() {
+        let i = S(300);
+        let raised = 60.0 * 60.0;
+        let base = AGED.as_secs_f64();
+        let relax = |gap: Duration, posts: usize| {
+            let mut p = Pace::new(i);
+            p.aged = raised;
+            for _ in 0..posts {
+                p.gap = gap;
+                p.after_post(i, Some((60, 60)), false);
+            }
+            p.aged
+        };
+        let want = base + (raised - base) / std::f64::consts::E;
+        let often = relax(S(600), 6);
+        let hourly = relax(S(3600), 1);
+        assert!((often - want).abs() < 1.0, "{often} vs {want}");
+        assert!((hourly - want).abs() < 1.0, "{hourly} vs {want}");
+        // A failed post says nothing: the threshold stays.
+        let mut p = Pace::new(i);
+        p.aged = raised;
+        p.after_post(i, None, false);
+        assert_eq!(p.aged, raised);
+    }
+
+    /// Queued samples follow a fresh one only when the previous cycle's answer found
+    /// the window with room too: the window read just after an outage, a failure or
+    /// the throttler's block is empty whatever the fleet's load.
+    #[test]
+    fn the_backlog_waits_for_a_cycle_that_found_room() {
+        let i = S(300);
+        let mut p = Pace::new(i);
+        assert_eq!(p.max_flush(), SPARE_FLUSH, "a box starts free to flush");
+        p.after_post(i, None, false);
+        assert_eq!(p.max_flush(), 0, "after a failed post (backend down)");
+        p.after_post(i, Some((45, 60)), false);
+        assert_eq!(p.max_flush(), SPARE_FLUSH, "after an answer with room");
+        p.after_post(i, None, true);
+        assert_eq!(p.max_flush(), 0, "after a 429");
+        p.after_post(i, Some((45, 60)), false);
+        p.after_post(i, Some((29, 60)), false);
+        assert_eq!(p.max_flush(), 0, "after a window more than half full");
+        p.after_post(i, Some((30, 60)), false);
+        assert_eq!(p.max_flush(), SPARE_FLUSH, "half free is room");
     }
 }
