@@ -9,9 +9,11 @@
 //!   never shorter than `telemetry.interval`; it widens when the window is more
 //!   than half full and narrows back when it has room, so a fleet settles below the
 //!   limit, each box at about the same pace; a box unheard for `AGED` ignores the
-//!   full window (only a 429 slows it), which keeps the gaps close together;
+//!   full window (only a 429 slows it) and holds that gap (it does not creep
+//!   below it), which keeps the gaps close together and the fleet's load steady;
 //! - `Pace::delay`: after a 429, the next sample at a new phase in the gap (the
-//!   boxes a 429 caught posted together; a new phase spreads them at once);
+//!   boxes a 429 caught posted together; a new phase spreads them at once), early
+//!   in the gap for a box already unheard for `UNHEARD`;
 //! - `spare`: queued samples follow a fresh one only while the window is more than
 //!   half free (at most `SPARE_FLUSH` a cycle), and only when the previous cycle's
 //!   answer found it so too (`Pace::max_flush`): a backlog never competes with the
@@ -38,6 +40,10 @@ pub struct Pace {
     aged: f64,
     /// Whether the last cycle's answer showed a window with room to spare.
     room: bool,
+    /// Seconds from this box's last delivered sample to its last post.
+    unheard: f64,
+    /// The last delay `delay` gave (seconds): the time to the next post.
+    next: f64,
 }
 
 /// How long the pace takes to grow from nothing back to one sample per interval.
@@ -51,7 +57,11 @@ pub const AGED: Duration = Duration::from_secs(26 * 60);
 /// A box's own threshold comes back towards `AGED` by a factor e per `AGED_RELAX`
 /// of answered posts: in time, not per post, so every box forgets a 429 (the boot's
 /// storm above all) at the same speed, whatever its gap.
-pub const AGED_RELAX: Duration = Duration::from_secs(3600);
+pub const AGED_RELAX: Duration = Duration::from_secs(90 * 60);
+/// A box refused by a 429 after this long without a delivered sample retries early
+/// in its gap rather than anywhere in it: no box unheard for 2 h while the backend
+/// answers (1.5 × `MAX_POST_GAP`: a box may wait a whole gap legitimately).
+pub const UNHEARD: Duration = Duration::from_secs(90 * 60);
 /// Rate kept after a 429.
 pub const ON_429: f64 = 0.7;
 
@@ -62,6 +72,8 @@ impl Pace {
             gap: interval,
             aged: AGED.as_secs_f64(),
             room: true,
+            unheard: 0.0,
+            next: 0.0,
         }
     }
 
@@ -101,8 +113,21 @@ impl Pace {
             self.aged = base + (self.aged - base) * keep;
         }
         self.room = budget.is_some() && spare(budget);
+        // `budget` is Some when the fresh sample was delivered.
+        self.unheard = if budget.is_some() {
+            0.0
+        } else {
+            self.unheard + self.next
+        };
+        let mut gap = 1.0 / r;
+        if aged && !throttled && budget.is_some() {
+            // An aged box holds its threshold: creeping below it by the additive step
+            // (9 % a post at 26 min) would make it young, cut again, and the fleet's
+            // load would swing with the sawtooth (the bursts that meet the block).
+            gap = gap.max(self.aged);
+        }
         let max = MAX_POST_GAP.max(interval).as_secs_f64();
-        self.gap = Duration::from_secs_f64((1.0 / r).clamp(i, max));
+        self.gap = Duration::from_secs_f64(gap.clamp(i, max));
     }
 }
 
@@ -111,15 +136,20 @@ impl Pace {
     /// factor near 1), or, after a 429, a fresh phase drawn from `r` in [0, 1)
     /// anywhere in the gap's last three quarters. A 429 means many boxes posted
     /// together; jitter alone takes hours to spread such a cluster, a new phase
-    /// spreads it at once (and the refused box is heard sooner).
-    pub fn delay(&self, interval: Duration, throttled: bool, f: f64, r: f64) -> Duration {
+    /// spreads it at once (and the refused box is heard sooner). The phase is drawn
+    /// no later than `UNHEARD` after this box's last delivered sample, and never
+    /// earlier than a quarter gap: a box refused again and again at long gaps would
+    /// otherwise stay unheard for hours.
+    pub fn delay(&mut self, interval: Duration, throttled: bool, f: f64, r: f64) -> Duration {
         let g = self.gap(interval).as_secs_f64();
         let d = if throttled {
-            g * (0.25 + 0.75 * r)
+            let last = ((UNHEARD.as_secs_f64() - self.unheard) / g).clamp(0.25, 1.0);
+            g * (0.25 + (last - 0.25) * r)
         } else {
             g * f
         };
-        Duration::from_secs_f64(d.max(1.0))
+        self.next = d.max(1.0);
+        Duration::from_secs_f64(self.next)
     }
 }
 
@@ -166,7 +196,10 @@ mod tests {
         assert_eq!(p.gap(i), g, "a failed post: unknown, unchanged");
         p.after_post(i, Some((20, 60)), false);
         assert!((p.gap(i).as_secs_f64() - g.as_secs_f64() / DECREASE).abs() < 1.0);
-        let d = |p: &Pace, t, r| p.delay(i, t, 1.0, r).as_secs_f64();
+        let d = |p: &Pace, t, r| {
+            let mut p = *p;
+            p.delay(i, t, 1.0, r).as_secs_f64()
+        };
         let g = p.gap(i).as_secs_f64();
         assert_eq!(d(&p, false, 0.9), g, "no 429: the gap (times the jitter)");
         let q = d(&p, true, 0.0) - g / 4.0;
@@ -231,7 +264,8 @@ mod tests {
             }
             p.aged
         };
-        let want = base + (raised - base) / std::f64::consts::E;
+        // An hour of answered posts either way.
+        let want = base + (raised - base) * (-3600.0 / AGED_RELAX.as_secs_f64()).exp();
         let often = relax(S(600), 6);
         let hourly = relax(S(3600), 1);
         assert!((often - want).abs() < 1.0, "{often} vs {want}");
@@ -241,6 +275,56 @@ mod tests {
         p.aged = raised;
         p.after_post(i, None, false);
         assert_eq!(p.aged, raised);
+    }
+
+    /// An aged box holds its threshold on an answered post instead of creeping below
+    /// it by the additive step; a younger box still ramps.
+    #[test]
+    fn an_aged_box_holds_its_threshold() {
+        let i = S(300);
+        let empty = Some((60, 60));
+        let mut old = Pace::new(i);
+        old.gap = AGED;
+        old.after_post(i, empty, false);
+        assert_eq!(old.gap(i), AGED, "aged: holds AGED");
+        let mut young = Pace::new(i);
+        young.gap = AGED - S(120);
+        young.after_post(i, empty, false);
+        assert!(young.gap(i) < AGED - S(120), "young: ramps");
+        // A 429 still slows it.
+        old.after_post(i, None, true);
+        assert!(old.gap(i) > AGED);
+    }
+
+    /// After a 429 the new phase is drawn no later than `UNHEARD` after the box's
+    /// last delivered sample (and no earlier than a quarter gap): refused again and
+    /// again at hourly gaps, a box is still heard within about 2 h.
+    #[test]
+    fn a_box_refused_after_long_unheard_retries_early() {
+        let i = S(300);
+        let g = MAX_POST_GAP.as_secs_f64();
+        let mut p = Pace::new(i);
+        p.gap = MAX_POST_GAP;
+        // Heard (a new pace), then refused a whole gap later.
+        assert_eq!(p.delay(i, false, 1.0, 0.5).as_secs_f64(), g);
+        p.after_post(i, None, true);
+        // Unheard for a gap: the new phase no later than UNHEARD after the delivery.
+        let d = p.delay(i, true, 1.0, 0.999).as_secs_f64();
+        assert!((g + d - UNHEARD.as_secs_f64()).abs() < 10.0, "{d}");
+        // Past UNHEARD: a quarter gap (not sooner: the block, the neighbours).
+        p.after_post(i, None, true);
+        assert!((p.delay(i, true, 1.0, 0.999).as_secs_f64() - g / 4.0).abs() < 1.0);
+        p.after_post(i, None, true);
+        assert!((p.delay(i, true, 1.0, 0.0).as_secs_f64() - g / 4.0).abs() < 1.0);
+        // Heard again: UNHEARD counts from this delivery.
+        p.after_post(i, Some((30, 60)), false);
+        let waited = p.delay(i, false, 1.0, 0.0).as_secs_f64();
+        p.after_post(i, None, true);
+        let d = p.delay(i, true, 1.0, 0.999).as_secs_f64();
+        assert!(
+            (waited + d - UNHEARD.as_secs_f64()).abs() < 10.0,
+            "{waited} {d}"
+        );
     }
 
     /// Queued samples follow a fresh one only when the previous cycle's answer found
