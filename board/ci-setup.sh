@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the tests and board scripts need on a fresh Debian 12
 # machine (README "Prerequisites" lists what this changes on the machine):
-#   apt:    faketime, strace, postgresql, chromium and chromium-driver (host tests);
+#   apt:    faketime, strace, postgresql, chromium and chromium-driver, nginx (host tests;
+#           nginx's system service is neither started nor left enabled: the test runs
+#           its own nginx as the test user on a loopback port);
 #           Debian cross gcc (alternative linker, sysroots for qemu-user -L), qemu-user, busybox-static, systemd
 #           (systemd-analyze), file; for the boot test also qemu-system-arm, cpio,
 #           e2fsprogs, python3 and the arm64 dpkg architecture (its kernel deb).
@@ -41,6 +43,9 @@ have strace || need_apt+=(strace)
 # The admin status page's test (tests/admin_page.rs) runs it in headless Chromium.
 have chromium || need_apt+=(chromium)
 have chromedriver || need_apt+=(chromium-driver)
+# The board's nginx snippet in front of the agent and a fake node (tests/admin_proxy.rs).
+nginx_new=
+[ -x /usr/sbin/nginx ] || { need_apt+=(nginx); nginx_new=1; }
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
   have qemu-system-aarch64 && have qemu-system-arm || need_apt+=(qemu-system-arm)
   have cpio || need_apt+=(cpio)
@@ -110,9 +115,32 @@ if [ ${#need_apt[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
       done
       need_apt=("${keep[@]}")
     fi
+    # nginx's maintainer scripts would start the system service on port 80: a
+    # policy-rc.d answering 101 ("action forbidden") stops that for this install, when
+    # the machine has none of its own (container images usually do).
+    made_policy=
+    if [ -n "$nginx_new" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n# ci-setup.sh: no service starts during its apt-get install\nexit 101\n' |
+        $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+      $SUDO chmod 755 /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
     # --no-remove: should the simulation have missed something, apt stops instead.
+    rc=0
     [ ${#need_apt[@]} -eq 0 ] ||
-      $SUDO apt-get install -y -q --no-install-recommends --no-remove --allow-downgrades "${need_apt[@]}"
+      $SUDO apt-get install -y -q --no-install-recommends --no-remove --allow-downgrades "${need_apt[@]}" || rc=$?
+    [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+    [ "$rc" = 0 ] || exit "$rc"
+    # ... and it is left disabled (the package enables it for the next boot).
+    if [ -n "$nginx_new" ] && [ -x /usr/sbin/nginx ]; then
+      if have systemctl; then
+        $SUDO systemctl disable nginx.service >/dev/null 2>&1 || true
+      fi
+      if have update-rc.d; then
+        $SUDO update-rc.d nginx disable >/dev/null 2>&1 || true
+      fi
+      echo "ci-setup: nginx installed, its system service not started and disabled"
+    fi
   fi
 fi
 
@@ -146,7 +174,9 @@ origin() {
     z=$("$VENV/bin/python3" -m ziglang version 2>/dev/null || python3 -m ziglang version 2>/dev/null) &&
       { echo "ci-setup:   zig: $z, PyPI package ziglang (python3 -m ziglang)"; return; }
   fi
-  p=$(command -v "$t" 2>/dev/null) || { echo "ci-setup:   $t: MISSING"; return; }
+  # nginx is in /usr/sbin, off a non-root user's PATH; the test runs that path.
+  p=$(command -v "$t" 2>/dev/null) || { [ -x "/usr/sbin/$t" ] && p=/usr/sbin/$t; } ||
+    { echo "ci-setup:   $t: MISSING"; return; }
   p=$(readlink -f "$p")
   # merged /usr: dpkg may know the file under /bin or /sbin.
   pkg=$({ dpkg -S "$p" || dpkg -S "${p#/usr}"; } 2>/dev/null | head -1 | cut -d: -f1) || true
@@ -162,7 +192,7 @@ origin() {
 }
 echo "ci-setup: where the tools come from:"
 for t in qemu-arm qemu-aarch64 qemu-system-aarch64 qemu-system-arm qemu-img arm-linux-gnueabihf-gcc \
-  aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace chromium chromedriver cpio mke2fs \
+  aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace chromium chromedriver nginx cpio mke2fs \
   e2fsck dpkg-deb python3 psql cargo-zigbuild zig; do
   origin "$t"
 done
