@@ -30,10 +30,12 @@ missing_for() {
     host)
       have faketime || m+=(faketime)
       have strace || m+=(strace)
-      # The admin page in headless Chromium, the board's proxy snippet in nginx.
+      # The admin page in headless Chromium, the board's proxy files in nginx and
+      # Traefik (in the board tools' venv, where ci-setup puts it).
       have chromium || m+=(chromium)
       have chromedriver || m+=(chromedriver)
       [ -x /usr/sbin/nginx ] || m+=(nginx)
+      have traefik || [ -x "${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}/bin/traefik" ] || m+=(traefik)
       ;;
     board/test-init.sh)
       have start-stop-daemon || m+=(start-stop-daemon)
