@@ -89,8 +89,8 @@ impl Pace {
     /// per unit of time for every box (additive: 0 to `1/interval` in `RAMP`), so
     /// boxes sharing the window converge to the same pace whatever they started at.
     /// A box whose gap has reached its `AGED` threshold ignores a full window (only
-    /// a 429 slows it): the cuts fall on the boxes heard recently, so the gaps stay
-    /// close together instead of spreading to the hour.
+    /// a 429 slows it) and holds that gap: the cuts fall on the boxes heard
+    /// recently, so the gaps stay close together instead of spreading to the hour.
     /// `budget` is None when the post failed: the window's state is then unknown.
     pub fn after_post(&mut self, interval: Duration, budget: Budget, throttled: bool) {
         let i = interval.as_secs_f64().max(1.0);
