@@ -100,6 +100,9 @@ pub enum Error {
     /// A service command or an update hook failed: its exit status, a spawn error,
     /// its timeout.
     CommandFailed(String),
+    /// A telemetry sample asked for now (the admin API's push) was not delivered: it
+    /// waits in the queue (how many are queued).
+    NotDelivered(String),
     /// One of the agent's own values could not be written as JSON (a broken
     /// invariant: the types written have no map with non-string keys).
     Serialize {
@@ -149,6 +152,7 @@ impl Error {
             | Error::Refused(_)
             | Error::Unfinished(_)
             | Error::CommandFailed(_)
+            | Error::NotDelivered(_)
             | Error::Serialize { .. }
             | Error::Other(_) => exit::FAILURE,
         }
@@ -239,7 +243,8 @@ impl fmt::Display for Error {
             | Error::Withdrawn(m)
             | Error::Refused(m)
             | Error::Unfinished(m)
-            | Error::CommandFailed(m) => write!(f, "{m}"),
+            | Error::CommandFailed(m)
+            | Error::NotDelivered(m) => write!(f, "{m}"),
             Error::Serialize { what, .. } => write!(f, "serializing {what}"),
             Error::Other(m) => write!(f, "{m}"),
         }

@@ -210,7 +210,7 @@ fn update_steps(
     let (r, c) = check(ctx, rep)?;
     if let Some(want) = offered {
         if !r.available || r.update_id.as_deref() != Some(want) {
-            return Err(Stop::Quiet(Error::Other(format!(
+            return Err(Stop::Quiet(Error::Withdrawn(format!(
                 "update {want} is no longer on offer (now: {})",
                 r.update_id.as_deref().unwrap_or("none")
             ))));

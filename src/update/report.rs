@@ -126,6 +126,7 @@ impl<'c> Reporter<'c> {
                 u.deferred = None;
                 u.breaking = None;
                 u.security_update = None;
+                u.package_kind = None;
             }
             // A failed or rolled-back update stays visible until the next attempt.
             if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !r.available {
