@@ -476,7 +476,7 @@ fn request(
 /// each other and the check, Content-Length against the expected size.
 fn check_announced(job: &mut Job, resp: &Streaming, have: u64) -> std::result::Result<(), Failure> {
     let want = job.want;
-    match super::check::check_download_headers(
+    match super::checksum::check_download_headers(
         want.sha256.as_deref(),
         want.version.as_deref(),
         |name| resp.header(name),

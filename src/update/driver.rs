@@ -1,14 +1,15 @@
 //! The one place an update's journaled phase does its I/O: feeds events to the state
 //! machine (`machine.rs`, where every state and transition is written down) and
 //! performs the actions it returns — journal, slots, `current`, services, hooks —
-//! reporting through `report.rs`. It imports nothing from its parent.
+//! handing each step to the reporter it is given (`report.rs`). It imports nothing
+//! from its parent.
 
 use super::download;
 use super::hooks;
 use super::journal::{self, Journal, Kind};
 use super::machine::{self, Action, End, Event, State, Which};
 use super::manifest::PackageKind;
-use super::report::Reporter;
+use super::report::{Report, Reporter};
 use super::slots::{self, Layout, Record};
 use super::verify::{self, Package, Zip};
 use crate::context::Ctx;
@@ -64,7 +65,7 @@ pub(crate) struct Staging<'f> {
 /// Drives one journal through the machine.
 pub(crate) struct Driver<'c, 'f> {
     ctx: &'c Ctx<'c>,
-    report: Reporter<'c>,
+    report: &'c Reporter<'c>,
     layout: Layout,
     paths: StatePaths,
     /// The update in flight: its journal, whose step is the machine's. None: none
@@ -76,11 +77,12 @@ pub(crate) struct Driver<'c, 'f> {
 }
 
 impl<'c, 'f> Driver<'c, 'f> {
-    /// A driver for the journal on disk (None: no update in flight).
-    pub(crate) fn new(ctx: &'c Ctx<'c>, j: Option<Journal>) -> Self {
+    /// A driver for the journal on disk (None: no update in flight), reporting to
+    /// `report`.
+    pub(crate) fn new(ctx: &'c Ctx<'c>, report: &'c Reporter<'c>, j: Option<Journal>) -> Self {
         Driver {
             ctx,
-            report: Reporter::new(ctx),
+            report,
             layout: Layout::new(&ctx.cfg.install.root),
             paths: StatePaths::new(&ctx.cfg.state_dir),
             j,
@@ -93,6 +95,7 @@ impl<'c, 'f> Driver<'c, 'f> {
     /// it) with `ev` (`Begin` to stage `staging`, or `BeginRollback`).
     pub(crate) fn begin(
         ctx: &'c Ctx<'c>,
+        report: &'c Reporter<'c>,
         j: Journal,
         staging: Option<Staging<'f>>,
         ev: Event,
@@ -102,7 +105,7 @@ impl<'c, 'f> Driver<'c, 'f> {
             kind: j.kind,
             attempts: 0,
         };
-        let mut d = Driver::new(ctx, Some(j));
+        let mut d = Driver::new(ctx, report, Some(j));
         d.staging = staging;
         d.run(state, ev)
     }
@@ -193,7 +196,7 @@ impl<'c, 'f> Driver<'c, 'f> {
     /// Performs one action; Some(event) when its result is one.
     fn perform(&mut self, a: Action) -> Result<Option<Event>> {
         if a == Action::SettleStatus {
-            self.report.settle_stale();
+            self.report.report(Report::SettleStale);
             return Ok(None);
         }
         // Every other action is about the update in flight: the machine gives them
@@ -270,7 +273,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                 if let Err(e) = super::downgrade::store(&self.ctx.cfg) {
                     log::warn!("storing the highest version installed: {e}");
                 }
-                self.report.committed(j);
+                self.report.report(Report::Committed(j));
             }
             Action::DiscardDownload => {
                 download::discard(&self.paths);
@@ -279,11 +282,11 @@ impl<'c, 'f> Driver<'c, 'f> {
             Action::DropJournal => journal::clear(&self.paths)?,
             Action::ReportFailed => {
                 let e = self.error.take().unwrap_or_else(|| staging_cut(j));
-                self.report.failed(&e);
+                self.report.report(Report::Failed(&e));
                 self.error = Some(e);
             }
-            Action::ReportRolledBack => self.report.rolled_back(j),
-            Action::SettleStatus => self.report.settle_stale(),
+            Action::ReportRolledBack => self.report.report(Report::RolledBack(j)),
+            Action::SettleStatus => self.report.report(Report::SettleStale),
             Action::HandOver => log::info!(
                 "version {} brings a new agent: it health-checks and commits after the restart",
                 j.version
@@ -295,7 +298,10 @@ impl<'c, 'f> Driver<'c, 'f> {
     /// Saves the journal, and reports the step it names.
     fn persist(&self, j: &Journal) -> Result<()> {
         journal::save(&self.paths, j)?;
-        self.report.step(j, self.staging.is_some());
+        self.report.report(Report::Step {
+            journal: j,
+            staging: self.staging.is_some(),
+        });
         Ok(())
     }
 

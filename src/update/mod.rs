@@ -10,6 +10,7 @@
 
 pub(crate) mod boot;
 pub mod check;
+pub mod checksum;
 pub(crate) mod downgrade;
 pub mod download;
 pub(crate) mod driver;

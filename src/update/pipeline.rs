@@ -10,9 +10,9 @@ use super::driver::{Driver, Outcome, Staging};
 use super::journal::{Journal, Kind, Step};
 use super::machine::Event;
 use super::manifest::{self, PackageKind};
-use super::report::{Phase, Reporter};
+use super::report::{Report, Reporter};
 use super::slots::{self, Layout};
-use super::{downgrade, factory, trust, verify, version_json};
+use super::{checksum, downgrade, factory, trust, verify, version_json};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::protocol::UpdateCheck;
@@ -85,22 +85,22 @@ fn stopped(rep: &Reporter, paths: &StatePaths, stop: Stop) -> Error {
     match stop {
         Stop::Quiet(e) => e,
         Stop::Check(e) => {
-            rep.check_failed(&e);
+            rep.report(Report::CheckFailed(&e));
             e
         }
         Stop::Paused => {
-            rep.paused();
+            rep.report(Report::Paused);
             Error::Interrupted
         }
         Stop::Failed(e) => {
-            rep.failed(&e);
+            rep.report(Report::Failed(&e));
             e
         }
         Stop::Rejected(e) => {
             if matches!(e, Error::PackageRejected(_)) {
                 download::discard(paths);
             }
-            rep.failed(&e);
+            rep.report(Report::Failed(&e));
             e
         }
     }
@@ -153,12 +153,15 @@ pub(crate) fn daemon_step(ctx: &Ctx, session: Session) -> Result<Done> {
 /// `allow_downgrade`: `install --allow-downgrade` (a version lower than the highest
 /// installed is refused otherwise).
 pub(crate) fn install_local(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Result<Done> {
-    crate::progress::target(None, None);
     run(ctx, |rep| {
+        rep.report(Report::Target {
+            version: None,
+            update_id: None,
+        });
         let own = own_copy(ctx, zip).map_err(Stop::Failed)?;
         let src = Source::local(allow_downgrade);
         let (z, p) = inspect(ctx, rep, &own, &src)?;
-        install(ctx, z, p, src, false)
+        install(ctx, rep, z, p, src, false)
     })
 }
 
@@ -168,7 +171,7 @@ fn check(ctx: &Ctx, rep: &Reporter) -> std::result::Result<(CheckReport, UpdateC
     let tenant = tenant(ctx).map_err(Stop::Quiet)?;
     let c = check::ask(ctx, &tenant, &version).map_err(Stop::Check)?;
     let r = CheckReport::of(&c, version);
-    rep.checked(&r);
+    rep.report(Report::Checked(&r));
     Ok((r, c))
 }
 
@@ -228,7 +231,7 @@ fn update_steps(
     }
     let (file, src) = download(ctx, rep, session, &c)?;
     let (zip, p) = inspect(ctx, rep, &file, &src)?;
-    install(ctx, zip, p, src, false)
+    install(ctx, rep, zip, p, src, false)
 }
 
 /// [`daemon_step`]'s steps.
@@ -254,12 +257,12 @@ fn daemon_steps(ctx: &Ctx, rep: &Reporter, session: Session) -> std::result::Res
         outside_window(ctx, info.is_some_and(|i| i.security_update))
     };
     let Some(why) = wait else {
-        return install(ctx, zip, p, src, true);
+        return install(ctx, rep, zip, p, src, true);
     };
     // Verified now (every entry's data), so a bad package is known before it is due.
     verify::scan_data(&mut zip, &p).map_err(Stop::Rejected)?;
     log::info!("update {id} downloaded and verified; {why}");
-    rep.deferred(why.clone());
+    rep.report(Report::Deferred(why.clone()));
     Ok(Done::Deferred(why))
 }
 
@@ -343,11 +346,14 @@ fn download(
     let want = download::Want {
         update_id: c.update_id.clone().unwrap_or_default(),
         size: c.file_size,
-        sha256: check::expected_digest(c).map_err(Stop::Failed)?,
+        sha256: checksum::expected_digest(c).map_err(Stop::Failed)?,
         version: c.latest_version.clone(),
     };
     // What the live progress names (history records of a failure too).
-    crate::progress::target(want.version.as_deref(), Some(&want.update_id));
+    rep.report(Report::Target {
+        version: want.version.as_deref(),
+        update_id: Some(&want.update_id),
+    });
     let paths = StatePaths::new(&ctx.cfg.state_dir);
     let pkg = match download::ready(&paths, &want) {
         Some(p) => {
@@ -355,10 +361,11 @@ fn download(
             p
         }
         None => {
-            rep.phase(Phase::Downloading);
-            crate::progress::bytes(0, want.size);
+            rep.report(Report::Downloading { size: want.size });
             let started = ctx.clock.monotonic();
-            let p = match download::fetch(ctx, &paths, &want, session, &|n| rep.progress(n)) {
+            let p = match download::fetch(ctx, &paths, &want, session, &|n| {
+                rep.report(Report::Progress(n))
+            }) {
                 Ok(p) => p,
                 Err(Error::Interrupted) => return Err(Stop::Paused),
                 Err(e) => return Err(Stop::Failed(e)),
@@ -370,7 +377,7 @@ fn download(
                 p.sha256,
                 ctx.clock.monotonic().saturating_sub(started).as_secs_f64()
             );
-            rep.downloaded(p.size);
+            rep.report(Report::Downloaded(p.size));
             p
         }
     };
@@ -408,7 +415,7 @@ fn inspect<'f>(
     let (zip, p) = verify::inspect(file, &limits, &trust.keys).map_err(Stop::Rejected)?;
     // One status write for both (each rewrite fsyncs): the inspection reads only the
     // central directory and a few small entries.
-    rep.phase(Phase::Verifying {
+    rep.report(Report::Verifying {
         kind: p.kind.as_str(),
         breaking_security: p.info.as_ref().map(|i| (i.breaking, i.security_update)),
     });
@@ -453,13 +460,17 @@ fn package_version(p: &verify::Package, src: &Source) -> String {
 /// the package brings, and that agent finishes the update.
 fn install(
     ctx: &Ctx,
+    rep: &Reporter,
     zip: verify::Zip,
     p: verify::Package,
     src: Source,
     hand_over: bool,
 ) -> std::result::Result<Done, Stop> {
     let version = package_version(&p, &src);
-    crate::progress::target(Some(&version), src.update_id.as_deref());
+    rep.report(Report::Target {
+        version: Some(&version),
+        update_id: src.update_id.as_deref(),
+    });
     let layout = Layout::new(&ctx.cfg.install.root);
     let from = layout.active();
     let target = target_slot(ctx, &layout, from.as_deref(), &p).map_err(Stop::Rejected)?;
@@ -483,7 +494,7 @@ fn install(
         hand_over,
     };
     // The journaled phase reports its own outcome.
-    match Driver::begin(ctx, j, Some(staging), Event::Begin).map_err(Stop::Quiet)? {
+    match Driver::begin(ctx, rep, j, Some(staging), Event::Begin).map_err(Stop::Quiet)? {
         Outcome::Failed(e @ Error::PackageRejected(_)) => {
             download::discard(&StatePaths::new(&ctx.cfg.state_dir));
             Err(Stop::Quiet(e))
