@@ -194,6 +194,9 @@ config! {
         auth: String = "node".into() => auth_mode,
         /// The node API that answers `GET /api/user/me` (`http://HOST:PORT`).
         node_url: String = "http://127.0.0.1:8080".into() => node_url,
+        /// With `auth: "none"`, the names (besides IP addresses, `localhost` and the
+        /// box's hostname) a browser may call the box by: DNS-rebinding defence.
+        hosts: Vec<String> = vec![] => host_names,
     }
 
     /// `log` section.
@@ -628,6 +631,43 @@ mod rule {
         Ok(())
     }
 
+    /// Like `string_list`, each entry a DNS name (no port), lowercased, without a
+    /// trailing dot.
+    pub(super) fn host_names(
+        o: &Obj,
+        section: &str,
+        key: &str,
+        out: &mut Vec<String>,
+    ) -> Result<()> {
+        let mut list = Vec::new();
+        string_list(o, section, key, &mut list)?;
+        for h in &mut list {
+            let name = h.trim_end_matches('.').to_ascii_lowercase();
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+                && !name.starts_with(['-', '.']);
+            if !ok {
+                return Err(Error::Config(format!(
+                    "{}: expected a host name (letters, digits, '-' and '.', no port), got {h:?}",
+                    field(section, key)
+                )));
+            }
+            *h = name;
+        }
+        if list.len() > 16 {
+            return Err(Error::Config(format!(
+                "{}: at most 16 names, got {}",
+                field(section, key),
+                list.len()
+            )));
+        }
+        *out = list;
+        Ok(())
+    }
+
     /// One argv (`["systemctl", "stop", "x"]`) or a list of argvs (`[["a"], ["b",
     /// "c"]]`); either way the result is a list of argvs.
     pub(super) fn commands(
@@ -875,6 +915,8 @@ mod tests {
             Some((r#""jwt""#, r#"expected "none" or "node", got "jwt""#))),
         ("admin_api.node_url", r#""http://10.0.0.2:8080/""#, r#""http://10.0.0.2:8080""#, "1", "expected a non-empty string, got 1",
             Some((r#""https://n""#, r#"expected http://HOST:PORT, got "https://n""#))),
+        ("admin_api.hosts", r#"" Box.Acme.LAN. ""#, r#"["box.acme.lan"]"#, "1", "expected a string or an array of strings, got 1",
+            Some((r#"["box:8080"]"#, r#"expected a host name (letters, digits, '-' and '.', no port), got "box:8080""#))),
     ];
 
     /// Every key of the table, as `section.key`.

@@ -552,6 +552,44 @@ fn slowloris_oversized_header_cross_site_form_and_too_many_connections() {
 }
 
 #[test]
+fn with_auth_none_a_rebinding_page_of_another_name_is_refused() {
+    let sim = tls_sim();
+    let mut node = Node::updates(&sim);
+    let addr = api_on(&mut node, "none", None);
+    node.set("admin_api", "hosts", json!(["box.acme.lan"]));
+    let _d = start(&node, addr);
+    let port = addr.port();
+    let get_as = |host: &str| {
+        raw(
+            addr,
+            format!("GET /api/license/info HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        )
+    };
+    // evil.example re-pointed at the box: same-origin for the browser, so the
+    // Origin check alone lets its JSON POST through; its name gives it away.
+    let (s, e) = get_as(&format!("evil.example:{port}"));
+    assert_eq!(s, 403, "{e}");
+    assert!(
+        e["message"].as_str().unwrap().contains("admin_api.hosts"),
+        "{e}"
+    );
+    let body = r#"{"updateId":"x"}"#;
+    let r = format!("POST /api/update/apply HTTP/1.1\r\nHost: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let (s, e) = raw(addr, r.as_bytes());
+    assert_eq!(s, 403, "{e}");
+    // The names the box is known by: an address, localhost, a configured name.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("Box.Acme.Lan:{port}"),
+        "192.168.1.50".to_string(),
+    ] {
+        let (s, e) = get_as(&host);
+        assert_eq!(s, 200, "{host}: {e}");
+    }
+}
+
+#[test]
 fn kill_9_mid_apply_then_history_and_api_tell_the_truth() {
     let sim = tls_sim();
     let mut node = Node::updates(&sim);

@@ -145,6 +145,8 @@ fn the_page_in_headless_chromium_shows_the_box_and_applies_the_update() {
         "Historique",
         "En file d'attente",
         "Signatures des mises à jour désactivées",
+        // Where each telemetry field came from (issue 25 item 4).
+        "memoryUsage : measured",
     ] {
         assert!(dom.contains(want), "page lacks {want:?}:\n{dom}");
     }

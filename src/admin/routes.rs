@@ -31,7 +31,29 @@ pub(crate) struct Api {
     last_forced: Option<Instant>,
     /// `http://ADDR` forms of the listener's own address (Origin checks).
     own: Vec<String>,
+    /// With `auth: "none"` on TCP, the names a request's `Host` may carry besides an IP
+    /// address (None: any).
+    names: Option<Vec<String>>,
     describe: String,
+}
+
+/// Whether a `Host` header (`name`, `name:port`, `[v6]:port`) names the box: an IP
+/// address (a rebinding attack needs a name of its own), or one of `names`.
+fn host_allowed(host: &str, names: &[String]) -> bool {
+    let digits = |p: &str| p.is_empty() || p.bytes().all(|b| b.is_ascii_digit());
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').is_some_and(|(ip, port)| {
+            ip.parse::<std::net::Ipv6Addr>().is_ok()
+                && (port.is_empty() || port.strip_prefix(':').is_some_and(digits))
+        });
+    }
+    let name = match host.rsplit_once(':') {
+        Some((n, p)) if digits(p) => n,
+        Some(_) => return false,
+        None => host,
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok() || names.contains(&name)
 }
 
 /// What a request gets: an answer now, or later from the loop.
@@ -135,12 +157,28 @@ impl Api {
             }
             Listen::Unix(_) => vec![],
         };
+        // DNS rebinding: another site's page, its name re-pointed at the box, reaches
+        // the listener as same-origin, with its own name as Host. With no session to
+        // check, only names the box is known by are answered.
+        let names = (checker.is_none() && matches!(l, Listen::Tcp(_))).then(|| {
+            let mut n = vec!["localhost".to_string()];
+            if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+                let h = h.trim().to_ascii_lowercase();
+                if !h.is_empty() {
+                    n.push(format!("{h}.local"));
+                    n.push(h);
+                }
+            }
+            n.extend(a.hosts.iter().cloned());
+            n
+        });
         Api {
             state_dir: cfg.state_dir.clone(),
             checker,
             jobs,
             last_forced: None,
             own,
+            names,
             describe: describe(a),
         }
     }
@@ -157,6 +195,14 @@ impl Api {
         };
         if req.method != method {
             return Outcome::Now(Response::error(405, "méthode non permise sur cette route"));
+        }
+        if let (Some(names), Some(host)) = (&self.names, req.header("host")) {
+            if !host_allowed(host, names) {
+                return Outcome::Now(Response::error(
+                    403,
+                    "nom d'hôte inconnu de la box : ajoutez-le à admin_api.hosts",
+                ));
+            }
         }
         let force = route == Route::Check && req.query_has("force", "true");
         let action = matches!(route, Route::Apply | Route::SyncCheck | Route::Push) || force;
@@ -570,5 +616,33 @@ mod tests {
             (v["statusCode"].as_u64(), v["message"].as_str()),
             (Some(404), Some("x\"y"))
         );
+    }
+
+    #[test]
+    fn hosts_a_rebinding_page_cannot_carry() {
+        let names = ["localhost".to_string(), "box.acme.lan".to_string()];
+        for ok in [
+            "127.0.0.1:8091",
+            "192.168.1.50",
+            "[::1]:8091",
+            "[fe80::1]",
+            "localhost:8091",
+            "LOCALHOST",
+            "Box.Acme.Lan.:80",
+        ] {
+            assert!(host_allowed(ok, &names), "{ok}");
+        }
+        for bad in [
+            "evil.example:8091",
+            "evil.example",
+            "127.0.0.1.evil.example",
+            "box.acme.lan.evil.example",
+            "[::1",
+            "[nope]:80",
+            "localhost:80x",
+            "",
+        ] {
+            assert!(!host_allowed(bad, &names), "{bad}");
+        }
     }
 }
