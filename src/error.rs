@@ -112,9 +112,10 @@ pub enum Error {
         source: Cause,
     },
     /// A broken invariant of the agent itself, nothing an operator did, reported
-    /// rather than panicking. Three uses, all in the update driver: the state machine
-    /// has no move for an event, the driver and the machine disagree, a content
-    /// package's journal has no active slot to copy from.
+    /// rather than panicking. Three uses, all in the journaled phase: the state
+    /// machine has no move for an event, the driver and the machine disagree
+    /// (`driver.rs`), a content package's journal has no active slot to copy from
+    /// (`stage.rs`).
     Other(String),
 }
 

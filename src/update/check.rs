@@ -83,6 +83,14 @@ impl Details {
     }
 }
 
+/// The check step: asks the backend about the version active now; its answer, and
+/// the report of it.
+pub(crate) fn step(ctx: &Ctx, tenant_id: &str) -> Result<(CheckReport, UpdateCheck)> {
+    let (_, version) = super::factory::active(&ctx.cfg);
+    let c = ask(ctx, tenant_id, &version)?;
+    Ok((CheckReport::of(&c, version), c))
+}
+
 /// Asks the backend whether an update exists for `version`.
 pub(crate) fn ask(ctx: &Ctx, tenant_id: &str, version: &str) -> Result<UpdateCheck> {
     let path = format!(

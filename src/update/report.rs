@@ -35,6 +35,7 @@
 use super::check::CheckReport;
 use super::factory;
 use super::journal::{Journal, Kind, Step};
+use super::verify::Package;
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::history::{self, Event};
@@ -72,10 +73,7 @@ pub(crate) enum Report<'a> {
     Paused,
     /// The package was inspected: its kind (`full`, `content`) and what its
     /// `version.json` says (breaking, securityUpdate), when it has one.
-    Verifying {
-        kind: &'static str,
-        breaking_security: Option<(bool, bool)>,
-    },
+    Verifying(&'a Package),
     /// Downloaded and verified; the install waits, for this reason.
     Deferred(String),
     /// The update stopped on this error; the active slot untouched.
@@ -126,10 +124,10 @@ impl<'c> Reporter<'c> {
             Report::Progress(bytes) => self.progress(bytes),
             Report::Downloaded(bytes) => self.write(&mut |u| u.downloaded_bytes = Some(bytes)),
             Report::Paused => self.write(&mut |u| u.state = UpdateState::Available),
-            Report::Verifying {
-                kind,
-                breaking_security,
-            } => self.verifying(kind, breaking_security),
+            Report::Verifying(p) => self.verifying(
+                p.kind.as_str(),
+                p.info.as_ref().map(|i| (i.breaking, i.security_update)),
+            ),
             Report::Deferred(why) => self.deferred(why),
             Report::Failed(e) => self.failed(e),
             Report::Step { journal, staging } => self.step(journal, staging),
