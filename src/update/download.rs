@@ -6,7 +6,6 @@
 //! glues two different packages together.
 
 use super::journal;
-use super::report::Report;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -197,6 +196,15 @@ pub(crate) fn check_space(
     Ok(())
 }
 
+/// What the download step tells while it works (the pipeline hands it on to the
+/// reporter).
+pub(crate) enum Fetching {
+    /// A download starts; its announced size (the check's `fileSize`).
+    Started { size: Option<u64> },
+    /// This many bytes of the package are on disk.
+    Bytes(u64),
+}
+
 /// What the download step hands on: the package, opened.
 pub(crate) struct Obtained {
     pub(crate) file: File,
@@ -213,7 +221,7 @@ pub(crate) fn obtain(
     ctx: &Ctx,
     c: &UpdateCheck,
     session: Session,
-    on: &dyn Fn(Report),
+    on: &dyn Fn(Fetching),
 ) -> Result<Obtained> {
     let want = Want {
         update_id: c.update_id.clone().unwrap_or_default(),
@@ -228,9 +236,9 @@ pub(crate) fn obtain(
             (p, None)
         }
         None => {
-            on(Report::Downloading { size: want.size });
+            on(Fetching::Started { size: want.size });
             let started = ctx.clock.monotonic();
-            let p = fetch(ctx, &paths, &want, session, &|n| on(Report::Progress(n)))?;
+            let p = fetch(ctx, &paths, &want, session, &|n| on(Fetching::Bytes(n)))?;
             log::info!(
                 "downloaded {} ({} bytes, sha256 {}) in {:.3} s",
                 want.update_id,

@@ -8,7 +8,7 @@
 //! one place that reports it. A run ends in a [`Done`].
 
 use super::check::{self, CheckReport};
-use super::download::{self, Session};
+use super::download::{self, Fetching, Session};
 use super::driver::Driver;
 use super::report::{Report, Reporter};
 use super::slots::Layout;
@@ -196,7 +196,13 @@ fn steps(
         version: c.latest_version.as_deref(),
         update_id: Some(&id),
     });
-    let got = download::obtain(ctx, &c, session, &|r| rep.report(r)).map_err(|e| match e {
+    let on = |f| {
+        rep.report(match f {
+            Fetching::Started { size } => Report::Downloading { size },
+            Fetching::Bytes(n) => Report::Progress(n),
+        })
+    };
+    let got = download::obtain(ctx, &c, session, &on).map_err(|e| match e {
         Error::Interrupted => Stop::Paused,
         e => Stop::Failed(e),
     })?;
