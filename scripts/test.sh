@@ -30,6 +30,12 @@ missing_for() {
     host)
       have faketime || m+=(faketime)
       have strace || m+=(strace)
+      # The admin page in headless Chromium, the board's proxy files in nginx and
+      # Traefik (in the board tools' venv, where ci-setup puts it).
+      have chromium || m+=(chromium)
+      have chromedriver || m+=(chromedriver)
+      [ -x /usr/sbin/nginx ] || m+=(nginx)
+      have traefik || [ -x "${BOARD_TOOLS_VENV:-$HOME/.local/share/cybersensei-board/venv}/bin/traefik" ] || m+=(traefik)
       ;;
     board/test-init.sh)
       have start-stop-daemon || m+=(start-stop-daemon)
@@ -95,7 +101,7 @@ if [ -n "$miss" ] && in_ci; then
   exit 1
 elif [ -n "$miss" ]; then
   # The tests that need them say SKIPPED themselves.
-  echo "== host tests: missing $miss: the clock and fsync-audit tests will be skipped (bash board/ci-setup.sh)"
+  echo "== host tests: missing $miss: the tests that need them (clock, fsync audit, admin page, proxy) will be skipped (bash board/ci-setup.sh)"
 fi
 # Decided before the long host run: under CI a missing tool fails at once.
 steps=()

@@ -12,6 +12,23 @@
 # Counted over every module of src/, and over src/update/ and status only; over
 # every call, and over each call once (a (caller, callee) pair at its first
 # occurrence: the path as a reader follows the code, not as a loop repeats it).
+#
+# The orchestration view (issue 24's "followed call by call from update_now": the
+# modules a reader visits reading the code that sequences the steps, not every
+# helper those steps call):
+#   - only the calls made by the orchestrating modules, `update` (mod.rs),
+#     `update::pipeline`, `update::driver` and `update::recover`: a call counts when
+#     its caller and every agent frame above it, up to `update_now`, are in these
+#     modules (a closure a step runs, like the download's progress, is the step's
+#     business; "caller only": counted as well, for comparison);
+#   - callees in src/update/ and status (the scope of the second view), not the
+#     orchestrating module the call is made from, and not implementations of a
+#     standard trait (`<X as core::cmp::PartialEq>::eq`: a derived `==` is not a
+#     step);
+#   - collapsed to module transitions (two calls in a row into one module are one
+#     visit), over every call and over each (caller, callee) pair once;
+#   - visits, distinct modules, and "back": visits to a module visited before with
+#     another module in between (a return to a module already left).
 #   scripts/update-path.sh [AGENT_BINARY]   (default: a debug build of this tree)
 # Needs gdb. The path: a fresh box (no slot), the central profile, a small full
 # package with version.json, healthy.
@@ -111,4 +128,36 @@ for label, keep in [("all of src/", lambda m: True),
         print(f"  up: {x} (x{ups.count(x)})")
     if once and label.startswith("src/update"):
         print("  path: " + " > ".join(seq))
+
+# The orchestration view (header).
+ORCH = {"update", "update::pipeline", "update::driver", "update::recover"}
+def std_trait(fn):
+    return any(f" as {c}::" in fn for c in ("core", "alloc", "std", "serde"))
+def orchestration(once, chain):
+    seq, edges = [], set()
+    for mod, fn, stack, caller_fn in calls:
+        if not stack or (chain and not all(m in ORCH for m in stack)) or stack[-1] not in ORCH:
+            continue
+        if std_trait(fn) or not (mod.startswith("update") or mod == "status") or mod == stack[-1]:
+            continue
+        key = (caller_fn, fn.split("::{")[0])
+        if once and key in edges:
+            continue
+        edges.add(key)
+        if not seq or seq[-1] != mod:
+            seq.append(mod)
+    seen, back, shown = set(), 0, []
+    for m in seq:
+        back += m in seen
+        shown.append(("*" if m in seen else "") + m.removeprefix("update::"))
+        seen.add(m)
+    return len(seen), len(seq), back, shown
+for chain in (True, False):
+    for once in (False, True):
+        n, v, b, shown = orchestration(once, chain)
+        how = "each call once" if once else "every call"
+        who = "" if chain else " (caller only)"
+        print(f"orchestration{who}, {how}: {n} modules, {v} visits: {b} back into a module already left")
+        if once and chain:
+            print("  path (*: back): " + " > ".join(shown))
 PY

@@ -593,7 +593,7 @@ impl<'a> Daemon<'a> {
             return;
         };
         self.counters.telemetry += 1;
-        let r = telemetry::send_cycle(&self.ctx, measured, telemetry::pace::SPARE_FLUSH, true);
+        let r = telemetry::send_cycle(&self.ctx, measured, self.pace.max_flush(), true);
         let throttled = self
             .ctx
             .transport
@@ -675,16 +675,21 @@ impl<'a> Daemon<'a> {
             )));
         }
         // Measured before the lock, as in the regular cycle: the sources must not hold it.
-        let measured = matches!(a, admin::Action::TelemetryPush)
-            .then(|| telemetry::measure(&self.ctx, &mut self.collector));
+        let action = match a {
+            admin::Action::Apply(id) => Perform::Apply(id),
+            admin::Action::Check => Perform::Check,
+            admin::Action::TelemetryPush => {
+                Perform::Push(telemetry::measure(&self.ctx, &mut self.collector))
+            }
+        };
         let Some(_lock) = self.lock() else {
             return Err(Error::Http {
                 status: 503,
                 message: "agent.lock is held by another command; try again".into(),
             });
         };
-        match a {
-            admin::Action::Apply(id) => {
+        match action {
+            Perform::Apply(id) => {
                 let before = update::active(&self.ctx.cfg).0;
                 let due = self.due_besides_check();
                 let rep = self.updater.apply(&self.ctx, id, due.max(now))?;
@@ -694,7 +699,7 @@ impl<'a> Daemon<'a> {
                     rep.version, rep.slot
                 ))
             }
-            admin::Action::Check => {
+            Perform::Check => {
                 self.counters.checks += 1;
                 let r = update::check(&self.ctx)?;
                 self.next_check = now + self.jittered(self.ctx.cfg.updates.check_interval);
@@ -707,15 +712,13 @@ impl<'a> Daemon<'a> {
                     "aucune mise à jour disponible".into()
                 })
             }
-            admin::Action::TelemetryPush => {
+            Perform::Push(m) => {
                 self.counters.telemetry += 1;
-                let m =
-                    measured.ok_or_else(|| Error::Other("telemetry: nothing measured".into()))?;
                 let r = telemetry::send_cycle(&self.ctx, m, telemetry::pace::SPARE_FLUSH, true)?;
                 if r.delivered {
                     Ok("télémétrie envoyée".into())
                 } else {
-                    Err(Error::Other(format!(
+                    Err(Error::NotDelivered(format!(
                         "telemetry not delivered; {} sample(s) queued",
                         r.queued
                     )))
@@ -774,6 +777,14 @@ impl<'a> Daemon<'a> {
         self.next_check = now + self.jittered(interval);
         self.pick_up_new_agent(before);
     }
+}
+
+/// An admin action as performed: a push carries the sample measured before the
+/// state lock (the sources must not hold it).
+enum Perform<'a> {
+    Apply(&'a str),
+    Check,
+    Push(telemetry::Measured),
 }
 
 /// Hands the heap freed by a step back to the kernel before sleeping for minutes, so

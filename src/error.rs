@@ -100,6 +100,9 @@ pub enum Error {
     /// A service command or an update hook failed: its exit status, a spawn error,
     /// its timeout.
     CommandFailed(String),
+    /// A telemetry sample asked for now (the admin API's push) was not delivered: it
+    /// waits in the queue (how many are queued).
+    NotDelivered(String),
     /// One of the agent's own values could not be written as JSON (a broken
     /// invariant: the types written have no map with non-string keys).
     Serialize {
@@ -109,9 +112,10 @@ pub enum Error {
         source: Cause,
     },
     /// A broken invariant of the agent itself, nothing an operator did, reported
-    /// rather than panicking. Three uses, all in the update driver: the state machine
-    /// has no move for an event, the driver and the machine disagree, a content
-    /// package's journal has no active slot to copy from.
+    /// rather than panicking. Three uses, all in the journaled phase: the state
+    /// machine has no move for an event, the driver and the machine disagree
+    /// (`driver.rs`), a content package's journal has no active slot to copy from
+    /// (`stage.rs`).
     Other(String),
 }
 
@@ -149,6 +153,7 @@ impl Error {
             | Error::Refused(_)
             | Error::Unfinished(_)
             | Error::CommandFailed(_)
+            | Error::NotDelivered(_)
             | Error::Serialize { .. }
             | Error::Other(_) => exit::FAILURE,
         }
@@ -239,7 +244,8 @@ impl fmt::Display for Error {
             | Error::Withdrawn(m)
             | Error::Refused(m)
             | Error::Unfinished(m)
-            | Error::CommandFailed(m) => write!(f, "{m}"),
+            | Error::CommandFailed(m)
+            | Error::NotDelivered(m) => write!(f, "{m}"),
             Error::Serialize { what, .. } => write!(f, "serializing {what}"),
             Error::Other(m) => write!(f, "{m}"),
         }

@@ -21,6 +21,7 @@ mod harness;
 
 mod admin_api;
 mod admin_page;
+mod admin_proxy;
 mod board_time;
 mod board_update;
 mod central_agent;

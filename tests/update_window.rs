@@ -228,3 +228,35 @@ fn the_real_daemon_defers_breaking_and_out_of_window_installs() {
     run_until(&mut d, &clock, Duration::from_secs(60));
     assert_eq!(rig.status()["version"], "1.1.0");
 }
+
+#[test]
+fn a_check_finding_nothing_on_offer_clears_what_described_the_package() {
+    let sim = tls_sim();
+    let mut rig = rig(&sim);
+    rig.set("updates", "auto_install", json!(false));
+    rig.set("updates", "auto_download", json!(true));
+    sim.publish_update(
+        "1.1.0",
+        content("1.1.0", json!({"breaking": true})),
+        "- big",
+    );
+    {
+        let clock = FakeClock::new(wall_now());
+        let mut d = rig.started_daemon(&clock);
+        run_until(&mut d, &clock, Duration::from_secs(60));
+    }
+    let st = rig.status();
+    assert_eq!(st["update"]["packageKind"], "content", "{st}");
+    assert_eq!(st["update"]["breaking"], true, "{st}");
+    // The update is withdrawn: the next check finds nothing, and status.json no
+    // longer describes the package that was on offer.
+    sim.clear_update();
+    let o = rig.run(&["check-update"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let st = rig.status();
+    assert_eq!(st["update"]["state"], "idle", "{st}");
+    assert_eq!(st["update"]["available"], false, "{st}");
+    assert!(st["update"]["packageKind"].is_null(), "{st}");
+    assert!(st["update"]["breaking"].is_null(), "{st}");
+    assert!(st["update"]["deferred"].is_null(), "{st}");
+}

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = license::classify(&reply);
     if let Ok(c) = serde_json::from_slice::<UpdateCheck>(body) {
-        let _ = update::check::expected_digest(&c);
+        let _ = update::checksum::expected_digest(&c);
     }
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
         let _ = e.message.map(|m| m.text());
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = update::version_json::parse(body);
     let _ = telemetry::collect::parse_app_metrics(body);
     if let Ok(s) = std::str::from_utf8(body) {
-        let _ = update::check::parse_hex_digest(s);
+        let _ = update::checksum::parse_hex_digest(s);
         let _ = update::verify::check_version(s, "fuzz");
         let _ = update::version::Semver::parse(s);
         let _ = update::window::Window::parse(s);

@@ -286,9 +286,11 @@ impl Api {
         Outcome::Now(r)
     }
 
-    /// A POST must be JSON, and a browser's `Origin`, when sent, this listener's (or
-    /// the `Host` it was asked as, behind the board's proxy): a cross-site form can
-    /// neither send JSON nor forge its Origin.
+    /// A POST must be JSON, and a browser's `Origin`, when sent, the `Host` it was
+    /// asked as (behind the board's proxy, the box's own name and port, which the proxy
+    /// passes on): a cross-site form can neither send JSON nor forge its Origin. The
+    /// listener's own address counts only for a request without `Host`: through the
+    /// proxy, `http://127.0.0.1:8091` is a page on the browser's own machine.
     fn refuse_post(&self, req: &Request) -> Option<Response> {
         let ct = req.header("content-type").unwrap_or("");
         if !ct.to_ascii_lowercase().starts_with("application/json") {
@@ -298,10 +300,15 @@ impl Api {
             ));
         }
         let origin = req.header("origin")?;
-        let host = req.header("host").unwrap_or("");
-        let via_host = !host.is_empty()
-            && (origin == format!("http://{host}") || origin == format!("https://{host}"));
-        if via_host || self.own.iter().any(|o| o == origin) {
+        let same = match req.header("host").filter(|h| !h.is_empty()) {
+            Some(host) => ["http://", "https://"].iter().any(|scheme| {
+                origin.len() == scheme.len() + host.len()
+                    && origin.starts_with(scheme)
+                    && origin[scheme.len()..].eq_ignore_ascii_case(host)
+            }),
+            None => self.own.iter().any(|o| o == origin),
+        };
+        if same {
             None
         } else {
             Some(Response::error(

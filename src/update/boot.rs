@@ -32,7 +32,7 @@ pub(crate) fn agent_failed(cfg: &Config, target: &str) -> bool {
     is_fallback()
         && Layout::new(&cfg.install.root)
             .slot_dir(target)
-            .join(super::driver::AGENT_IN_SLOT)
+            .join(super::stage::AGENT_IN_SLOT)
             .is_file()
         && counted_starts(&StatePaths::new(&cfg.state_dir), target) > 0
 }

@@ -10,6 +10,7 @@ use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::percent::percent_encode;
+use crate::protocol::UpdateCheck;
 use crate::state_paths::StatePaths;
 use crate::transport::Streaming;
 use ring::digest;
@@ -193,6 +194,69 @@ pub(crate) fn check_space(
         return Err(short(root.display().to_string(), root_need, ra));
     }
     Ok(())
+}
+
+/// What the download step tells while it works (the pipeline hands it on to the
+/// reporter).
+pub(crate) enum Fetching {
+    /// A download starts; its announced size (the check's `fileSize`).
+    Started { size: Option<u64> },
+    /// This many bytes of the package are on disk.
+    Bytes(u64),
+}
+
+/// What the download step hands on: the package, opened.
+pub(crate) struct Obtained {
+    pub(crate) file: File,
+    /// Its SHA-256 (lowercase hex).
+    pub(crate) sha256: String,
+    /// Its size when this step fetched it (None: an earlier run had).
+    pub(crate) fetched: Option<u64>,
+}
+
+/// The download step: the package the check `c` announced, found complete on disk
+/// or fetched (`on` is told the download's start and its bytes), then opened.
+/// `Error::Interrupted`: paused, its work kept.
+pub(crate) fn obtain(
+    ctx: &Ctx,
+    c: &UpdateCheck,
+    session: Session,
+    on: &dyn Fn(Fetching),
+) -> Result<Obtained> {
+    let want = Want {
+        update_id: c.update_id.clone().unwrap_or_default(),
+        size: c.file_size,
+        sha256: super::checksum::expected_digest(c)?,
+        version: c.latest_version.clone(),
+    };
+    let paths = StatePaths::new(&ctx.cfg.state_dir);
+    let (pkg, fetched) = match ready(&paths, &want) {
+        Some(p) => {
+            log::info!("package {} already downloaded", want.update_id);
+            (p, None)
+        }
+        None => {
+            on(Fetching::Started { size: want.size });
+            let started = ctx.clock.monotonic();
+            let p = fetch(ctx, &paths, &want, session, &|n| on(Fetching::Bytes(n)))?;
+            log::info!(
+                "downloaded {} ({} bytes, sha256 {}) in {:.3} s",
+                want.update_id,
+                p.size,
+                p.sha256,
+                ctx.clock.monotonic().saturating_sub(started).as_secs_f64()
+            );
+            let size = p.size;
+            (p, Some(size))
+        }
+    };
+    let file = File::open(&pkg.path)
+        .map_err(|e| Error::io(format!("opening {}", pkg.path.display()), e))?;
+    Ok(Obtained {
+        file,
+        sha256: pkg.sha256,
+        fetched,
+    })
 }
 
 /// Downloads (or resumes) the package for `want` into `state_dir/update`, checking
@@ -476,7 +540,7 @@ fn request(
 /// each other and the check, Content-Length against the expected size.
 fn check_announced(job: &mut Job, resp: &Streaming, have: u64) -> std::result::Result<(), Failure> {
     let want = job.want;
-    match super::check::check_download_headers(
+    match super::checksum::check_download_headers(
         want.sha256.as_deref(),
         want.version.as_deref(),
         |name| resp.header(name),

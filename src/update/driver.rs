@@ -1,26 +1,22 @@
 //! The one place an update's journaled phase does its I/O: feeds events to the state
 //! machine (`machine.rs`, where every state and transition is written down) and
 //! performs the actions it returns — journal, slots, `current`, services, hooks —
-//! reporting through `report.rs`. It imports nothing from its parent.
+//! handing each step to the reporter it is given (`report.rs`). It imports nothing
+//! from its parent.
 
 use super::download;
 use super::hooks;
-use super::journal::{self, Journal, Kind};
+use super::journal::{self, Journal, Kind, Step};
 use super::machine::{self, Action, End, Event, State, Which};
-use super::manifest::PackageKind;
-use super::report::Reporter;
-use super::slots::{self, Layout, Record};
-use super::verify::{self, Package, Zip};
+use super::report::{Report, Reporter};
+use super::slots::Layout;
+use super::stage::{self, Staging, AGENT_IN_SLOT};
+use super::verify;
 use crate::context::Ctx;
 use crate::error::{Error, Result};
 use crate::services;
 use crate::state_paths::StatePaths;
-use std::time::Duration;
-
-/// The agent binary a package may carry (self-update).
-pub(crate) const AGENT_IN_SLOT: &str = "bin/cybersensei-agent";
-/// How long the staged agent gets to answer `--version`.
-const AGENT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+use std::path::PathBuf;
 
 /// How a driven update ended.
 #[derive(Debug)]
@@ -51,20 +47,10 @@ impl Outcome {
     }
 }
 
-/// A package ready to be staged: inspected, read through `zip` (one descriptor).
-pub(crate) struct Staging<'f> {
-    pub(crate) zip: Zip<'f>,
-    pub(crate) pkg: Package,
-    pub(crate) package_sha256: Option<String>,
-    /// The caller (the daemon) execs a new agent the package brings, and that agent
-    /// finishes the update.
-    pub(crate) hand_over: bool,
-}
-
 /// Drives one journal through the machine.
 pub(crate) struct Driver<'c, 'f> {
     ctx: &'c Ctx<'c>,
-    report: Reporter<'c>,
+    report: &'c Reporter<'c>,
     layout: Layout,
     paths: StatePaths,
     /// The update in flight: its journal, whose step is the machine's. None: none
@@ -76,12 +62,22 @@ pub(crate) struct Driver<'c, 'f> {
 }
 
 impl<'c, 'f> Driver<'c, 'f> {
-    /// A driver for the journal on disk (None: no update in flight).
-    pub(crate) fn new(ctx: &'c Ctx<'c>, j: Option<Journal>) -> Self {
+    /// A driver for the journal on disk (None: no update in flight), reporting to
+    /// `report`.
+    pub(crate) fn new(ctx: &'c Ctx<'c>, report: &'c Reporter<'c>, j: Option<Journal>) -> Self {
+        Driver::with(ctx, report, Layout::new(&ctx.cfg.install.root), j)
+    }
+
+    fn with(
+        ctx: &'c Ctx<'c>,
+        report: &'c Reporter<'c>,
+        layout: Layout,
+        j: Option<Journal>,
+    ) -> Self {
         Driver {
             ctx,
-            report: Reporter::new(ctx),
-            layout: Layout::new(&ctx.cfg.install.root),
+            report,
+            layout,
             paths: StatePaths::new(&ctx.cfg.state_dir),
             j,
             staging: None,
@@ -89,22 +85,63 @@ impl<'c, 'f> Driver<'c, 'f> {
         }
     }
 
+    /// The install step: stages `staging` into the slot `to` names (active, target:
+    /// `Layout::target`), then switches (the machine's `Begin`),
+    /// reporting each journaled step; version `version` of update `update_id`. A
+    /// rollback is the error `RolledBack`; a refused package's download is discarded.
+    pub(crate) fn install(
+        ctx: &'c Ctx<'c>,
+        report: &'c Reporter<'c>,
+        layout: Layout,
+        to: (Option<String>, String),
+        version: String,
+        update_id: Option<String>,
+        staging: Staging<'f>,
+    ) -> Result<()> {
+        let j = Journal {
+            step: Step::Staging,
+            kind: Kind::Update,
+            from: to.0,
+            target: to.1,
+            version,
+            update_id,
+            attempts: 0,
+            reason: None,
+            started_at: crate::clock::iso8601(ctx.now()),
+            boot: super::boot::boot_id(),
+            cut_starts: 0,
+        };
+        let mut d = Driver::with(ctx, report, layout, None);
+        match d.start(j, Some(staging), Event::Begin)? {
+            Outcome::Failed(e @ Error::PackageRejected(_)) => {
+                download::discard(&d.paths);
+                Err(e)
+            }
+            o => o.into_result(),
+        }
+    }
+
     /// Starts the update or rollback `j` (not on disk yet: its first action writes
     /// it) with `ev` (`Begin` to stage `staging`, or `BeginRollback`).
     pub(crate) fn begin(
         ctx: &'c Ctx<'c>,
+        report: &'c Reporter<'c>,
         j: Journal,
         staging: Option<Staging<'f>>,
         ev: Event,
     ) -> Result<Outcome> {
+        Driver::new(ctx, report, None).start(j, staging, ev)
+    }
+
+    fn start(&mut self, j: Journal, staging: Option<Staging<'f>>, ev: Event) -> Result<Outcome> {
         let state = State {
             step: None,
             kind: j.kind,
             attempts: 0,
         };
-        let mut d = Driver::new(ctx, Some(j));
-        d.staging = staging;
-        d.run(state, ev)
+        self.j = Some(j);
+        self.staging = staging;
+        self.run(state, ev)
     }
 
     /// Feeds `ev` to the journal on disk (recovery at start-up).
@@ -193,7 +230,7 @@ impl<'c, 'f> Driver<'c, 'f> {
     /// Performs one action; Some(event) when its result is one.
     fn perform(&mut self, a: Action) -> Result<Option<Event>> {
         if a == Action::SettleStatus {
-            self.report.settle_stale();
+            self.tell(Report::SettleStale);
             return Ok(None);
         }
         // Every other action is about the update in flight: the machine gives them
@@ -217,14 +254,18 @@ impl<'c, 'f> Driver<'c, 'f> {
         match a {
             Action::Persist => self.persist(j)?,
             Action::StageTarget => {
-                return Ok(Some(match self.stage(j) {
+                let staged = match self.staging.as_mut() {
+                    Some(st) => stage::fill(ctx, &self.layout, j, st),
+                    None => Err(invalid("nothing to stage")),
+                };
+                return Ok(Some(match staged {
                     Ok(()) => Event::Staged,
                     Err(Error::Interrupted) => Event::Interrupted,
                     Err(e) => {
                         self.error = Some(e);
                         Event::StageFailed
                     }
-                }))
+                }));
             }
             Action::ClearTarget => {
                 if let Err(e) = self.layout.clear(&j.target) {
@@ -238,7 +279,10 @@ impl<'c, 'f> Driver<'c, 'f> {
             }
             Action::PointCurrent(Which::Target) => return Ok(Some(self.switch_to_target(j))),
             Action::PointCurrent(Which::From) => self.layout.switch_to(j.from.as_deref())?,
-            Action::PostSwitchHook => return Ok(self.post_switch_hook(j)),
+            Action::PostSwitchHook => {
+                let (target, from) = (slot(Which::Target), slot(Which::From));
+                return Ok(self.post_switch_hook(j, target, from));
+            }
             Action::StartServices(Which::Target) => {
                 let r = services::start_in(s, slot(Which::Target).as_deref(), ctx.clock);
                 match r {
@@ -270,7 +314,7 @@ impl<'c, 'f> Driver<'c, 'f> {
                 if let Err(e) = super::downgrade::store(&self.ctx.cfg) {
                     log::warn!("storing the highest version installed: {e}");
                 }
-                self.report.committed(j);
+                self.tell(Report::Committed(j));
             }
             Action::DiscardDownload => {
                 download::discard(&self.paths);
@@ -279,11 +323,11 @@ impl<'c, 'f> Driver<'c, 'f> {
             Action::DropJournal => journal::clear(&self.paths)?,
             Action::ReportFailed => {
                 let e = self.error.take().unwrap_or_else(|| staging_cut(j));
-                self.report.failed(&e);
+                self.tell(Report::Failed(&e));
                 self.error = Some(e);
             }
-            Action::ReportRolledBack => self.report.rolled_back(j),
-            Action::SettleStatus => self.report.settle_stale(),
+            Action::ReportRolledBack => self.tell(Report::RolledBack(j)),
+            Action::SettleStatus => self.tell(Report::SettleStale),
             Action::HandOver => log::info!(
                 "version {} brings a new agent: it health-checks and commits after the restart",
                 j.version
@@ -292,10 +336,18 @@ impl<'c, 'f> Driver<'c, 'f> {
         Ok(None)
     }
 
+    /// Hands `r` to the reporter (every report of the journaled phase).
+    fn tell(&self, r: Report) {
+        self.report.report(r);
+    }
+
     /// Saves the journal, and reports the step it names.
     fn persist(&self, j: &Journal) -> Result<()> {
         journal::save(&self.paths, j)?;
-        self.report.step(j, self.staging.is_some());
+        self.tell(Report::Step {
+            journal: j,
+            staging: self.staging.is_some(),
+        });
         Ok(())
     }
 
@@ -315,11 +367,16 @@ impl<'c, 'f> Driver<'c, 'f> {
         }
     }
 
-    /// The package's post-switch hook, if it has one; Some(unhealthy) when it fails.
-    fn post_switch_hook(&self, j: &Journal) -> Option<Event> {
+    /// The package's post-switch hook in `target` (the slot before: `from`), if it
+    /// has one; Some(unhealthy) when it fails.
+    fn post_switch_hook(
+        &self,
+        j: &Journal,
+        target: Option<PathBuf>,
+        from: Option<PathBuf>,
+    ) -> Option<Event> {
         let ctx = self.ctx;
-        let target = self.layout.slot_dir(&j.target);
-        let from = j.from.as_deref().map(|s| self.layout.slot_dir(s));
+        let target = target?;
         let r = hooks::run(
             &target,
             verify::HOOK_POST_SWITCH,
@@ -346,81 +403,6 @@ impl<'c, 'f> Driver<'c, 'f> {
             let _ = crate::fsutil::atomic_write(&self.paths.failed_id(), id.as_bytes(), 0o600);
         }
     }
-
-    /// Fills the target slot from the package in one pass and records it: a copy of
-    /// the active slot first for a content package (minus its hooks, minus the
-    /// package's deletions), then every entry extracted and checked as it is
-    /// written, `syncfs`, the agent probe, the post-install hook, the record.
-    fn stage(&mut self, j: &Journal) -> Result<()> {
-        let ctx = self.ctx;
-        let Some(st) = self.staging.as_mut() else {
-            return Err(invalid("nothing to stage"));
-        };
-        let target = j.target.clone();
-        self.layout.clear(&target)?;
-        let slot_dir = self.layout.slot_dir(&target);
-        let over = st.pkg.kind == PackageKind::Content;
-        if !over && !st.pkg.deletions().is_empty() {
-            log::warn!("a full package lists deletions: ignored (the slot is exactly the package)");
-        }
-        if over {
-            let from = j
-                .from
-                .as_deref()
-                .ok_or_else(|| Error::Other("content package without an active slot".into()))?;
-            let src = self.layout.slot_dir(from);
-            let (n, b) = slots::copy_tree(&src, &slot_dir, &slots::NOT_COPIED)?;
-            let d = slots::delete_paths(&slot_dir, st.pkg.deletions())?;
-            log::info!(
-                "copied slot {from} ({n} files, {b} bytes) into slot {target}; {d} paths deleted"
-            );
-        }
-        let (files, bytes) = slots::extract(
-            &mut st.zip,
-            &st.pkg,
-            &slot_dir,
-            ctx.cfg.updates.max_unpacked_size,
-            over,
-        )?;
-        if st.pkg.has_path(AGENT_IN_SLOT) {
-            probe_agent(ctx, &slot_dir)?;
-        }
-        // The keys the package hands on, read before any of its code runs.
-        let keys = super::trust::package_keys(&slot_dir, &st.pkg)?;
-        let old = j.from.as_deref().map(|s| self.layout.slot_dir(s));
-        hooks::run(
-            &slot_dir,
-            verify::HOOK_POST_INSTALL,
-            old.as_deref(),
-            &j.version,
-            ctx.clock,
-            ctx.cfg.updates.hook_timeout,
-        )
-        .map_err(|e| match e {
-            Error::Interrupted => e,
-            e => Error::PackageRejected(format!("install hook: {}", e.chain())),
-        })?;
-        self.layout.write_record(
-            &target,
-            &Record {
-                version: j.version.clone(),
-                installed_at: crate::clock::iso8601(ctx.now()),
-                update_id: j.update_id.clone(),
-                package_sha256: st.package_sha256.clone(),
-                files,
-                bytes,
-                kind: Some(st.pkg.kind.as_str().to_string()),
-                signed: st.pkg.signed,
-                keys: Some(keys),
-            },
-        )?;
-        log::info!(
-            "staged version {} ({} package) in slot {target}",
-            j.version,
-            st.pkg.kind.as_str()
-        );
-        Ok(())
-    }
 }
 
 /// The new version did not come up: why, for the rollback.
@@ -439,37 +421,4 @@ fn staging_cut(j: &Journal) -> Error {
 /// A driver bug (never a disk state): the machine and the driver disagree.
 fn invalid(what: &str) -> Error {
     Error::Other(format!("update state machine: {what}"))
-}
-
-/// Self-update guard: a package carrying the agent must carry one that runs here.
-fn probe_agent(ctx: &Ctx, slot_dir: &std::path::Path) -> Result<()> {
-    let bin = match hooks::in_slot(slot_dir, AGENT_IN_SLOT) {
-        Ok(Some(bin)) => bin,
-        Ok(None) => return Ok(()),
-        Err(e) => return Err(Error::PackageRejected(e.to_string())),
-    };
-    // The same cleared environment as hooks: no proxy credentials, no fallback flag;
-    // and nothing it starts outlives it.
-    let _contain = hooks::Contain::start();
-    let child = hooks::package_command(&bin, slot_dir)
-        .arg("--version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            Error::PackageRejected(format!(
-                "{AGENT_IN_SLOT} in the package cannot run here: {e}"
-            ))
-        })?;
-    match services::wait_child(child, ctx.clock, AGENT_PROBE_TIMEOUT, services::STOP_GRACE) {
-        Ok(st) if st.success() => Ok(()),
-        // SIGTERM: not the package's fault; the staging is resumed at the next start.
-        Err(services::Abandoned::Stop) => Err(Error::Interrupted),
-        Ok(st) => Err(Error::PackageRejected(format!(
-            "{AGENT_IN_SLOT} in the package fails `--version` ({st})"
-        ))),
-        Err(e) => Err(Error::PackageRejected(format!(
-            "{AGENT_IN_SLOT} in the package: `--version` {e}"
-        ))),
-    }
 }

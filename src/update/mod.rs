@@ -10,11 +10,13 @@
 
 pub(crate) mod boot;
 pub mod check;
+pub mod checksum;
 pub(crate) mod downgrade;
 pub mod download;
 pub(crate) mod driver;
 pub(crate) mod factory;
 pub(crate) mod hooks;
+pub(crate) mod inspect;
 pub(crate) mod journal;
 pub(crate) mod machine;
 pub(crate) mod manifest;
@@ -22,6 +24,7 @@ pub(crate) mod pipeline;
 pub(crate) mod recover;
 pub(crate) mod report;
 pub mod slots;
+pub(crate) mod stage;
 pub(crate) mod trust;
 pub mod verify;
 pub mod version;
@@ -38,10 +41,32 @@ use std::path::Path;
 use std::time::Duration;
 
 pub(crate) use check::CheckReport;
-pub(crate) use driver::AGENT_IN_SLOT;
 pub(crate) use factory::active;
-pub(crate) use pipeline::UpdateReport;
 pub(crate) use recover::recover;
+pub(crate) use stage::AGENT_IN_SLOT;
+
+/// What an install did.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct UpdateReport {
+    /// Version now running.
+    pub(crate) version: String,
+    /// Slot now active ("a" or "b").
+    pub(crate) slot: String,
+    /// False when there was nothing to do (already up to date).
+    pub(crate) installed: bool,
+}
+
+impl UpdateReport {
+    /// What the box runs now.
+    pub(crate) fn now(ctx: &Ctx, installed: bool) -> UpdateReport {
+        let (slot, version) = factory::active(&ctx.cfg);
+        UpdateReport {
+            version,
+            slot: slot.unwrap_or_default(),
+            installed,
+        }
+    }
+}
 
 /// Asks the backend once; records the answer in status.json.
 pub(crate) fn check(ctx: &Ctx) -> Result<CheckReport> {

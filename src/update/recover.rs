@@ -6,7 +6,7 @@ use super::boot;
 use super::driver::{Driver, Outcome};
 use super::journal::{self, Journal, Kind, Step};
 use super::machine::Event;
-use super::report::Reporter;
+use super::report::{Report, Reporter};
 use super::slots::{self, Layout};
 use crate::context::Ctx;
 use crate::error::{Error, Result};
@@ -18,6 +18,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
     let layout = Layout::new(&ctx.cfg.install.root);
     layout.tidy();
     let paths = StatePaths::new(&ctx.cfg.state_dir);
+    let rep = Reporter::new(ctx);
     let mut j = match journal::load(&paths) {
         Ok(j) => j,
         Err(e) => {
@@ -25,12 +26,15 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
             // still names a slot that was complete when it was switched to.
             log::error!("{}; dropping it and keeping the active slot", e.chain());
             journal::clear(&paths)?;
-            Reporter::new(ctx).failed(&e);
+            rep.report(Report::Failed(&e));
             return Ok(());
         }
     };
     if let Some(j) = &j {
-        crate::progress::target(Some(&j.version), j.update_id.as_deref());
+        rep.report(Report::Target {
+            version: Some(&j.version),
+            update_id: j.update_id.as_deref(),
+        });
         log::warn!(
             "recovering an interrupted {} at step {} (slot {} -> {})",
             if j.kind == Kind::Update {
@@ -67,7 +71,7 @@ pub(crate) fn recover(ctx: &Ctx) -> Result<()> {
             counted: true,
         },
     };
-    match Driver::new(ctx, j).drive(event)? {
+    match Driver::new(ctx, &rep, j).drive(event)? {
         // The box is back on a good slot: that is a recovery, not a failure of the
         // command that triggered it.
         Outcome::RolledBack(m) => {
@@ -112,8 +116,12 @@ pub(crate) fn rollback(ctx: &Ctx) -> Result<()> {
         boot: None,
         cut_starts: 0,
     };
-    crate::progress::target(Some(&j.version), None);
-    Driver::begin(ctx, j, None, Event::BeginRollback)?.into_result()?;
+    let rep = Reporter::new(ctx);
+    rep.report(Report::Target {
+        version: Some(&j.version),
+        update_id: None,
+    });
+    Driver::begin(ctx, &rep, j, None, Event::BeginRollback)?.into_result()?;
     if let Some(id) = left {
         let paths = StatePaths::new(&ctx.cfg.state_dir);
         crate::fsutil::atomic_write(&paths.failed_id(), id.as_bytes(), 0o600)?;

@@ -1,29 +1,32 @@
 //! The one place an update's phases and outcomes become `status.json`'s `update`
-//! section (plus `version` and `slot`). Nothing else in `update/` writes it.
+//! section (plus `version` and `slot`), the update history (`crate::history`) and the
+//! live progress (`crate::progress`). Nothing else in `update/` writes them.
 //!
-//! The interface: one [`Reporter`] per command or daemon step, called by the
-//! pipeline (`pipeline.rs`: check, download, inspect, and its failures, in
-//! `pipeline::stopped`), the driver (`driver.rs`: the journaled phase) and recovery
-//! (`recover.rs`). The update history (`crate::history`) and the live progress
-//! (`crate::progress`) hang off these same calls (each receives what it describes):
-//! every write moves the progress to its state's phase; `progress` feeds its bytes;
-//! `step` records `install` (staging) and enters `switch`; `committed` records
-//! `commit`; `rolled_back` records `rollback`; `failed` records `refused` or `failed`.
+//! The interface is one call, [`Reporter::report`], handed one [`Report`] at a time:
+//! the pipeline (`pipeline.rs`) hands it what each step returned (and its failures, in
+//! `pipeline::stopped`); the driver (`driver.rs`) the journaled phase's steps, through
+//! the reporter the pipeline or recovery passes down; the download its bytes, through
+//! a closure the pipeline passes down. No step calls anything else of this module.
+//! Every write moves the live progress to its state's phase; `Progress` feeds its
+//! bytes; `Step` (staging) records `install` and enters `switch`; `Committed` records
+//! `commit`; `RolledBack` records `rollback`; `Failed` records `refused` or `failed`.
 //!
-//! | call                       | when                                               | update.state           |
-//! |----------------------------|----------------------------------------------------|------------------------|
-//! | [`Reporter::checked`]      | the backend answered a check                       | available / idle       |
-//! | [`Reporter::check_failed`] | the check failed                                   | (kept), lastError      |
-//! | [`Reporter::phase`]        | a [`Phase`] starts: downloading, verifying (the package's flags), installing, health check | its state |
-//! | [`Reporter::progress`]     | bytes downloaded so far (status.json: throttled)   | (kept)                 |
-//! | [`Reporter::downloaded`]   | the package is whole                               | (kept)                 |
-//! | [`Reporter::paused`]       | a download paused or was stopped by a signal       | available              |
-//! | [`Reporter::deferred`]     | downloaded and verified, the install waits (why)   | available, deferred    |
-//! | [`Reporter::failed`]       | the update stopped on an error                     | failed, lastError      |
-//! | [`Reporter::step`]         | the journaled phase wrote its journal (the journal)| installing / health-check |
-//! | [`Reporter::rolled_back`]  | the journaled phase went back (the journal)        | rolled-back, lastError |
-//! | [`Reporter::committed`]    | the journaled phase committed (the journal)        | idle                   |
-//! | [`Reporter::settle_stale`] | start-up found an in-flight state and no journal   | available / idle       |
+//! | [`Report`]      | when                                               | update.state           |
+//! |-----------------|----------------------------------------------------|------------------------|
+//! | `Target`        | the package a run is about is known (live progress names it) | (kept)       |
+//! | `Checked`       | the backend answered a check                       | available / idle       |
+//! | `CheckFailed`   | the check failed                                   | (kept), lastError      |
+//! | `Downloading`   | a download starts (its announced size)             | downloading            |
+//! | `Progress`      | bytes downloaded so far (status.json: throttled)   | (kept)                 |
+//! | `Downloaded`    | the package is whole                               | (kept)                 |
+//! | `Paused`        | a download paused or was stopped by a signal       | available              |
+//! | `Verifying`     | the package was inspected: its kind and flags      | verifying              |
+//! | `Deferred`      | downloaded and verified, the install waits (why)   | available, deferred    |
+//! | `Failed`        | the update stopped on an error                     | failed, lastError      |
+//! | `Step`          | the journaled phase wrote its journal (the journal)| installing / health-check |
+//! | `RolledBack`    | the journaled phase went back (the journal)        | rolled-back, lastError |
+//! | `Committed`     | the journaled phase committed (the journal)        | idle                   |
+//! | `SettleStale`   | start-up found an in-flight state and no journal   | available / idle       |
 //!
 //! The total of a download is the check's `fileSize` (status.json `update.fileSize`).
 //! Each status.json change is one atomic rewrite (each fsyncs); a failure to write
@@ -32,6 +35,7 @@
 use super::check::CheckReport;
 use super::factory;
 use super::journal::{Journal, Kind, Step};
+use super::verify::Package;
 use crate::context::Ctx;
 use crate::error::Error;
 use crate::history::{self, Event};
@@ -47,18 +51,47 @@ const STATUS_EVERY: u64 = 8 << 20;
 /// download (a 50 MB package took 1.5x as long as curl).
 const STATUS_MIN_GAP: Duration = Duration::from_secs(5);
 
-/// A phase of an update, as status.json names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// The package is being downloaded (its announced size is `fileSize`, from the
-    /// check).
-    Downloading,
-    /// The package was inspected: its kind (`full`, `content`) and what its
-    /// `version.json` says (when it has one).
-    Verifying {
-        kind: &'static str,
-        breaking_security: Option<(bool, bool)>,
+/// What the reporter is handed: a phase that starts, or how a step ended (the
+/// table in the module doc).
+pub(crate) enum Report<'a> {
+    /// The package a run is about: its version and update id, when known.
+    Target {
+        version: Option<&'a str>,
+        update_id: Option<&'a str>,
     },
+    /// What the backend answered.
+    Checked(&'a CheckReport),
+    /// The check failed.
+    CheckFailed(&'a Error),
+    /// A download starts; its announced size (the check's `fileSize`).
+    Downloading { size: Option<u64> },
+    /// This many bytes of the package are on disk.
+    Progress(u64),
+    /// The package is whole, this many bytes long.
+    Downloaded(u64),
+    /// A download paused (the daemon's other steps) or was stopped by a signal.
+    Paused,
+    /// The package was inspected: its kind (`full`, `content`) and what its
+    /// `version.json` says (breaking, securityUpdate), when it has one.
+    Verifying(&'a Package),
+    /// Downloaded and verified; the install waits, for this reason.
+    Deferred(String),
+    /// The update stopped on this error; the active slot untouched.
+    Failed(&'a Error),
+    /// The journaled phase wrote its journal at `journal.step` (`staging`: it stages
+    /// a package, not a `rollback` command).
+    Step { journal: &'a Journal, staging: bool },
+    /// The journaled phase went back to the old slot (for the journal's reason).
+    RolledBack(&'a Journal),
+    /// The journaled phase committed (an update, or a `rollback` command).
+    Committed(&'a Journal),
+    /// Start-up found no journal: an in-flight state in status.json is stale.
+    SettleStale,
+}
+
+/// A state status.json names while the journaled phase works.
+#[derive(Clone, Copy)]
+enum Phase {
     /// The inactive slot is being filled, or `current` switched.
     Installing,
     /// `current` names the new slot; its services start and are checked.
@@ -81,6 +114,29 @@ impl<'c> Reporter<'c> {
         }
     }
 
+    /// Writes what `r` says (the table in the module doc).
+    pub(crate) fn report(&self, r: Report<'_>) {
+        match r {
+            Report::Target { version, update_id } => progress::target(version, update_id),
+            Report::Checked(c) => self.checked(c),
+            Report::CheckFailed(e) => self.check_failed(e),
+            Report::Downloading { size } => self.downloading(size),
+            Report::Progress(bytes) => self.progress(bytes),
+            Report::Downloaded(bytes) => self.write(&mut |u| u.downloaded_bytes = Some(bytes)),
+            Report::Paused => self.write(&mut |u| u.state = UpdateState::Available),
+            Report::Verifying(p) => self.verifying(
+                p.kind.as_str(),
+                p.info.as_ref().map(|i| (i.breaking, i.security_update)),
+            ),
+            Report::Deferred(why) => self.deferred(why),
+            Report::Failed(e) => self.failed(e),
+            Report::Step { journal, staging } => self.step(journal, staging),
+            Report::RolledBack(j) => self.rolled_back(j),
+            Report::Committed(j) => self.committed(j),
+            Report::SettleStale => self.settle_stale(),
+        }
+    }
+
     /// Rewrites the update section (and the version and slot now active). `dyn`:
     /// one copy of the load-change-save for every call (board size budget).
     fn write(&self, f: &mut dyn FnMut(&mut UpdateStatus)) {
@@ -100,7 +156,7 @@ impl<'c> Reporter<'c> {
     }
 
     /// What the backend answered (now), with the real backend's extra facts.
-    pub(crate) fn checked(&self, r: &CheckReport) {
+    fn checked(&self, r: &CheckReport) {
         let now = crate::clock::iso8601(self.ctx.now());
         let d = &r.details;
         if d.node_too_old {
@@ -126,6 +182,7 @@ impl<'c> Reporter<'c> {
                 u.deferred = None;
                 u.breaking = None;
                 u.security_update = None;
+                u.package_kind = None;
             }
             // A failed or rolled-back update stays visible until the next attempt.
             if !matches!(u.state, UpdateState::RolledBack | UpdateState::Failed) || !r.available {
@@ -139,41 +196,46 @@ impl<'c> Reporter<'c> {
     }
 
     /// The check failed: said, the state left as it was.
-    pub(crate) fn check_failed(&self, e: &Error) {
+    fn check_failed(&self, e: &Error) {
         let msg = e.chain().to_string();
         self.write(&mut |u| u.last_error = Some(format!("check: {msg}")));
     }
 
-    /// A phase starts.
-    pub(crate) fn phase(&self, p: Phase) {
-        match p {
-            Phase::Downloading => {
-                let now = self.ctx.clock.monotonic();
-                self.next_progress.set((STATUS_EVERY, now + STATUS_MIN_GAP));
-                self.write(&mut |u| {
-                    u.state = UpdateState::Downloading;
-                    u.downloaded_bytes = Some(0);
-                });
+    /// A download starts (`size`: announced).
+    fn downloading(&self, size: Option<u64>) {
+        progress::bytes(0, size);
+        let now = self.ctx.clock.monotonic();
+        self.next_progress.set((STATUS_EVERY, now + STATUS_MIN_GAP));
+        self.write(&mut |u| {
+            u.state = UpdateState::Downloading;
+            u.downloaded_bytes = Some(0);
+        });
+    }
+
+    /// The package was inspected. One status write for both (each rewrite fsyncs).
+    fn verifying(&self, kind: &str, breaking_security: Option<(bool, bool)>) {
+        self.write(&mut |u| {
+            u.state = UpdateState::Verifying;
+            u.package_kind = Some(kind.into());
+            if let Some((b, s)) = breaking_security {
+                u.breaking = Some(b);
+                u.security_update = Some(s);
             }
-            Phase::Verifying {
-                kind,
-                breaking_security,
-            } => self.write(&mut |u| {
-                u.state = UpdateState::Verifying;
-                u.package_kind = Some(kind.into());
-                if let Some((b, s)) = breaking_security {
-                    u.breaking = Some(b);
-                    u.security_update = Some(s);
-                }
-            }),
-            Phase::Installing => self.write(&mut |u| u.state = UpdateState::Installing),
-            Phase::HealthCheck => self.write(&mut |u| u.state = UpdateState::HealthCheck),
-        }
+        });
+    }
+
+    /// The journaled phase entered `p`.
+    fn phase(&self, p: Phase) {
+        let state = match p {
+            Phase::Installing => UpdateState::Installing,
+            Phase::HealthCheck => UpdateState::HealthCheck,
+        };
+        self.write(&mut |u| u.state = state);
     }
 
     /// `bytes` of the package are on disk: written every `STATUS_EVERY` bytes, at
     /// most once per `STATUS_MIN_GAP`.
-    pub(crate) fn progress(&self, bytes: u64) {
+    fn progress(&self, bytes: u64) {
         // In memory, every chunk (its total set as the download began); never waits
         // for the admin listener.
         progress::chunk(bytes);
@@ -186,19 +248,8 @@ impl<'c> Reporter<'c> {
         }
     }
 
-    /// The package is whole (`bytes` long).
-    pub(crate) fn downloaded(&self, bytes: u64) {
-        self.write(&mut |u| u.downloaded_bytes = Some(bytes));
-    }
-
-    /// A download paused (the daemon's other steps) or stopped by a signal: the
-    /// update is still available, its partial file kept.
-    pub(crate) fn paused(&self) {
-        self.write(&mut |u| u.state = UpdateState::Available);
-    }
-
     /// Downloaded and verified; the install waits, for this reason.
-    pub(crate) fn deferred(&self, why: String) {
+    fn deferred(&self, why: String) {
         let mut why = Some(why);
         self.write(&mut |u| {
             u.state = UpdateState::Available;
@@ -207,7 +258,7 @@ impl<'c> Reporter<'c> {
     }
 
     /// The update stopped on `e`; the active slot untouched.
-    pub(crate) fn failed(&self, e: &Error) {
+    fn failed(&self, e: &Error) {
         self.error(UpdateState::Failed, e);
         let event = match e {
             Error::PackageRejected(_) => Event::Refused,
@@ -233,7 +284,7 @@ impl<'c> Reporter<'c> {
 
     /// The journaled phase wrote its journal at `j.step` (`staging`: it stages a
     /// package, not a `rollback` command).
-    pub(crate) fn step(&self, j: &Journal, staging: bool) {
+    fn step(&self, j: &Journal, staging: bool) {
         match j.step {
             // One status write per state: `switching` follows `staging` (or a
             // rollback command, which reports `installing` here).
@@ -255,7 +306,7 @@ impl<'c> Reporter<'c> {
     }
 
     /// The journaled phase `j` went back to the old slot (for `j.reason`).
-    pub(crate) fn rolled_back(&self, j: &Journal) {
+    fn rolled_back(&self, j: &Journal) {
         let why = j.reason.clone().unwrap_or_default();
         let e = Error::RolledBack(why);
         self.error(UpdateState::RolledBack, &e);
@@ -277,7 +328,7 @@ impl<'c> Reporter<'c> {
     }
 
     /// The journaled phase `j` committed (an update, or a `rollback` command).
-    pub(crate) fn committed(&self, j: &Journal) {
+    fn committed(&self, j: &Journal) {
         let kind = j.kind;
         let mut now = Some(crate::clock::iso8601(self.ctx.now()));
         self.write(&mut |u| {
@@ -313,7 +364,7 @@ impl<'c> Reporter<'c> {
     /// kill -9 in the middle of a download) is stale: reset it, or status.json would
     /// claim a download forever. The partial download stays and is resumed by the
     /// next update.
-    pub(crate) fn settle_stale(&self) {
+    fn settle_stale(&self) {
         let u = Status::load(&self.ctx.cfg.state_dir).update;
         if !matches!(
             u.state,

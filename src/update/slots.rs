@@ -8,6 +8,7 @@
 //! ```
 
 use super::journal;
+use super::manifest::PackageKind;
 use super::verify::{self, Kind, Package, Zip, BUF};
 use crate::error::{Error, Result};
 use crate::fsutil;
@@ -119,6 +120,32 @@ impl Layout {
     /// The `current` symlink.
     pub(crate) fn current(&self) -> PathBuf {
         self.root.join("current")
+    }
+
+    /// The slot the inspected package `p` installs into, with the active slot, once
+    /// `p` is known to fit: declared sizes plus a block per entry for metadata (plus
+    /// the copy of the active slot for a content package); the slot being replaced is
+    /// freed first. `state_dir`: checked with `install.root` when they share a disk.
+    pub(crate) fn target(&self, p: &Package, state_dir: &Path) -> Result<(Option<String>, String)> {
+        let from = self.active();
+        self.ensure()?;
+        if p.kind == PackageKind::Content && from.is_none() {
+            return Err(Error::PackageRejected(
+                "a content package applies on top of an installation, and this box has none".into(),
+            ));
+        }
+        let target = from.as_deref().map(other).unwrap_or("a").to_string();
+        let copy = match (&from, p.kind) {
+            (Some(f), PackageKind::Content) => self.usage(f),
+            _ => 0,
+        };
+        let need = p
+            .total
+            .saturating_add(p.entries.len() as u64 * 4096)
+            .saturating_add(copy)
+            .saturating_sub(self.usage(&target));
+        super::download::check_space(state_dir, 0, &self.root, need)?;
+        Ok((from, target))
     }
 
     /// The slot `current` points at, if it is a link to `slots/a` or `slots/b`.
