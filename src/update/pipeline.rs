@@ -157,7 +157,13 @@ pub(crate) fn install_local(ctx: &Ctx, zip: &Path, allow_downgrade: bool) -> Res
             version: Some(&version),
             update_id: None,
         });
-        install(ctx, rep, z, p, version, None, None, false)
+        let staging = Staging {
+            zip: z,
+            pkg: p,
+            package_sha256: None,
+            hand_over: false,
+        };
+        install(ctx, rep, staging, version, None)
     })
 }
 
@@ -226,18 +232,13 @@ fn steps(
         version: Some(&version),
         update_id: c.update_id.as_deref(),
     });
-    let hand_over = matches!(mode, Mode::Daemon);
-    let sha256 = Some(got.sha256.clone());
-    install(
-        ctx,
-        rep,
+    let staging = Staging {
         zip,
-        p,
-        version,
-        c.update_id.clone(),
-        sha256,
-        hand_over,
-    )
+        pkg: p,
+        package_sha256: Some(got.sha256.clone()),
+        hand_over: matches!(mode, Mode::Daemon),
+    };
+    install(ctx, rep, staging, version, c.update_id.clone())
 }
 
 /// Whether the check's answer ends the run here, and how.
@@ -301,27 +302,17 @@ fn waits(ctx: &Ctx, mode: Mode, p: &verify::Package) -> Option<String> {
 /// then the journaled phase (`driver.rs`), which reports its own steps and outcome.
 /// `hand_over`: the caller (the daemon) will exec a new agent the package brings,
 /// and that agent finishes the update.
-#[allow(clippy::too_many_arguments)]
 fn install(
     ctx: &Ctx,
     rep: &Reporter,
-    zip: verify::Zip,
-    p: verify::Package,
+    staging: Staging,
     version: String,
     update_id: Option<String>,
-    package_sha256: Option<String>,
-    hand_over: bool,
 ) -> std::result::Result<Done, Stop> {
     let layout = Layout::new(&ctx.cfg.install.root);
     let to = layout
-        .target(&p, &ctx.cfg.state_dir)
+        .target(&staging.pkg, &ctx.cfg.state_dir)
         .map_err(Stop::Rejected)?;
-    let staging = Staging {
-        zip,
-        pkg: p,
-        package_sha256,
-        hand_over,
-    };
     Driver::install(ctx, rep, layout, to, version, update_id, staging).map_err(Stop::Quiet)?;
     Ok(Done::Installed)
 }
