@@ -34,9 +34,11 @@
 # package with version.json, healthy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build -q -p cybersensei-agent -p cybersensei-sim
 source scripts/cargo-target-dir.sh
-TARGET_DIR=$(cargo_target_dir)
+# Its own target directory: a build here has no `test-seams`, and overwriting the tests'
+# debug binary made the kill tests of a suite running beside it fail.
+TARGET_DIR=$(cargo_target_dir)/update-path
+CARGO_TARGET_DIR=$TARGET_DIR cargo build -q -p cybersensei-agent -p cybersensei-sim
 AGENT=${1:-$TARGET_DIR/debug/cybersensei-agent}
 SIM=$TARGET_DIR/debug/cybersensei-sim
 work=$(mktemp -d)
