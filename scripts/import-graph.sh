@@ -17,7 +17,7 @@ import os, re, sys
 # is reported. One line per layer, each a set of modules (a prefix `update::` names
 # every module under it).
 LAYERS = [
-    "hex percent build_info clock signals help backoff http_target",
+    "hex percent build_info clock self_pipe signals help backoff http_target",
     "redact",
     "error state_paths version",
     "fsutil child_output logging protocol status window",

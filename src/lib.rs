@@ -29,6 +29,7 @@ pub(crate) mod progress;
 pub mod protocol;
 pub(crate) mod redact;
 pub mod security;
+pub(crate) mod self_pipe;
 pub mod services;
 pub(crate) mod signals;
 pub(crate) mod state_paths;

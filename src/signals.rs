@@ -4,6 +4,7 @@
 //! write a byte to it after setting their flag, and the sleep polls its read end, so
 //! a signal (on whichever thread it lands) or an admin action ends the sleep at once.
 
+use crate::self_pipe;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,18 +19,7 @@ static PIPE_W: AtomicI32 = AtomicI32::new(-1);
 /// Rings the doorbell: one byte to the self-pipe (a full pipe already rings).
 /// Async-signal-safe: one write(2) on a non-blocking pipe.
 fn ring() {
-    let fd = PIPE_W.load(Ordering::SeqCst);
-    if fd >= 0 {
-        // SAFETY: one byte from a valid buffer to our own non-blocking pipe.
-        unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
-    }
-}
-
-/// Empties the self-pipe (the flags say what happened).
-fn drain(fd: libc::c_int) {
-    let mut b = [0u8; 64];
-    // SAFETY: reads into a valid 64-byte buffer from our own non-blocking pipe.
-    while unsafe { libc::read(fd, b.as_mut_ptr().cast(), b.len()) } > 0 {}
+    self_pipe::ring(PIPE_W.load(Ordering::SeqCst));
 }
 
 /// Ends the daemon's sleep at once (an admin action waits).
@@ -63,13 +53,12 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// An error making the self-pipe is logged: sleeps then end within 200 ms slices.
 pub(crate) fn install() -> std::io::Result<()> {
     if PIPE_W.load(Ordering::SeqCst) < 0 {
-        let mut fds = [-1; 2];
-        // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } == 0 {
-            PIPE_R.store(fds[0], Ordering::SeqCst);
-            PIPE_W.store(fds[1], Ordering::SeqCst);
-        } else {
-            log::warn!("signals: self-pipe: {}", std::io::Error::last_os_error());
+        match self_pipe::open() {
+            Ok((r, w)) => {
+                PIPE_R.store(r, Ordering::SeqCst);
+                PIPE_W.store(w, Ordering::SeqCst);
+            }
+            Err(e) => log::warn!("signals: self-pipe: {e}"),
         }
     }
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
@@ -108,7 +97,7 @@ pub(crate) fn sleep_interruptible(d: Duration) {
         // Drained before the flags are read: a ring after this point stays in the
         // pipe and ends the poll below at once.
         if pipe >= 0 {
-            drain(pipe);
+            self_pipe::drain(pipe);
         }
         if STOP.load(Ordering::SeqCst)
             || RELOAD.load(Ordering::SeqCst)

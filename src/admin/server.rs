@@ -5,6 +5,7 @@
 use super::http::{parse_request, Response, MAX_BODY, MAX_HEAD};
 use super::routes::{Api, Outcome, Waiting};
 use crate::http_target::Listen;
+use crate::self_pipe;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
@@ -136,18 +137,16 @@ fn answer(mut stream: Stream, r: &Response) {
 /// answer writes to it), or None if it cannot be made (answers then wait for the poll's
 /// timeout).
 fn wake_pipe() -> Option<RawFd> {
-    let mut fds = [-1; 2];
-    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) };
-    if r != 0 {
-        log::warn!(
-            "admin API: wake-up pipe: {}",
-            std::io::Error::last_os_error()
-        );
-        return None;
+    match self_pipe::open() {
+        Ok((r, w)) => {
+            super::shared::WAKE_FD.store(w, std::sync::atomic::Ordering::Relaxed);
+            Some(r)
+        }
+        Err(e) => {
+            log::warn!("admin API: wake-up pipe: {e}");
+            None
+        }
     }
-    super::shared::WAKE_FD.store(fds[1], std::sync::atomic::Ordering::Relaxed);
-    Some(fds[0])
 }
 
 /// Puts this thread (the listener's) at nice 19: it must not take CPU from an
@@ -214,9 +213,7 @@ pub(crate) fn serve(sock: Socket, mut api: Api) {
         }
         if let (Some(w), Some(p)) = (wake, fds.get(conns.len() + 1)) {
             if p.revents != 0 {
-                let mut drain = [0u8; 64];
-                // SAFETY: reads into a valid 64-byte buffer from our own non-blocking pipe.
-                while unsafe { libc::read(w, drain.as_mut_ptr().cast(), drain.len()) } > 0 {}
+                self_pipe::drain(w);
             }
         }
         let now = Instant::now();

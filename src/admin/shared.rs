@@ -44,12 +44,7 @@ impl Drop for Job {
     /// Wakes the listener, so that an answer goes out at once rather than at its
     /// next 100 ms poll timeout (scripts/bench_admin_load.sh).
     fn drop(&mut self) {
-        let fd = WAKE_FD.load(Ordering::Relaxed);
-        if fd >= 0 {
-            // SAFETY: one byte from a valid buffer to the listener's non-blocking pipe;
-            // a full pipe (EAGAIN) already means a pending wake-up.
-            unsafe { libc::write(fd, [1u8].as_ptr().cast(), 1) };
-        }
+        crate::self_pipe::ring(WAKE_FD.load(Ordering::Relaxed));
     }
 }
 
